@@ -1,0 +1,16 @@
+//! harm-horizon-core: the numerical core of harm-horizon.
+//!
+//! Exact dynamic programming over finite-state models of response generation: the harm martingale
+//! h_t, harm information I_t, the harm horizon, per-position gradients of E[H] and their bound, the
+//! Gibbs optimum of λ·E[H] + KL(P ‖ P_base), per-position KL and prefilling-attack success.
+//! See THEORY.md of the project for the definitions.
+
+pub mod analysis;
+pub mod error;
+pub mod exact;
+pub mod gibbs;
+pub mod model;
+pub mod parallel;
+pub mod policy;
+
+pub use error::{Error, Result};

@@ -1,0 +1,84 @@
+//! Policies over the exact state space: π_t(a | s) at live states for positions t = 1..T.
+
+use crate::error::{Error, Result};
+use crate::model::Model;
+
+/// A policy the exact engine can analyse. Rows are only asked for at live states.
+pub trait Policy: Sync {
+    /// Writes π_t(· | s) into `out` (length V).
+    fn probs(&self, t: usize, s: usize, out: &mut [f64]);
+
+    /// KL(π_t(· | s) ‖ base(· | s)). `scratch` has length V. Policies that know their log-ratio to
+    /// the base override this to avoid the cancellation in log π − log p when the two are close.
+    fn kl_to_base(&self, model: &Model, t: usize, s: usize, scratch: &mut [f64]) -> f64 {
+        self.probs(t, s, scratch);
+        kl_divergence(scratch, model.base_row(s))
+    }
+}
+
+/// KL(q ‖ p) = Σ q log(q/p), with 0·log 0 = 0 and +∞ where q > 0 = p.
+pub fn kl_divergence(q: &[f64], p: &[f64]) -> f64 {
+    q.iter()
+        .zip(p)
+        .filter(|(q, _)| **q > 0.0)
+        .map(|(q, p)| if *p > 0.0 { q * (q / p).ln() } else { f64::INFINITY })
+        .sum()
+}
+
+/// The base model P_base.
+pub struct BasePolicy<'m> {
+    pub model: &'m Model,
+}
+
+impl Policy for BasePolicy<'_> {
+    fn probs(&self, _t: usize, s: usize, out: &mut [f64]) {
+        out.copy_from_slice(self.model.base_row(s));
+    }
+    fn kl_to_base(&self, _model: &Model, _t: usize, _s: usize, _scratch: &mut [f64]) -> f64 {
+        0.0
+    }
+}
+
+/// Softmax logits per (position, state): logits[((t−1)·S + s)·V + a].
+pub struct TabularPolicy<'m> {
+    pub model: &'m Model,
+    pub logits: &'m [f64],
+}
+
+impl<'m> TabularPolicy<'m> {
+    pub fn new(model: &'m Model, logits: &'m [f64]) -> Result<Self> {
+        let expected = model.length() * model.num_states() * model.vocab();
+        if logits.len() != expected {
+            return Err(Error::InvalidArgument(format!(
+                "tabular logits have {} entries, expected T × S × V = {} × {} × {} = {expected}",
+                logits.len(),
+                model.length(),
+                model.num_states(),
+                model.vocab()
+            )));
+        }
+        if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f64::INFINITY) {
+            return Err(Error::InvalidArgument(format!("logit {i} is {} (must be finite or -Infinity)", logits[i])));
+        }
+        Ok(TabularPolicy { model, logits })
+    }
+}
+
+impl Policy for TabularPolicy<'_> {
+    fn probs(&self, t: usize, s: usize, out: &mut [f64]) {
+        let v = self.model.vocab();
+        let at = ((t - 1) * self.model.num_states() + s) * v;
+        softmax(&self.logits[at..at + v], out);
+    }
+}
+
+/// out = softmax(logits), shifted by the max for stability.
+pub fn softmax(logits: &[f64], out: &mut [f64]) {
+    let max = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for (o, x) in out.iter_mut().zip(logits) {
+        *o = (x - max).exp();
+        sum += *o;
+    }
+    out.iter_mut().for_each(|o| *o /= sum);
+}
