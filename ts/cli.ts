@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+/**
+ * The harm-horizon command line. Exit codes: 0 success, 1 a failure of the run, 2 bad usage or bad
+ * input (the message names the bad field).
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { renderAnalyzeReport } from './analyze-text.js';
+import { HarmHorizonError } from './errors.js';
+import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
+import { analyzeReport } from './report.js';
+import { resolveScenario } from './resolve.js';
+import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, scenarioToJson } from './scenario.js';
+
+/** Codes that mean the input was bad (exit 2) rather than the run failing (exit 1). */
+const BAD_INPUT_CODES = new Set(['HH_SCENARIO_INVALID', 'HH_FILE_NOT_FOUND', 'HH_INVALID_ARGUMENT', 'HH_INVALID_SPEC', 'HH_STATE_SPACE_TOO_LARGE']);
+
+function nonNegative(name: string) {
+  return (value: string) => {
+    const x = Number(value);
+    if (value.trim() === '' || !Number.isFinite(x) || x < 0) throw new InvalidArgumentError(`${name} must be a finite number ≥ 0.`);
+    return x;
+  };
+}
+
+function integer(name: string) {
+  return (value: string) => {
+    const x = Number(value);
+    if (!Number.isSafeInteger(x) || x < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0.`);
+    return x;
+  };
+}
+
+const seedOption = () => new Option('--seed <S>', 'seed of the random scenario').argParser(integer('--seed'));
+const budgetOption = () =>
+  new Option('--memory-budget <GiB>', 'refuse state spaces needing more memory than this').default(4).argParser(nonNegative('--memory-budget'));
+
+function write(text: string) {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+}
+
+function json(value: unknown) {
+  write(JSON.stringify(value, null, 2));
+}
+
+export function buildProgram(): Command {
+  const program = new Command('harm-horizon')
+    .description('Shallow versus deep safety alignment, computable: the harm martingale, harm information and per-position gradients.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)');
+
+  program
+    .command('analyze')
+    .description('exact analysis of a scenario: harm information I_t, horizon, gradients, Gibbs-optimum KL and prefilling success')
+    .argument('<scenario>', `a built-in scenario (${builtinNames().join(', ')}) or a scenario JSON file`)
+    .option('--lambda <L>', 'alignment strength λ of λ·E[H] + KL (default: the scenario\'s, 5 for refusal, 1 otherwise)', nonNegative('--lambda'))
+    .option('--tolerance <X>', 'relative tolerance of the harm horizon (I_t ≤ X·Var H counts as 0)', nonNegative('--tolerance'), DEFAULT_HORIZON_TOLERANCE)
+    .option('--json', 'print one JSON object instead of the table')
+    .addOption(seedOption())
+    .addOption(budgetOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ harm-horizon analyze refusal
+  $ harm-horizon analyze refusal --lambda 0.5 --json
+  $ harm-horizon analyze examples/scenarios/three-token.json --json
+  $ harm-horizon analyze random --seed 7
+  $ harm-horizon analyze "random(seed=1,V=16,n=2,T=64,D=40)"`,
+    )
+    .action(async (arg: string, opts: { lambda?: number; tolerance: number; json?: boolean; seed?: number; memoryBudget: number }) => {
+      const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
+      const scenario = resolveScenario(arg, { seed: opts.seed, memoryBudgetBytes });
+      const compiled = compileScenario(scenario, { memoryBudgetBytes });
+      const lambda = opts.lambda ?? compiled.defaults.lambda;
+      const engine = new ExactEngine(compiled, { memoryBudgetBytes });
+      const analysis = await engine.analyzeAsync(lambda, opts.tolerance);
+      const report = analyzeReport(compiled, analysis, engine.numStates, opts.tolerance);
+      if (opts.json) json(report);
+      else write(renderAnalyzeReport(report));
+    });
+
+  const scenario = program.command('scenario').description('list, show and validate scenarios');
+  scenario
+    .command('list')
+    .description('list the built-in scenarios')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) => {
+      const rows = builtinNames().map((name) => {
+        const s = builtinScenario(name);
+        return { name, tokens: s.tokens.length, length: s.length, description: s.description ?? '' };
+      });
+      if (opts.json) json(rows);
+      else write(rows.map((r) => `${r.name.padEnd(10)} V=${r.tokens}, T=${r.length}  ${r.description}`).join('\n'));
+    });
+  scenario
+    .command('show')
+    .description('print a scenario in the scenario file format')
+    .argument('<scenario>', 'a built-in scenario or a scenario JSON file')
+    .option('--json', 'print only the JSON file (default also prints a summary to stderr on a terminal)')
+    .addOption(seedOption())
+    .addHelpText('after', '\nExamples:\n  $ harm-horizon scenario show horizon --json > horizon.json\n  $ harm-horizon scenario show random --seed 3 --json')
+    .action((arg: string, opts: { json?: boolean; seed?: number }) => {
+      const s = resolveScenario(arg, { seed: opts.seed });
+      json(scenarioToJson(s));
+      if (!opts.json && process.stderr.isTTY) {
+        const size = estimateScenarioSize(s);
+        process.stderr.write(`${s.name}: V = ${s.tokens.length}, T = ${s.length}, at most ${size.stateBound} exact states\n`);
+      }
+    });
+  scenario
+    .command('validate')
+    .description('check a scenario file; exit 0 if valid, 2 with the bad field named if not')
+    .argument('<file>', 'a scenario JSON file')
+    .option('--json', 'print the result as JSON')
+    .addOption(budgetOption())
+    .action((file: string, opts: { json?: boolean; memoryBudget: number }) => {
+      const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
+      const s = resolveScenario(file, { memoryBudgetBytes });
+      const compiled = compileScenario(s, { memoryBudgetBytes });
+      const states = new ExactEngine(compiled, { memoryBudgetBytes }).numStates;
+      if (opts.json) json({ valid: true, name: s.name, tokens: s.tokens.length, length: s.length, states });
+      else write(`${file}: valid (${s.name}: V = ${s.tokens.length}, T = ${s.length}, ${states} exact states)`);
+    });
+
+  return program;
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  program.exitOverride();
+  for (const command of program.commands.flatMap((c) => [c, ...c.commands])) command.exitOverride();
+  try {
+    await program.parseAsync(argv);
+    return 0;
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      return error.exitCode === 0 || error.code === 'commander.helpDisplayed' || error.code === 'commander.version' ? 0 : 2;
+    }
+    if (error instanceof HarmHorizonError) {
+      process.stderr.write(`harm-horizon: ${error.message}\n`);
+      return BAD_INPUT_CODES.has(error.code) ? 2 : 1;
+    }
+    process.stderr.write(`harm-horizon: ${(error as Error)?.message ?? String(error)}\n`);
+    return 1;
+  }
+}
+
+main(process.argv).then((code) => {
+  process.exitCode = code;
+});

@@ -1,0 +1,53 @@
+/**
+ * Every failure of harm-horizon reaches callers as a `HarmHorizonError` with a stable `code`:
+ *
+ * - `HH_SCENARIO_INVALID`     a scenario file or object fails validation (see `field`)
+ * - `HH_FILE_NOT_FOUND`       an input file does not exist
+ * - `HH_INVALID_SPEC`         the numeric scenario handed to the core is malformed
+ * - `HH_INVALID_ARGUMENT`     an argument (λ, tolerance, policy shape, …) is out of range
+ * - `HH_STATE_SPACE_TOO_LARGE` the exact state space does not fit in the memory budget
+ * - `HH_PANIC`                an internal bug in the core, caught before it could crash Node
+ */
+export class HarmHorizonError extends Error {
+  readonly code: string;
+  /** JSON path of the offending input field, when there is one. */
+  readonly field?: string;
+
+  constructor(code: string, message: string, field?: string) {
+    super(message);
+    this.name = 'HarmHorizonError';
+    this.code = code;
+    this.field = field;
+  }
+}
+
+const CODE_PREFIX = /^(HH_[A-Z_]+): (.*)$/s;
+
+/** Re-throws an error from the native core as a HarmHorizonError with its code. */
+export function fromNative(error: unknown): HarmHorizonError {
+  if (error instanceof HarmHorizonError) return error;
+  const e = error as { code?: unknown; message?: unknown };
+  const message = String(e?.message ?? error);
+  if (typeof e?.code === 'string' && e.code.startsWith('HH_')) return new HarmHorizonError(e.code, message);
+  // Async tasks carry the code as a message prefix (see crate/node/src/lib.rs).
+  const prefixed = CODE_PREFIX.exec(message);
+  if (prefixed) return new HarmHorizonError(prefixed[1], prefixed[2]);
+  return new HarmHorizonError('HH_INTERNAL', message);
+}
+
+/** Calls into the core, converting its errors. */
+export function callNative<T>(f: () => T): T {
+  try {
+    return f();
+  } catch (error) {
+    throw fromNative(error);
+  }
+}
+
+export async function callNativeAsync<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return await f();
+  } catch (error) {
+    throw fromNative(error);
+  }
+}

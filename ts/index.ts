@@ -1,0 +1,38 @@
+/**
+ * harm-horizon: the theory of shallow versus deep safety alignment, computable.
+ *
+ * Load or build a scenario (`builtinScenario`, `loadScenarioFile`, `parseScenario`), compile it
+ * (`compileScenario`), and analyse it exactly with an `ExactEngine`.
+ */
+export type { CompiledScenario } from './compiled.js';
+export { HarmHorizonError } from './errors.js';
+export {
+  BASE,
+  DEFAULT_HORIZON_TOLERANCE,
+  ExactEngine,
+  type Analysis,
+  type EngineOptions,
+  type HarmProfile,
+  type Policy,
+  type ProfileOptions,
+} from './exact.js';
+export { analyzeReport, type AnalyzeReport, type PositionRow, type PrefillRow } from './report.js';
+export { resolveScenario } from './resolve.js';
+export {
+  DEFAULT_MEMORY_BUDGET_BYTES,
+  ScenarioError,
+  builtinNames,
+  builtinScenario,
+  compileScenario,
+  estimateScenarioSize,
+  loadScenarioFile,
+  parseScenario,
+  parseScenarioText,
+  randomScenario,
+  scenarioToJson,
+  type HarmAutomaton,
+  type RandomScenarioOptions,
+  type Scenario,
+  type ScenarioDefaults,
+  type ScenarioOptions,
+} from './scenario.js';

@@ -1,0 +1,12 @@
+/**
+ * The generated N-API loader, kept private: product code goes through the documented API in
+ * `exact.ts`. The loader is CommonJS (native/index.cjs), built by `npm run build:native`.
+ */
+import { createRequire } from 'node:module';
+import type * as Binding from '../native/index.cjs';
+
+const require = createRequire(import.meta.url);
+
+export type { AnalysisOutput, ProfileOutput, PolicyInput, ScenarioInput } from '../native/index.cjs';
+
+export const native: typeof Binding = require('../native/index.cjs');

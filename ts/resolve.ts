@@ -1,0 +1,27 @@
+/** Turning a command-line scenario argument (a built-in name or a file path) into a scenario. */
+import { existsSync } from 'node:fs';
+import { builtinNames, builtinScenario, loadScenarioFile, ScenarioError, type Scenario, type ScenarioOptions } from './scenario.js';
+
+export interface ResolveOptions extends ScenarioOptions {
+  /** Seed of the `random` scenario (ignored by the others). */
+  seed?: number;
+}
+
+/**
+ * A built-in name (`refusal`, `horizon`, `random`, or a generated random name such as
+ * `random(seed=3,V=16,n=2,T=64,D=50)`), else a path to a scenario JSON file.
+ */
+export function resolveScenario(arg: string, options: ResolveOptions = {}): Scenario {
+  const isBuiltin = builtinNames().includes(arg) || arg.startsWith('random(');
+  if (isBuiltin && !existsSync(arg)) {
+    const seeded = arg === 'random' && options.seed !== undefined ? { ...options, seed: options.seed } : options;
+    return builtinScenario(arg, seeded);
+  }
+  if (!existsSync(arg)) {
+    throw new ScenarioError('', `no built-in scenario and no file named ${JSON.stringify(arg)} (built-ins: ${builtinNames().join(', ')})`, {
+      code: 'HH_FILE_NOT_FOUND',
+      source: arg,
+    });
+  }
+  return loadScenarioFile(arg, options);
+}
