@@ -14,3 +14,10 @@ pub mod parallel;
 pub mod policy;
 
 pub use error::{Error, Result};
+pub mod rng;
+pub mod sampling;
+pub mod walk;
+pub mod mlp;
+pub mod estimate;
+pub mod fit;
+pub mod optim;

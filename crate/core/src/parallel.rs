@@ -13,7 +13,15 @@ pub fn map_chunks<R: Send, F>(n: usize, f: F) -> Vec<R>
 where
     F: Fn(std::ops::Range<usize>) -> R + Sync,
 {
-    (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| f(c * CHUNK..((c + 1) * CHUNK).min(n))).collect()
+    map_chunks_of(n, CHUNK, f)
+}
+
+/// `map_chunks` with chunks of `size` items.
+pub fn map_chunks_of<R: Send, F>(n: usize, size: usize, f: F) -> Vec<R>
+where
+    F: Fn(std::ops::Range<usize>) -> R + Sync,
+{
+    (0..n.div_ceil(size)).into_par_iter().map(|c| f(c * size..((c + 1) * size).min(n))).collect()
 }
 
 /// Σ over chunks of a K-vector of partial sums, combined in chunk order.

@@ -82,3 +82,14 @@ pub fn softmax(logits: &[f64], out: &mut [f64]) {
     }
     out.iter_mut().for_each(|o| *o /= sum);
 }
+
+/// Turns logits into probabilities in place.
+pub fn softmax_in_place(x: &mut [f64]) {
+    let max = x.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    x.iter_mut().for_each(|v| *v /= sum);
+}

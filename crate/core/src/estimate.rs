@@ -1,0 +1,449 @@
+//! Monte Carlo estimators over sampled responses, each with its standard error.
+//!
+//! - h_t along each response: exact (from the exact engine's table), by nested rollouts (two
+//!   independent sets of M continuations per prefix, so that products of innovations are unbiased),
+//!   or not at all.
+//! - I_t: the mean of Δ_t² with exact h, or of Δ¹_t·Δ²_t from the two rollout sets (unbiased, unlike
+//!   the mean of squares of noisy innovations).
+//! - G_t = E[c_t·s_t]: REINFORCE (c = H), leave-one-out baseline (c = H − mean of the others) or
+//!   innovation (c = Δ̂_t), accumulated by the covariance kernel: contributions are grouped by
+//!   (policy input, token), so each distinct input is differentiated once, never each sample.
+//! - Per-position KL between two policies on sampled prefixes, exact over the vocabulary per prefix.
+//!
+//! Reductions run in response order for each position (positions in parallel), so results do not
+//! depend on the thread count.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::mlp::dot;
+use crate::parallel::map_chunks_of;
+use crate::policy::{kl_divergence, softmax, Policy, TabularPolicy};
+use crate::rng::DrawKey;
+use crate::sampling::{step, Samples, StepPolicy};
+use crate::walk::{Track, Walk, NO_TOKEN};
+
+const RESPONSES_PER_CHUNK: usize = 64;
+
+/// (Σx²)² / Σx⁴: how many samples the variance rests on (0 when every contribution is 0).
+pub fn effective_support(sum_sq: f64, sum_fourth: f64) -> u32 {
+    if sum_fourth > 0.0 {
+        (sum_sq * sum_sq / sum_fourth) as u32
+    } else {
+        0
+    }
+}
+
+/// Mean and standard error of the mean of n values given their sum and sum of squares.
+pub fn mean_and_se(sum: f64, sum_sq: f64, n: usize) -> (f64, f64) {
+    let mean = sum / n as f64;
+    if n < 2 {
+        return (mean, f64::NAN);
+    }
+    let var = ((sum_sq - n as f64 * mean * mean) / (n as f64 - 1.0)).max(0.0);
+    (mean, (var / n as f64).sqrt())
+}
+
+/// Where h_t along a sampled response comes from.
+pub enum HarmSource<'a> {
+    /// The exact conditional-harm table of the sampled policy, (T+1) × S (needs sampled states).
+    Exact(&'a [f64]),
+    /// M continuations from each prefix, in two independent sets.
+    Rollouts(usize),
+}
+
+/// ĥ_t(n) for t = 0..T, N × (T+1); with rollouts, two independent estimates.
+pub struct HarmPaths {
+    pub first: Vec<f64>,
+    pub second: Option<Vec<f64>>,
+}
+
+impl HarmPaths {
+    /// The innovation estimate Δ̂_t(n) used as a gradient coefficient (mean of the two sets).
+    pub fn innovation(&self, n: usize, t: usize, stride: usize) -> f64 {
+        let d = |h: &[f64]| h[n * stride + t] - h[n * stride + t - 1];
+        match &self.second {
+            None => d(&self.first),
+            Some(second) => 0.5 * (d(&self.first) + d(second)),
+        }
+    }
+}
+
+pub fn harm_paths(track: &Track, policy: &dyn StepPolicy, samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths> {
+    let t_max = samples.length;
+    let stride = t_max + 1;
+    match *source {
+        HarmSource::Exact(table) => {
+            let states = samples.states.as_ref().ok_or_else(|| Error::InvalidArgument("exact h needs samples drawn with the exact model".into()))?;
+            let s_count = table.len() / stride;
+            let first = (0..samples.count * stride).map(|i| table[(i % stride) * s_count + states[i] as usize]).collect();
+            Ok(HarmPaths { first, second: None })
+        }
+        HarmSource::Rollouts(m) => {
+            if m == 0 {
+                return Err(Error::InvalidArgument("rollouts must be at least 1".into()));
+            }
+            let parts = map_chunks_of(samples.count, RESPONSES_PER_CHUNK, |range| {
+                let mut out = [vec![0.0; range.len() * stride], vec![0.0; range.len() * stride]];
+                let mut prefix = track.start();
+                let mut walk = track.start();
+                let mut row = vec![0.0; track.spec.vocab];
+                let mut scratch = vec![0.0; policy.scratch_len()];
+                for (i, n) in range.enumerate() {
+                    track.reset(&mut prefix);
+                    for k in 0..=t_max {
+                        for (set, values) in out.iter_mut().enumerate() {
+                            let mut total = 0.0;
+                            for rollout in 0..m {
+                                walk.copy_from(&prefix);
+                                while !track.finished(&walk) {
+                                    let key = DrawKey { index: n as u32, position: walk.emitted() as u32 + 1, stream: 1 + 2 * k as u32 + set as u32, substream: rollout as u32 };
+                                    step(track, policy, &mut walk, key, seed, None, &mut row, &mut scratch);
+                                }
+                                total += track.harm(&walk);
+                            }
+                            values[i * stride + k] = total / m as f64;
+                        }
+                        let token = if k < t_max { samples.tokens[n * t_max + k] } else { NO_TOKEN };
+                        if token != NO_TOKEN {
+                            track.advance(&mut prefix, token as usize);
+                        }
+                    }
+                }
+                out
+            });
+            let (mut first, mut second) = (Vec::new(), Vec::new());
+            for [a, b] in parts {
+                first.extend(a);
+                second.extend(b);
+            }
+            Ok(HarmPaths { first, second: Some(second) })
+        }
+    }
+}
+
+/// Per-position estimates with standard errors (arrays of length T).
+#[derive(Debug, Clone, Default)]
+pub struct PositionEstimates {
+    pub mean: Vec<f64>,
+    pub se: Vec<f64>,
+    /// Effective number of samples carrying the variance, (Σx²)²/Σx⁴ over the per-sample
+    /// contributions x. The SE is only trustworthy when this is not small: when a few rare samples
+    /// (a refusal after many harmful tokens) dominate, or none was drawn, the SE underestimates.
+    pub support: Vec<u32>,
+}
+
+/// Reduces per-(response, position) values to per-position means and SEs, positions in parallel,
+/// responses in order.
+fn per_position(values: &[f64], count: usize, t_max: usize) -> PositionEstimates {
+    let stats: Vec<(f64, f64, u32)> = (0..t_max)
+        .into_par_iter()
+        .map(|t| {
+            let (mut s, mut s2, mut s4) = (0.0, 0.0, 0.0);
+            for n in 0..count {
+                let x = values[n * t_max + t];
+                s += x;
+                s2 += x * x;
+                s4 += x * x * x * x;
+            }
+            let (mean, se) = mean_and_se(s, s2, count);
+            (mean, se, effective_support(s2, s4))
+        })
+        .collect();
+    PositionEstimates {
+        mean: stats.iter().map(|s| s.0).collect(),
+        se: stats.iter().map(|s| s.1).collect(),
+        support: stats.iter().map(|s| s.2).collect(),
+    }
+}
+
+/// E[H] with its standard error.
+pub fn expected_harm(samples: &Samples) -> (f64, f64) {
+    let (s, s2) = samples.harm.iter().fold((0.0, 0.0), |(s, s2), h| (s + h, s2 + h * h));
+    mean_and_se(s, s2, samples.count)
+}
+
+/// I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t (two independent rollout sets).
+pub fn harm_information(samples: &Samples, paths: &HarmPaths) -> PositionEstimates {
+    let (t_max, stride) = (samples.length, samples.length + 1);
+    let mut values = vec![0.0; samples.count * t_max];
+    for n in 0..samples.count {
+        for t in 1..=t_max {
+            let d1 = paths.first[n * stride + t] - paths.first[n * stride + t - 1];
+            let d2 = match &paths.second {
+                Some(h) => h[n * stride + t] - h[n * stride + t - 1],
+                None => d1,
+            };
+            values[n * t_max + t - 1] = d1 * d2;
+        }
+    }
+    per_position(&values, samples.count, t_max)
+}
+
+/// Per-position KL(π(·|prefix) ‖ ρ(·|prefix)) averaged over the sampled prefixes, optionally
+/// weighted per response (teacher forcing on Q = base reweighted by H uses weights H_n; the SE is
+/// then the delta-method SE of the ratio estimate).
+pub fn kl_along(track: &Track, policy: &dyn StepPolicy, reference: &dyn StepPolicy, samples: &Samples, weights: Option<&[f64]>) -> Result<PositionEstimates> {
+    let (t_max, v) = (samples.length, track.spec.vocab);
+    let parts = map_chunks_of(samples.count, RESPONSES_PER_CHUNK, |range| {
+        let mut out = vec![0.0; range.len() * t_max];
+        let mut walk = track.start();
+        let (mut p, mut q) = (vec![0.0; v], vec![0.0; v]);
+        let (mut s1, mut s2) = (vec![0.0; policy.scratch_len()], vec![0.0; reference.scratch_len()]);
+        for (i, n) in range.enumerate() {
+            track.reset(&mut walk);
+            for t in 0..t_max {
+                let token = samples.tokens[n * t_max + t];
+                if token == NO_TOKEN {
+                    break;
+                }
+                policy.probs(&walk, &mut p, &mut s1);
+                reference.probs(&walk, &mut q, &mut s2);
+                out[i * t_max + t] = kl_divergence(&p, &q);
+                track.advance(&mut walk, token as usize);
+            }
+        }
+        out
+    });
+    let values: Vec<f64> = parts.concat();
+    match weights {
+        None => Ok(per_position(&values, samples.count, t_max)),
+        Some(w) => {
+            let total: f64 = w.iter().sum();
+            if !(total > 0.0) {
+                return Err(Error::InvalidArgument("the weights of the prefixes sum to 0 (no harmful sample)".into()));
+            }
+            let stats: Vec<(f64, f64, u32)> = (0..t_max)
+                .into_par_iter()
+                .map(|t| {
+                    let value = |n: usize| values[n * t_max + t];
+                    let mean = (0..samples.count).map(|n| w[n] * value(n)).sum::<f64>() / total;
+                    let var = (0..samples.count).map(|n| (w[n] * (value(n) - mean)).powi(2)).sum::<f64>() / (total * total);
+                    let (s2, s4) = (0..samples.count).fold((0.0, 0.0), |(s2, s4), n| {
+                        let x = (w[n] * value(n)).powi(2);
+                        (s2 + x, s4 + x * x)
+                    });
+                    let support = effective_support(s2, s4);
+                    (mean, var.sqrt(), support)
+                })
+                .collect();
+            Ok(PositionEstimates {
+                mean: stats.iter().map(|s| s.0).collect(),
+                se: stats.iter().map(|s| s.1).collect(),
+                support: stats.iter().map(|s| s.2).collect(),
+            })
+        }
+    }
+}
+
+/// A policy whose score function the covariance kernel can accumulate.
+pub trait ScoreModel: StepPolicy {
+    /// Length of position t's gradient block (tabular: S·V, the position's logits; mlp: all P).
+    fn block_len(&self) -> usize;
+    /// Identifies the policy's input at a walk: equal keys at a position have equal scores.
+    fn input_key(&self, walk: &Walk) -> u64;
+    /// At (position t, input key): adds Σ_a coef[a]·∇log π(a | input) to `block`; for every token a
+    /// with want[a] writes ||∇log π(a|input)||² into norms[a] and, when a direction u (a block) is
+    /// given, ⟨∇log π(a|input), u⟩ into proj[a].
+    #[allow(clippy::too_many_arguments)]
+    fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], scratch: &mut [f64]);
+}
+
+/// How the gradient coefficient c_{n,t} is formed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coefficient {
+    /// c = H (REINFORCE).
+    Reinforce,
+    /// c = H − mean of the other responses' H.
+    LeaveOneOut,
+    /// c = Δ̂_t = ĥ_t − ĥ_{t−1}.
+    Innovation,
+}
+
+#[derive(Debug, Clone)]
+pub struct GradientEstimate {
+    /// Ĝ_t blocks, T × block_len.
+    pub blocks: Vec<f64>,
+    pub block_len: usize,
+    /// ||Ĝ_t||.
+    pub norm: Vec<f64>,
+    /// Per-sample variance tr Cov(c·s_t) (the SE of Ĝ_t's entries is this over N, summed).
+    pub variance: Vec<f64>,
+    /// ⟨Ĝ_t, u_t⟩ and its SE, when directions u are given.
+    pub projection: PositionEstimates,
+}
+
+/// The covariance kernel: Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π(y_{n,t} | y_{n,<t}).
+pub fn estimate_gradient(
+    track: &Track,
+    policy: &dyn ScoreModel,
+    samples: &Samples,
+    coefficient: Coefficient,
+    paths: Option<&HarmPaths>,
+    directions: Option<&[f64]>,
+) -> Result<GradientEstimate> {
+    let (count, t_max, v) = (samples.count, samples.length, track.spec.vocab);
+    let block_len = policy.block_len();
+    if coefficient == Coefficient::Innovation && paths.is_none() {
+        return Err(Error::InvalidArgument("the innovation estimator needs h_t (exact or rollouts)".into()));
+    }
+    if coefficient == Coefficient::LeaveOneOut && count < 2 {
+        return Err(Error::InvalidArgument("the leave-one-out baseline needs at least 2 samples".into()));
+    }
+    if let Some(u) = directions {
+        if u.len() != t_max * block_len {
+            return Err(Error::InvalidArgument(format!("directions: {} entries, expected T × block = {}", u.len(), t_max * block_len)));
+        }
+    }
+    // Input keys along each response.
+    let keys: Vec<u64> = map_chunks_of(count, RESPONSES_PER_CHUNK, |range| {
+        let mut walk = track.start();
+        let mut out = vec![0u64; range.len() * t_max];
+        for (i, n) in range.enumerate() {
+            track.reset(&mut walk);
+            for t in 0..t_max {
+                let token = samples.tokens[n * t_max + t];
+                if token == NO_TOKEN {
+                    break;
+                }
+                out[i * t_max + t] = policy.input_key(&walk);
+                track.advance(&mut walk, token as usize);
+            }
+        }
+        out
+    })
+    .concat();
+    let harm_total: f64 = samples.harm.iter().sum();
+    let coef = |n: usize, t: usize| match coefficient {
+        Coefficient::Reinforce => samples.harm[n],
+        Coefficient::LeaveOneOut => samples.harm[n] - (harm_total - samples.harm[n]) / (count as f64 - 1.0),
+        Coefficient::Innovation => paths.unwrap().innovation(n, t + 1, t_max + 1),
+    };
+
+    let per_t: Vec<(Vec<f64>, f64, f64, f64, u32)> = (0..t_max)
+        .into_par_iter()
+        .map(|t| {
+            // (key, token, coefficient) of every response with a token at t, grouped by key then token.
+            let mut entries: Vec<(u64, u32, f64)> = (0..count)
+                .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
+                .map(|n| (keys[n * t_max + t], samples.tokens[n * t_max + t], coef(n, t)))
+                .collect();
+            entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
+            let mut block = vec![0.0; block_len];
+            let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
+            let (mut sq_norm_sum, mut proj_sum, mut proj_sq_sum, mut proj_fourth_sum) = (0.0, 0.0, 0.0, 0.0);
+            let mut sum_c4 = vec![0.0; v];
+            let mut sum_c = vec![0.0; v];
+            let mut sum_c2 = vec![0.0; v];
+            let mut want = vec![false; v];
+            let (mut norms, mut proj) = (vec![0.0; v], vec![0.0; v]);
+            let mut scratch = vec![0.0; policy.scratch_len().max(1)];
+            let mut i = 0;
+            while i < entries.len() {
+                let key = entries[i].0;
+                sum_c.fill(0.0);
+                sum_c2.fill(0.0);
+                sum_c4.fill(0.0);
+                want.fill(false);
+                while i < entries.len() && entries[i].0 == key {
+                    let (_, a, c) = entries[i];
+                    sum_c[a as usize] += c;
+                    sum_c2[a as usize] += c * c;
+                    sum_c4[a as usize] += c * c * c * c;
+                    want[a as usize] = true;
+                    i += 1;
+                }
+                policy.accumulate(t + 1, key, &sum_c, &mut block, &want, &mut norms, u, &mut proj, &mut scratch);
+                for a in (0..v).filter(|&a| want[a]) {
+                    sq_norm_sum += sum_c2[a] * norms[a];
+                    proj_sum += sum_c[a] * proj[a];
+                    proj_sq_sum += sum_c2[a] * proj[a] * proj[a];
+                    proj_fourth_sum += sum_c4[a] * proj[a].powi(4);
+                }
+            }
+            block.iter_mut().for_each(|g| *g /= count as f64);
+            (block, sq_norm_sum, proj_sum, proj_sq_sum, effective_support(proj_sq_sum, proj_fourth_sum))
+        })
+        .collect();
+
+    let mut blocks = Vec::with_capacity(t_max * block_len);
+    let (mut norm, mut variance) = (vec![0.0; t_max], vec![0.0; t_max]);
+    let mut projection = PositionEstimates { mean: vec![f64::NAN; t_max], se: vec![f64::NAN; t_max], support: vec![0; t_max] };
+    for (t, (block, sq_norm_sum, proj_sum, proj_sq_sum, support)) in per_t.into_iter().enumerate() {
+        projection.support[t] = support;
+        let norm_sq = dot(&block, &block);
+        norm[t] = norm_sq.sqrt();
+        variance[t] = (sq_norm_sum / count as f64 - norm_sq).max(0.0);
+        if directions.is_some() {
+            let (m, se) = mean_and_se(proj_sum, proj_sq_sum, count);
+            projection.mean[t] = m;
+            projection.se[t] = se;
+        }
+        blocks.extend(block);
+    }
+    Ok(GradientEstimate { blocks, block_len, norm, variance, projection })
+}
+
+impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
+    fn block_len(&self) -> usize {
+        self.0.model.num_states() * self.0.model.vocab()
+    }
+    fn input_key(&self, walk: &Walk) -> u64 {
+        walk.state as u64
+    }
+    fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], scratch: &mut [f64]) {
+        let _ = scratch;
+        let v = coef.len();
+        let s = key as usize;
+        let mut pi = vec![0.0; v];
+        self.0.probs(t, s, &mut pi);
+        let total: f64 = coef.iter().sum();
+        let row = &mut block[s * v..(s + 1) * v];
+        for a in 0..v {
+            row[a] += coef[a] - total * pi[a];
+        }
+        // ∇log π(a) = e_a − π on this state's logits.
+        let purity: f64 = pi.iter().map(|p| p * p).sum();
+        let mean_u = u.map(|u| dot(&pi, &u[s * v..(s + 1) * v]));
+        for a in (0..v).filter(|&a| want[a]) {
+            norms[a] = 1.0 - 2.0 * pi[a] + purity;
+            if let (Some(u), Some(mean_u)) = (u, mean_u) {
+                proj[a] = u[s * v + a] - mean_u;
+            }
+        }
+    }
+}
+
+impl ScoreModel for crate::mlp::MlpPolicy<'_> {
+    fn block_len(&self) -> usize {
+        self.mlp.num_params()
+    }
+    fn input_key(&self, walk: &Walk) -> u64 {
+        self.mlp.context_of(&walk.tokens) as u64
+    }
+    fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], scratch: &mut [f64]) {
+        let v = coef.len();
+        let context = key as usize;
+        let mut logits = vec![0.0; v];
+        let mut pi = vec![0.0; v];
+        self.mlp.forward(self.params, t, context, &mut logits, scratch);
+        softmax(&logits, &mut pi);
+        let total: f64 = coef.iter().sum();
+        let delta: Vec<f64> = (0..v).map(|a| coef[a] - total * pi[a]).collect();
+        self.mlp.backward(self.params, t, context, &delta, Some(block), scratch);
+        if let Some(u) = u {
+            let mut ju = vec![0.0; v];
+            self.mlp.jvp(self.params, t, context, u, &mut ju, scratch);
+            let mean = dot(&pi, &ju);
+            for a in (0..v).filter(|&a| want[a]) {
+                proj[a] = ju[a] - mean;
+            }
+        }
+        let mut unit = vec![0.0; v];
+        for a in (0..v).filter(|&a| want[a]) {
+            unit.iter_mut().zip(&pi).for_each(|(d, p)| *d = -p);
+            unit[a] += 1.0;
+            norms[a] = self.mlp.backward(self.params, t, context, &unit, None, scratch);
+        }
+    }
+}
