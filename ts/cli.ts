@@ -7,12 +7,17 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { renderAnalyzeReport } from './analyze-text.js';
 import { HarmHorizonError } from './errors.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
+import type { CompiledScenario } from './compiled.js';
+import { estimateReport, renderEstimateReport } from './estimate-report.js';
+import type { GradientEstimator } from './montecarlo.js';
+import { BASE } from './policy.js';
+import { loadPolicy } from './policy-file.js';
 import { analyzeReport } from './report.js';
 import { resolveScenario } from './resolve.js';
 import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, scenarioToJson } from './scenario.js';
 
 /** Codes that mean the input was bad (exit 2) rather than the run failing (exit 1). */
-const BAD_INPUT_CODES = new Set(['HH_SCENARIO_INVALID', 'HH_FILE_NOT_FOUND', 'HH_INVALID_ARGUMENT', 'HH_INVALID_SPEC', 'HH_STATE_SPACE_TOO_LARGE']);
+const BAD_INPUT_CODES = new Set(['HH_SCENARIO_INVALID', 'HH_POLICY_INVALID', 'HH_FILE_NOT_FOUND', 'HH_INVALID_ARGUMENT', 'HH_INVALID_SPEC', 'HH_STATE_SPACE_TOO_LARGE']);
 
 function nonNegative(name: string) {
   return (value: string) => {
@@ -20,6 +25,31 @@ function nonNegative(name: string) {
     if (value.trim() === '' || !Number.isFinite(x) || x < 0) throw new InvalidArgumentError(`${name} must be a finite number ≥ 0.`);
     return x;
   };
+}
+
+function positiveInteger(name: string) {
+  return (value: string) => {
+    const x = Number(value);
+    if (!Number.isSafeInteger(x) || x < 1) throw new InvalidArgumentError(`${name} must be a whole number ≥ 1.`);
+    return x;
+  };
+}
+
+function oneOf<T extends string>(name: string, choices: T[]) {
+  return (value: string) => {
+    if (!choices.includes(value as T)) throw new InvalidArgumentError(`${name} must be one of ${choices.join(', ')}.`);
+    return value as T;
+  };
+}
+
+/** The exact engine when the state space fits the budget, else null (Monte Carlo only). */
+function tryExactEngine(scenario: CompiledScenario, memoryBudgetBytes: number): ExactEngine | null {
+  try {
+    return new ExactEngine(scenario, { memoryBudgetBytes });
+  } catch (error) {
+    if (error instanceof HarmHorizonError && error.code === 'HH_STATE_SPACE_TOO_LARGE') return null;
+    throw error;
+  }
 }
 
 function integer(name: string) {
@@ -77,6 +107,35 @@ Examples:
       const report = analyzeReport(compiled, analysis, engine.numStates, opts.tolerance);
       if (opts.json) json(report);
       else write(renderAnalyzeReport(report));
+    });
+
+  program
+    .command('estimate')
+    .description('Monte Carlo estimates (with standard errors) of E[H], I_t, per-position KL and gradients, beside the exact values')
+    .argument('<scenario>', `a built-in scenario (${builtinNames().join(', ')}) or a scenario JSON file`)
+    .option('--policy <file>', 'a policy file (default: the base model)')
+    .requiredOption('--samples <N>', 'number of sampled responses', positiveInteger('--samples'))
+    .option('--rollouts <M>', 'estimate h_t by M nested rollouts per prefix (default: exact h_t when the exact engine applies, else 16 rollouts)', positiveInteger('--rollouts'))
+    .option('--estimator <name>', 'gradient estimator: reinforce, leave-one-out or innovation', oneOf('--estimator', ['reinforce', 'leave-one-out', 'innovation']), 'innovation')
+    .option('--seed <S>', 'seed of the samples (and of the random scenario)', integer('--seed'), 0)
+    .option('--json', 'print one JSON object instead of the table')
+    .addOption(budgetOption())
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ harm-horizon estimate refusal --samples 20000
+  $ harm-horizon estimate horizon --samples 4096 --rollouts 8 --json
+  $ harm-horizon estimate refusal --policy run/policy.json --samples 10000 --estimator reinforce`,
+    )
+    .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; json?: boolean; memoryBudget: number }) => {
+      const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
+      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, memoryBudgetBytes }), { memoryBudgetBytes: Infinity });
+      const exact = tryExactEngine(compiled, memoryBudgetBytes);
+      const policy = opts.policy ? loadPolicy(opts.policy, compiled, exact?.numStates) : BASE;
+      const report = await estimateReport(compiled, policy, { samples: opts.samples, seed: opts.seed, rollouts: opts.rollouts, estimator: opts.estimator }, exact);
+      if (opts.json) json(report);
+      else write(renderEstimateReport(report));
     });
 
   const scenario = program.command('scenario').description('list, show and validate scenarios');

@@ -13,21 +13,13 @@
  */
 import type { CompiledScenario } from './compiled.js';
 import { callNative, callNativeAsync } from './errors.js';
-import { native, type AnalysisOutput, type PolicyInput, type ProfileOutput } from './native.js';
+import { native, type AnalysisOutput, type ProfileOutput } from './native.js';
+import { BASE, nativeScenario, toInput, type MlpShape, type Policy } from './policy.js';
+
+export { BASE, type Policy };
 
 /** Default relative tolerance of the harm horizon: I_t ≤ 1e-12 · Var(H) counts as zero. */
 export const DEFAULT_HORIZON_TOLERANCE = 1e-12;
-
-/**
- * A policy over the exact state space: the base model, a tabular policy with softmax logits per
- * (position, state) (T × S × V), or the Gibbs optimum of λ·E[H] + KL(P ‖ P_base).
- */
-export type Policy =
-  | { kind: 'base' }
-  | { kind: 'tabular'; logits: Float64Array }
-  | { kind: 'gibbs'; lambda: number };
-
-export const BASE: Policy = { kind: 'base' };
 
 /** The harm martingale of one policy. */
 export interface HarmProfile {
@@ -96,17 +88,7 @@ export class ExactEngine {
     this.scenario = scenario;
     this.#model = callNative(
       () =>
-        new native.ExactModel({
-          vocab: scenario.tokens.length,
-          length: scenario.length,
-          endToken: scenario.endToken,
-          order: scenario.order,
-          base: scenario.base,
-          transitions: scenario.transitions,
-          harm: scenario.harm,
-          start: scenario.start,
-          memoryBudget: options.memoryBudgetBytes,
-        }),
+        new native.ExactModel({ ...nativeScenario(scenario), memoryBudget: options.memoryBudgetBytes }),
     );
   }
 
@@ -155,14 +137,28 @@ export class ExactEngine {
     return callNative(() => this.#model.klOnPolicy(toInput(policy)));
   }
 
+  /** An mlp's logits at every (position, live state): its tabular form (T × S × V). */
+  mlpTabulate(shape: MlpShape, params: Float64Array): Float64Array {
+    return callNative(() => this.#model.mlpTabulate(shape, params));
+  }
+
+  /**
+   * Pulls a gradient with respect to tabulated logits (T × S × V) back to an mlp's parameters:
+   * summed over positions (length P), or per position (T × P) with `perPosition`.
+   */
+  mlpPullBack(shape: MlpShape, params: Float64Array, logitGradient: Float64Array, perPosition = false): Float64Array {
+    return callNative(() => this.#model.mlpPullBack(shape, params, logitGradient, perPosition));
+  }
+
+  /** The native model, for the Monte Carlo engine. @internal */
+  get native(): InstanceType<typeof native.ExactModel> {
+    return this.#model;
+  }
+
   /** Teacher-forced per-position KL on the base's harmful responses, and prefilling success ASR_k. */
   onHarmfulPrefixes(policy: Policy): { klTeacherForced: Float64Array; asr: Float64Array } {
     return callNative(() => this.#model.onHarmfulPrefixes(toInput(policy)));
   }
-}
-
-function toInput(policy: Policy): PolicyInput {
-  return policy as PolicyInput;
 }
 
 function toProfile(p: ProfileOutput): HarmProfile {

@@ -36,3 +36,16 @@ export {
   type ScenarioDefaults,
   type ScenarioOptions,
 } from './scenario.js';
+export {
+  MonteCarlo,
+  NO_TOKEN,
+  type Estimate,
+  type EstimateOptions,
+  type Estimates,
+  type GradientEstimator,
+  type SampleBatch,
+  type SampleOptions,
+} from './montecarlo.js';
+export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpNumParams, type MlpShape } from './policy.js';
+export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './policy-file.js';
+export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';

@@ -97,7 +97,7 @@ pub fn harm_paths(track: &Track, policy: &dyn StepPolicy, samples: &Samples, sou
                             for rollout in 0..m {
                                 walk.copy_from(&prefix);
                                 while !track.finished(&walk) {
-                                    let key = DrawKey { index: n as u32, position: walk.emitted() as u32 + 1, stream: 1 + 2 * k as u32 + set as u32, substream: rollout as u32 };
+                                    let key = DrawKey { index: samples.first_index + n as u32, position: walk.emitted() as u32 + 1, stream: 1 + 2 * k as u32 + set as u32, substream: rollout as u32 };
                                     step(track, policy, &mut walk, key, seed, None, &mut row, &mut scratch);
                                 }
                                 total += track.harm(&walk);

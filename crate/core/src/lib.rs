@@ -21,3 +21,4 @@ pub mod mlp;
 pub mod estimate;
 pub mod fit;
 pub mod optim;
+pub mod monte_carlo;

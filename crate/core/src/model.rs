@@ -54,6 +54,19 @@ impl ScenarioSpec {
         self.end_token == Some(context % (self.vocab + 1))
     }
 
+    /// Checks the shapes and normalises every non-empty row, for Monte Carlo on scenarios too large
+    /// to enumerate (rows of unreachable contexts are all zero and stay so; reached rows are
+    /// validated on the TypeScript side).
+    pub fn prepared(mut self) -> Result<ScenarioSpec> {
+        self.check_shapes()?;
+        for c in 0..self.num_contexts() {
+            if self.base_row(c).iter().any(|&p| p != 0.0) {
+                self.check_and_normalise_row(c)?;
+            }
+        }
+        Ok(self)
+    }
+
     /// Shape checks that do not depend on reachability.
     fn check_shapes(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidSpec(m));

@@ -69,6 +69,8 @@ impl Prefix<'_> {
 #[derive(Debug, Clone)]
 pub struct Samples {
     pub count: usize,
+    /// RNG index of the first response (response n uses index first_index + n).
+    pub first_index: u32,
     pub length: usize,
     /// Token ids, NO_TOKEN after the response ended.
     pub tokens: Vec<u32>,
@@ -144,6 +146,7 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
     let chunks = map_chunks_of(n, RESPONSES_PER_CHUNK, |range| {
         let mut out = Samples {
             count: range.len(),
+            first_index: request.first_index + range.start as u32,
             length: t_max,
             tokens: vec![NO_TOKEN; range.len() * t_max],
             log_probs: vec![0.0; range.len() * t_max],
@@ -185,12 +188,15 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
         }
         out
     });
-    Ok(concat(chunks, t_max))
+    let mut all = concat(chunks, t_max);
+    all.first_index = request.first_index;
+    Ok(all)
 }
 
 fn concat(parts: Vec<Samples>, length: usize) -> Samples {
     let mut all = Samples {
         count: 0,
+        first_index: 0,
         length,
         tokens: vec![],
         log_probs: vec![],

@@ -6,19 +6,17 @@
 //! the code as a "HH_…: " prefix of the message (the Task API fixes the error type), which the
 //! TypeScript wrapper turns back into `code`.
 
-use std::borrow::Cow;
+mod exact;
+mod mlp;
+mod monte_carlo;
+mod policy;
+
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
 
 use harm_horizon_core as core;
-use core::analysis::{analyze, check_tolerance, Analysis, DEFAULT_HORIZON_TOLERANCE};
-use core::exact::{conditional_harm, harm_profile, kl_on_policy, on_harmful_prefixes, HarmProfile};
-use core::gibbs::GibbsPolicy;
-use core::model::{Model, ScenarioSpec, DEFAULT_MEMORY_BUDGET};
-use core::policy::{BasePolicy, Policy, TabularPolicy};
+use core::model::ScenarioSpec;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
-
 
 fn to_js(e: core::Error) -> napi::Error<String> {
     napi::Error::new(e.code().to_string(), e.to_string())
@@ -51,6 +49,24 @@ fn invalid(message: String) -> core::Error {
     core::Error::InvalidArgument(message)
 }
 
+/// A seed from JavaScript: a whole number in [0, 2^53).
+fn seed_from(value: f64, field: &str) -> core::Result<u64> {
+    if value.is_finite() && value >= 0.0 && value.fract() == 0.0 && value < 9_007_199_254_740_992.0 {
+        Ok(value as u64)
+    } else {
+        Err(invalid(format!("{field} must be a whole number in [0, 2^53), got {value}")))
+    }
+}
+
+/// A count from JavaScript: a whole number ≥ 1 (and below 2^32).
+fn count_from(value: f64, field: &str) -> core::Result<usize> {
+    if value.is_finite() && value >= 1.0 && value.fract() == 0.0 && value < 4_294_967_296.0 {
+        Ok(value as usize)
+    } else {
+        Err(invalid(format!("{field} must be a whole number ≥ 1, got {value}")))
+    }
+}
+
 /// A scenario in numeric form (see ts/compiled.ts for the layout).
 #[napi(object)]
 pub struct ScenarioInput {
@@ -67,326 +83,28 @@ pub struct ScenarioInput {
     pub memory_budget: Option<f64>,
 }
 
-/// Which policy to analyse: `base`, `tabular` (with `logits`, T×S×V) or `gibbs` (with `lambda`).
-#[napi(object)]
-pub struct PolicyInput {
-    pub kind: String,
-    pub logits: Option<Float64Array>,
-    pub lambda: Option<f64>,
-}
 
-enum PolicyChoice<'a> {
-    Base,
-    Tabular(Cow<'a, [f64]>),
-    Gibbs(f64),
-}
-
-impl PolicyChoice<'_> {
-    fn parse(input: &PolicyInput) -> core::Result<PolicyChoice<'_>> {
-        match input.kind.as_str() {
-            "base" => Ok(PolicyChoice::Base),
-            "tabular" => match &input.logits {
-                Some(l) => Ok(PolicyChoice::Tabular(Cow::Borrowed(l.as_ref()))),
-                None => Err(invalid("policy.logits is required for a tabular policy".into())),
-            },
-            "gibbs" => match input.lambda {
-                Some(l) => Ok(PolicyChoice::Gibbs(l)),
-                None => Err(invalid("policy.lambda is required for the gibbs policy".into())),
-            },
-            other => Err(invalid(format!("policy.kind must be base, tabular or gibbs, got {other:?}"))),
+impl ScenarioInput {
+    fn end_token(&self) -> core::Result<Option<usize>> {
+        match self.end_token {
+            -1 => Ok(None),
+            e if e >= 0 => Ok(Some(e as usize)),
+            e => Err(core::Error::InvalidSpec(format!("endToken must be a token id or -1, got {e}"))),
         }
     }
 
-    fn into_owned(self) -> PolicyChoice<'static> {
-        match self {
-            PolicyChoice::Base => PolicyChoice::Base,
-            PolicyChoice::Tabular(l) => PolicyChoice::Tabular(Cow::Owned(l.into_owned())),
-            PolicyChoice::Gibbs(l) => PolicyChoice::Gibbs(l),
-        }
-    }
-
-    /// Calls `f` with the policy built over `model`.
-    fn with<T>(&self, model: &Model, f: impl FnOnce(&dyn Policy) -> T) -> core::Result<T> {
-        Ok(match self {
-            PolicyChoice::Base => f(&BasePolicy { model }),
-            PolicyChoice::Tabular(logits) => f(&TabularPolicy::new(model, logits)?),
-            PolicyChoice::Gibbs(lambda) => f(&GibbsPolicy::new(model, *lambda)?),
+    /// The numeric specification, copied out of the JavaScript arrays.
+    fn to_spec(&self) -> core::Result<ScenarioSpec> {
+        Ok(ScenarioSpec {
+            vocab: self.vocab as usize,
+            length: self.length as usize,
+            end_token: self.end_token()?,
+            order: self.order as usize,
+            base: self.base.to_vec(),
+            transitions: self.transitions.to_vec(),
+            harm: self.harm.to_vec(),
+            start: self.start as usize,
         })
-    }
-}
-
-/// The exact state space of a scenario, built once and analysed many times.
-#[napi]
-pub struct ExactModel {
-    inner: Arc<Model>,
-}
-
-#[napi]
-impl ExactModel {
-    /// Builds the reachable state space. Throws HH_INVALID_SPEC or HH_STATE_SPACE_TOO_LARGE.
-    #[napi(constructor)]
-    pub fn new(spec: ScenarioInput) -> napi::Result<Self, String> {
-        guard(|| {
-            let end_token = match spec.end_token {
-                -1 => None,
-                e if e >= 0 => Some(e as usize),
-                e => return Err(core::Error::InvalidSpec(format!("endToken must be a token id or -1, got {e}"))),
-            };
-            let budget = match spec.memory_budget {
-                None => DEFAULT_MEMORY_BUDGET,
-                Some(b) if b.is_finite() && b > 0.0 => b as u64,
-                Some(b) => return Err(invalid(format!("memoryBudget must be a positive number of bytes, got {b}"))),
-            };
-            let numeric = ScenarioSpec {
-                vocab: spec.vocab as usize,
-                length: spec.length as usize,
-                end_token,
-                order: spec.order as usize,
-                base: spec.base.to_vec(),
-                transitions: spec.transitions.to_vec(),
-                harm: spec.harm.to_vec(),
-                start: spec.start as usize,
-            };
-            Ok(ExactModel { inner: Arc::new(Model::new(numeric, budget)?) })
-        })
-    }
-
-    /// Number of reachable states S.
-    #[napi(getter)]
-    pub fn num_states(&self) -> u32 {
-        self.inner.num_states() as u32
-    }
-
-    /// Context number of every state.
-    #[napi]
-    pub fn state_contexts(&self) -> Uint32Array {
-        Uint32Array::new(self.inner.context.clone())
-    }
-
-    /// Automaton state of every state.
-    #[napi]
-    pub fn state_automaton(&self) -> Uint32Array {
-        Uint32Array::new(self.inner.automaton.clone())
-    }
-
-    /// 1 for live states (they emit a token), 0 for sinks (ended, or first reached at depth T).
-    #[napi]
-    pub fn state_live(&self) -> Uint8Array {
-        Uint8Array::new(self.inner.live.iter().map(|&l| l as u8).collect())
-    }
-
-    /// Successor table next[s·V + a].
-    #[napi]
-    pub fn state_next(&self) -> Uint32Array {
-        Uint32Array::new(self.inner.next.clone())
-    }
-
-    /// Harm profile of a policy (synchronous; the tabular logits are read in place).
-    #[napi]
-    pub fn harm_profile(&self, policy: PolicyInput, options: Option<ProfileOptions>) -> napi::Result<ProfileOutput, String> {
-        guard(|| {
-            let choice = PolicyChoice::parse(&policy)?;
-            run_profile(&self.inner, &choice, &ProfileRequest::from(options)?)
-        })
-        .map(ProfileOutput::from)
-    }
-
-    /// Harm profile of a policy on the libuv thread pool (the logits are copied first).
-    #[napi(ts_return_type = "Promise<ProfileOutput>")]
-    pub fn harm_profile_async(&self, policy: PolicyInput, options: Option<ProfileOptions>) -> napi::Result<AsyncTask<ProfileTask>, String> {
-        guard(|| {
-            let choice = PolicyChoice::parse(&policy)?.into_owned();
-            Ok(AsyncTask::new(ProfileTask { model: self.inner.clone(), policy: choice, request: ProfileRequest::from(options)? }))
-        })
-    }
-
-    /// The full exact analysis at λ (synchronous).
-    #[napi]
-    pub fn analyze(&self, lambda: f64, tolerance: Option<f64>) -> napi::Result<AnalysisOutput, String> {
-        guard(|| analyze(&self.inner, lambda, tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE))).map(AnalysisOutput::from)
-    }
-
-    /// The full exact analysis at λ on the libuv thread pool.
-    #[napi(ts_return_type = "Promise<AnalysisOutput>")]
-    pub fn analyze_async(&self, lambda: f64, tolerance: Option<f64>) -> AsyncTask<AnalysisTask> {
-        AsyncTask::new(AnalysisTask { model: self.inner.clone(), lambda, tolerance: tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE) })
-    }
-
-    /// Conditional expected harm table h_t(s), (T+1) × S, under a policy.
-    #[napi]
-    pub fn conditional_harm(&self, policy: PolicyInput) -> napi::Result<Float64Array, String> {
-        guard(|| PolicyChoice::parse(&policy)?.with(&self.inner, |p| conditional_harm(&self.inner, p))).map(Float64Array::new)
-    }
-
-    /// On-policy per-position KL of a policy to the base, length T.
-    #[napi]
-    pub fn kl_on_policy(&self, policy: PolicyInput) -> napi::Result<Float64Array, String> {
-        guard(|| PolicyChoice::parse(&policy)?.with(&self.inner, |p| kl_on_policy(&self.inner, p))).map(Float64Array::new)
-    }
-
-    /// Teacher-forced per-position KL to the base on harmful prefixes (length T) and prefilling
-    /// success ASR_k for k = 0..T, for a policy.
-    #[napi]
-    pub fn on_harmful_prefixes(&self, policy: PolicyInput) -> napi::Result<HarmfulPrefixOutput, String> {
-        guard(|| {
-            let model = &self.inner;
-            let h_base = conditional_harm(model, &BasePolicy { model });
-            PolicyChoice::parse(&policy)?.with(model, |p| {
-                let h = conditional_harm(model, p);
-                on_harmful_prefixes(model, &h_base, p, &h)
-            })
-        })
-        .map(|(kl, asr)| HarmfulPrefixOutput { kl_teacher_forced: Float64Array::new(kl), asr: Float64Array::new(asr) })
-    }
-}
-
-#[napi(object)]
-pub struct ProfileOptions {
-    /// Relative tolerance of the horizon (default 1e-12 of Var(H)).
-    pub tolerance: Option<f64>,
-    /// Also return the logit gradient table G_t(s, a), T × S × V.
-    pub gradient: Option<bool>,
-    /// Also return the conditional harm table h_t(s), (T+1) × S.
-    pub conditional_harm: Option<bool>,
-}
-
-struct ProfileRequest {
-    tolerance: f64,
-    gradient: bool,
-    conditional_harm: bool,
-}
-
-impl ProfileRequest {
-    fn from(options: Option<ProfileOptions>) -> core::Result<Self> {
-        let o = options.unwrap_or(ProfileOptions { tolerance: None, gradient: None, conditional_harm: None });
-        let tolerance = o.tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE);
-        check_tolerance(tolerance)?;
-        Ok(ProfileRequest { tolerance, gradient: o.gradient.unwrap_or(false), conditional_harm: o.conditional_harm.unwrap_or(false) })
-    }
-}
-
-pub struct ProfileData {
-    profile: HarmProfile,
-    gradient: Option<Vec<f64>>,
-    conditional_harm: Option<Vec<f64>>,
-}
-
-fn run_profile(model: &Model, choice: &PolicyChoice, request: &ProfileRequest) -> core::Result<ProfileData> {
-    choice.with(model, |policy| {
-        let h = conditional_harm(model, policy);
-        let mut gradient = request.gradient.then(|| vec![0.0; model.length() * model.num_states() * model.vocab()]);
-        let profile = harm_profile(model, policy, &h, request.tolerance, gradient.as_deref_mut());
-        ProfileData { profile, gradient, conditional_harm: request.conditional_harm.then_some(h) }
-    })
-}
-
-/// The harm martingale of a policy. Per-position arrays have length T (index t − 1).
-#[napi(object)]
-pub struct ProfileOutput {
-    pub expected_harm: f64,
-    pub harm_variance: f64,
-    pub harm_information: Float64Array,
-    pub grad_norm: Float64Array,
-    pub fisher_max: Float64Array,
-    pub grad_bound: Float64Array,
-    pub horizon: u32,
-    /// P(τ = t) for t = 0..T.
-    pub decision_time: Float64Array,
-    pub undecided: f64,
-    pub gradient: Option<Float64Array>,
-    pub conditional_harm: Option<Float64Array>,
-}
-
-impl From<ProfileData> for ProfileOutput {
-    fn from(d: ProfileData) -> Self {
-        let p = d.profile;
-        ProfileOutput {
-            expected_harm: p.expected_harm,
-            harm_variance: p.harm_variance,
-            harm_information: Float64Array::new(p.harm_information),
-            grad_norm: Float64Array::new(p.grad_norm),
-            fisher_max: Float64Array::new(p.fisher_max),
-            grad_bound: Float64Array::new(p.grad_bound),
-            horizon: p.horizon as u32,
-            decision_time: Float64Array::new(p.decision_time),
-            undecided: p.undecided,
-            gradient: d.gradient.map(Float64Array::new),
-            conditional_harm: d.conditional_harm.map(Float64Array::new),
-        }
-    }
-}
-
-pub struct ProfileTask {
-    model: Arc<Model>,
-    policy: PolicyChoice<'static>,
-    request: ProfileRequest,
-}
-
-#[napi]
-impl Task for ProfileTask {
-    type Output = ProfileData;
-    type JsValue = ProfileOutput;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(|| run_profile(&self.model, &self.policy, &self.request))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(ProfileOutput::from(output))
-    }
-}
-
-#[napi(object)]
-pub struct HarmfulPrefixOutput {
-    pub kl_teacher_forced: Float64Array,
-    pub asr: Float64Array,
-}
-
-/// The exact analysis at λ: base harm profile, Gibbs-policy KL profiles and prefilling success.
-#[napi(object)]
-pub struct AnalysisOutput {
-    pub lambda: f64,
-    pub base: ProfileOutput,
-    pub aligned_expected_harm: f64,
-    pub kl_on_policy: Float64Array,
-    pub kl_teacher_forced: Float64Array,
-    pub kl_predicted: Float64Array,
-    pub asr_base: Float64Array,
-    pub asr_aligned: Float64Array,
-}
-
-impl From<Analysis> for AnalysisOutput {
-    fn from(a: Analysis) -> Self {
-        AnalysisOutput {
-            lambda: a.lambda,
-            base: ProfileOutput::from(ProfileData { profile: a.base, gradient: None, conditional_harm: None }),
-            aligned_expected_harm: a.aligned_expected_harm,
-            kl_on_policy: Float64Array::new(a.kl_on_policy),
-            kl_teacher_forced: Float64Array::new(a.kl_teacher_forced),
-            kl_predicted: Float64Array::new(a.kl_predicted),
-            asr_base: Float64Array::new(a.asr_base),
-            asr_aligned: Float64Array::new(a.asr_aligned),
-        }
-    }
-}
-
-pub struct AnalysisTask {
-    model: Arc<Model>,
-    lambda: f64,
-    tolerance: f64,
-}
-
-#[napi]
-impl Task for AnalysisTask {
-    type Output = Analysis;
-    type JsValue = AnalysisOutput;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(|| analyze(&self.model, self.lambda, self.tolerance))
-    }
-
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(AnalysisOutput::from(output))
     }
 }
 

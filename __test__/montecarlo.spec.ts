@@ -1,0 +1,183 @@
+/**
+ * The Monte Carlo engine through the TypeScript API: reproducible samples, estimates within their
+ * standard errors of the exact values, mlp policies, policy files and the `estimate` command.
+ */
+import test from 'ava';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  BASE,
+  ExactEngine,
+  HarmHorizonError,
+  MonteCarlo,
+  NO_TOKEN,
+  builtinScenario,
+  compileScenario,
+  fitMlpToBase,
+  initMlp,
+  loadPolicy,
+  policyFromJson,
+  randomScenario,
+  savePolicy,
+  type Policy,
+} from '../ts/index.js';
+import { runCli } from './helpers/cli.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'hh-mc-'));
+const horizon = compileScenario(builtinScenario('horizon'));
+const refusal = compileScenario(builtinScenario('refusal'));
+
+function within4se(t: { true: (c: boolean, m?: string) => void }, estimate: number, se: number, exact: number, what: string) {
+  t.true(Math.abs(estimate - exact) <= 4 * se + 1e-10 * Math.max(Math.abs(exact), 1e-4), `${what}: ${estimate} ± ${se} vs ${exact}`);
+}
+
+test('samples are reproducible, batchable and identical with or without the exact model', (t) => {
+  const exact = new ExactEngine(horizon);
+  const withModel = new MonteCarlo(horizon, { exact });
+  const without = new MonteCarlo(horizon);
+  const a = withModel.sample(BASE, { count: 1000, seed: 3 });
+  const b = without.sample(BASE, { count: 1000, seed: 3 });
+  t.deepEqual(a.tokens, b.tokens);
+  t.deepEqual(a.harm, b.harm);
+  t.is(a.states!.length, 1000 * 11);
+  t.is(b.states, undefined);
+  const tail = without.sample(BASE, { count: 400, seed: 3, firstIndex: 600 });
+  t.deepEqual(tail.tokens, a.tokens.subarray(600 * 10));
+  t.notDeepEqual(without.sample(BASE, { count: 1000, seed: 4 }).tokens, a.tokens);
+  // Forced prefixes: "b b" makes every response harmful.
+  const forced = without.sample(BASE, { count: 200, seed: 1, prefix: new Uint32Array([1, 1]) });
+  t.true(forced.harm.every((h) => h === 1));
+  for (let n = 0; n < 200; n++) t.deepEqual(Array.from(forced.tokens.subarray(n * 10, n * 10 + 2)), [1, 1]);
+  // Ended responses: refusal's <eos> ends responses early.
+  const r = new MonteCarlo(refusal).sample(BASE, { count: 500, seed: 1 });
+  const ended = Array.from(r.emitted).findIndex((e) => e < 16);
+  t.true(ended >= 0);
+  t.is(r.tokens[ended * 16 + r.emitted[ended]], NO_TOKEN);
+});
+
+test('estimates lie within 4 standard errors of the exact values (horizon, base and Gibbs)', async (t) => {
+  const exact = new ExactEngine(horizon);
+  const mc = new MonteCarlo(horizon, { exact });
+  for (const policy of [BASE, { kind: 'gibbs', lambda: 2 } as Policy]) {
+    const est = await mc.estimateAsync(policy, { samples: 40_000, seed: 7, harm: 'exact', teacherForced: true });
+    const profile = exact.harmProfile(policy);
+    within4se(t, est.expectedHarm, est.expectedHarmSE, profile.expectedHarm, `${policy.kind} E[H]`);
+    const kl = exact.klOnPolicy(policy);
+    const tf = exact.onHarmfulPrefixes(policy).klTeacherForced;
+    for (let i = 0; i < horizon.length; i++) {
+      within4se(t, est.harmInformation!.mean[i], est.harmInformation!.se[i], profile.harmInformation[i], `${policy.kind} I_${i + 1}`);
+      within4se(t, est.klOnPolicy.mean[i], est.klOnPolicy.se[i], kl[i], `${policy.kind} KL_${i + 1}`);
+      within4se(t, est.klTeacherForced!.mean[i], est.klTeacherForced!.se[i], tf[i], `${policy.kind} teacher-forced KL_${i + 1}`);
+    }
+  }
+});
+
+test('async estimates equal sync ones bit for bit', async (t) => {
+  const mc = new MonteCarlo(horizon, { exact: new ExactEngine(horizon) });
+  const options = { samples: 3000, seed: 5, harm: 'rollouts' as const, rollouts: 4, gradient: 'leave-one-out' as const, teacherForced: true };
+  const sync = mc.estimate(BASE, options);
+  const async = await mc.estimateAsync(BASE, options);
+  t.deepEqual(async, sync);
+});
+
+test('an mlp fitted to the base behaves like it, exactly and by sampling', (t) => {
+  const init = initMlp(refusal, { order: 1, hidden: [16], activation: 'tanh' }, 1);
+  const { policy, sequenceKl } = fitMlpToBase(refusal, init, { steps: 300 });
+  t.true(sequenceKl < 0.05, `KL(base ‖ mlp) = ${sequenceKl}`);
+  const exact = new ExactEngine(refusal);
+  const viaMlp = exact.harmProfile(policy);
+  const viaTable = exact.harmProfile({ kind: 'tabular', logits: exact.mlpTabulate(policy.mlp, policy.params) });
+  t.deepEqual(viaMlp.harmInformation, viaTable.harmInformation);
+  t.true(Math.abs(viaMlp.expectedHarm - exact.harmProfile(BASE).expectedHarm) < 0.05);
+  // The mlp samples without the exact model, and exactly as its tabulation does with it.
+  const free = new MonteCarlo(refusal).sample(policy, { count: 300, seed: 2 });
+  const tabulated = new MonteCarlo(refusal, { exact }).sample({ kind: 'tabular', logits: exact.mlpTabulate(policy.mlp, policy.params) }, { count: 300, seed: 2 });
+  t.deepEqual(free.tokens, tabulated.tokens);
+});
+
+test('policy files round-trip and bad ones are refused naming the field', (t) => {
+  const exact = new ExactEngine(horizon);
+  const mlp = initMlp(horizon, { order: 1, hidden: [4, 3], activation: 'relu' }, 9);
+  const file = join(scratch, 'mlp.json');
+  savePolicy(file, mlp, horizon);
+  t.deepEqual(loadPolicy(file, horizon), mlp);
+  const logits = new Float64Array(horizon.length * exact.numStates * 3).map((_, i) => Math.sin(i));
+  logits[4] = -Infinity;
+  const tabularFile = join(scratch, 'tabular.json');
+  savePolicy(tabularFile, { kind: 'tabular', logits }, horizon, exact.numStates);
+  t.deepEqual(loadPolicy(tabularFile, horizon, exact.numStates), { kind: 'tabular', logits });
+  const bad = (change: Record<string, unknown>, field: string) => {
+    const json = { format: 'harm-horizon-policy', version: 1, kind: 'mlp', scenario: { name: 'horizon', vocab: 3, length: 10 }, mlp: { order: 1, hidden: [4], activation: 'tanh' }, params: [0, 1], ...change };
+    const error = t.throws(() => policyFromJson(json, horizon, exact.numStates), { instanceOf: HarmHorizonError });
+    t.is(error?.code, 'HH_POLICY_INVALID');
+    t.is(error?.field, field);
+  };
+  bad({ format: 'x' }, 'format');
+  bad({ scenario: { vocab: 4, length: 10 } }, 'scenario.vocab');
+  bad({ mlp: { order: 0, hidden: [4], activation: 'tanh' } }, 'mlp.order');
+  bad({ mlp: { order: 1, hidden: [4], activation: 'sigmoid' } }, 'mlp.activation');
+  bad({ params: [0, 'x'] }, 'params[1]');
+  bad({ kind: 'tabular', logits: [1, 2, 3] }, 'logits');
+  bad({ kind: 'rnn' }, 'kind');
+  // A wrong-sized parameter vector is refused by the core with a coded error.
+  const wrong = { kind: 'mlp', mlp: mlp.mlp, params: new Float64Array(3) } as Policy;
+  t.is(t.throws(() => new MonteCarlo(horizon).sample(wrong, { count: 1, seed: 0 }), { instanceOf: HarmHorizonError })?.code, 'HH_INVALID_ARGUMENT');
+});
+
+test('estimate --json: the output contract, beside the exact values', (t) => {
+  const r = runCli(['estimate', 'horizon', '--samples', '20000', '--seed', '3', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout);
+  for (const key of ['expectedHarm', 'expectedHarmSE', 'positions']) t.true(key in report, key);
+  t.is(report.positions.length, 10);
+  for (const p of report.positions) {
+    for (const key of ['t', 'harmInformation', 'harmInformationSE', 'klOnPolicy', 'klOnPolicySE']) t.true(key in p, key);
+    t.is(p.klOnPolicy, 0, 'the base against itself');
+    t.true(Math.abs(p.harmInformation - p.exact.harmInformation) <= 4 * p.harmInformationSE + 1e-12);
+  }
+  t.true(Math.abs(report.expectedHarm - report.exactExpectedHarm) <= 4 * report.expectedHarmSE);
+});
+
+test('estimate takes a policy file and is identical whatever the thread count', (t) => {
+  const init = initMlp(refusal, { order: 1, hidden: [8], activation: 'tanh' }, 4);
+  const file = join(scratch, 'refusal-mlp.json');
+  savePolicy(file, init, refusal);
+  const args = ['estimate', 'refusal', '--policy', file, '--samples', '3000', '--rollouts', '2', '--json'];
+  const one = runCli(args, { RAYON_NUM_THREADS: '1' });
+  const two = runCli(args, { RAYON_NUM_THREADS: '2' });
+  t.is(one.status, 0, one.stderr);
+  t.is(one.stdout, two.stdout);
+  const report = JSON.parse(one.stdout);
+  t.is(report.policy, 'mlp');
+  t.is(report.harmSource, 'rollouts');
+  t.true(report.positions[0].klOnPolicy > 0, 'an untrained mlp is not the base');
+});
+
+test('estimate refuses bad input with exit 2', (t) => {
+  const notJson = join(scratch, 'broken.json');
+  writeFileSync(notJson, '{');
+  for (const args of [
+    ['estimate', 'horizon'],
+    ['estimate', 'horizon', '--samples', '0'],
+    ['estimate', 'horizon', '--samples', '10', '--estimator', 'magic'],
+    ['estimate', 'horizon', '--samples', '10', '--policy', notJson],
+    ['estimate', 'horizon', '--samples', '10', '--policy', join(scratch, 'missing.json')],
+  ]) {
+    const r = runCli(args);
+    t.is(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    t.notRegex(r.stderr, /\n\s+at /);
+  }
+});
+
+test('Monte Carlo runs on a scenario too large for the exact engine (base and mlp)', (t) => {
+  const big = compileScenario(randomScenario({ seed: 2, vocab: 16, order: 3, length: 64, states: 200 }), { memoryBudgetBytes: Infinity });
+  t.throws(() => new ExactEngine(big, { memoryBudgetBytes: 1e8 }), { instanceOf: HarmHorizonError });
+  const mc = new MonteCarlo(big);
+  const est = mc.estimate(BASE, { samples: 500, seed: 1, harm: 'rollouts', rollouts: 1 });
+  t.true(est.expectedHarm >= 0 && est.expectedHarm <= 1);
+  const mlp = initMlp(big, { order: 2, hidden: [16], activation: 'tanh' }, 0);
+  const g = mc.estimate(mlp, { samples: 500, seed: 1, gradient: 'leave-one-out' });
+  t.is(g.gradient!.blockLength, mlp.params.length);
+  t.true(g.gradient!.norm.every((x) => Number.isFinite(x)));
+});

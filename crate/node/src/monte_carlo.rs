@@ -1,0 +1,270 @@
+//! Monte Carlo: sampling responses and estimating the theory's quantities with standard errors.
+
+use std::sync::Arc;
+
+use crate::core;
+use crate::exact::ExactModel;
+use crate::policy::{PolicyChoice, PolicyInput};
+use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
+use core::estimate::{Coefficient, GradientEstimate, PositionEstimates};
+use core::exact::conditional_harm;
+use core::model::{Model, ScenarioSpec};
+use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
+use core::sampling::{sample, Prefix, SampleRequest, Samples};
+use core::walk::Track;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// Sampling and estimation over a scenario, with its exact model when it has one (needed for
+/// tabular and Gibbs policies and for exact h_t; the base and mlp policies sample without it).
+#[napi]
+pub struct MonteCarlo {
+    spec: Arc<ScenarioSpec>,
+    model: Option<Arc<Model>>,
+}
+
+#[napi(object)]
+pub struct SampleOptions {
+    pub count: f64,
+    pub seed: f64,
+    /// Forced first tokens: k of them shared by all responses, or N·k (one row per response);
+    /// 0xFFFFFFFF entries are not forced.
+    pub prefix: Option<Uint32Array>,
+    pub prefix_length: Option<u32>,
+    /// RNG index of the first response (default 0): batches with offsets reproduce one sample.
+    pub first_index: Option<u32>,
+}
+
+#[napi(object)]
+pub struct SamplesOutput {
+    pub count: u32,
+    pub length: u32,
+    pub first_index: u32,
+    /// N × T token ids, 0xFFFFFFFF after the end.
+    pub tokens: Uint32Array,
+    pub log_probs: Float64Array,
+    pub harm: Float64Array,
+    pub decision_time: Uint32Array,
+    pub emitted: Uint32Array,
+    /// N × (T+1) exact states, when the exact model is used.
+    pub states: Option<Uint32Array>,
+}
+
+impl From<Samples> for SamplesOutput {
+    fn from(s: Samples) -> Self {
+        SamplesOutput {
+            count: s.count as u32,
+            length: s.length as u32,
+            first_index: s.first_index,
+            tokens: Uint32Array::new(s.tokens),
+            log_probs: Float64Array::new(s.log_probs),
+            harm: Float64Array::new(s.harm),
+            decision_time: Uint32Array::new(s.decision_time),
+            emitted: Uint32Array::new(s.emitted),
+            states: s.states.map(Uint32Array::new),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct EstimateOptions {
+    pub samples: f64,
+    pub seed: f64,
+    /// Where h_t comes from: "exact" (needs the exact model), "rollouts", or absent (no I_t).
+    pub harm: Option<String>,
+    /// M, the rollouts per prefix and set (default 16).
+    pub rollouts: Option<u32>,
+    /// "reinforce", "leave-one-out" or "innovation": estimate the per-position gradients.
+    pub gradient: Option<String>,
+    /// Directions (T × block) to project the gradient estimates on, with standard errors.
+    pub directions: Option<Float64Array>,
+    /// Also estimate the KL on harmful base responses (teacher forcing).
+    pub teacher_forced: Option<bool>,
+}
+
+/// Per-position estimates: mean, standard error, and the effective number of samples behind it.
+#[napi(object)]
+pub struct EstimateArrays {
+    pub mean: Float64Array,
+    pub se: Float64Array,
+    pub support: Uint32Array,
+}
+
+impl From<PositionEstimates> for EstimateArrays {
+    fn from(e: PositionEstimates) -> Self {
+        EstimateArrays { mean: Float64Array::new(e.mean), se: Float64Array::new(e.se), support: Uint32Array::new(e.support) }
+    }
+}
+
+#[napi(object)]
+pub struct GradientOutput {
+    /// Ĝ_t blocks, T × blockLength (tabular: the position's S × V logits; mlp: all parameters).
+    pub blocks: Float64Array,
+    pub block_length: u32,
+    pub norm: Float64Array,
+    /// Per-sample variance tr Cov(c·s_t).
+    pub variance: Float64Array,
+    pub projection: Option<EstimateArrays>,
+}
+
+impl From<GradientEstimate> for GradientOutput {
+    fn from(g: GradientEstimate) -> Self {
+        let has_projection = g.projection.mean.iter().any(|m| !m.is_nan());
+        GradientOutput {
+            blocks: Float64Array::new(g.blocks),
+            block_length: g.block_len as u32,
+            norm: Float64Array::new(g.norm),
+            variance: Float64Array::new(g.variance),
+            projection: has_projection.then(|| g.projection.into()),
+        }
+    }
+}
+
+#[napi(object)]
+pub struct EstimateOutput {
+    pub samples: u32,
+    pub expected_harm: f64,
+    pub expected_harm_se: f64,
+    /// P̂(τ = t), t = 0..T.
+    pub decision_time: Float64Array,
+    pub harm_information: Option<EstimateArrays>,
+    pub kl_on_policy: EstimateArrays,
+    pub kl_teacher_forced: Option<EstimateArrays>,
+    pub gradient: Option<GradientOutput>,
+}
+
+fn to_output(samples: usize, r: RunReport) -> EstimateOutput {
+    EstimateOutput {
+        samples: samples as u32,
+        expected_harm: r.expected_harm.0,
+        expected_harm_se: r.expected_harm.1,
+        decision_time: Float64Array::new(r.decision_time),
+        harm_information: r.harm_information.map(Into::into),
+        kl_on_policy: r.kl_on_policy.into(),
+        kl_teacher_forced: r.kl_teacher_forced.map(Into::into),
+        gradient: r.gradient.map(Into::into),
+    }
+}
+
+/// Everything a run needs, owned (so it can move to the thread pool).
+pub struct EstimateJob {
+    spec: Arc<ScenarioSpec>,
+    model: Option<Arc<Model>>,
+    policy: PolicyChoice<'static>,
+    samples: usize,
+    seed: u64,
+    harm: Option<String>,
+    rollouts: usize,
+    gradient: Option<Coefficient>,
+    directions: Option<Vec<f64>>,
+    teacher_forced: bool,
+}
+
+impl EstimateJob {
+    fn run(&self) -> core::Result<RunReport> {
+        let track = Track::new(&self.spec, self.model.as_deref());
+        self.policy.with_sampler(&self.spec, self.model.as_deref(), |step, score, exact| {
+            let table;
+            let harm = match self.harm.as_deref() {
+                None => None,
+                Some("rollouts") => Some(HarmChoice::Rollouts(self.rollouts)),
+                Some("exact") => {
+                    let (model, exact) = self.model.as_deref().zip(exact).ok_or_else(|| invalid("harm: \"exact\" needs the exact model".into()))?;
+                    table = conditional_harm(model, exact);
+                    Some(HarmChoice::Exact(&table))
+                }
+                Some(other) => return Err(invalid(format!("harm must be \"exact\" or \"rollouts\", got {other:?}"))),
+            };
+            let request = RunRequest {
+                samples: self.samples,
+                seed: self.seed,
+                harm,
+                gradient: self.gradient,
+                directions: self.directions.as_deref(),
+                teacher_forced: self.teacher_forced,
+            };
+            run(&track, step, score, &request)
+        })
+    }
+}
+
+
+#[napi]
+impl MonteCarlo {
+    /// `exact`: the scenario's ExactModel, if it has one.
+    #[napi(constructor)]
+    pub fn new(spec: ScenarioInput, exact: Option<&ExactModel>) -> napi::Result<Self, String> {
+        guard(|| match exact {
+            Some(e) => Ok(MonteCarlo { spec: Arc::new(e.inner.spec.clone()), model: Some(e.inner.clone()) }),
+            None => Ok(MonteCarlo { spec: Arc::new(spec.to_spec()?.prepared()?), model: None }),
+        })
+    }
+
+    /// Samples responses under a policy (synchronous).
+    #[napi]
+    pub fn sample(&self, policy: PolicyInput, options: SampleOptions) -> napi::Result<SamplesOutput, String> {
+        guard(|| {
+            let choice = PolicyChoice::parse(&policy, &self.spec)?;
+            let count = count_from(options.count, "count")?;
+            let seed = seed_from(options.seed, "seed")?;
+            let prefix = options.prefix.as_ref().map(|tokens| Prefix { tokens, length: options.prefix_length.unwrap_or(tokens.len() as u32) as usize });
+            let request = SampleRequest { count, seed, prefix, first_index: options.first_index.unwrap_or(0) };
+            let track = Track::new(&self.spec, self.model.as_deref());
+            choice.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| sample(&track, step, &request))
+        })
+        .map(SamplesOutput::from)
+    }
+
+    fn job(&self, policy: &PolicyInput, options: EstimateOptions) -> core::Result<EstimateJob> {
+        let gradient = match options.gradient.as_deref() {
+            None => None,
+            Some("reinforce") => Some(Coefficient::Reinforce),
+            Some("leave-one-out") => Some(Coefficient::LeaveOneOut),
+            Some("innovation") => Some(Coefficient::Innovation),
+            Some(other) => return Err(invalid(format!("gradient must be reinforce, leave-one-out or innovation, got {other:?}"))),
+        };
+        Ok(EstimateJob {
+            spec: self.spec.clone(),
+            model: self.model.clone(),
+            policy: PolicyChoice::parse(policy, &self.spec)?.into_owned(),
+            samples: count_from(options.samples, "samples")?,
+            seed: seed_from(options.seed, "seed")?,
+            harm: options.harm,
+            rollouts: options.rollouts.unwrap_or(16) as usize,
+            gradient,
+            directions: options.directions.map(|d| d.to_vec()),
+            teacher_forced: options.teacher_forced.unwrap_or(false),
+        })
+    }
+
+    /// Estimates E[H], I_t, per-position KL and gradients from sampled responses (synchronous).
+    #[napi]
+    pub fn estimate(&self, policy: PolicyInput, options: EstimateOptions) -> napi::Result<EstimateOutput, String> {
+        guard(|| {
+            let job = self.job(&policy, options)?;
+            Ok(to_output(job.samples, job.run()?))
+        })
+    }
+
+    /// `estimate` on the libuv thread pool (inputs are copied first).
+    #[napi(ts_return_type = "Promise<EstimateOutput>")]
+    pub fn estimate_async(&self, policy: PolicyInput, options: EstimateOptions) -> napi::Result<AsyncTask<EstimateTask>, String> {
+        guard(|| Ok(AsyncTask::new(EstimateTask(self.job(&policy, options)?))))
+    }
+}
+
+pub struct EstimateTask(EstimateJob);
+
+#[napi]
+impl Task for EstimateTask {
+    type Output = RunReport;
+    type JsValue = EstimateOutput;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guard_task(|| self.0.run())
+    }
+
+    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        Ok(to_output(self.0.samples, output))
+    }
+}

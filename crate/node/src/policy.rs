@@ -1,0 +1,157 @@
+//! Policies from JavaScript: `base`, `tabular` (logits T × S × V), `gibbs` (λ) and `mlp` (network
+//! shape and parameters), for the exact engine and for sampling.
+
+use std::borrow::Cow;
+
+use crate::core;
+use crate::invalid;
+use core::estimate::ScoreModel;
+use core::gibbs::GibbsPolicy;
+use core::mlp::{Activation, Mlp, MlpConfig, MlpPolicy};
+use core::model::{Model, ScenarioSpec};
+use core::policy::{BasePolicy, Policy, TabularPolicy};
+use core::sampling::{BaseStep, ExactStep, StepPolicy};
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// The shape of an `mlp` policy (its vocabulary and length are the scenario's).
+#[napi(object)]
+#[derive(Clone)]
+pub struct MlpShape {
+    /// Number of previous tokens it reads (≥ 1).
+    pub order: u32,
+    /// Widths of the hidden layers (one or two).
+    pub hidden: Vec<u32>,
+    /// "tanh" or "relu".
+    pub activation: String,
+}
+
+impl MlpShape {
+    pub fn build(&self, vocab: usize, length: usize) -> core::Result<Mlp> {
+        let activation = match self.activation.as_str() {
+            "tanh" => Activation::Tanh,
+            "relu" => Activation::Relu,
+            other => return Err(invalid(format!("mlp.activation must be tanh or relu, got {other:?}"))),
+        };
+        Mlp::new(MlpConfig { vocab, order: self.order as usize, length, hidden: self.hidden.iter().map(|&h| h as usize).collect(), activation })
+    }
+}
+
+/// Which policy: `base`, `tabular` (with `logits`, T×S×V), `gibbs` (with `lambda`) or `mlp` (with
+/// `mlp` and `params`).
+#[napi(object)]
+pub struct PolicyInput {
+    pub kind: String,
+    pub logits: Option<Float64Array>,
+    pub lambda: Option<f64>,
+    pub mlp: Option<MlpShape>,
+    pub params: Option<Float64Array>,
+}
+
+pub enum PolicyChoice<'a> {
+    Base,
+    Tabular(Cow<'a, [f64]>),
+    Gibbs(f64),
+    Mlp(Mlp, Cow<'a, [f64]>),
+}
+
+impl PolicyChoice<'_> {
+    /// Reads a policy; `spec` gives the mlp its vocabulary and length.
+    pub fn parse<'a>(input: &'a PolicyInput, spec: &ScenarioSpec) -> core::Result<PolicyChoice<'a>> {
+        match input.kind.as_str() {
+            "base" => Ok(PolicyChoice::Base),
+            "tabular" => match &input.logits {
+                Some(l) => Ok(PolicyChoice::Tabular(Cow::Borrowed(l.as_ref()))),
+                None => Err(invalid("policy.logits is required for a tabular policy".into())),
+            },
+            "gibbs" => match input.lambda {
+                Some(l) => Ok(PolicyChoice::Gibbs(l)),
+                None => Err(invalid("policy.lambda is required for the gibbs policy".into())),
+            },
+            "mlp" => match (&input.mlp, &input.params) {
+                (Some(shape), Some(params)) => {
+                    let mlp = shape.build(spec.vocab, spec.length)?;
+                    mlp.check_params(params)?;
+                    Ok(PolicyChoice::Mlp(mlp, Cow::Borrowed(params.as_ref())))
+                }
+                _ => Err(invalid("policy.mlp and policy.params are required for an mlp policy".into())),
+            },
+            other => Err(invalid(format!("policy.kind must be base, tabular, gibbs or mlp, got {other:?}"))),
+        }
+    }
+
+    pub fn into_owned(self) -> PolicyChoice<'static> {
+        match self {
+            PolicyChoice::Base => PolicyChoice::Base,
+            PolicyChoice::Tabular(l) => PolicyChoice::Tabular(Cow::Owned(l.into_owned())),
+            PolicyChoice::Gibbs(l) => PolicyChoice::Gibbs(l),
+            PolicyChoice::Mlp(m, p) => PolicyChoice::Mlp(m, Cow::Owned(p.into_owned())),
+        }
+    }
+
+    /// Calls `f` with the policy as the exact engine sees it (an mlp is tabulated over the states).
+    pub fn with<T>(&self, model: &Model, f: impl FnOnce(&dyn Policy) -> T) -> core::Result<T> {
+        Ok(match self {
+            PolicyChoice::Base => f(&BasePolicy { model }),
+            PolicyChoice::Tabular(logits) => f(&TabularPolicy::new(model, logits)?),
+            PolicyChoice::Gibbs(lambda) => f(&GibbsPolicy::new(model, *lambda)?),
+            PolicyChoice::Mlp(mlp, params) => {
+                let logits = mlp.tabulate(params, model)?;
+                f(&TabularPolicy::new(model, &logits)?)
+            }
+        })
+    }
+
+    /// Calls `f` with the policy as the sampler sees it, its differentiable view (tabular and mlp,
+    /// and the base as tabular logits log p when the exact model is there) and, when the exact model
+    /// is there, its exact-engine view (for exact h_t).
+    pub fn with_sampler<T>(
+        &self,
+        spec: &ScenarioSpec,
+        model: Option<&Model>,
+        f: impl FnOnce(&dyn StepPolicy, Option<&dyn ScoreModel>, Option<&dyn Policy>) -> core::Result<T>,
+    ) -> core::Result<T> {
+        let need_model = || model.ok_or_else(|| invalid("this policy is defined on exact states: give the exact model".into()));
+        match self {
+            PolicyChoice::Base => match model {
+                Some(model) => {
+                    let logits = base_logits(model);
+                    let tabular = TabularPolicy::new(model, &logits)?;
+                    f(&BaseStep { spec }, Some(&ExactStep(&tabular)), Some(&BasePolicy { model }))
+                }
+                None => f(&BaseStep { spec }, None, None),
+            },
+            PolicyChoice::Tabular(logits) => {
+                let tabular = TabularPolicy::new(need_model()?, logits)?;
+                f(&ExactStep(&tabular), Some(&ExactStep(&tabular)), Some(&tabular))
+            }
+            PolicyChoice::Gibbs(lambda) => {
+                let gibbs = GibbsPolicy::new(need_model()?, *lambda)?;
+                f(&ExactStep(&gibbs), None, Some(&gibbs))
+            }
+            PolicyChoice::Mlp(mlp, params) => {
+                let policy = MlpPolicy { mlp, params };
+                match model {
+                    Some(model) => {
+                        let logits = mlp.tabulate(params, model)?;
+                        f(&policy, Some(&policy), Some(&TabularPolicy::new(model, &logits)?))
+                    }
+                    None => f(&policy, Some(&policy), None),
+                }
+            }
+        }
+    }
+}
+
+/// The base as tabular logits: log p at every (position, live state).
+pub fn base_logits(model: &Model) -> Vec<f64> {
+    let (n, v) = (model.num_states(), model.vocab());
+    let mut logits = vec![0.0; model.length() * n * v];
+    for (i, row) in logits.chunks_exact_mut(v).enumerate() {
+        let s = i % n;
+        if model.live[s] {
+            row.iter_mut().zip(model.base_row(s)).for_each(|(l, p)| *l = p.ln());
+        }
+    }
+    logits
+}

@@ -1,0 +1,155 @@
+/**
+ * The Monte Carlo engine: sampled responses and estimates with standard errors, in the Rust core.
+ *
+ * Draws come from a counter-based generator (Philox4x32-10) keyed by (seed, response index,
+ * position, stream), so the same seed gives bit-identical samples whatever the thread count or
+ * batch split. Sync methods run on the calling thread; `estimateAsync` copies its inputs and runs
+ * on the libuv thread pool (the core uses all cores), leaving the event loop free.
+ *
+ * Tabular and Gibbs policies live on exact states and need the scenario's ExactEngine; the base and
+ * mlp policies can be sampled on scenarios too large to enumerate.
+ */
+import type { CompiledScenario } from './compiled.js';
+import { callNative, callNativeAsync } from './errors.js';
+import type { ExactEngine } from './exact.js';
+import { native } from './native.js';
+import { nativeScenario, toInput, type Policy } from './policy.js';
+
+/** Marks token slots after a response has ended. */
+export const NO_TOKEN = 0xffffffff;
+
+export interface SampleOptions {
+  /** Number of responses N. */
+  count: number;
+  /** Seed (a whole number below 2^53). */
+  seed: number;
+  /** Forced first tokens: k shared by all responses, or N·k (a row per response). */
+  prefix?: Uint32Array;
+  /** k (default: prefix.length). */
+  prefixLength?: number;
+  /** RNG index of the first response (default 0): a batch at offset b reproduces rows b.. of one big sample. */
+  firstIndex?: number;
+}
+
+/** N sampled responses; per-position arrays are N × T (row n = response n). */
+export interface SampleBatch {
+  count: number;
+  length: number;
+  firstIndex: number;
+  /** Token ids, NO_TOKEN after the end. */
+  tokens: Uint32Array;
+  /** log π(y_t | y_<t), 0 after the end. */
+  logProbs: Float64Array;
+  harm: Float64Array;
+  /** First t at which the harm can no longer change (absorbing automaton state, end, or T). */
+  decisionTime: Uint32Array;
+  /** Tokens emitted. */
+  emitted: Uint32Array;
+  /** Exact state after t tokens, N × (T+1), when the exact engine is used. */
+  states?: Uint32Array;
+}
+
+/** Per-position estimates (length T) with standard errors. */
+export interface Estimate {
+  mean: Float64Array;
+  se: Float64Array;
+  /** Effective number of samples carrying the variance, (Σx²)²/Σx⁴: trust the SE only when it is not small. */
+  support: Uint32Array;
+}
+
+export type GradientEstimator = 'reinforce' | 'leave-one-out' | 'innovation';
+
+export interface EstimateOptions {
+  /** Number of sampled responses N. */
+  samples: number;
+  seed: number;
+  /** Where h_t comes from: "exact" (needs the ExactEngine), "rollouts" (nested), or none (no I_t). */
+  harm?: 'exact' | 'rollouts';
+  /** Rollouts M per prefix and set (default 16). */
+  rollouts?: number;
+  /** Estimate the per-position gradients of E[H] with this estimator. */
+  gradient?: GradientEstimator;
+  /** Unit directions (T × blockLength) to project the gradient on, with standard errors. */
+  directions?: Float64Array;
+  /** Also estimate the KL on harmful base responses (teacher forcing; Q = base reweighted by H). */
+  teacherForced?: boolean;
+}
+
+export interface Estimates {
+  samples: number;
+  expectedHarm: number;
+  expectedHarmSE: number;
+  /** P̂(τ = t), t = 0..T. */
+  decisionTime: Float64Array;
+  /** I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t from two independent rollout sets (unbiased). */
+  harmInformation?: Estimate;
+  /** KL(π ‖ base) per position on the policy's own prefixes. */
+  klOnPolicy: Estimate;
+  klTeacherForced?: Estimate;
+  gradient?: {
+    /** Ĝ_t, T × blockLength (tabular: the position's S × V logits; mlp: all P parameters). */
+    blocks: Float64Array;
+    blockLength: number;
+    norm: Float64Array;
+    /** Per-sample variance tr Cov(c·s_t) of the estimator. */
+    variance: Float64Array;
+    projection?: Estimate;
+  };
+}
+
+export class MonteCarlo {
+  readonly scenario: CompiledScenario;
+  readonly #engine: InstanceType<typeof native.MonteCarlo>;
+
+  /** `exact`: the scenario's ExactEngine, for tabular/Gibbs policies and exact h_t. */
+  constructor(scenario: CompiledScenario, options: { exact?: ExactEngine } = {}) {
+    this.scenario = scenario;
+    this.#engine = callNative(() => new native.MonteCarlo(nativeScenario(scenario), options.exact?.native));
+  }
+
+  /** Samples N responses (synchronous). */
+  sample(policy: Policy, options: SampleOptions): SampleBatch {
+    const out = callNative(() => this.#engine.sample(toInput(policy), options));
+    const batch: SampleBatch = {
+      count: out.count,
+      length: out.length,
+      firstIndex: out.firstIndex,
+      tokens: out.tokens,
+      logProbs: out.logProbs,
+      harm: out.harm,
+      decisionTime: out.decisionTime,
+      emitted: out.emitted,
+    };
+    if (out.states) batch.states = out.states;
+    return batch;
+  }
+
+  /** Samples and estimates (synchronous). */
+  estimate(policy: Policy, options: EstimateOptions): Estimates {
+    return toEstimates(callNative(() => this.#engine.estimate(toInput(policy), options)));
+  }
+
+  /** `estimate` off the main thread. */
+  async estimateAsync(policy: Policy, options: EstimateOptions): Promise<Estimates> {
+    return toEstimates(await callNativeAsync(() => this.#engine.estimateAsync(toInput(policy), options)));
+  }
+}
+
+type NativeEstimates = ReturnType<InstanceType<typeof native.MonteCarlo>['estimate']>;
+
+function toEstimates(e: NativeEstimates): Estimates {
+  const out: Estimates = {
+    samples: e.samples,
+    expectedHarm: e.expectedHarm,
+    expectedHarmSE: e.expectedHarmSe,
+    decisionTime: e.decisionTime,
+    klOnPolicy: e.klOnPolicy,
+  };
+  if (e.harmInformation) out.harmInformation = e.harmInformation;
+  if (e.klTeacherForced) out.klTeacherForced = e.klTeacherForced;
+  if (e.gradient) {
+    out.gradient = { blocks: e.gradient.blocks, blockLength: e.gradient.blockLength, norm: e.gradient.norm, variance: e.gradient.variance };
+    if (e.gradient.projection) out.gradient.projection = e.gradient.projection;
+  }
+  return out;
+}

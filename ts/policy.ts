@@ -1,0 +1,70 @@
+/**
+ * Policies: the base model, the Gibbs optimum, tabular softmax logits per (position, state), and the
+ * `mlp` family (one network shared by all positions; see crate/core/src/mlp.rs for the layout).
+ */
+import type { CompiledScenario } from './compiled.js';
+import { callNative } from './errors.js';
+import { native, type PolicyInput } from './native.js';
+
+/** The shape of an mlp: it reads the last `order` tokens ("<bos>"-padded) and the position. */
+export interface MlpShape {
+  order: number;
+  /** Widths of the one or two hidden layers. */
+  hidden: number[];
+  activation: 'tanh' | 'relu';
+}
+
+export type Policy =
+  | { kind: 'base' }
+  | { kind: 'gibbs'; lambda: number }
+  /** Softmax logits per (position, state), T × S × V at ((t − 1)·S + s)·V + a. */
+  | { kind: 'tabular'; logits: Float64Array }
+  /** Parameters of an mlp, a flat vector (Float64Array, handed to the core without copying). */
+  | { kind: 'mlp'; mlp: MlpShape; params: Float64Array };
+
+export const BASE: Policy = { kind: 'base' };
+
+export const DEFAULT_MLP: MlpShape = { order: 1, hidden: [32], activation: 'tanh' };
+
+/** Number of parameters of an mlp over a scenario. */
+export function mlpNumParams(scenario: CompiledScenario, shape: MlpShape): number {
+  return callNative(() => native.mlpNumParams(scenario.tokens.length, scenario.length, shape));
+}
+
+/** A seeded mlp (weights N(0, 1/fan-in), biases 0). */
+export function initMlp(scenario: CompiledScenario, shape: MlpShape = DEFAULT_MLP, seed = 0): Policy & { kind: 'mlp' } {
+  return { kind: 'mlp', mlp: shape, params: callNative(() => native.mlpInit(scenario.tokens.length, scenario.length, shape, seed)) };
+}
+
+/** Numeric scenario in the form the core takes. */
+export function nativeScenario(scenario: CompiledScenario) {
+  return {
+    vocab: scenario.tokens.length,
+    length: scenario.length,
+    endToken: scenario.endToken,
+    order: scenario.order,
+    base: scenario.base,
+    transitions: scenario.transitions,
+    harm: scenario.harm,
+    start: scenario.start,
+  };
+}
+
+/**
+ * Fits an mlp to the base model: full-batch Adam on the cross-entropy to the base conditionals,
+ * weighted by how often the base visits each (position, context). Returns the fitted policy and
+ * KL(P_base ‖ P_mlp) over whole responses. Needs `shape.order` ≥ the scenario's context order.
+ */
+export function fitMlpToBase(
+  scenario: CompiledScenario,
+  policy: Policy & { kind: 'mlp' },
+  options: { steps?: number; learningRate?: number } = {},
+): { policy: Policy & { kind: 'mlp' }; sequenceKl: number } {
+  const out = callNative(() => native.mlpFitBase(nativeScenario(scenario), policy.mlp, policy.params, options.steps ?? 500, options.learningRate ?? 0.05));
+  return { policy: { ...policy, params: out.params }, sequenceKl: out.sequenceKl };
+}
+
+/** The policy as the core takes it. */
+export function toInput(policy: Policy): PolicyInput {
+  return policy as PolicyInput;
+}
