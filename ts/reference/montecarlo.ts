@@ -334,6 +334,10 @@ function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: R
       throw new Error(`prefix tokens: ${prefix.tokens.length} entries, expected k = ${prefix.length} or N·k = ${prefix.length * count}`);
     }
     shared = prefix.tokens.length === prefix.length;
+    for (let i = 0; i < prefix.tokens.length; i++) {
+      const a = prefix.tokens[i]! >>> 0;
+      if (a !== NO_TOKEN && a >= v) throw new Error(`prefix token ${a} is not below V = ${v}`);
+    }
   }
   const [k0, k1] = seedKey(seed);
 
