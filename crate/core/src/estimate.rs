@@ -240,6 +240,9 @@ pub fn kl_along(track: &Track, policy: &dyn StepPolicy, reference: &dyn StepPoli
 pub trait ScoreModel: StepPolicy {
     /// Length of position t's gradient block (tabular: S·V, the position's logits; mlp: all P).
     fn block_len(&self) -> usize;
+    /// Whether the blocks are disjoint slices of the parameters, one per position (tabular), rather
+    /// than gradients of one shared parameter vector (mlp).
+    fn blocks_are_positions(&self) -> bool;
     /// Identifies the policy's input at a walk: equal keys at a position have equal scores.
     fn input_key(&self, walk: &Walk) -> u64;
     /// At (position t, input key): adds Σ_a coef[a]·∇log π(a | input) to `block`; for every token a
@@ -273,7 +276,23 @@ pub struct GradientEstimate {
     pub projection: PositionEstimates,
 }
 
-/// The covariance kernel: Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π(y_{n,t} | y_{n,<t}).
+impl GradientEstimate {
+    /// The gradient with respect to all parameters: the blocks laid end to end (tabular) or summed
+    /// over positions (a shared parameter vector).
+    pub fn total(&self, blocks_are_positions: bool) -> Vec<f64> {
+        if blocks_are_positions {
+            return self.blocks.clone();
+        }
+        let mut total = vec![0.0; self.block_len];
+        for block in self.blocks.chunks_exact(self.block_len) {
+            crate::mlp::axpy(1.0, block, &mut total);
+        }
+        total
+    }
+}
+
+/// The covariance kernel for E[H]: Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π(y_{n,t} | y_{n,<t}) with the
+/// coefficient of the chosen estimator.
 pub fn estimate_gradient(
     track: &Track,
     policy: &dyn ScoreModel,
@@ -282,14 +301,34 @@ pub fn estimate_gradient(
     paths: Option<&HarmPaths>,
     directions: Option<&[f64]>,
 ) -> Result<GradientEstimate> {
-    let (count, t_max, v) = (samples.count, samples.length, track.spec.vocab);
-    let block_len = policy.block_len();
+    let count = samples.count;
     if coefficient == Coefficient::Innovation && paths.is_none() {
         return Err(Error::InvalidArgument("the innovation estimator needs h_t (exact or rollouts)".into()));
     }
     if coefficient == Coefficient::LeaveOneOut && count < 2 {
         return Err(Error::InvalidArgument("the leave-one-out baseline needs at least 2 samples".into()));
     }
+    let harm_total: f64 = samples.harm.iter().sum();
+    let t_max = samples.length;
+    let coef = |n: usize, t: usize| match coefficient {
+        Coefficient::Reinforce => samples.harm[n],
+        Coefficient::LeaveOneOut => samples.harm[n] - (harm_total - samples.harm[n]) / (count as f64 - 1.0),
+        Coefficient::Innovation => paths.unwrap().innovation(n, t + 1, t_max + 1),
+    };
+    accumulate_scores(track, policy, samples, &coef, directions)
+}
+
+/// The covariance kernel: Ĝ_t = (1/N) Σ_n c(n, t − 1)·∇log π(y_{n,t} | y_{n,<t}) for any coefficients,
+/// grouped by (policy input, token) so that each distinct input is differentiated once.
+pub fn accumulate_scores(
+    track: &Track,
+    policy: &dyn ScoreModel,
+    samples: &Samples,
+    coef: &(dyn Fn(usize, usize) -> f64 + Sync),
+    directions: Option<&[f64]>,
+) -> Result<GradientEstimate> {
+    let (count, t_max, v) = (samples.count, samples.length, track.spec.vocab);
+    let block_len = policy.block_len();
     if let Some(u) = directions {
         if u.len() != t_max * block_len {
             return Err(Error::InvalidArgument(format!("directions: {} entries, expected T × block = {}", u.len(), t_max * block_len)));
@@ -313,13 +352,6 @@ pub fn estimate_gradient(
         out
     })
     .concat();
-    let harm_total: f64 = samples.harm.iter().sum();
-    let coef = |n: usize, t: usize| match coefficient {
-        Coefficient::Reinforce => samples.harm[n],
-        Coefficient::LeaveOneOut => samples.harm[n] - (harm_total - samples.harm[n]) / (count as f64 - 1.0),
-        Coefficient::Innovation => paths.unwrap().innovation(n, t + 1, t_max + 1),
-    };
-
     let per_t: Vec<(Vec<f64>, f64, f64, f64, u32)> = (0..t_max)
         .into_par_iter()
         .map(|t| {
@@ -388,6 +420,9 @@ impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
     fn block_len(&self) -> usize {
         self.0.model.num_states() * self.0.model.vocab()
     }
+    fn blocks_are_positions(&self) -> bool {
+        true
+    }
     fn input_key(&self, walk: &Walk) -> u64 {
         walk.state as u64
     }
@@ -417,6 +452,9 @@ impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
 impl ScoreModel for crate::mlp::MlpPolicy<'_> {
     fn block_len(&self) -> usize {
         self.mlp.num_params()
+    }
+    fn blocks_are_positions(&self) -> bool {
+        false
     }
     fn input_key(&self, walk: &Walk) -> u64 {
         self.mlp.context_of(&walk.tokens) as u64

@@ -22,3 +22,6 @@ pub mod estimate;
 pub mod fit;
 pub mod optim;
 pub mod monte_carlo;
+pub mod objective;
+pub mod rl;
+pub mod attack;

@@ -1,0 +1,309 @@
+//! Alignment objectives and their exact gradients with respect to tabular logits θ_t(s, ·).
+//!
+//! - standard:      λ·E[H] + KL(P_θ ‖ P_base)
+//! - deep:          + μ·E_Q[Σ_t w_t·Fail_t],  Fail_t = 1 − π_t(R | y<t)
+//! - deep-anchored: + E_Q[Σ_t KL(π_t(·|y<t) ‖ p(·|y<t))] as well
+//! - augment:       (1 − α)·E_k,Q[−log π(R | first k tokens of a harmful response)] + α·KL(P_θ ‖ P_base),
+//!                  k = 0 with probability 1/2, else uniform on 1..T (Qi et al.'s data augmentation,
+//!                  in expectation)
+//!
+//! Q is a distribution of harmful prefixes given as its state distribution q_t(s) (t tokens in);
+//! by default the base's harmful responses cut at every depth. The on-policy part is differentiated
+//! through its cost-to-go: with per-token cost c_t(s,a) = κ·log(π/p) and terminal cost λ·H,
+//! ∂J/∂θ_t(s,a) = p_{t−1}(s)·π(a|s)·(c_t(s,a) + V_t(s·a) − V_{t−1}(s)). The Q-weighted parts are
+//! per-state functions of one row and are differentiated directly.
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::exact::{forward, harmful_prefixes};
+use crate::model::Model;
+use crate::parallel::{map_chunks, CHUNK};
+use crate::policy::{kl_divergence, Policy};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectiveKind {
+    Standard,
+    Deep,
+    DeepAnchored,
+    Augment,
+}
+
+#[derive(Debug, Clone)]
+pub struct Objective {
+    pub kind: ObjectiveKind,
+    pub lambda: f64,
+    pub mu: f64,
+    /// w_t for t = 1..T.
+    pub weights: Vec<f64>,
+    /// Recovery tokens R as a mask over the vocabulary.
+    pub recovery: Vec<bool>,
+    /// α of the augment objective.
+    pub mix: f64,
+}
+
+impl Objective {
+    pub fn check(&self, model: &Model) -> Result<()> {
+        let bad = |m: String| Err(Error::InvalidArgument(m));
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return bad(format!("lambda must be a finite number ≥ 0, got {}", self.lambda));
+        }
+        if !(self.mu >= 0.0 && self.mu.is_finite()) {
+            return bad(format!("mu must be a finite number ≥ 0, got {}", self.mu));
+        }
+        if self.weights.len() != model.length() || self.weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+            return bad(format!("weights: {} finite values ≥ 0 expected (one per position)", model.length()));
+        }
+        if self.recovery.len() != model.vocab() {
+            return bad(format!("recovery mask: {} entries expected", model.vocab()));
+        }
+        if self.kind != ObjectiveKind::Standard && !self.recovery.iter().any(|&r| r) {
+            return bad("this objective needs at least one recovery token".into());
+        }
+        if !(0.0..=1.0).contains(&self.mix) {
+            return bad(format!("mix must be in [0, 1], got {}", self.mix));
+        }
+        Ok(())
+    }
+
+    /// Weight of the on-policy KL and of the harm.
+    fn on_policy_weights(&self) -> (f64, f64) {
+        match self.kind {
+            ObjectiveKind::Augment => (self.mix, 0.0),
+            _ => (1.0, self.lambda),
+        }
+    }
+}
+
+/// w_t = γ^{t−1}.
+pub fn geometric_weights(gamma: f64, length: usize) -> Vec<f64> {
+    (0..length).map(|t| gamma.powi(t as i32)).collect()
+}
+
+/// Q's state distribution, (T+1) × S: the base's harmful responses cut at every depth.
+pub fn base_harmful_prefixes(model: &Model, h_base: &[f64]) -> Result<Vec<f64>> {
+    let n = model.num_states();
+    let mut q = vec![0.0; (model.length() + 1) * n];
+    let defined = harmful_prefixes(model, h_base, |t, layer| q[t * n..(t + 1) * n].copy_from_slice(layer));
+    if !defined {
+        return Err(Error::InvalidArgument("the base never causes harm here, so there are no harmful prefixes (Q is empty)".into()));
+    }
+    Ok(q)
+}
+
+/// Q's state distribution from given responses (N × T tokens, NO_TOKEN after the end), equally weighted.
+pub fn prefixes_from_responses(model: &Model, tokens: &[u32], count: usize) -> Result<Vec<f64>> {
+    let (n, t_max) = (model.num_states(), model.length());
+    if count == 0 || tokens.len() != count * t_max {
+        return Err(Error::InvalidArgument(format!("prefix responses: expected N × T = {count} × {t_max} tokens")));
+    }
+    let mut q = vec![0.0; (t_max + 1) * n];
+    for row in tokens.chunks_exact(t_max) {
+        let mut s = 0usize;
+        q[s] += 1.0 / count as f64;
+        for t in 1..=t_max {
+            let a = row[t - 1];
+            if a != crate::walk::NO_TOKEN && model.live[s] {
+                if a as usize >= model.vocab() {
+                    return Err(Error::InvalidArgument(format!("prefix token {a} is not below V")));
+                }
+                s = model.next_row(s)[a as usize] as usize;
+            }
+            q[t * n + s] += 1.0 / count as f64;
+        }
+    }
+    Ok(q)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ObjectiveValue {
+    pub total: f64,
+    pub expected_harm: f64,
+    /// KL(P_θ ‖ P_base) over whole responses, and per position.
+    pub kl: f64,
+    pub kl_per_position: Vec<f64>,
+    /// μ·E_Q[Σ_t w_t Fail_t] (deep objectives).
+    pub penalty: f64,
+    /// E_Q[Σ_t KL_t] (deep-anchored).
+    pub anchor_kl: f64,
+    /// E[−log π(R | prefix)] (augment).
+    pub sft_loss: f64,
+    /// Recovery probability π_t(R | y<t) averaged over Q's live prefixes, per position (NaN where Q has none).
+    pub recovery: Vec<f64>,
+    /// ∂J/∂θ, T × S × V (when asked for).
+    pub gradient: Option<Vec<f64>>,
+}
+
+/// The objective at a policy, and its gradient with respect to tabular logits when `with_gradient`.
+pub fn evaluate(model: &Model, policy: &dyn Policy, objective: &Objective, q: &[f64], with_gradient: bool) -> Result<ObjectiveValue> {
+    objective.check(model)?;
+    let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
+    if q.len() != (t_max + 1) * n {
+        return Err(Error::InvalidArgument("prefix distribution: (T+1) × S entries expected".into()));
+    }
+    let (kl_weight, harm_weight) = objective.on_policy_weights();
+
+    // Cost-to-go under π: V_T = λ·H, V_{t−1}(s) = Σ_a π (κ log(π/p) + V_t(s·a)); E[H] alongside.
+    let mut value = vec![0.0; (t_max + 1) * n];
+    let mut harm = vec![0.0; (t_max + 1) * n];
+    for s in 0..n {
+        value[t_max * n + s] = harm_weight * model.harm(s);
+        harm[t_max * n + s] = model.harm(s);
+    }
+    for t in (1..=t_max).rev() {
+        let (v_before, v_after) = value.split_at_mut(t * n);
+        let (h_before, h_after) = harm.split_at_mut(t * n);
+        let (v_next, h_next) = (&v_after[..n], &h_after[..n]);
+        v_before[(t - 1) * n..].par_chunks_mut(CHUNK).zip(h_before[(t - 1) * n..].par_chunks_mut(CHUNK)).enumerate().for_each(|(chunk, (vs, hs))| {
+            let mut row = vec![0.0; v];
+            for i in 0..vs.len() {
+                let s = chunk * CHUNK + i;
+                if !model.live[s] {
+                    vs[i] = v_next[s];
+                    hs[i] = h_next[s];
+                    continue;
+                }
+                policy.probs(t, s, &mut row);
+                let p = model.base_row(s);
+                let (mut val, mut h) = (0.0, 0.0);
+                for (a, &nx) in model.next_row(s).iter().enumerate() {
+                    if row[a] > 0.0 {
+                        val += row[a] * (kl_weight * (row[a] / p[a]).ln() + v_next[nx as usize]);
+                        h += row[a] * h_next[nx as usize];
+                    }
+                }
+                vs[i] = val;
+                hs[i] = h;
+            }
+        });
+    }
+
+    let mut gradient = with_gradient.then(|| vec![0.0; t_max * n * v]);
+    let mut kl_per_position = vec![0.0; t_max];
+    // On-policy gradient and per-position KL, layer by layer along the forward pass.
+    forward(model, policy, |t, p_prev| {
+        let v_prev = &value[(t - 1) * n..t * n];
+        let v_next = &value[t * n..(t + 1) * n];
+        let parts = map_chunks(n, |range| {
+            let mut row = vec![0.0; v];
+            let mut kl = 0.0;
+            for s in range.filter(|&s| model.live[s] && p_prev[s] > 0.0) {
+                policy.probs(t, s, &mut row);
+                kl += p_prev[s] * kl_divergence(&row, model.base_row(s));
+            }
+            kl
+        });
+        kl_per_position[t - 1] = parts.iter().sum();
+        if let Some(g) = gradient.as_deref_mut() {
+            g[(t - 1) * n * v..t * n * v].par_chunks_mut(CHUNK * v).enumerate().for_each(|(chunk, out)| {
+                let mut row = vec![0.0; v];
+                for (i, gs) in out.chunks_exact_mut(v).enumerate() {
+                    let s = chunk * CHUNK + i;
+                    if !model.live[s] || p_prev[s] == 0.0 {
+                        continue;
+                    }
+                    policy.probs(t, s, &mut row);
+                    let p = model.base_row(s);
+                    for (a, &nx) in model.next_row(s).iter().enumerate() {
+                        if row[a] > 0.0 {
+                            let q_value = kl_weight * (row[a] / p[a]).ln() + v_next[nx as usize];
+                            gs[a] += p_prev[s] * row[a] * (q_value - v_prev[s]);
+                        }
+                    }
+                }
+            });
+        }
+    });
+
+    // Q-weighted parts, per position and live state.
+    let mut penalty = 0.0;
+    let mut anchor_kl = 0.0;
+    let mut sft_loss = 0.0;
+    let mut recovery = vec![f64::NAN; t_max];
+    let r = &objective.recovery;
+    for t in 1..=t_max {
+        let q_prev = &q[(t - 1) * n..t * n];
+        let w = objective.weights[t - 1];
+        // Probability of prefix length k = t − 1 under the augmentation's prefix-length law.
+        let k_prob = if t == 1 { 0.5 } else { 0.5 / t_max as f64 };
+        let parts = map_chunks(n, |range| {
+            let mut row = vec![0.0; v];
+            let (mut pen, mut anc, mut sft, mut rec, mut mass) = (0.0, 0.0, 0.0, 0.0, 0.0);
+            for s in range.filter(|&s| model.live[s] && q_prev[s] > 0.0) {
+                policy.probs(t, s, &mut row);
+                let p_r: f64 = row.iter().zip(r).filter(|(_, &r)| r).map(|(p, _)| p).sum();
+                rec += q_prev[s] * p_r;
+                mass += q_prev[s];
+                match objective.kind {
+                    ObjectiveKind::Deep | ObjectiveKind::DeepAnchored => {
+                        pen += q_prev[s] * objective.mu * w * (1.0 - p_r);
+                        if objective.kind == ObjectiveKind::DeepAnchored {
+                            anc += q_prev[s] * kl_divergence(&row, model.base_row(s));
+                        }
+                    }
+                    ObjectiveKind::Augment => sft += k_prob * q_prev[s] * -p_r.ln(),
+                    ObjectiveKind::Standard => {}
+                }
+            }
+            (pen, anc, sft, rec, mass)
+        });
+        let (mut rec, mut mass) = (0.0, 0.0);
+        for (pen, anc, sft, rc, m) in parts {
+            penalty += pen;
+            anchor_kl += anc;
+            sft_loss += sft;
+            rec += rc;
+            mass += m;
+        }
+        if mass > 0.0 {
+            recovery[t - 1] = rec / mass;
+        }
+        if let (Some(g), true) = (gradient.as_deref_mut(), objective.kind != ObjectiveKind::Standard) {
+            let kind = objective.kind;
+            let (mu, mix) = (objective.mu, objective.mix);
+            g[(t - 1) * n * v..t * n * v].par_chunks_mut(CHUNK * v).enumerate().for_each(|(chunk, out)| {
+                let mut row = vec![0.0; v];
+                for (i, gs) in out.chunks_exact_mut(v).enumerate() {
+                    let s = chunk * CHUNK + i;
+                    if !model.live[s] || q_prev[s] == 0.0 {
+                        continue;
+                    }
+                    policy.probs(t, s, &mut row);
+                    let p_r: f64 = row.iter().zip(r).filter(|(_, &r)| r).map(|(p, _)| p).sum();
+                    let in_r = |a: usize| r[a] as u8 as f64;
+                    match kind {
+                        ObjectiveKind::Deep | ObjectiveKind::DeepAnchored => {
+                            // ∂(1 − π(R))/∂θ_a = −π_a (1[a∈R] − π(R)).
+                            for a in 0..v {
+                                gs[a] -= q_prev[s] * mu * w * row[a] * (in_r(a) - p_r);
+                            }
+                            if kind == ObjectiveKind::DeepAnchored {
+                                let p = model.base_row(s);
+                                let kl = kl_divergence(&row, p);
+                                for a in (0..v).filter(|&a| row[a] > 0.0) {
+                                    gs[a] += q_prev[s] * row[a] * ((row[a] / p[a]).ln() - kl);
+                                }
+                            }
+                        }
+                        ObjectiveKind::Augment => {
+                            // ∂(−log π(R))/∂θ_a = π_a − 1[a∈R]·π_a/π(R).
+                            for a in 0..v {
+                                gs[a] += (1.0 - mix) * k_prob * q_prev[s] * (row[a] - in_r(a) * row[a] / p_r);
+                            }
+                        }
+                        ObjectiveKind::Standard => {}
+                    }
+                }
+            });
+        }
+    }
+    let kl: f64 = kl_per_position.iter().sum();
+    let expected_harm = harm[0];
+    let total = match objective.kind {
+        ObjectiveKind::Standard => objective.lambda * expected_harm + kl,
+        ObjectiveKind::Deep => objective.lambda * expected_harm + kl + penalty,
+        ObjectiveKind::DeepAnchored => objective.lambda * expected_harm + kl + penalty + anchor_kl,
+        ObjectiveKind::Augment => (1.0 - objective.mix) * sft_loss + objective.mix * kl,
+    };
+    Ok(ObjectiveValue { total, expected_harm, kl, kl_per_position, penalty, anchor_kl, sft_loss, recovery, gradient })
+}

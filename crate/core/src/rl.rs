@@ -1,0 +1,202 @@
+//! Sampled policy-gradient training on the standard objective λ·E[H] + KL(P_θ ‖ P_base), with the
+//! KL charged per token (as in RLHF practice): cost of a response = λ·H + Σ_t log(π/p)(y_t).
+//!
+//! - REINFORCE: c_{n,t} = C_{n,t} − (mean of the other responses' C_{·,t}), C the cost-to-go from t.
+//! - REINFORCE with innovations: the harm part of C_{n,t} is replaced by λ·(h_t − h_{t−1}) from the
+//!   exact h (the theory's innovation estimator): beyond the horizon it is exactly zero, so those
+//!   positions only feel the KL, and stay at the base instead of drifting with the noise.
+//! - PPO: the clipped surrogate of the same advantages, several epochs on each batch.
+
+use crate::error::{Error, Result};
+use crate::estimate::{accumulate_scores, HarmPaths, ScoreModel};
+use crate::mlp::{Mlp, MlpPolicy};
+use crate::model::Model;
+use crate::parallel::map_chunks_of;
+use crate::policy::TabularPolicy;
+use crate::sampling::{sample, BaseStep, ExactStep, SampleRequest, Samples, StepPolicy};
+use crate::walk::{Track, NO_TOKEN};
+
+/// log π(y_{n,t} | y_{n,<t}) of sampled tokens under a policy, N × T (0 after the end).
+pub fn replay_log_probs(track: &Track, policy: &dyn StepPolicy, samples: &Samples) -> Vec<f64> {
+    let (t_max, v) = (samples.length, track.spec.vocab);
+    map_chunks_of(samples.count, 64, |range| {
+        let mut out = vec![0.0; range.len() * t_max];
+        let mut walk = track.start();
+        let mut row = vec![0.0; v];
+        let mut scratch = vec![0.0; policy.scratch_len()];
+        for (i, n) in range.enumerate() {
+            track.reset(&mut walk);
+            for t in 0..t_max {
+                let a = samples.tokens[n * t_max + t];
+                if a == NO_TOKEN {
+                    break;
+                }
+                policy.probs(&walk, &mut row, &mut scratch);
+                out[i * t_max + t] = row[a as usize].ln();
+                track.advance(&mut walk, a as usize);
+            }
+        }
+        out
+    })
+    .concat()
+}
+
+/// A family of parametric policies: builds the policy for a parameter vector.
+pub trait Family: Sync {
+    fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R>;
+}
+
+pub struct TabularFamily<'m>(pub &'m Model);
+
+impl Family for TabularFamily<'_> {
+    fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R> {
+        let policy = TabularPolicy::new(self.0, params)?;
+        Ok(f(&ExactStep(&policy)))
+    }
+}
+
+pub struct MlpFamily<'m>(pub &'m Mlp);
+
+impl Family for MlpFamily<'_> {
+    fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R> {
+        self.0.check_params(params)?;
+        Ok(f(&MlpPolicy { mlp: self.0, params }))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum RlAlgorithm {
+    Reinforce,
+    /// REINFORCE whose harm part uses exact innovations λ·Δ_t.
+    ReinforceInnovation,
+    Ppo { clip: f64, epochs: usize },
+}
+
+#[derive(Debug, Clone)]
+pub struct RlStep {
+    /// Mean harm and mean total per-token KL of the batch, and their sum λH + KL (the objective's estimate).
+    pub mean_harm: f64,
+    pub mean_kl: f64,
+    pub objective: f64,
+    /// ||ĝ_t|| per position of the (last) gradient.
+    pub grad_norm: Vec<f64>,
+}
+
+/// Cost-to-go C_{n,t} (from position t + 1 on): harm part and KL part separately, N × T each.
+fn costs_to_go(samples: &Samples, kl: &[f64], lambda: f64) -> (Vec<f64>, Vec<f64>) {
+    let (count, t_max) = (samples.count, samples.length);
+    let mut harm_part = vec![0.0; count * t_max];
+    let mut kl_part = vec![0.0; count * t_max];
+    for n in 0..count {
+        let mut to_go = 0.0;
+        for t in (0..t_max).rev() {
+            to_go += kl[n * t_max + t];
+            kl_part[n * t_max + t] = to_go;
+            harm_part[n * t_max + t] = lambda * samples.harm[n];
+        }
+    }
+    (harm_part, kl_part)
+}
+
+/// x − mean of the other responses' x at the same position (only responses with a token there count).
+fn leave_one_out(values: &[f64], samples: &Samples) -> Vec<f64> {
+    let (count, t_max) = (samples.count, samples.length);
+    let mut out = values.to_vec();
+    for t in 0..t_max {
+        let alive: Vec<usize> = (0..count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).collect();
+        if alive.len() < 2 {
+            continue;
+        }
+        let total: f64 = alive.iter().map(|&n| values[n * t_max + t]).sum();
+        for &n in &alive {
+            out[n * t_max + t] = values[n * t_max + t] - (total - values[n * t_max + t]) / (alive.len() - 1) as f64;
+        }
+    }
+    out
+}
+
+/// One training step: samples N responses from the current parameters, estimates the gradient of
+/// λ·E[H] + KL, and applies `update(params, gradient)` (once, or once per PPO epoch).
+#[allow(clippy::too_many_arguments)]
+pub fn rl_step<F: Family>(
+    track: &Track,
+    family: &F,
+    params: &mut [f64],
+    update: &mut dyn FnMut(&mut [f64], &[f64]),
+    count: usize,
+    seed: u64,
+    first_index: u32,
+    lambda: f64,
+    algorithm: RlAlgorithm,
+    exact_h: Option<&[f64]>,
+) -> Result<RlStep> {
+    if count < 2 {
+        return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
+    }
+    let request = SampleRequest { count, seed, prefix: None, first_index };
+    let samples = family.with_params(params, |p| sample(track, p, &request))??;
+    let t_max = samples.length;
+    let base = BaseStep { spec: track.spec };
+    let base_lp = replay_log_probs(track, &base, &samples);
+    let kl: Vec<f64> = samples.log_probs.iter().zip(&base_lp).map(|(a, b)| a - b).collect();
+    let (harm_part, kl_part) = costs_to_go(&samples, &kl, lambda);
+    let mean_harm = samples.harm.iter().sum::<f64>() / count as f64;
+    let mean_kl = kl.iter().sum::<f64>() / count as f64;
+
+    let harm_coef = match algorithm {
+        RlAlgorithm::ReinforceInnovation => {
+            let table = exact_h.ok_or_else(|| Error::InvalidArgument("the innovation variant needs the exact model".into()))?;
+            let paths = crate::estimate::harm_paths(track, &base, &samples, &crate::estimate::HarmSource::Exact(table), seed)?;
+            innovations(&paths, &samples, lambda)
+        }
+        _ => harm_part,
+    };
+    let advantage: Vec<f64> = match algorithm {
+        // The innovations already have mean zero given the prefix: only the KL part needs a baseline.
+        RlAlgorithm::ReinforceInnovation => harm_coef.iter().zip(leave_one_out(&kl_part, &samples)).map(|(h, k)| h + k).collect(),
+        _ => leave_one_out(&harm_coef.iter().zip(&kl_part).map(|(h, k)| h + k).collect::<Vec<_>>(), &samples),
+    };
+
+    let mut grad_norm = vec![0.0; t_max];
+    match algorithm {
+        RlAlgorithm::Reinforce | RlAlgorithm::ReinforceInnovation => {
+            let (gradient, norms) = family.with_params(params, |p| -> Result<_> {
+                let g = accumulate_scores(track, p, &samples, &|n, t| advantage[n * t_max + t], None)?;
+                Ok((g.total(p.blocks_are_positions()), g.norm))
+            })??;
+            grad_norm = norms;
+            update(params, &gradient);
+        }
+        RlAlgorithm::Ppo { clip, epochs } => {
+            for _ in 0..epochs.max(1) {
+                let (gradient, norms) = family.with_params(params, |p| -> Result<_> {
+                    let current = replay_log_probs(track, p, &samples);
+                    // Minimising the clipped surrogate of the cost: −ρ·A with A = −advantage, zero where clipped.
+                    let coef = |n: usize, t: usize| {
+                        let i = n * t_max + t;
+                        let ratio = (current[i] - samples.log_probs[i]).exp();
+                        let gain = -advantage[i];
+                        let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
+                        if clipped { 0.0 } else { -ratio * gain }
+                    };
+                    let g = accumulate_scores(track, p, &samples, &coef, None)?;
+                    Ok((g.total(p.blocks_are_positions()), g.norm))
+                })??;
+                grad_norm = norms;
+                update(params, &gradient);
+            }
+        }
+    }
+    Ok(RlStep { mean_harm, mean_kl, objective: lambda * mean_harm + mean_kl, grad_norm })
+}
+
+fn innovations(paths: &HarmPaths, samples: &Samples, lambda: f64) -> Vec<f64> {
+    let t_max = samples.length;
+    let mut out = vec![0.0; samples.count * t_max];
+    for n in 0..samples.count {
+        for t in 0..t_max {
+            out[n * t_max + t] = lambda * paths.innovation(n, t + 1, t_max + 1);
+        }
+    }
+    out
+}
