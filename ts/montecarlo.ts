@@ -107,6 +107,11 @@ export class MonteCarlo {
     this.#engine = callNative(() => new native.MonteCarlo(nativeScenario(scenario), options.exact?.native));
   }
 
+  /** The native engine, for training steps. @internal */
+  get native(): InstanceType<typeof native.MonteCarlo> {
+    return this.#engine;
+  }
+
   /** Samples N responses (synchronous). */
   sample(policy: Policy, options: SampleOptions): SampleBatch {
     const out = callNative(() => this.#engine.sample(toInput(policy), options));

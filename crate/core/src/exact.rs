@@ -256,3 +256,23 @@ pub fn on_harmful_prefixes<P: Policy + ?Sized>(
     });
     (kl, asr)
 }
+
+/// Per-position KL(π_a(·|s) ‖ π_b(·|s)) on π_a's own prefixes: the sequence-level KL(P_a ‖ P_b) is
+/// its sum.
+pub fn kl_between(model: &Model, a: &dyn Policy, b: &dyn Policy) -> Vec<f64> {
+    let (n, v) = (model.num_states(), model.vocab());
+    let mut kl = vec![0.0; model.length()];
+    forward(model, a, |t, p| {
+        kl[t - 1] = sum_chunks::<1, _>(n, |range| {
+            let (mut ra, mut rb) = (vec![0.0; v], vec![0.0; v]);
+            let mut total = 0.0;
+            for s in range.filter(|&s| model.live[s] && p[s] > 0.0) {
+                a.probs(t, s, &mut ra);
+                b.probs(t, s, &mut rb);
+                total += p[s] * crate::policy::kl_divergence(&ra, &rb);
+            }
+            [total]
+        })[0];
+    });
+    kl
+}

@@ -25,3 +25,4 @@ pub mod monte_carlo;
 pub mod objective;
 pub mod rl;
 pub mod attack;
+pub mod fixed_point;

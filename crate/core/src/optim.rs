@@ -17,6 +17,15 @@ impl Adam {
         Adam { learning_rate, beta1: 0.9, beta2: 0.999, epsilon: 1e-8, m: vec![0.0; len], v: vec![0.0; len], steps: 0 }
     }
 
+    /// Number of parameters it was made for.
+    pub fn len(&self) -> usize {
+        self.m.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.m.is_empty()
+    }
+
     /// One descent step along `grad` (the gradient of the objective being minimised).
     pub fn step(&mut self, params: &mut [f64], grad: &[f64]) {
         self.steps += 1;

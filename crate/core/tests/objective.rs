@@ -68,3 +68,40 @@ fn the_gibbs_policy_is_stationary_for_the_standard_objective() {
         let _: &dyn Policy = &gibbs;
     }
 }
+
+/// The per-state fixed point reaches the optimum: the Gibbs policy for the standard objective, and
+/// a point where the exact gradient vanishes (≤ 1e-8 of the gradient at the base) for deep-anchored.
+#[test]
+fn the_fixed_point_reaches_the_optimum() {
+    use harm_horizon_core::exact::kl_between;
+    use harm_horizon_core::fixed_point::solve;
+    for m in [model(refusal_spec()), model(horizon_spec()), model(random_spec(9, 3, 1, 6, 5, true, false))] {
+        let h_base = conditional_harm(&m, &BasePolicy { model: &m });
+        let q = base_harmful_prefixes(&m, &h_base).unwrap();
+        for kind in [ObjectiveKind::Standard, ObjectiveKind::DeepAnchored] {
+            let o = objective(&m, kind);
+            let solved = solve(&m, &o, &q, 500, 1e-14).unwrap();
+            let policy = TabularPolicy::new(&m, &solved.logits).unwrap();
+            let at_optimum = evaluate(&m, &policy, &o, &q, true).unwrap();
+            let at_base = evaluate(&m, &BasePolicy { model: &m }, &o, &q, true).unwrap();
+            let norm = |g: &[f64]| g.iter().map(|x| x * x).sum::<f64>().sqrt();
+            let ratio = norm(at_optimum.gradient.as_ref().unwrap()) / norm(at_base.gradient.as_ref().unwrap());
+            assert!(ratio <= 1e-8, "{kind:?}: gradient ratio {ratio} after {} iterations (change {})", solved.iterations, solved.change);
+            assert!(at_optimum.total <= at_base.total);
+            if kind == ObjectiveKind::Standard {
+                let gibbs = GibbsPolicy::new(&m, o.lambda).unwrap();
+                assert!(kl_between(&m, &policy, &gibbs).iter().sum::<f64>() <= 1e-12);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_fixed_point_refuses_objectives_without_one() {
+    let m = model(horizon_spec());
+    let q = base_harmful_prefixes(&m, &conditional_harm(&m, &BasePolicy { model: &m })).unwrap();
+    for kind in [ObjectiveKind::Deep, ObjectiveKind::Augment] {
+        let err = harm_horizon_core::fixed_point::solve(&m, &objective(&m, kind), &q, 10, 1e-12).err().unwrap();
+        assert_eq!(err.code(), "HH_INVALID_ARGUMENT");
+    }
+}

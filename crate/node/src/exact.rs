@@ -106,6 +106,34 @@ impl ExactModel {
         guard(|| PolicyChoice::parse(&policy, &self.inner.spec)?.with(&self.inner, |p| kl_on_policy(&self.inner, p))).map(Float64Array::new)
     }
 
+    /// Any policy as tabular logits: log π_t(a|s) at every (position, live state), T × S × V
+    /// (−1e300 stands for log 0, 0 at sinks).
+    #[napi]
+    pub fn policy_logits(&self, policy: PolicyInput) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            let model = &self.inner;
+            PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| {
+                let (n, v) = (model.num_states(), model.vocab());
+                let mut logits = vec![0.0; model.length() * n * v];
+                for (i, row) in logits.chunks_exact_mut(v).enumerate() {
+                    let (t, s) = (i / n + 1, i % n);
+                    if model.live[s] {
+                        p.probs(t, s, row);
+                        row.iter_mut().for_each(|x| *x = if *x > 0.0 { x.ln() } else { -1e300 });
+                    }
+                }
+                logits
+            })
+        })
+        .map(Float64Array::new)
+    }
+
+    /// The base model as tabular logits, log p at every (position, live state): T × S × V.
+    #[napi]
+    pub fn base_logits(&self) -> Float64Array {
+        Float64Array::new(crate::policy::base_logits(&self.inner))
+    }
+
     /// Logits of an mlp at every (position, live state): its tabular form, T × S × V.
     #[napi]
     pub fn mlp_tabulate(&self, shape: MlpShape, params: Float64Array) -> napi::Result<Float64Array, String> {

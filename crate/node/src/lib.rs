@@ -10,6 +10,7 @@ mod exact;
 mod mlp;
 mod monte_carlo;
 mod policy;
+mod train;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -189,6 +189,12 @@ impl EstimateJob {
 }
 
 
+impl MonteCarlo {
+    pub(crate) fn parts(&self) -> (&ScenarioSpec, Option<&Model>) {
+        (&self.spec, self.model.as_deref())
+    }
+}
+
 #[napi]
 impl MonteCarlo {
     /// `exact`: the scenario's ExactModel, if it has one.

@@ -1,0 +1,391 @@
+//! Training and attacks: objectives with exact gradients, optimisers, sampled RL steps, the
+//! rank-assisted attacker and fine-tuning losses.
+
+use crate::core;
+use crate::exact::ExactModel;
+use crate::monte_carlo::MonteCarlo;
+use crate::policy::{MlpShape, PolicyChoice, PolicyInput};
+use crate::{count_from, guard, invalid, seed_from};
+use core::attack::{default_betas, fine_tune_loss, rank_assisted_logits, FineTune};
+use core::exact::{conditional_harm, kl_between};
+use core::model::Model;
+use core::objective::{base_harmful_prefixes, evaluate, geometric_weights, prefixes_from_responses, Objective, ObjectiveKind, ObjectiveValue};
+use core::fixed_point::solve;
+use core::optim::{sgd_step, Adam};
+use core::policy::{BasePolicy, Policy, TabularPolicy};
+use core::rl::{rl_step, MlpFamily, RlAlgorithm, TabularFamily};
+use core::walk::Track;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// A first-order optimiser with its state: Adam or plain gradient descent.
+#[napi]
+pub struct Optimizer {
+    adam: Option<Adam>,
+    learning_rate: f64,
+}
+
+#[napi]
+impl Optimizer {
+    /// `kind`: "adam" or "sgd"; `size`: number of parameters.
+    #[napi(constructor)]
+    pub fn new(kind: String, size: u32, learning_rate: f64) -> napi::Result<Self, String> {
+        guard(|| {
+            if !(learning_rate.is_finite() && learning_rate > 0.0) {
+                return Err(invalid(format!("learningRate must be a positive number, got {learning_rate}")));
+            }
+            match kind.as_str() {
+                "adam" => Ok(Optimizer { adam: Some(Adam::new(size as usize, learning_rate)), learning_rate }),
+                "sgd" => Ok(Optimizer { adam: None, learning_rate }),
+                other => Err(invalid(format!("optimizer must be adam or sgd, got {other:?}"))),
+            }
+        })
+    }
+
+    #[napi(getter)]
+    pub fn learning_rate(&self) -> f64 {
+        self.learning_rate
+    }
+
+    /// Changes the learning rate (for schedules).
+    #[napi(setter)]
+    pub fn set_learning_rate(&mut self, value: f64) {
+        self.learning_rate = value;
+        if let Some(adam) = self.adam.as_mut() {
+            adam.learning_rate = value;
+        }
+    }
+
+    /// One descent step: updates `params` in place along −gradient.
+    #[napi]
+    pub fn step(&mut self, mut params: Float64Array, gradient: Float64Array) -> napi::Result<(), String> {
+        guard(|| {
+            if params.len() != gradient.len() {
+                return Err(invalid(format!("params ({}) and gradient ({}) differ in length", params.len(), gradient.len())));
+            }
+            // SAFETY: a synchronous call on the JS thread; nothing else touches the buffer meanwhile.
+            self.apply(unsafe { params.as_mut() }, &gradient)
+        })
+    }
+}
+
+impl Optimizer {
+    fn apply(&mut self, params: &mut [f64], gradient: &[f64]) -> core::Result<()> {
+        match self.adam.as_mut() {
+            Some(adam) => {
+                if adam.len() != params.len() {
+                    return Err(invalid(format!("this optimizer was made for {} parameters, got {}", adam.len(), params.len())));
+                }
+                adam.step(params, gradient)
+            }
+            None => sgd_step(params, gradient, self.learning_rate),
+        }
+        Ok(())
+    }
+}
+
+
+/// An alignment objective (see crate/core/src/objective.rs).
+#[napi(object)]
+pub struct ObjectiveInput {
+    /// "standard", "deep", "deep-anchored" or "augment".
+    pub kind: String,
+    pub lambda: f64,
+    pub mu: Option<f64>,
+    /// w_t = γ^{t−1} (default 1) unless `weights` are given.
+    pub gamma: Option<f64>,
+    pub weights: Option<Float64Array>,
+    /// Recovery token ids R.
+    pub recovery: Vec<u32>,
+    /// α of the augment objective (default 0.2).
+    pub mix: Option<f64>,
+}
+
+fn objective_from(input: &ObjectiveInput, model: &Model) -> core::Result<Objective> {
+    let kind = match input.kind.as_str() {
+        "standard" => ObjectiveKind::Standard,
+        "deep" => ObjectiveKind::Deep,
+        "deep-anchored" => ObjectiveKind::DeepAnchored,
+        "augment" => ObjectiveKind::Augment,
+        other => return Err(invalid(format!("objective must be standard, deep, deep-anchored or augment, got {other:?}"))),
+    };
+    let gamma = input.gamma.unwrap_or(1.0);
+    if !(gamma > 0.0 && gamma <= 1.0) {
+        return Err(invalid(format!("gamma must be in (0, 1], got {gamma}")));
+    }
+    let mut recovery = vec![false; model.vocab()];
+    for &r in &input.recovery {
+        *recovery.get_mut(r as usize).ok_or_else(|| invalid(format!("recovery token {r} is not below V")))? = true;
+    }
+    Ok(Objective {
+        kind,
+        lambda: input.lambda,
+        mu: input.mu.unwrap_or(10.0),
+        weights: match &input.weights {
+            Some(w) => w.to_vec(),
+            None => geometric_weights(gamma, model.length()),
+        },
+        recovery,
+        mix: input.mix.unwrap_or(0.2),
+    })
+}
+
+#[napi(object)]
+pub struct ObjectiveOutput {
+    pub total: f64,
+    pub expected_harm: f64,
+    pub kl: f64,
+    pub kl_per_position: Float64Array,
+    pub penalty: f64,
+    pub anchor_kl: f64,
+    pub sft_loss: f64,
+    /// Mean recovery probability on Q's prefixes per position (NaN where Q has none).
+    pub recovery: Float64Array,
+    /// ∂J/∂θ: T × S × V for tabular policies, P for mlp policies.
+    pub gradient: Option<Float64Array>,
+    /// ||∂J/∂θ_t|| per position (in logit space).
+    pub grad_norm: Float64Array,
+}
+
+fn position_norms(gradient: Option<&Vec<f64>>, length: usize) -> Vec<f64> {
+    match gradient {
+        None => vec![f64::NAN; length],
+        Some(g) => g.chunks_exact(g.len() / length).map(|b| b.iter().map(|x| x * x).sum::<f64>().sqrt()).collect(),
+    }
+}
+
+fn to_objective_output(v: ObjectiveValue, gradient: Option<Vec<f64>>, norms: Vec<f64>) -> ObjectiveOutput {
+    ObjectiveOutput {
+        total: v.total,
+        expected_harm: v.expected_harm,
+        kl: v.kl,
+        kl_per_position: Float64Array::new(v.kl_per_position),
+        penalty: v.penalty,
+        anchor_kl: v.anchor_kl,
+        sft_loss: v.sft_loss,
+        recovery: Float64Array::new(v.recovery),
+        gradient: gradient.map(Float64Array::new),
+        grad_norm: Float64Array::new(norms),
+    }
+}
+
+/// Runs `f` on the policy's exact view; for an mlp, also pulls a logit gradient back to parameters.
+fn with_exact<T>(model: &Model, choice: &PolicyChoice, f: impl FnOnce(&dyn Policy) -> core::Result<(T, Option<Vec<f64>>)>) -> core::Result<(T, Option<Vec<f64>>)> {
+    match choice {
+        PolicyChoice::Mlp(mlp, params) => {
+            let logits = mlp.tabulate(params, model)?;
+            let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
+            let grad = logit_grad.map(|g| mlp.pull_back(params, model, &g)).transpose()?;
+            Ok((value, grad))
+        }
+        other => other.with(model, f)?,
+    }
+}
+
+#[napi]
+impl ExactModel {
+    /// Q's state distribution, (T+1) × S: the base's harmful responses cut at every depth.
+    #[napi]
+    pub fn harmful_prefixes(&self) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            let h = conditional_harm(&self.inner, &BasePolicy { model: &self.inner });
+            base_harmful_prefixes(&self.inner, &h)
+        })
+        .map(Float64Array::new)
+    }
+
+    /// Q's state distribution from given harmful responses (N × T tokens, 0xFFFFFFFF after the end).
+    #[napi]
+    pub fn prefixes_from_responses(&self, tokens: Uint32Array, count: u32) -> napi::Result<Float64Array, String> {
+        guard(|| prefixes_from_responses(&self.inner, &tokens, count as usize)).map(Float64Array::new)
+    }
+
+    /// An objective at a policy, with its exact gradient when `gradient` is set (tabular: over the
+    /// logits; mlp: over the parameters). `prefixes`: Q's state distribution (default: harmful base responses).
+    #[napi]
+    pub fn objective(&self, policy: PolicyInput, objective: ObjectiveInput, gradient: bool, prefixes: Option<Float64Array>) -> napi::Result<ObjectiveOutput, String> {
+        guard(|| {
+            let model = &self.inner;
+            let objective = objective_from(&objective, model)?;
+            let q = match &prefixes {
+                Some(q) => q.to_vec(),
+                None => base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?,
+            };
+            let choice = PolicyChoice::parse(&policy, &model.spec)?;
+            let mut norms = vec![];
+            let (value, grad) = with_exact(model, &choice, |p| {
+                let mut v = evaluate(model, p, &objective, &q, gradient)?;
+                norms = position_norms(v.gradient.as_ref(), model.length());
+                let g = v.gradient.take();
+                Ok((v, g))
+            })?;
+            Ok(to_objective_output(value, grad, norms))
+        })
+    }
+
+    /// The optimum of the standard or deep-anchored objective by the per-state fixed point: tabular
+    /// logits, the iterations used and the last change of a probability.
+    #[napi]
+    pub fn solve_fixed_point(&self, objective: ObjectiveInput, max_iterations: u32, tolerance: f64) -> napi::Result<FixedPointOutput, String> {
+        guard(|| {
+            let model = &self.inner;
+            let objective = objective_from(&objective, model)?;
+            let q = base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?;
+            let solved = solve(model, &objective, &q, max_iterations as usize, tolerance)?;
+            Ok(FixedPointOutput { logits: Float64Array::new(solved.logits), iterations: solved.iterations as u32, change: solved.change })
+        })
+    }
+
+    /// Per-position KL(π_a ‖ π_b) on π_a's prefixes (their sum is the sequence-level KL).
+    #[napi]
+    pub fn kl_between(&self, a: PolicyInput, b: PolicyInput) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            let model = &self.inner;
+            let (ca, cb) = (PolicyChoice::parse(&a, &model.spec)?, PolicyChoice::parse(&b, &model.spec)?);
+            ca.with(model, |pa| cb.with(model, |pb| kl_between(model, pa, pb)))?
+        })
+        .map(Float64Array::new)
+    }
+
+    /// The rank-assisted attacker against a policy as tabular logits (0 on the chosen token, −∞ elsewhere).
+    #[napi]
+    pub fn rank_assisted(&self, policy: PolicyInput, rank: u32) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            let model = &self.inner;
+            let h = conditional_harm(model, &BasePolicy { model });
+            PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| rank_assisted_logits(model, p, &h, rank as usize))?
+        })
+        .map(|l| Float64Array::new(l.into_iter().map(|x| if x.is_infinite() { -1e300 } else { x }).collect()))
+    }
+
+    /// The fine-tuning loss on harmful responses (`kind` "sft" or "constrained", the latter against
+    /// the frozen `aligned` policy with per-position `beta`, default Qi et al.'s), its per-position
+    /// values and gradient norms, and its gradient (tabular: logits; mlp: parameters).
+    #[napi]
+    pub fn fine_tune_loss(&self, policy: PolicyInput, kind: String, aligned: Option<PolicyInput>, beta: Option<Float64Array>) -> napi::Result<FineTuneOutput, String> {
+        guard(|| {
+            let model = &self.inner;
+            let h = conditional_harm(model, &BasePolicy { model });
+            let q = base_harmful_prefixes(model, &h)?;
+            let choice = PolicyChoice::parse(&policy, &model.spec)?;
+            let betas = beta.map(|b| b.to_vec()).unwrap_or_else(|| default_betas(model.length()));
+            let run = |objective: &FineTune| {
+                with_exact(model, &choice, |p| {
+                    let v = fine_tune_loss(model, p, &h, &q, objective)?;
+                    let g = v.gradient.clone();
+                    Ok((v, Some(g)))
+                })
+            };
+            let (value, grad) = match kind.as_str() {
+                "sft" => run(&FineTune::Sft)?,
+                "constrained" => {
+                    let aligned = aligned.as_ref().ok_or_else(|| invalid("the constrained objective needs the aligned policy".into()))?;
+                    let reference = PolicyChoice::parse(aligned, &model.spec)?;
+                    reference.with(model, |r| run(&FineTune::Constrained { aligned: r, beta: &betas }))??
+                }
+                other => return Err(invalid(format!("fine-tuning objective must be sft or constrained, got {other:?}"))),
+            };
+            Ok(FineTuneOutput {
+                loss: value.loss,
+                loss_per_position: Float64Array::new(value.loss_per_position),
+                grad_norm: Float64Array::new(value.grad_norm),
+                gradient: Float64Array::new(grad.unwrap_or_default()),
+            })
+        })
+    }
+}
+
+#[napi(object)]
+pub struct FixedPointOutput {
+    pub logits: Float64Array,
+    pub iterations: u32,
+    pub change: f64,
+}
+
+#[napi(object)]
+pub struct FineTuneOutput {
+    pub loss: f64,
+    pub loss_per_position: Float64Array,
+    pub grad_norm: Float64Array,
+    pub gradient: Float64Array,
+}
+
+#[napi(object)]
+pub struct RlOptions {
+    /// "reinforce", "reinforce-innovation" or "ppo".
+    pub algorithm: String,
+    pub samples: f64,
+    pub seed: f64,
+    /// RNG index of the batch's first response (step × samples keeps batches independent).
+    pub first_index: Option<u32>,
+    pub lambda: f64,
+    /// PPO's clip ε (default 0.2) and epochs per batch (default 4).
+    pub clip: Option<f64>,
+    pub epochs: Option<u32>,
+}
+
+#[napi(object)]
+pub struct RlStepOutput {
+    pub mean_harm: f64,
+    pub mean_kl: f64,
+    pub objective: f64,
+    pub grad_norm: Float64Array,
+}
+
+#[napi]
+impl MonteCarlo {
+    /// One sampled training step on λ·E[H] + KL for a tabular (`kind` "tabular", needs the exact
+    /// model) or mlp policy: samples a batch from `params`, estimates the gradient and updates
+    /// `params` in place with the optimizer.
+    #[napi]
+    pub fn rl_step(&self, kind: String, mlp: Option<MlpShape>, mut params: Float64Array, optimizer: &mut Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
+        guard(|| {
+            let algorithm = match options.algorithm.as_str() {
+                "reinforce" => RlAlgorithm::Reinforce,
+                "reinforce-innovation" => RlAlgorithm::ReinforceInnovation,
+                "ppo" => RlAlgorithm::Ppo { clip: options.clip.unwrap_or(0.2), epochs: options.epochs.unwrap_or(4) as usize },
+                other => return Err(invalid(format!("algorithm must be reinforce, reinforce-innovation or ppo, got {other:?}"))),
+            };
+            if !(options.lambda >= 0.0 && options.lambda.is_finite()) {
+                return Err(invalid(format!("lambda must be a finite number ≥ 0, got {}", options.lambda)));
+            }
+            let (spec, model) = self.parts();
+            // SAFETY: a synchronous call on the JS thread; nothing else touches the buffer meanwhile.
+            let params: &mut [f64] = unsafe { params.as_mut() };
+            let track = Track::new(spec, model);
+            let count = count_from(options.samples, "samples")?;
+            let seed = seed_from(options.seed, "seed")?;
+            let first = options.first_index.unwrap_or(0);
+            if let Some(adam) = &optimizer.adam {
+                if adam.len() != params.len() {
+                    return Err(invalid(format!("the optimizer was made for {} parameters, the policy has {}", adam.len(), params.len())));
+                }
+            }
+            // Lengths were checked above, so the update cannot fail.
+            let mut update = |p: &mut [f64], g: &[f64]| {
+                let _ = optimizer.apply(p, g);
+            };
+            let step = match kind.as_str() {
+                "tabular" => {
+                    let model = model.ok_or_else(|| invalid("a tabular policy needs the exact model".into()))?;
+                    let h = match algorithm {
+                        RlAlgorithm::ReinforceInnovation => Some(conditional_harm(model, &TabularPolicy::new(model, params)?)),
+                        _ => None,
+                    };
+                    rl_step(&track, &TabularFamily(model), params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
+                }
+                "mlp" => {
+                    let shape = mlp.as_ref().ok_or_else(|| invalid("an mlp policy needs its shape".into()))?;
+                    let net = shape.build(spec.vocab, spec.length)?;
+                    let h = match (algorithm, model) {
+                        (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &net.tabulate(params, model)?)?)),
+                        _ => None,
+                    };
+                    rl_step(&track, &MlpFamily(&net), params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
+                }
+                other => return Err(invalid(format!("sampled training takes tabular or mlp policies, got {other:?}"))),
+            };
+            Ok(RlStepOutput { mean_harm: step.mean_harm, mean_kl: step.mean_kl, objective: step.objective, grad_norm: Float64Array::new(step.grad_norm) })
+        })
+    }
+}

@@ -1,0 +1,189 @@
+/**
+ * Training small policies: the standard RLHF objective, the deep-alignment objectives and Qi et al.'s
+ * augmentation, by exact gradient descent (tabular and enumerable mlp policies) or by sampled
+ * REINFORCE/PPO. The loop lives here; every heavy step (exact passes, sampling, score kernels,
+ * optimiser updates) runs in the Rust core.
+ */
+import type { CompiledScenario } from './compiled.js';
+import { callNative, HarmHorizonError } from './errors.js';
+import type { ExactEngine } from './exact.js';
+import { MonteCarlo } from './montecarlo.js';
+import { native } from './native.js';
+import { fitMlpToBase, initMlp, toInput, type MlpShape, type Policy } from './policy.js';
+
+export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
+export type Algorithm = 'exact' | 'reinforce' | 'reinforce-innovation' | 'ppo';
+
+export interface ObjectiveOptions {
+  kind: ObjectiveKind;
+  /** λ of λ·E[H] (default: the scenario's). */
+  lambda: number;
+  /** μ of the recovery penalty (default: the scenario's). */
+  mu: number;
+  /** w_t = γ^{t−1} (default: the scenario's). */
+  gamma: number;
+  /** α, the KL weight of the augment objective (default 0.2). */
+  mix: number;
+}
+
+export interface TrainOptions {
+  objective: ObjectiveOptions;
+  algorithm: Algorithm;
+  /** The policy family to train (initialised at the base), or a policy to start from. */
+  policy: 'tabular' | 'mlp' | Policy;
+  /** Shape of a new mlp (default one hidden layer of 32 tanh units reading the scenario's context). */
+  mlp?: MlpShape;
+  steps: number;
+  seed: number;
+  optimizer: 'adam' | 'sgd';
+  learningRate: number;
+  /** Responses per batch (sampled algorithms). */
+  samples: number;
+  /** PPO clip ε and epochs per batch. */
+  clip: number;
+  epochs: number;
+  /** Compute the prefilling ASR curve and teacher-forced KL every this many steps (and at the end). */
+  evalEvery: number;
+  /** Learning-rate schedule: constant, or cosine decay to 0 over the run (settles Adam's oscillation). */
+  schedule: 'constant' | 'cosine';
+}
+
+export const TRAIN_DEFAULTS = {
+  optimizer: 'adam' as const,
+  learningRate: 0.05,
+  samples: 1024,
+  clip: 0.2,
+  epochs: 4,
+  evalEvery: 25,
+  seed: 0,
+  schedule: 'cosine' as const,
+};
+
+/** One line of the training log. */
+export interface TrainRecord {
+  step: number;
+  objective: number;
+  parts: { expectedHarm: number; kl: number; penalty: number; anchorKl: number; sftLoss: number };
+  expectedHarm: number;
+  kl: number;
+  klOnPolicy: number[];
+  klTeacherForced?: number[];
+  /** Per-position norm of the objective's gradient (logit space) or of the sampled gradient. */
+  gradNorm: number[];
+  /** Mean recovery probability π_t(R | y<t) on harmful prefixes, per position (null where Q has none). */
+  recovery: (number | null)[];
+  /** Prefilling success ASR_k, k = 0..T (every evalEvery steps). */
+  asr?: number[];
+  /** Sampled algorithms: the batch's mean harm and per-token KL. */
+  batch?: { meanHarm: number; meanKl: number };
+  seconds: number;
+}
+
+const nulls = (a: ArrayLike<number>) => Array.from(a, (x) => (Number.isFinite(x) ? x : null));
+
+/** The policy's parameter vector (the array that is trained in place). */
+function parameters(policy: Policy): Float64Array {
+  if (policy.kind === 'tabular') return policy.logits;
+  if (policy.kind === 'mlp') return policy.params;
+  throw new HarmHorizonError('HH_INVALID_ARGUMENT', `a ${policy.kind} policy has no parameters to train`);
+}
+
+/** A fresh policy of the family, equal (tabular) or fitted (mlp) to the base. */
+export function initialPolicy(scenario: CompiledScenario, engine: ExactEngine | null, family: 'tabular' | 'mlp', shape: MlpShape | undefined, seed: number): Policy {
+  if (family === 'tabular') {
+    if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'a tabular policy needs the exact state space, which is too large here');
+    return { kind: 'tabular', logits: callNative(() => engine.native.baseLogits()) };
+  }
+  const mlp = initMlp(scenario, shape ?? { order: scenario.order, hidden: [32], activation: 'tanh' }, seed);
+  return fitMlpToBase(scenario, mlp, { steps: 400 }).policy;
+}
+
+function objectiveInput(scenario: CompiledScenario, o: ObjectiveOptions) {
+  return { kind: o.kind, lambda: o.lambda, mu: o.mu, gamma: o.gamma, recovery: scenario.recovery, mix: o.mix };
+}
+
+/** Evaluates the objective exactly (value, parts, per-position KL and gradient norms, recovery). */
+export function evaluateObjective(engine: ExactEngine, policy: Policy, objective: ObjectiveOptions, gradient = false) {
+  return callNative(() => engine.native.objective(toInput(policy), objectiveInput(engine.scenario, objective), gradient, undefined));
+}
+
+/**
+ * Trains a policy; calls `onRecord` after every step with the log line (write it out there). Returns
+ * the trained policy. `shouldStop` is polled between steps (Ctrl-C keeps what is done).
+ */
+export async function train(
+  scenario: CompiledScenario,
+  engine: ExactEngine | null,
+  options: TrainOptions,
+  onRecord: (record: TrainRecord) => void,
+  shouldStop: () => boolean = () => false,
+): Promise<Policy> {
+  const o = options.objective;
+  if (options.algorithm !== 'exact' && o.kind !== 'standard') {
+    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective; use --algorithm exact for ${o.kind}`);
+  }
+  if (options.algorithm === 'exact' && !engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'exact descent needs the exact state space, which is too large here');
+  if (o.kind !== 'standard' && scenario.recovery.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the ${o.kind} objective needs recovery tokens (the scenario has none)`);
+  const policy: Policy =
+    typeof options.policy === 'string' ? initialPolicy(scenario, engine, options.policy, options.mlp, options.seed) : structuredClone(options.policy);
+  const params = parameters(policy);
+  const optimizer = callNative(() => new native.Optimizer(options.optimizer, params.length, options.learningRate));
+  const mc = options.algorithm === 'exact' ? null : new MonteCarlo(scenario, engine ? { exact: engine } : {});
+  const started = performance.now();
+  for (let step = 0; step <= options.steps && !shouldStop(); step++) {
+    const last = step === options.steps;
+    if (options.schedule === 'cosine') optimizer.learningRate = 0.5 * options.learningRate * (1 + Math.cos((Math.PI * step) / options.steps)) + 1e-12;
+    const evaluate = step % options.evalEvery === 0 || last;
+    let record: TrainRecord;
+    if (engine) {
+      const wantGradient = options.algorithm === 'exact' && !last;
+      const value = evaluateObjective(engine, policy, o, wantGradient || options.algorithm === 'exact');
+      record = {
+        step,
+        objective: value.total,
+        parts: { expectedHarm: value.expectedHarm, kl: value.kl, penalty: value.penalty, anchorKl: value.anchorKl, sftLoss: value.sftLoss },
+        expectedHarm: value.expectedHarm,
+        kl: value.kl,
+        klOnPolicy: Array.from(value.klPerPosition),
+        gradNorm: Array.from(value.gradNorm),
+        recovery: nulls(value.recovery),
+        seconds: (performance.now() - started) / 1000,
+      };
+      if (evaluate) {
+        const prefixes = engine.onHarmfulPrefixes(policy);
+        record.klTeacherForced = nulls(prefixes.klTeacherForced) as number[];
+        record.asr = nulls(prefixes.asr) as number[];
+      }
+      if (wantGradient && value.gradient) callNative(() => optimizer.step(params, value.gradient!));
+    } else {
+      record = { step, objective: NaN, parts: { expectedHarm: NaN, kl: NaN, penalty: 0, anchorKl: 0, sftLoss: 0 }, expectedHarm: NaN, kl: NaN, klOnPolicy: [], gradNorm: [], recovery: [], seconds: 0 };
+    }
+    if (mc && !last) {
+      const kind = policy.kind === 'mlp' ? 'mlp' : 'tabular';
+      const shape = policy.kind === 'mlp' ? policy.mlp : undefined;
+      const out = callNative(() =>
+        mc.native.rlStep(kind, shape, params, optimizer, {
+          algorithm: options.algorithm,
+          samples: options.samples,
+          seed: options.seed,
+          firstIndex: step * options.samples,
+          lambda: o.lambda,
+          clip: options.clip,
+          epochs: options.epochs,
+        }),
+      );
+      record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
+      if (!engine) {
+        record.objective = out.objective;
+        record.expectedHarm = out.meanHarm;
+        record.kl = out.meanKl;
+      }
+      record.gradNorm = Array.from(out.gradNorm);
+    }
+    record.seconds = (performance.now() - started) / 1000;
+    onRecord(record);
+    // Let the event loop breathe (progress output, Ctrl-C) between steps.
+    if (step % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
+  }
+  return policy;
+}
