@@ -13,11 +13,12 @@ import type { GradientEstimator } from './montecarlo.js';
 import { BASE } from './policy.js';
 import { loadPolicy } from './policy-file.js';
 import { analyzeReport } from './report.js';
+import { addTrainCommands } from './commands-train.js';
 import { resolveScenario } from './resolve.js';
 import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, scenarioToJson } from './scenario.js';
 
 /** Codes that mean the input was bad (exit 2) rather than the run failing (exit 1). */
-const BAD_INPUT_CODES = new Set(['HH_SCENARIO_INVALID', 'HH_POLICY_INVALID', 'HH_FILE_NOT_FOUND', 'HH_INVALID_ARGUMENT', 'HH_INVALID_SPEC', 'HH_STATE_SPACE_TOO_LARGE']);
+const BAD_INPUT_CODES = new Set(['HH_OUTPUT_UNWRITABLE', 'HH_SCENARIO_INVALID', 'HH_POLICY_INVALID', 'HH_FILE_NOT_FOUND', 'HH_INVALID_ARGUMENT', 'HH_INVALID_SPEC', 'HH_STATE_SPACE_TOO_LARGE']);
 
 function nonNegative(name: string) {
   return (value: string) => {
@@ -97,14 +98,24 @@ Examples:
   $ harm-horizon analyze random --seed 7
   $ harm-horizon analyze "random(seed=1,V=16,n=2,T=64,D=40)"`,
     )
-    .action(async (arg: string, opts: { lambda?: number; tolerance: number; json?: boolean; seed?: number; memoryBudget: number }) => {
+    .option('--policy <file>', 'compare this policy (a trained one) with the base instead of the Gibbs optimum')
+    .action(async (arg: string, opts: { lambda?: number; tolerance: number; json?: boolean; seed?: number; memoryBudget: number; policy?: string }) => {
       const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
       const scenario = resolveScenario(arg, { seed: opts.seed, memoryBudgetBytes });
       const compiled = compileScenario(scenario, { memoryBudgetBytes });
       const lambda = opts.lambda ?? compiled.defaults.lambda;
       const engine = new ExactEngine(compiled, { memoryBudgetBytes });
       const analysis = await engine.analyzeAsync(lambda, opts.tolerance);
-      const report = analyzeReport(compiled, analysis, engine.numStates, opts.tolerance);
+      if (opts.policy) {
+        // The "aligned" columns describe the given policy rather than the Gibbs optimum.
+        const policy = loadPolicy(opts.policy, compiled, engine.numStates);
+        const prefixes = engine.onHarmfulPrefixes(policy);
+        analysis.alignedExpectedHarm = engine.conditionalHarm(policy)[0];
+        analysis.klOnPolicy = engine.klOnPolicy(policy);
+        analysis.klTeacherForced = prefixes.klTeacherForced;
+        analysis.asrAligned = prefixes.asr;
+      }
+      const report = { ...analyzeReport(compiled, analysis, engine.numStates, opts.tolerance), aligned: opts.policy ?? `gibbs(λ=${lambda})` };
       if (opts.json) json(report);
       else write(renderAnalyzeReport(report));
     });
@@ -137,6 +148,8 @@ Examples:
       if (opts.json) json(report);
       else write(renderEstimateReport(report));
     });
+
+  addTrainCommands(program, { nonNegative, positiveInteger, integer, oneOf, json, write, tryExactEngine });
 
   const scenario = program.command('scenario').description('list, show and validate scenarios');
   scenario

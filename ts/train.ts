@@ -12,7 +12,12 @@ import { native } from './native.js';
 import { fitMlpToBase, initMlp, toInput, type MlpShape, type Policy } from './policy.js';
 
 export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
-export type Algorithm = 'exact' | 'reinforce' | 'reinforce-innovation' | 'ppo';
+/**
+ * exact: gradient descent on the exact objective; fixed-point: the per-state fixed point (tabular;
+ * standard and deep-anchored objectives); reinforce / reinforce-innovation / ppo: sampled batches
+ * (standard objective).
+ */
+export type Algorithm = 'exact' | 'fixed-point' | 'reinforce' | 'reinforce-innovation' | 'ppo';
 
 export interface ObjectiveOptions {
   kind: ObjectiveKind;
@@ -119,6 +124,7 @@ export async function train(
   shouldStop: () => boolean = () => false,
 ): Promise<Policy> {
   const o = options.objective;
+  if (options.algorithm === 'fixed-point') return solveFixedPoint(scenario, engine, options, onRecord);
   if (options.algorithm !== 'exact' && o.kind !== 'standard') {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective; use --algorithm exact for ${o.kind}`);
   }
@@ -185,5 +191,34 @@ export async function train(
     // Let the event loop breathe (progress output, Ctrl-C) between steps.
     if (step % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
+  return policy;
+}
+
+/** The fixed-point "training": one solve, logged as step 0 (the base) and step 1 (the optimum). */
+function solveFixedPoint(scenario: CompiledScenario, engine: ExactEngine | null, options: TrainOptions, onRecord: (record: TrainRecord) => void): Policy {
+  if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fixed point needs the exact state space, which is too large here');
+  if (options.policy !== 'tabular') throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fixed point gives a tabular policy: use --policy tabular');
+  const started = performance.now();
+  const o = options.objective;
+  const solved = callNative(() => engine.native.solveFixedPoint(objectiveInput(scenario, o), Math.max(options.steps, 1), 1e-14));
+  const base: Policy = { kind: 'tabular', logits: callNative(() => engine.native.baseLogits()) };
+  const policy: Policy = { kind: 'tabular', logits: solved.logits };
+  [base, policy].forEach((p, step) => {
+    const value = evaluateObjective(engine, p, o, true);
+    const prefixes = engine.onHarmfulPrefixes(p);
+    onRecord({
+      step,
+      objective: value.total,
+      parts: { expectedHarm: value.expectedHarm, kl: value.kl, penalty: value.penalty, anchorKl: value.anchorKl, sftLoss: value.sftLoss },
+      expectedHarm: value.expectedHarm,
+      kl: value.kl,
+      klOnPolicy: Array.from(value.klPerPosition),
+      klTeacherForced: nulls(prefixes.klTeacherForced) as number[],
+      gradNorm: Array.from(value.gradNorm),
+      recovery: nulls(value.recovery),
+      asr: nulls(prefixes.asr) as number[],
+      seconds: (performance.now() - started) / 1000,
+    });
+  });
   return policy;
 }

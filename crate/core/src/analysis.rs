@@ -1,11 +1,13 @@
 //! The full exact analysis of a scenario at one λ: the base's harm martingale and gradients, and the
 //! Gibbs optimum's per-position KL (on-policy, teacher-forced, predicted) and prefilling success.
+//!
+//! It computes what `exact::conditional_harm`, `exact::harm_profile`, `gibbs::GibbsPolicy`,
+//! `exact::kl_on_policy` and `exact::on_harmful_prefixes` would give for the base and the Gibbs
+//! policy, but with the passes fused (see `fused.rs`): one backward pass and one forward pass.
 
 use crate::error::{Error, Result};
-use crate::exact::{conditional_harm, harm_profile, kl_on_policy, on_harmful_prefixes, HarmProfile};
-use crate::gibbs::GibbsPolicy;
+use crate::exact::HarmProfile;
 use crate::model::Model;
-use crate::policy::BasePolicy;
 
 /// Default relative tolerance of the harm horizon: I_t ≤ 1e-12·Var(H) counts as zero.
 pub const DEFAULT_HORIZON_TOLERANCE: f64 = 1e-12;
@@ -38,22 +40,18 @@ pub fn check_tolerance(tolerance: f64) -> Result<()> {
 
 pub fn analyze(model: &Model, lambda: f64, tolerance: f64) -> Result<Analysis> {
     check_tolerance(tolerance)?;
-    let base = BasePolicy { model };
-    let gibbs = GibbsPolicy::new(model, lambda)?;
-    let h_base = conditional_harm(model, &base);
-    let profile = harm_profile(model, &base, &h_base, tolerance, None);
-    let h_gibbs = conditional_harm(model, &gibbs);
-    let kl_on = kl_on_policy(model, &gibbs);
-    let (kl_teacher_forced, asr_aligned) = on_harmful_prefixes(model, &h_base, &gibbs, &h_gibbs);
-    let (_, asr_base) = on_harmful_prefixes(model, &h_base, &base, &h_base);
+    if !(lambda >= 0.0 && lambda.is_finite()) {
+        return Err(Error::InvalidArgument(format!("lambda must be a finite number ≥ 0, got {lambda}")));
+    }
+    let fused = crate::fused::analyze(model, lambda, tolerance);
     Ok(Analysis {
         lambda,
-        kl_predicted: profile.harm_information.iter().map(|i| lambda * lambda / 2.0 * i).collect(),
-        base: profile,
-        aligned_expected_harm: h_gibbs[0],
-        kl_on_policy: kl_on,
-        kl_teacher_forced,
-        asr_base,
-        asr_aligned,
+        kl_predicted: fused.profile.harm_information.iter().map(|i| lambda * lambda / 2.0 * i).collect(),
+        base: fused.profile,
+        aligned_expected_harm: fused.aligned_expected_harm,
+        kl_on_policy: fused.kl_on_policy,
+        kl_teacher_forced: fused.kl_teacher_forced,
+        asr_base: fused.asr_base,
+        asr_aligned: fused.asr_aligned,
     })
 }

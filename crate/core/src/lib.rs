@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod error;
 pub mod exact;
+mod fused;
 pub mod gibbs;
 pub mod model;
 pub mod parallel;

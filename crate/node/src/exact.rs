@@ -128,6 +128,22 @@ impl ExactModel {
         .map(Float64Array::new)
     }
 
+    /// The policy's state distribution p_t(s) after t tokens, (T+1) × S.
+    #[napi]
+    pub fn state_distribution(&self, policy: PolicyInput) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            let model = &self.inner;
+            let n = model.num_states();
+            PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| {
+                let mut table = vec![0.0; (model.length() + 1) * n];
+                let last = core::exact::forward(model, p, |t, layer| table[(t - 1) * n..t * n].copy_from_slice(layer));
+                table[model.length() * n..].copy_from_slice(&last);
+                table
+            })
+        })
+        .map(Float64Array::new)
+    }
+
     /// The base model as tabular logits, log p at every (position, live state): T × S × V.
     #[napi]
     pub fn base_logits(&self) -> Float64Array {

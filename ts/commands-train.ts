@@ -1,0 +1,215 @@
+/** The `train` and `attack` commands. */
+import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Command, Option } from 'commander';
+import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack } from './attack.js';
+import type { CompiledScenario } from './compiled.js';
+import { HarmHorizonError } from './errors.js';
+import { ExactEngine } from './exact.js';
+import { num, sparkline, table } from './format.js';
+import { BASE, type MlpShape, type Policy } from './policy.js';
+import { loadPolicy, savePolicy } from './policy-file.js';
+import { resolveScenario } from './resolve.js';
+import { compileScenario } from './scenario.js';
+import { train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
+
+export interface CliHelpers {
+  nonNegative: (name: string) => (v: string) => number;
+  positiveInteger: (name: string) => (v: string) => number;
+  integer: (name: string) => (v: string) => number;
+  oneOf: <T extends string>(name: string, choices: T[]) => (v: string) => T;
+  json: (value: unknown) => void;
+  write: (text: string) => void;
+  tryExactEngine: (scenario: CompiledScenario, budget: number) => ExactEngine | null;
+}
+
+function unitInterval(name: string) {
+  return (value: string) => {
+    const x = Number(value);
+    if (!(x > 0 && x <= 1)) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `${name} must be in (0, 1], got ${value}`, name);
+    return x;
+  };
+}
+
+function widths(value: string): number[] {
+  const w = value.split(',').map(Number);
+  if (w.length < 1 || w.length > 2 || !w.every((x) => Number.isInteger(x) && x >= 1)) {
+    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `--mlp-hidden takes one or two widths like 32 or 32,16, got ${value}`, '--mlp-hidden');
+  }
+  return w;
+}
+
+/** Creates the output folder (refusing files in the way) and returns its path. */
+function outputFolder(dir: string): string {
+  try {
+    mkdirSync(dir, { recursive: true });
+    const probe = join(dir, '.write-test');
+    writeFileSync(probe, '');
+    return dir;
+  } catch (error) {
+    throw new HarmHorizonError('HH_OUTPUT_UNWRITABLE', `cannot write to the output folder ${dir}: ${(error as Error).message}`, '--out');
+  }
+}
+
+function durable(path: string, text: string) {
+  const fd = openSync(path, 'w');
+  try {
+    writeFileSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function addTrainCommands(program: Command, h: CliHelpers) {
+  program
+    .command('train')
+    .description('align a policy: standard RLHF objective, deep-alignment objectives or Qi et al.\'s augmentation')
+    .argument('<scenario>', 'a built-in scenario or a scenario JSON file')
+    .addOption(new Option('--objective <name>', 'objective').choices(['standard', 'deep', 'deep-anchored', 'augment']).default('standard'))
+    .addOption(new Option('--algorithm <name>', 'exact descent, per-state fixed point, or sampled RL').choices(['exact', 'fixed-point', 'reinforce', 'reinforce-innovation', 'ppo']).default('exact'))
+    .addOption(new Option('--policy <family>', 'policy family, initialised at the base').choices(['tabular', 'mlp']).default('tabular'))
+    .option('--init <file>', 'start from this policy file instead')
+    .option('--lambda <L>', 'λ (default: the scenario\'s)', h.nonNegative('--lambda'))
+    .option('--mu <M>', 'μ of the recovery penalty (default: the scenario\'s)', h.nonNegative('--mu'))
+    .option('--gamma <G>', 'γ of the weights w_t = γ^(t−1) (default: the scenario\'s)', unitInterval('--gamma'))
+    .option('--mix <A>', 'α, the KL weight of the augment objective', h.nonNegative('--mix'), 0.2)
+    .option('--steps <N>', 'optimisation steps', h.positiveInteger('--steps'), 1000)
+    .option('--seed <S>', 'seed (samples, mlp initialisation, random scenario)', h.integer('--seed'), TRAIN_DEFAULTS.seed)
+    .addOption(new Option('--optimizer <name>', 'optimiser').choices(['adam', 'sgd']).default('adam'))
+    .option('--lr <X>', 'learning rate (cosine-decayed to 0 over the run)', h.nonNegative('--lr'), TRAIN_DEFAULTS.learningRate)
+    .option('--constant-lr', 'keep the learning rate constant')
+    .option('--samples <N>', 'responses per batch (sampled algorithms)', h.positiveInteger('--samples'), TRAIN_DEFAULTS.samples)
+    .option('--epochs <N>', 'PPO epochs per batch', h.positiveInteger('--epochs'), TRAIN_DEFAULTS.epochs)
+    .option('--clip <E>', 'PPO clip ε', h.nonNegative('--clip'), TRAIN_DEFAULTS.clip)
+    .option('--mlp-hidden <W>', 'mlp hidden widths, e.g. 32 or 32,16', '32')
+    .option('--mlp-order <n>', 'tokens the mlp reads (default: the scenario\'s context order)', h.positiveInteger('--mlp-order'))
+    .addOption(new Option('--mlp-activation <f>', 'mlp activation').choices(['tanh', 'relu']).default('tanh'))
+    .option('--eval-every <K>', 'log the ASR curve and teacher-forced KL every K steps', h.positiveInteger('--eval-every'), TRAIN_DEFAULTS.evalEvery)
+    .requiredOption('--out <dir>', 'output folder: policy.json, log.jsonl, summary.json')
+    .option('--json', 'print the summary as JSON')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ harm-horizon train refusal --objective standard --algorithm exact --out runs/standard
+  $ harm-horizon train refusal --objective deep-anchored --algorithm fixed-point --out runs/deep
+  $ harm-horizon train refusal --objective standard --algorithm ppo --policy mlp --steps 200 --out runs/ppo`,
+    )
+    .action(async (arg: string, opts: Record<string, any>) => {
+      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed }));
+      const engine = h.tryExactEngine(scenario, 4 * 1024 ** 3);
+      const out = outputFolder(opts.out);
+      const shape: MlpShape = { order: opts.mlpOrder ?? scenario.order, hidden: widths(opts.mlpHidden), activation: opts.mlpActivation };
+      const start: 'tabular' | 'mlp' | Policy = opts.init ? loadPolicy(opts.init, scenario, engine?.numStates) : opts.policy;
+      const logPath = join(out, 'log.jsonl');
+      durable(logPath, '');
+      let stop = false;
+      const onSigint = () => (stop = true);
+      process.on('SIGINT', onSigint);
+      const tty = process.stderr.isTTY;
+      let lastRecord: TrainRecord | undefined;
+      const options = {
+        ...TRAIN_DEFAULTS,
+        objective: {
+          kind: opts.objective as ObjectiveKind,
+          lambda: opts.lambda ?? scenario.defaults.lambda,
+          mu: opts.mu ?? scenario.defaults.mu,
+          gamma: opts.gamma ?? scenario.defaults.gamma,
+          mix: opts.mix,
+        },
+        algorithm: opts.algorithm as Algorithm,
+        policy: start,
+        mlp: shape,
+        steps: opts.steps,
+        seed: opts.seed,
+        optimizer: opts.optimizer,
+        learningRate: opts.lr,
+        schedule: opts.constantLr ? ('constant' as const) : ('cosine' as const),
+        samples: opts.samples,
+        clip: opts.clip,
+        epochs: opts.epochs,
+        evalEvery: opts.evalEvery,
+      };
+      let policy: Policy;
+      try {
+        policy = await train(scenario, engine, options, (record) => {
+          appendFileSync(logPath, `${JSON.stringify(record)}\n`);
+          lastRecord = record;
+          if (tty) process.stderr.write(`\rstep ${record.step}/${opts.steps}  J ${num(record.objective)}  E[H] ${num(record.expectedHarm)}  KL ${num(record.kl)}   `);
+        }, () => stop);
+      } finally {
+        process.off('SIGINT', onSigint);
+        if (tty) process.stderr.write('\n');
+      }
+      savePolicy(join(out, 'policy.json'), policy, scenario, engine?.numStates);
+      const summary = {
+        scenario: scenario.name,
+        command: ['harm-horizon', ...process.argv.slice(2)].join(' '),
+        options: { ...options, policy: typeof start === 'string' ? start : `file:${opts.init}` },
+        interrupted: stop,
+        final: lastRecord,
+        files: { policy: join(out, 'policy.json'), log: logPath },
+      };
+      durable(join(out, 'summary.json'), JSON.stringify(summary, null, 2));
+      if (opts.json) h.json(summary);
+      else if (lastRecord) {
+        h.write(
+          `trained ${policy.kind} policy (${opts.objective}, ${opts.algorithm}) on ${scenario.name}: J ${num(lastRecord.objective)}, E[H] ${num(lastRecord.expectedHarm)}, KL ${num(lastRecord.kl)}` +
+            `\nper-position KL ${sparkline(lastRecord.klOnPolicy)}   recovery on harmful prefixes ${sparkline(lastRecord.recovery)}\nwrote ${out}/policy.json, log.jsonl, summary.json`,
+        );
+      }
+      if (stop) process.exitCode = 130;
+    });
+
+  program
+    .command('attack')
+    .description('prefilling, rank-assisted prefilling and fine-tuning attacks on a policy (the base by default)')
+    .argument('<scenario>', 'a built-in scenario or a scenario JSON file')
+    .option('--policy <file>', 'the policy to attack (default: the base)')
+    .option('--rank <R>', 'rank-assisted prefilling: pick among the policy\'s top R tokens (capped at V)', h.positiveInteger('--rank'), DEFAULT_RANK)
+    .option('--samples <N>', 'responses per k when prefilling has to be sampled (state space too large)', h.positiveInteger('--samples'), 2000)
+    .option('--finetune-steps <N>', 'also run the fine-tuning attack for N steps', h.integer('--finetune-steps'), 0)
+    .option('--finetune-lr <X>', 'fine-tuning learning rate (plain gradient descent)', h.nonNegative('--finetune-lr'), 1)
+    .addOption(new Option('--finetune-objective <name>', 'sft, or Qi et al.\'s token-wise constrained objective (the defence)').choices(['sft', 'constrained']).default('sft'))
+    .option('--seed <S>', 'seed (sampled attacks, random scenario)', h.integer('--seed'), 0)
+    .option('--json', 'print one JSON object')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ harm-horizon attack refusal --json
+  $ harm-horizon attack refusal --policy runs/standard/policy.json --rank 3
+  $ harm-horizon attack refusal --policy runs/standard/policy.json --finetune-steps 6 --finetune-objective constrained`,
+    )
+    .action((arg: string, opts: Record<string, any>) => {
+      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed }));
+      const engine = h.tryExactEngine(scenario, 4 * 1024 ** 3);
+      const policy = opts.policy ? loadPolicy(opts.policy, scenario, engine?.numStates) : BASE;
+      const report: Record<string, unknown> = { scenario: scenario.name, policy: opts.policy ?? 'base', rank: Math.min(opts.rank, scenario.tokens.length) };
+      let prefill: number[];
+      let rap: number[] | null = null;
+      if (engine) {
+        prefill = Array.from(prefillAttack(engine, policy));
+        rap = Array.from(rankAssistedAttack(engine, policy, opts.rank));
+        report.method = 'exact';
+      } else {
+        const sampled = sampledPrefillAttack(scenario, policy, { samples: opts.samples, seed: opts.seed });
+        prefill = sampled.asr;
+        report.method = 'sampled';
+        report.prefillSE = sampled.se;
+      }
+      report.prefill = prefill.map((asr, k) => ({ k, asr: Number.isFinite(asr) ? asr : null }));
+      report.rap = rap ? rap.map((asr, k) => ({ k, asr: Number.isFinite(asr) ? asr : null })) : null;
+      if (opts.finetuneSteps > 0) {
+        if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fine-tuning attack is exact: it needs the exact state space');
+        const { trace } = fineTuneAttack(engine, policy, { steps: opts.finetuneSteps, learningRate: opts.finetuneLr, objective: opts.finetuneObjective });
+        report.finetune = { objective: opts.finetuneObjective, learningRate: opts.finetuneLr, steps: trace };
+      }
+      if (opts.json) return h.json(report);
+      const rows = prefill.map((asr, k) => [String(k), num(asr), rap ? num(rap[k]) : '—']);
+      h.write(`attacks on ${report.policy} (${scenario.name}, ${report.method})\n${table(['k', 'prefill ASR', `rank-assisted ASR (r=${report.rank})`], rows)}`);
+      const ft = report.finetune as { steps: { step: number; asr: number[]; loss: number }[] } | undefined;
+      if (ft) h.write(`\nfine-tuning (${opts.finetuneObjective}):\n${table(['step', 'E[H]', 'ASR_1', 'loss'], ft.steps.map((s) => [String(s.step), num(s.asr[0]), num(s.asr[1]), num(s.loss)]))}`);
+    });
+}
