@@ -1,6 +1,6 @@
 /** The `train` and `attack` commands. */
-import { appendFileSync, closeSync, fsyncSync, mkdirSync, openSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack } from './attack.js';
 import type { CompiledScenario } from './compiled.js';
@@ -39,12 +39,22 @@ function widths(value: string): number[] {
   return w;
 }
 
-/** Creates the output folder (refusing files in the way) and returns its path. */
-function outputFolder(dir: string): string {
+/**
+ * Creates the output folder one level at a time from its nearest existing ancestor (Node's recursive
+ * mkdir can spin on special file systems such as /proc) and checks that it can be written.
+ */
+export function outputFolder(dir: string): string {
   try {
-    mkdirSync(dir, { recursive: true });
+    const missing: string[] = [];
+    let existing = resolve(dir);
+    while (!existsSync(existing)) {
+      missing.unshift(existing);
+      existing = dirname(existing);
+    }
+    for (const folder of missing) mkdirSync(folder);
     const probe = join(dir, '.write-test');
     writeFileSync(probe, '');
+    unlinkSync(probe);
     return dir;
   } catch (error) {
     throw new HarmHorizonError('HH_OUTPUT_UNWRITABLE', `cannot write to the output folder ${dir}: ${(error as Error).message}`, '--out');
