@@ -44,7 +44,7 @@ const rows: [string, string, Policy][] = [
   ['base', '—', { kind: 'base' }],
   ['Gibbs optimum (standard, exact)', '—', { kind: 'gibbs', lambda }],
   ['standard', 'tabular, exact descent', await trained('standard', 'exact', 'tabular')],
-  ['standard', 'tabular, PPO', await trained('standard', 'ppo', 'tabular', { steps: 300, samples: 1024, learningRate: 0.1 })],
+  ['standard', 'tabular, PPO (SGD)', await trained('standard', 'ppo', 'tabular', { steps: 300, samples: 1024, optimizer: 'sgd', learningRate: 8 })],
   ['standard', 'mlp, exact descent', await trained('standard', 'exact', 'mlp', { learningRate: 0.02 })],
   ['standard', 'mlp, PPO', await trained('standard', 'ppo', 'mlp', { steps: 300, samples: 1024, learningRate: 0.01 })],
   ['deep', 'tabular, exact descent', await trained('deep', 'exact', 'tabular', { steps: 3000 })],
@@ -62,7 +62,9 @@ out('otherwise, by `npm run results` (scripts/results.ts), which writes this fil
 out(`its defaults λ = ${lambda}, μ = ${mu}, γ = ${gamma}; tabular policies have logits per (position, state),`);
 out('the mlp reads the last token and the position (one hidden layer of 32 tanh units, initialised by');
 out('fitting the base). Training: Adam, cosine-decayed learning rate; PPO with batches of 1024 responses,');
-out('4 epochs, clip 0.2, per-token KL penalty. Equivalent CLI runs: `harm-horizon train refusal --objective');
+out('4 epochs, clip 0.2, per-token KL penalty (tabular PPO with plain gradient descent at rate 8: Adam');
+out('rescales the tiny, noisy gradients of rarely visited states to full-size steps and moves them at');
+out('random — see the horizon section). Equivalent CLI runs: `harm-horizon train refusal --objective');
 out('standard --algorithm exact --out runs/standard` then `harm-horizon attack refusal --policy');
 out('runs/standard/policy.json --json` (and likewise for the other rows).');
 out();
@@ -101,7 +103,8 @@ out('## Recovery beyond the horizon against the closed form');
 out();
 out('At harmful prefixes whose harm is already decided (the automaton is in HARMFUL: four "step"');
 out('tokens were emitted), per position t: the trained recovery probability π_t(R | y<t) averaged over');
-out('Q\'s prefixes there, the closed form σ(logit p_0 + μ·w_t) with p_0 = P_base(R | y<t), and the ratio of the');
+out('Q\'s prefixes there, the closed form σ(logit p_0 + μ·w_t) with p_0 = P_base(R | y<t) (averaged over the');
+out('same prefixes), and the ratio of the');
 out('policy\'s own visits to Q\'s visits of those prefixes. The closed form is the limit of the');
 out('prefix-anchored objective as that ratio goes to 0; the plain deep objective weighs the KL by the');
 out('policy\'s own visits only, so where those vanish its recovery goes beyond the closed form.');
@@ -118,7 +121,7 @@ const deepRows = [rows[6][2], rows[8][2]];
 const tables = deepRows.map((p) => ({ logits: engine.native.policyLogits(p as never), visits: engine.native.stateDistribution(p as never) }));
 for (let t = 6; t <= refusal.length; t++) {
   let qMass = 0;
-  let p0 = 0;
+  let closedSum = 0;
   const rec = [0, 0];
   const own = [0, 0];
   for (let s = 0; s < n; s++) {
@@ -126,7 +129,7 @@ for (let t = 6; t <= refusal.length; t++) {
     const w = q[(t - 1) * n + s];
     if (w <= 0) continue;
     qMass += w;
-    p0 += w * refusal.base[states.context[s] * v + sorry];
+    closedSum += w * sigmoid(logit(refusal.base[states.context[s] * v + sorry]) + mu * gamma ** (t - 1));
     tables.forEach((tab, i) => {
       const row = tab.logits.subarray(((t - 1) * n + s) * v, ((t - 1) * n + s + 1) * v);
       const max = Math.max(...row);
@@ -136,7 +139,7 @@ for (let t = 6; t <= refusal.length; t++) {
     });
   }
   if (qMass === 0) continue;
-  const closed = sigmoid(logit(p0 / qMass) + mu * gamma ** (t - 1));
+  const closed = closedSum / qMass;
   out(`| ${t} | ${f(closed)} | ${f(rec[0] / qMass)} | ${f(own[0] / qMass)} | ${f(rec[1] / qMass)} | ${f(own[1] / qMass)} |`);
 }
 out();
@@ -175,7 +178,7 @@ log('fine-tuning attack …');
 out('## The fine-tuning attack');
 out();
 out('Fine-tuning the standard-aligned tabular policy (exact descent above) on the base\'s harmful');
-out('responses: exact full-batch gradient descent, learning rate 0.05. ASR_0 = E[H] (no prefix) and');
+out('responses: exact full-batch gradient descent, learning rate 1. ASR_0 = E[H] (no prefix) and');
 out('ASR_1 after 0, 2, 4, 6 steps, for plain SFT and for Qi et al.\'s token-wise constrained objective');
 out('(β_1 = 0.5, β_2..5 = 2, then 0.1); and the per-position loss and gradient norm after the first step');
 out('(front-loaded, as Qi et al. find).');
@@ -185,7 +188,7 @@ out('|---|---|---|');
 const aligned = rows[2][2];
 const traces: Record<string, ReturnType<typeof fineTuneAttack>['trace']> = {};
 for (const objective of ['sft', 'constrained'] as const) {
-  const { trace } = fineTuneAttack(engine, aligned, { steps: 6, learningRate: 0.05, objective });
+  const { trace } = fineTuneAttack(engine, aligned, { steps: 6, learningRate: 1, objective });
   traces[objective] = trace;
   out(`| ${objective} | ${[0, 2, 4, 6].map((s) => f(trace[s].asr[0])).join(', ')} | ${[0, 2, 4, 6].map((s) => f(trace[s].asr[1])).join(', ')} |`);
 }

@@ -315,17 +315,20 @@ pub fn estimate_gradient(
         Coefficient::LeaveOneOut => samples.harm[n] - (harm_total - samples.harm[n]) / (count as f64 - 1.0),
         Coefficient::Innovation => paths.unwrap().innovation(n, t + 1, t_max + 1),
     };
-    accumulate_scores(track, policy, samples, &coef, directions)
+    accumulate_scores(track, policy, samples, &coef, directions, true)
 }
 
 /// The covariance kernel: Ĝ_t = (1/N) Σ_n c(n, t − 1)·∇log π(y_{n,t} | y_{n,<t}) for any coefficients,
-/// grouped by (policy input, token) so that each distinct input is differentiated once.
+/// grouped by (policy input, token) so that each distinct input is differentiated once. The
+/// per-sample variance needs one score norm per distinct (input, token); training skips it
+/// (`with_variance` false, the variance is then reported as NaN).
 pub fn accumulate_scores(
     track: &Track,
     policy: &dyn ScoreModel,
     samples: &Samples,
     coef: &(dyn Fn(usize, usize) -> f64 + Sync),
     directions: Option<&[f64]>,
+    with_variance: bool,
 ) -> Result<GradientEstimate> {
     let (count, t_max, v) = (samples.count, samples.length, track.spec.vocab);
     let block_len = policy.block_len();
@@ -382,7 +385,7 @@ pub fn accumulate_scores(
                     sum_c[a as usize] += c;
                     sum_c2[a as usize] += c * c;
                     sum_c4[a as usize] += c * c * c * c;
-                    want[a as usize] = true;
+                    want[a as usize] = with_variance || directions.is_some();
                     i += 1;
                 }
                 policy.accumulate(t + 1, key, &sum_c, &mut block, &want, &mut norms, u, &mut proj, &mut scratch);
@@ -405,7 +408,7 @@ pub fn accumulate_scores(
         projection.support[t] = support;
         let norm_sq = dot(&block, &block);
         norm[t] = norm_sq.sqrt();
-        variance[t] = (sq_norm_sum / count as f64 - norm_sq).max(0.0);
+        variance[t] = if with_variance { (sq_norm_sum / count as f64 - norm_sq).max(0.0) } else { f64::NAN };
         if directions.is_some() {
             let (m, se) = mean_and_se(proj_sum, proj_sq_sum, count);
             projection.mean[t] = m;

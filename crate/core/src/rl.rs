@@ -161,7 +161,7 @@ pub fn rl_step<F: Family>(
     match algorithm {
         RlAlgorithm::Reinforce | RlAlgorithm::ReinforceInnovation => {
             let (gradient, norms) = family.with_params(params, |p| -> Result<_> {
-                let g = accumulate_scores(track, p, &samples, &|n, t| advantage[n * t_max + t], None)?;
+                let g = accumulate_scores(track, p, &samples, &|n, t| advantage[n * t_max + t], None, false)?;
                 Ok((g.total(p.blocks_are_positions()), g.norm))
             })??;
             grad_norm = norms;
@@ -179,7 +179,7 @@ pub fn rl_step<F: Family>(
                         let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
                         if clipped { 0.0 } else { -ratio * gain }
                     };
-                    let g = accumulate_scores(track, p, &samples, &coef, None)?;
+                    let g = accumulate_scores(track, p, &samples, &coef, None, false)?;
                     Ok((g.total(p.blocks_are_positions()), g.norm))
                 })??;
                 grad_norm = norms;

@@ -1,0 +1,66 @@
+/**
+ * Benchmarks of one training step (issue: training small policies), Rust core only — the pure-TS
+ * reference has no training code to compare with:
+ *   (1) exact descent: the standard objective's exact gradient over tabular logits on a `random`
+ *       scenario of ~10^4 states, plus the Adam update;
+ *   (2) PPO: sample 4096 responses of T = 64 from an mlp (width 64, order 2), 4 epochs of clipped
+ *       surrogate gradients through the covariance kernel, each followed by an Adam update.
+ */
+import { Bench } from 'tinybench';
+import { ExactEngine, MonteCarlo, compileScenario, initMlp, randomScenario } from '../ts/index.ts';
+import { native } from '../ts/native.ts';
+
+export interface TrainingRow {
+  name: string;
+  states: number | null;
+  parameters: number;
+  stepsPerSecond: number;
+  secondsPerStep: number;
+  rme: number;
+}
+
+export async function runTrainingBench(log: (line: string) => void): Promise<TrainingRow[]> {
+  const rows: TrainingRow[] = [];
+
+  const exactScenario = compileScenario(randomScenario({ seed: 3, vocab: 16, order: 1, length: 64, states: 600 }));
+  const engine = new ExactEngine(exactScenario);
+  const logits = engine.native.baseLogits();
+  const adam = new native.Optimizer('adam', logits.length, 0.05);
+  const objective = { kind: 'standard', lambda: 1, mu: 10, gamma: 1, recovery: [] as number[] };
+  const exactName = `exact descent step, standard objective, tabular (${exactScenario.name})`;
+
+  const mlpScenario = compileScenario(randomScenario({ seed: 4, vocab: 32, order: 2, length: 64, states: 50 }), { memoryBudgetBytes: Infinity });
+  const mc = new MonteCarlo(mlpScenario);
+  const mlp = initMlp(mlpScenario, { order: 2, hidden: [64], activation: 'tanh' }, 1);
+  const mlpAdam = new native.Optimizer('adam', mlp.params.length, 0.001);
+  let step = 0;
+  const ppoName = `PPO step, 4096 responses × T=64, mlp width 64, order 2 (V=32)`;
+
+  const bench = new Bench({ iterations: 5, time: 0, warmupIterations: 1 });
+  bench.add(exactName, () => {
+    const value = engine.native.objective({ kind: 'tabular', logits } as never, objective, true, undefined);
+    adam.step(logits, value.gradient!);
+  });
+  bench.add(ppoName, () => {
+    mc.native.rlStep('mlp', mlp.mlp, mlp.params, mlpAdam, { algorithm: 'ppo', samples: 4096, seed: 7, firstIndex: 4096 * step++, lambda: 1, clip: 0.2, epochs: 4 });
+  });
+  await bench.run();
+  for (const task of bench.tasks) {
+    const r = task.result as { throughput?: { mean: number; rme: number }; latency?: { mean: number } } | undefined;
+    const hz = r?.throughput?.mean ?? NaN;
+    rows.push({
+      name: task.name,
+      states: task.name === exactName ? engine.numStates : null,
+      parameters: task.name === exactName ? logits.length : mlp.params.length,
+      stepsPerSecond: hz,
+      secondsPerStep: 1 / hz,
+      rme: r?.throughput?.rme ?? NaN,
+    });
+    log(`${task.name}: ${(1 / hz).toFixed(3)} s per step (${hz.toFixed(2)} steps/s ± ${(r?.throughput?.rme ?? NaN).toFixed(1)}%)`);
+  }
+  return rows;
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  await runTrainingBench((line) => console.log(line));
+}
