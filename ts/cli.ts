@@ -13,6 +13,9 @@ import type { GradientEstimator } from './montecarlo.js';
 import { BASE } from './policy.js';
 import { loadPolicy } from './policy-file.js';
 import { analyzeReport } from './report.js';
+import { addDemoCommands } from './commands-demo.js';
+import { addReportCommands } from './commands-report.js';
+import { addSweepCommands } from './commands-sweep.js';
 import { addTrainCommands } from './commands-train.js';
 import { resolveScenario } from './resolve.js';
 import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, scenarioToJson } from './scenario.js';
@@ -149,7 +152,11 @@ Examples:
       else write(renderEstimateReport(report));
     });
 
-  addTrainCommands(program, { nonNegative, positiveInteger, integer, oneOf, json, write, tryExactEngine });
+  const helpers = { nonNegative, positiveInteger, integer, oneOf, json, write, tryExactEngine };
+  addTrainCommands(program, helpers);
+  addSweepCommands(program, helpers);
+  addReportCommands(program, helpers);
+  addDemoCommands(program, helpers);
 
   const scenario = program.command('scenario').description('list, show and validate scenarios');
   scenario
