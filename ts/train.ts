@@ -144,22 +144,7 @@ export async function train(
     if (engine) {
       const wantGradient = options.algorithm === 'exact' && !last;
       const value = evaluateObjective(engine, policy, o, wantGradient || options.algorithm === 'exact');
-      record = {
-        step,
-        objective: value.total,
-        parts: { expectedHarm: value.expectedHarm, kl: value.kl, penalty: value.penalty, anchorKl: value.anchorKl, sftLoss: value.sftLoss },
-        expectedHarm: value.expectedHarm,
-        kl: value.kl,
-        klOnPolicy: Array.from(value.klPerPosition),
-        gradNorm: Array.from(value.gradNorm),
-        recovery: nulls(value.recovery),
-        seconds: (performance.now() - started) / 1000,
-      };
-      if (evaluate) {
-        const prefixes = engine.onHarmfulPrefixes(policy);
-        record.klTeacherForced = nulls(prefixes.klTeacherForced) as number[];
-        record.asr = nulls(prefixes.asr) as number[];
-      }
+      record = exactRecord(step, value, evaluate ? engine.onHarmfulPrefixes(policy) : null, started);
       if (wantGradient && value.gradient) callNative(() => optimizer.step(params, value.gradient!));
     } else {
       record = { step, objective: NaN, parts: { expectedHarm: NaN, kl: NaN, penalty: 0, anchorKl: 0, sftLoss: 0 }, expectedHarm: NaN, kl: NaN, klOnPolicy: [], gradNorm: [], recovery: [], seconds: 0 };
@@ -203,22 +188,31 @@ function solveFixedPoint(scenario: CompiledScenario, engine: ExactEngine | null,
   const solved = callNative(() => engine.native.solveFixedPoint(objectiveInput(scenario, o), Math.max(options.steps, 1), 1e-14));
   const base: Policy = { kind: 'tabular', logits: callNative(() => engine.native.baseLogits()) };
   const policy: Policy = { kind: 'tabular', logits: solved.logits };
-  [base, policy].forEach((p, step) => {
-    const value = evaluateObjective(engine, p, o, true);
-    const prefixes = engine.onHarmfulPrefixes(p);
-    onRecord({
-      step,
-      objective: value.total,
-      parts: { expectedHarm: value.expectedHarm, kl: value.kl, penalty: value.penalty, anchorKl: value.anchorKl, sftLoss: value.sftLoss },
-      expectedHarm: value.expectedHarm,
-      kl: value.kl,
-      klOnPolicy: Array.from(value.klPerPosition),
-      klTeacherForced: nulls(prefixes.klTeacherForced) as number[],
-      gradNorm: Array.from(value.gradNorm),
-      recovery: nulls(value.recovery),
-      asr: nulls(prefixes.asr) as number[],
-      seconds: (performance.now() - started) / 1000,
-    });
-  });
+  [base, policy].forEach((p, step) => onRecord(exactRecord(step, evaluateObjective(engine, p, o, true), engine.onHarmfulPrefixes(p), started)));
   return policy;
+}
+
+/** A log line from an exact evaluation, with the ASR curve and teacher-forced KL when given. */
+function exactRecord(
+  step: number,
+  value: ReturnType<typeof evaluateObjective>,
+  prefixes: { klTeacherForced: Float64Array; asr: Float64Array } | null,
+  started: number,
+): TrainRecord {
+  const record: TrainRecord = {
+    step,
+    objective: value.total,
+    parts: { expectedHarm: value.expectedHarm, kl: value.kl, penalty: value.penalty, anchorKl: value.anchorKl, sftLoss: value.sftLoss },
+    expectedHarm: value.expectedHarm,
+    kl: value.kl,
+    klOnPolicy: Array.from(value.klPerPosition),
+    gradNorm: Array.from(value.gradNorm),
+    recovery: nulls(value.recovery),
+    seconds: (performance.now() - started) / 1000,
+  };
+  if (prefixes) {
+    record.klTeacherForced = nulls(prefixes.klTeacherForced) as number[];
+    record.asr = nulls(prefixes.asr) as number[];
+  }
+  return record;
 }
