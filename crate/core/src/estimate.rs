@@ -18,9 +18,9 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::mlp::dot;
 use crate::parallel::map_chunks_of;
-use crate::policy::{kl_divergence, softmax, Policy, TabularPolicy};
+use crate::policy::{softmax, Policy, TabularPolicy};
 use crate::rng::DrawKey;
-use crate::sampling::{step, Samples, StepPolicy};
+use crate::sampling::{map_tokens, step, Samples, StepPolicy};
 use crate::walk::{Track, Walk, NO_TOKEN};
 
 const RESPONSES_PER_CHUNK: usize = 64;
@@ -180,32 +180,13 @@ pub fn harm_information(samples: &Samples, paths: &HarmPaths) -> PositionEstimat
     per_position(&values, samples.count, t_max)
 }
 
-/// Per-position KL(π(·|prefix) ‖ ρ(·|prefix)) averaged over the sampled prefixes, optionally
+/// Per-position KL(π(·|prefix) ‖ base(·|prefix)) averaged over the sampled prefixes, optionally
 /// weighted per response (teacher forcing on Q = base reweighted by H uses weights H_n; the SE is
 /// then the delta-method SE of the ratio estimate).
-pub fn kl_along(track: &Track, policy: &dyn StepPolicy, reference: &dyn StepPolicy, samples: &Samples, weights: Option<&[f64]>) -> Result<PositionEstimates> {
+pub fn kl_to_base_along(track: &Track, policy: &dyn StepPolicy, samples: &Samples, weights: Option<&[f64]>) -> Result<PositionEstimates> {
     let (t_max, v) = (samples.length, track.spec.vocab);
-    let parts = map_chunks_of(samples.count, RESPONSES_PER_CHUNK, |range| {
-        let mut out = vec![0.0; range.len() * t_max];
-        let mut walk = track.start();
-        let (mut p, mut q) = (vec![0.0; v], vec![0.0; v]);
-        let (mut s1, mut s2) = (vec![0.0; policy.scratch_len()], vec![0.0; reference.scratch_len()]);
-        for (i, n) in range.enumerate() {
-            track.reset(&mut walk);
-            for t in 0..t_max {
-                let token = samples.tokens[n * t_max + t];
-                if token == NO_TOKEN {
-                    break;
-                }
-                policy.probs(&walk, &mut p, &mut s1);
-                reference.probs(&walk, &mut q, &mut s2);
-                out[i * t_max + t] = kl_divergence(&p, &q);
-                track.advance(&mut walk, token as usize);
-            }
-        }
-        out
-    });
-    let values: Vec<f64> = parts.concat();
+    let scratch = || (vec![0.0; v], vec![0.0; policy.scratch_len()]);
+    let values = map_tokens(track, samples, scratch, |(row, s), walk, _| policy.kl_to_base(track, walk, row, s));
     match weights {
         None => Ok(per_position(&values, samples.count, t_max)),
         Some(w) => {
@@ -338,23 +319,7 @@ pub fn accumulate_scores(
         }
     }
     // Input keys along each response.
-    let keys: Vec<u64> = map_chunks_of(count, RESPONSES_PER_CHUNK, |range| {
-        let mut walk = track.start();
-        let mut out = vec![0u64; range.len() * t_max];
-        for (i, n) in range.enumerate() {
-            track.reset(&mut walk);
-            for t in 0..t_max {
-                let token = samples.tokens[n * t_max + t];
-                if token == NO_TOKEN {
-                    break;
-                }
-                out[i * t_max + t] = policy.input_key(&walk);
-                track.advance(&mut walk, token as usize);
-            }
-        }
-        out
-    })
-    .concat();
+    let keys: Vec<u64> = map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk));
     let per_t: Vec<(Vec<f64>, f64, f64, f64, u32)> = (0..t_max)
         .into_par_iter()
         .map(|t| {

@@ -284,9 +284,32 @@ pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
 }
 
 /// An `mlp` with its parameters: a policy that can be sampled.
+///
+/// When the table of all its inputs (T positions × (V+1)^order contexts × V) fits in
+/// ROW_CACHE_MAX_ENTRIES, every probability row is computed once up front, in parallel: sampling
+/// millions of tokens then costs a table lookup per token rather than a forward pass.
 pub struct MlpPolicy<'a> {
     pub mlp: &'a Mlp,
     pub params: &'a [f64],
+    cache: Option<Vec<f64>>,
+}
+
+impl<'a> MlpPolicy<'a> {
+    pub fn new(mlp: &'a Mlp, params: &'a [f64]) -> MlpPolicy<'a> {
+        let (t_max, c, v) = (mlp.config.length, mlp.num_contexts(), mlp.config.vocab);
+        let cache = (t_max * c * v <= crate::policy::ROW_CACHE_MAX_ENTRIES).then(|| {
+            let mut table = vec![0.0; t_max * c * v];
+            table.par_chunks_mut(c * v).enumerate().for_each(|(t0, layer)| {
+                let mut scratch = vec![0.0; mlp.scratch_len()];
+                for (context, row) in layer.chunks_exact_mut(v).enumerate() {
+                    mlp.forward(params, t0 + 1, context, row, &mut scratch);
+                    softmax_in_place(row);
+                }
+            });
+            table
+        });
+        MlpPolicy { mlp, params, cache }
+    }
 }
 
 impl StepPolicy for MlpPolicy<'_> {
@@ -295,8 +318,17 @@ impl StepPolicy for MlpPolicy<'_> {
     }
     fn probs(&self, walk: &Walk, out: &mut [f64], scratch: &mut [f64]) {
         let context = self.mlp.context_of(&walk.tokens);
-        self.mlp.forward(self.params, walk.emitted() + 1, context, out, scratch);
-        softmax_in_place(out);
+        match &self.cache {
+            Some(table) => {
+                let v = out.len();
+                let row = walk.emitted() * self.mlp.num_contexts() + context;
+                out.copy_from_slice(&table[row * v..(row + 1) * v]);
+            }
+            None => {
+                self.mlp.forward(self.params, walk.emitted() + 1, context, out, scratch);
+                softmax_in_place(out);
+            }
+        }
     }
 }
 

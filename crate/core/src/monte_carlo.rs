@@ -1,7 +1,7 @@
 //! One Monte Carlo run: sample, then every estimate the run asks for, with standard errors.
 
 use crate::error::Result;
-use crate::estimate::{estimate_gradient, expected_harm, harm_information, harm_paths, kl_along, Coefficient, GradientEstimate, HarmSource, PositionEstimates, ScoreModel};
+use crate::estimate::{estimate_gradient, expected_harm, harm_information, harm_paths, kl_to_base_along, Coefficient, GradientEstimate, HarmSource, PositionEstimates, ScoreModel};
 use crate::sampling::{sample, BaseStep, SampleRequest, StepPolicy};
 use crate::walk::Track;
 
@@ -43,11 +43,11 @@ pub fn run(track: &Track, policy: &dyn StepPolicy, score: Option<&dyn ScoreModel
         Some(HarmChoice::Rollouts(m)) => Some(harm_paths(track, policy, &samples, &HarmSource::Rollouts(*m), request.seed)?),
     };
     let base = BaseStep { spec: track.spec };
-    let kl_on_policy = kl_along(track, policy, &base, &samples, None)?;
+    let kl_on_policy = kl_to_base_along(track, policy, &samples, None)?;
     let kl_teacher_forced = if request.teacher_forced {
         let seed = request.seed ^ TEACHER_FORCED_SEED_MIX;
         let harmful = sample(track, &base, &SampleRequest { count: request.samples, seed, prefix: None, first_index: 0 })?;
-        Some(kl_along(track, policy, &base, &harmful, Some(&harmful.harm))?)
+        Some(kl_to_base_along(track, policy, &harmful, Some(&harmful.harm))?)
     } else {
         None
     };

@@ -39,10 +39,18 @@ impl Policy for BasePolicy<'_> {
     }
 }
 
+/// Largest table of rows a policy caches (2^25 doubles = 256 MiB).
+pub const ROW_CACHE_MAX_ENTRIES: usize = 1 << 25;
+
 /// Softmax logits per (position, state): logits[((t−1)·S + s)·V + a].
+///
+/// The probabilities of every row and each row's KL to the base are computed once, in parallel,
+/// when they fit in ROW_CACHE_MAX_ENTRIES: a sampler then pays no exp or log per token, which is
+/// where the time goes otherwise.
 pub struct TabularPolicy<'m> {
     pub model: &'m Model,
     pub logits: &'m [f64],
+    cache: Option<(Vec<f64>, Vec<f64>)>,
 }
 
 impl<'m> TabularPolicy<'m> {
@@ -60,15 +68,45 @@ impl<'m> TabularPolicy<'m> {
         if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f64::INFINITY) {
             return Err(Error::InvalidArgument(format!("logit {i} is {} (must be finite or -Infinity)", logits[i])));
         }
-        Ok(TabularPolicy { model, logits })
+        let cache = (logits.len() <= ROW_CACHE_MAX_ENTRIES).then(|| row_cache(model, logits));
+        Ok(TabularPolicy { model, logits, cache })
     }
+}
+
+/// Softmax of every live row and its KL to the base row.
+fn row_cache(model: &Model, logits: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    use rayon::prelude::*;
+    let (n, v) = (model.num_states(), model.vocab());
+    let mut probs = vec![0.0; logits.len()];
+    let mut kl = vec![0.0; logits.len() / v];
+    probs.par_chunks_mut(v).zip(kl.par_iter_mut()).enumerate().for_each(|(row, (p, k))| {
+        let s = row % n;
+        if model.live[s] {
+            softmax(&logits[row * v..(row + 1) * v], p);
+            *k = kl_divergence(p, model.base_row(s));
+        }
+    });
+    (probs, kl)
 }
 
 impl Policy for TabularPolicy<'_> {
     fn probs(&self, t: usize, s: usize, out: &mut [f64]) {
         let v = self.model.vocab();
-        let at = ((t - 1) * self.model.num_states() + s) * v;
-        softmax(&self.logits[at..at + v], out);
+        let row = (t - 1) * self.model.num_states() + s;
+        match &self.cache {
+            Some((probs, _)) => out.copy_from_slice(&probs[row * v..(row + 1) * v]),
+            None => softmax(&self.logits[row * v..(row + 1) * v], out),
+        }
+    }
+
+    fn kl_to_base(&self, model: &Model, t: usize, s: usize, scratch: &mut [f64]) -> f64 {
+        match &self.cache {
+            Some((_, kl)) => kl[(t - 1) * self.model.num_states() + s],
+            None => {
+                self.probs(t, s, scratch);
+                kl_divergence(scratch, model.base_row(s))
+            }
+        }
     }
 }
 

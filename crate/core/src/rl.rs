@@ -11,34 +11,17 @@ use crate::error::{Error, Result};
 use crate::estimate::{accumulate_scores, HarmPaths, ScoreModel};
 use crate::mlp::{Mlp, MlpPolicy};
 use crate::model::Model;
-use crate::parallel::map_chunks_of;
 use crate::policy::TabularPolicy;
-use crate::sampling::{sample, BaseStep, ExactStep, SampleRequest, Samples, StepPolicy};
+use crate::sampling::{map_tokens, sample, BaseStep, ExactStep, SampleRequest, Samples, StepPolicy};
 use crate::walk::{Track, NO_TOKEN};
 
 /// log π(y_{n,t} | y_{n,<t}) of sampled tokens under a policy, N × T (0 after the end).
 pub fn replay_log_probs(track: &Track, policy: &dyn StepPolicy, samples: &Samples) -> Vec<f64> {
-    let (t_max, v) = (samples.length, track.spec.vocab);
-    map_chunks_of(samples.count, 64, |range| {
-        let mut out = vec![0.0; range.len() * t_max];
-        let mut walk = track.start();
-        let mut row = vec![0.0; v];
-        let mut scratch = vec![0.0; policy.scratch_len()];
-        for (i, n) in range.enumerate() {
-            track.reset(&mut walk);
-            for t in 0..t_max {
-                let a = samples.tokens[n * t_max + t];
-                if a == NO_TOKEN {
-                    break;
-                }
-                policy.probs(&walk, &mut row, &mut scratch);
-                out[i * t_max + t] = row[a as usize].ln();
-                track.advance(&mut walk, a as usize);
-            }
-        }
-        out
+    let v = track.spec.vocab;
+    map_tokens(track, samples, || (vec![0.0; v], vec![0.0; policy.scratch_len()]), |(row, scratch), walk, a| {
+        policy.probs(walk, row, scratch);
+        row[a].ln()
     })
-    .concat()
 }
 
 /// A family of parametric policies: builds the policy for a parameter vector.
@@ -60,7 +43,7 @@ pub struct MlpFamily<'m>(pub &'m Mlp);
 impl Family for MlpFamily<'_> {
     fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R> {
         self.0.check_params(params)?;
-        Ok(f(&MlpPolicy { mlp: self.0, params }))
+        Ok(f(&MlpPolicy::new(self.0, params)))
     }
 }
 

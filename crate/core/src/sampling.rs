@@ -22,6 +22,13 @@ pub trait StepPolicy: Sync {
     }
     /// π(· | prefix) for the token at position walk.emitted() + 1, into `out` (length V).
     fn probs(&self, walk: &Walk, out: &mut [f64], scratch: &mut [f64]);
+
+    /// KL(π(·|prefix) ‖ base(·|prefix)); `row` and `scratch` are work space. Policies that cache
+    /// their rows' KL override this.
+    fn kl_to_base(&self, track: &Track, walk: &Walk, row: &mut [f64], scratch: &mut [f64]) -> f64 {
+        self.probs(walk, row, scratch);
+        crate::policy::kl_divergence(row, track.spec.base_row(walk.context))
+    }
 }
 
 /// The base model, which needs only the context.
@@ -32,6 +39,9 @@ pub struct BaseStep<'a> {
 impl StepPolicy for BaseStep<'_> {
     fn probs(&self, walk: &Walk, out: &mut [f64], _scratch: &mut [f64]) {
         out.copy_from_slice(self.spec.base_row(walk.context));
+    }
+    fn kl_to_base(&self, _track: &Track, _walk: &Walk, _row: &mut [f64], _scratch: &mut [f64]) -> f64 {
+        0.0
     }
 }
 
@@ -44,6 +54,11 @@ impl<P: Policy + ?Sized> StepPolicy for ExactStep<'_, P> {
     }
     fn probs(&self, walk: &Walk, out: &mut [f64], _scratch: &mut [f64]) {
         self.0.probs(walk.emitted() + 1, walk.state as usize, out);
+    }
+    fn kl_to_base(&self, track: &Track, walk: &Walk, row: &mut [f64], _scratch: &mut [f64]) -> f64 {
+        // Exact policies are only sampled with their model (check_request).
+        let model = track.model.expect("an exact-state policy walks with its model");
+        self.0.kl_to_base(model, walk.emitted() + 1, walk.state as usize, row)
     }
 }
 
@@ -217,4 +232,34 @@ fn concat(parts: Vec<Samples>, length: usize) -> Samples {
         }
     }
     all
+}
+
+/// Replays every sampled response and maps each emitted token, N × T values (`T::default()` after
+/// the end): `f(state, walk, token)` sees the walk before the token. Responses are replayed in
+/// fixed chunks in parallel; `state` is per-chunk scratch made by `make_state`.
+pub fn map_tokens<T, S, M, F>(track: &Track, samples: &Samples, make_state: M, f: F) -> Vec<T>
+where
+    T: Default + Clone + Send,
+    M: Fn() -> S + Sync,
+    F: Fn(&mut S, &Walk, usize) -> T + Sync,
+{
+    let t_max = samples.length;
+    map_chunks_of(samples.count, RESPONSES_PER_CHUNK, |range| {
+        let mut out = vec![T::default(); range.len() * t_max];
+        let mut walk = track.start();
+        let mut state = make_state();
+        for (i, n) in range.enumerate() {
+            track.reset(&mut walk);
+            for t in 0..t_max {
+                let token = samples.tokens[n * t_max + t];
+                if token == NO_TOKEN {
+                    break;
+                }
+                out[i * t_max + t] = f(&mut state, &walk, token as usize);
+                track.advance(&mut walk, token as usize);
+            }
+        }
+        out
+    })
+    .concat()
 }

@@ -5,7 +5,7 @@ mod common;
 use common::*;
 
 use harm_horizon_core::analysis::DEFAULT_HORIZON_TOLERANCE;
-use harm_horizon_core::estimate::{estimate_gradient, expected_harm, harm_information, harm_paths, kl_along, Coefficient, HarmSource, ScoreModel};
+use harm_horizon_core::estimate::{estimate_gradient, expected_harm, harm_information, harm_paths, kl_to_base_along, Coefficient, HarmSource, ScoreModel};
 use harm_horizon_core::exact::{conditional_harm, harm_profile, kl_on_policy, on_harmful_prefixes};
 use harm_horizon_core::gibbs::GibbsPolicy;
 use harm_horizon_core::mlp::{Activation, Mlp, MlpConfig, MlpPolicy};
@@ -229,7 +229,7 @@ fn gradient_estimators_match_the_exact_gradient_mlp() {
     let (mlp, params) = refusal_mlp();
     let logits = mlp.tabulate(&params, &m).unwrap();
     let policy = TabularPolicy::new(&m, &logits).unwrap();
-    let score = MlpPolicy { mlp: &mlp, params: &params };
+    let score = MlpPolicy::new(&mlp, &params);
     let (exact, directions) = exact_blocks(&m, &policy, |g| mlp.pull_back_per_position(&params, &m, g).unwrap());
     check_gradients("refusal/mlp", &m, &policy, &score, &exact, &directions, 20_000);
     // The mlp samples exactly as its tabulation does (same draws, same tokens).
@@ -248,13 +248,13 @@ fn kl_estimates_match_the_exact_profiles() {
         let base = BaseStep { spec: &m.spec };
         let exact_on = kl_on_policy(&m, &gibbs);
         let samples = sample(&track, &step, &request(20_000, 31)).unwrap();
-        let on = kl_along(&track, &step, &base, &samples, None).unwrap();
+        let on = kl_to_base_along(&track, &step, &samples, None).unwrap();
         // Teacher forcing on harmful base responses: base samples weighted by H.
         let h_base = conditional_harm(&m, &BasePolicy { model: &m });
         let h_gibbs = conditional_harm(&m, &gibbs);
         let (exact_tf, _) = on_harmful_prefixes(&m, &h_base, &gibbs, &h_gibbs);
         let base_samples = sample(&track, &base, &request(20_000, 32)).unwrap();
-        let tf = kl_along(&track, &step, &base, &base_samples, Some(&base_samples.harm)).unwrap();
+        let tf = kl_to_base_along(&track, &step, &base_samples, Some(&base_samples.harm)).unwrap();
         let mut checked = 0;
         for t in 0..m.length() {
             checked += within_4_se_where_supported(on.mean[t], on.se[t], on.support[t], exact_on[t], &format!("{name} on-policy KL_{}", t + 1)) as usize;
@@ -262,7 +262,7 @@ fn kl_estimates_match_the_exact_profiles() {
         }
         assert!(checked >= m.length() / 2, "{name}: only {checked} KL positions with enough support");
         // The base against itself: exactly zero.
-        let zero = kl_along(&track, &base, &base, &base_samples, None).unwrap();
+        let zero = kl_to_base_along(&track, &base, &base_samples, None).unwrap();
         assert!(zero.mean.iter().all(|&k| k == 0.0));
     }
 }

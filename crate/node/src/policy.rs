@@ -130,7 +130,7 @@ impl PolicyChoice<'_> {
                 f(&ExactStep(&gibbs), None, Some(&gibbs))
             }
             PolicyChoice::Mlp(mlp, params) => {
-                let policy = MlpPolicy { mlp, params };
+                let policy = MlpPolicy::new(mlp, params);
                 match model {
                     Some(model) => {
                         let logits = mlp.tabulate(params, model)?;
