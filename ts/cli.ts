@@ -21,6 +21,7 @@ import { resolveScenario } from './resolve.js';
 import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, scenarioToJson } from './scenario.js';
 
 /** Codes that mean the input was bad (exit 2) rather than the run failing (exit 1). */
+/** Codes of bad input (exit 2); everything else (HH_WRITE_FAILED, HH_PANIC, …) is a failure of the run (exit 1). */
 const BAD_INPUT_CODES = new Set(['HH_OUTPUT_UNWRITABLE', 'HH_SCENARIO_INVALID', 'HH_POLICY_INVALID', 'HH_FILE_NOT_FOUND', 'HH_INVALID_ARGUMENT', 'HH_INVALID_SPEC', 'HH_STATE_SPACE_TOO_LARGE']);
 
 function nonNegative(name: string) {
@@ -226,5 +227,6 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv).then((code) => {
-  process.exitCode = code;
+  // An action may have set its own code (130 after Ctrl-C); keep it.
+  process.exitCode ||= code;
 });

@@ -1,10 +1,12 @@
 /** The `train` and `attack` commands. */
-import { appendFileSync, closeSync, existsSync, fsyncSync, mkdirSync, openSync, unlinkSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack } from './attack.js';
 import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
+import { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
+
+export { outputFolder };
 import { ExactEngine } from './exact.js';
 import { num, sparkline, table } from './format.js';
 import { BASE, type MlpShape, type Policy } from './policy.js';
@@ -37,38 +39,6 @@ function widths(value: string): number[] {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `--mlp-hidden takes one or two widths like 32 or 32,16, got ${value}`, '--mlp-hidden');
   }
   return w;
-}
-
-/**
- * Creates the output folder one level at a time from its nearest existing ancestor (Node's recursive
- * mkdir can spin on special file systems such as /proc) and checks that it can be written.
- */
-export function outputFolder(dir: string): string {
-  try {
-    const missing: string[] = [];
-    let existing = resolve(dir);
-    while (!existsSync(existing)) {
-      missing.unshift(existing);
-      existing = dirname(existing);
-    }
-    for (const folder of missing) mkdirSync(folder);
-    const probe = join(dir, '.write-test');
-    writeFileSync(probe, '');
-    unlinkSync(probe);
-    return dir;
-  } catch (error) {
-    throw new HarmHorizonError('HH_OUTPUT_UNWRITABLE', `cannot write to the output folder ${dir}: ${(error as Error).message}`, '--out');
-  }
-}
-
-function durable(path: string, text: string) {
-  const fd = openSync(path, 'w');
-  try {
-    writeFileSync(fd, text);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }
 
 export function addTrainCommands(program: Command, h: CliHelpers) {
@@ -113,7 +83,7 @@ Examples:
       const shape: MlpShape = { order: opts.mlpOrder ?? scenario.order, hidden: widths(opts.mlpHidden), activation: opts.mlpActivation };
       const start: 'tabular' | 'mlp' | Policy = opts.init ? loadPolicy(opts.init, scenario, engine?.numStates) : opts.policy;
       const logPath = join(out, 'log.jsonl');
-      durable(logPath, '');
+      const log = new JsonLinesWriter(logPath);
       let stop = false;
       const onSigint = () => (stop = true);
       process.on('SIGINT', onSigint);
@@ -144,14 +114,18 @@ Examples:
       let policy: Policy;
       try {
         policy = await train(scenario, engine, options, (record) => {
-          appendFileSync(logPath, `${JSON.stringify(record)}\n`);
+          log.append(record);
           lastRecord = record;
           if (tty) process.stderr.write(`\rstep ${record.step}/${opts.steps}  J ${num(record.objective)}  E[H] ${num(record.expectedHarm)}  KL ${num(record.kl)}   `);
         }, () => stop);
+      } catch (error) {
+        log.close(false);
+        throw error;
       } finally {
         process.off('SIGINT', onSigint);
         if (tty) process.stderr.write('\n');
       }
+      log.close();
       savePolicy(join(out, 'policy.json'), policy, scenario, engine?.numStates);
       const summary = {
         scenario: scenario.name,
@@ -161,7 +135,7 @@ Examples:
         final: lastRecord,
         files: { policy: join(out, 'policy.json'), log: logPath },
       };
-      durable(join(out, 'summary.json'), JSON.stringify(summary, null, 2));
+      writeAtomic(join(out, 'summary.json'), `${JSON.stringify(summary, null, 2)}\n`);
       if (opts.json) h.json(summary);
       else if (lastRecord) {
         h.write(

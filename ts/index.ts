@@ -49,3 +49,11 @@ export {
 export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpNumParams, type MlpShape } from './policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
+export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneStep } from './attack.js';
+export { TRAIN_DEFAULTS, evaluateObjective, initialPolicy, train, type Algorithm, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './train.js';
+export { DEMO_DEFAULTS, runDemo, type DemoOptions, type DemoSummary } from './demo.js';
+export { Progress } from './progress.js';
+export { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
+export type { ResolveOptions } from './resolve.js';
+export type { ScenarioErrorCode, ScenarioSizeEstimate } from './scenario.js';
+export type { EstimateRequest } from './estimate-report.js';

@@ -17,9 +17,10 @@
  * JSON numbers, which round-trip doubles exactly; -Infinity logits (tokens a tabular policy never
  * emits) are written as null.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
+import { writeAtomic } from './files.js';
 import type { Policy } from './policy.js';
 
 export const POLICY_FORMAT = 'harm-horizon-policy';
@@ -59,8 +60,9 @@ export function policyToJson(policy: Policy, scenario: CompiledScenario, states?
   return file;
 }
 
+/** Writes a policy file atomically (a failed write leaves no partial file). */
 export function savePolicy(path: string, policy: Policy, scenario: CompiledScenario, states?: number): void {
-  writeFileSync(path, JSON.stringify(policyToJson(policy, scenario, states)));
+  writeAtomic(path, JSON.stringify(policyToJson(policy, scenario, states)));
 }
 
 /**

@@ -61,7 +61,8 @@ export function analyzeReport(
     horizonTolerance,
     states,
     decidedAtStart: base.decisionTime[0],
-    undecided: base.undecided,
+    // 1 − P(τ ≤ T) can come out as −2e-16: clamp rounding below zero.
+    undecided: Math.max(0, base.undecided),
     positions: Array.from({ length: scenario.length }, (_, i) => ({
       t: i + 1,
       harmInformation: base.harmInformation[i],

@@ -1,5 +1,5 @@
 /** Turning a command-line scenario argument (a built-in name or a file path) into a scenario. */
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { builtinNames, builtinScenario, loadScenarioFile, ScenarioError, type Scenario, type ScenarioOptions } from './scenario.js';
 
 export interface ResolveOptions extends ScenarioOptions {
@@ -13,11 +13,12 @@ export interface ResolveOptions extends ScenarioOptions {
  */
 export function resolveScenario(arg: string, options: ResolveOptions = {}): Scenario {
   const isBuiltin = builtinNames().includes(arg) || arg.startsWith('random(');
-  if (isBuiltin && !existsSync(arg)) {
+  const isFile = existsSync(arg) && statSync(arg).isFile();
+  if (isBuiltin && !isFile) {
     const seeded = arg === 'random' && options.seed !== undefined ? { ...options, seed: options.seed } : options;
     return builtinScenario(arg, seeded);
   }
-  if (!existsSync(arg)) {
+  if (!isFile) {
     throw new ScenarioError('', `no built-in scenario and no file named ${JSON.stringify(arg)} (built-ins: ${builtinNames().join(', ')})`, {
       code: 'HH_FILE_NOT_FOUND',
       source: arg,

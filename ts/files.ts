@@ -1,0 +1,106 @@
+/**
+ * Writing results so that a failure (disk full, permissions) never leaves a corrupt file: whole files
+ * are written to a temporary name, fsynced and renamed; JSON-lines logs are cut back to their last
+ * whole line when an append fails. Failures are HarmHorizonErrors with code HH_WRITE_FAILED (or
+ * HH_OUTPUT_UNWRITABLE for an output folder that cannot be made), naming the file.
+ */
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { HarmHorizonError } from './errors.js';
+
+function writeFailure(path: string, error: unknown): HarmHorizonError {
+  return new HarmHorizonError('HH_WRITE_FAILED', `cannot write ${path}: ${(error as Error).message}`);
+}
+
+/** Writes a file whole or not at all: to `<path>.tmp`, fsync, rename over `path`. */
+export function writeAtomic(path: string, text: string): void {
+  const tmp = `${path}.tmp`;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, 'w');
+    const bytes = Buffer.from(text, 'utf8');
+    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, path);
+  } catch (error) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    throw writeFailure(path, error);
+  }
+}
+
+/**
+ * A JSON-lines log that stays valid when a write fails (disk full): a line is written whole or the
+ * file is cut back to the previous line.
+ */
+export class JsonLinesWriter {
+  readonly path: string;
+  #fd: number;
+  #size = 0;
+
+  constructor(path: string) {
+    this.path = path;
+    try {
+      this.#fd = openSync(path, 'w');
+    } catch (error) {
+      throw writeFailure(path, error);
+    }
+  }
+
+  append(value: unknown): void {
+    const bytes = Buffer.from(`${JSON.stringify(value)}\n`, 'utf8');
+    try {
+      for (let done = 0; done < bytes.length; ) done += writeSync(this.#fd, bytes, done, bytes.length - done);
+      this.#size += bytes.length;
+    } catch (error) {
+      try {
+        ftruncateSync(this.#fd, this.#size);
+      } catch {
+        // Keep the original error: the write failure is what the caller must see.
+      }
+      throw writeFailure(this.path, error);
+    }
+  }
+
+  /** Flushes to disk and closes; with `strict` false (already failing), never throws. */
+  close(strict = true): void {
+    try {
+      fsyncSync(this.#fd);
+    } catch (error) {
+      if (strict) {
+        closeSync(this.#fd);
+        throw writeFailure(this.path, error);
+      }
+    }
+    try {
+      closeSync(this.#fd);
+    } catch (error) {
+      if (strict) throw writeFailure(this.path, error);
+    }
+  }
+}
+
+
+/**
+ * Creates the output folder one level at a time from its nearest existing ancestor (Node's recursive
+ * mkdir can spin on special file systems such as /proc) and checks that it can be written.
+ */
+export function outputFolder(dir: string, option = '--out'): string {
+  try {
+    const missing: string[] = [];
+    let existing = resolve(dir);
+    while (!existsSync(existing)) {
+      missing.unshift(existing);
+      existing = dirname(existing);
+    }
+    for (const folder of missing) mkdirSync(folder);
+    const probe = join(dir, '.write-test');
+    writeFileSync(probe, '');
+    unlinkSync(probe);
+    return dir;
+  } catch (error) {
+    throw new HarmHorizonError('HH_OUTPUT_UNWRITABLE', `cannot write to the output folder ${dir}: ${(error as Error).message}`, option);
+  }
+}
