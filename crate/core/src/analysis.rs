@@ -40,9 +40,7 @@ pub fn check_tolerance(tolerance: f64) -> Result<()> {
 
 pub fn analyze(model: &Model, lambda: f64, tolerance: f64) -> Result<Analysis> {
     check_tolerance(tolerance)?;
-    if !(lambda >= 0.0 && lambda.is_finite()) {
-        return Err(Error::InvalidArgument(format!("lambda must be a finite number ≥ 0, got {lambda}")));
-    }
+    crate::gibbs::check_lambda(lambda)?;
     let fused = crate::fused::analyze(model, lambda, tolerance);
     Ok(Analysis {
         lambda,

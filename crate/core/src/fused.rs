@@ -24,6 +24,7 @@
 use rayon::prelude::*;
 
 use crate::exact::{HarmProfile, HORIZON_FLOOR, SETTLED_TOLERANCE};
+use crate::gibbs::{row_ratio, soft_min, SoftMin, FAST_LAMBDA_MAX};
 use crate::model::Model;
 use crate::parallel::CHUNK;
 
@@ -31,9 +32,12 @@ use crate::parallel::CHUNK;
 /// fork–join costs more than the layer's work.
 const PARALLEL_MIN_EDGES: usize = 1 << 15;
 
-/// The backward pass prefetches the next states' cells of the state this many states ahead, so that
-/// the random gathers of several states are in flight at once.
+/// Both passes prefetch what the state this many states ahead will gather (next states' cells,
+/// incoming edges' sources), so that the random gathers of several states are in flight at once.
 const PREFETCH_AHEAD: usize = 2;
+
+/// Below this many states a layer's tables sit in L2 and prefetching only costs instructions.
+const PREFETCH_MIN_STATES: usize = 1 << 13;
 
 /// Hints the CPU to bring `x` into cache (no effect on results).
 #[inline(always)]
@@ -46,11 +50,6 @@ fn prefetch<T>(x: &T) {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
 }
-
-/// Largest λ for which Z = exp(−W) ∈ [e^{−λ}, 1] is used directly (no exp per edge, p*·Z weights).
-/// Below e^{−600} ≈ 3e−261 products with probabilities could turn subnormal; beyond it the backward
-/// pass takes the exp of log-ratios and the on-policy weights are accumulated in log scale.
-const FAST_LAMBDA_MAX: f64 = 600.0;
 
 /// One state's entry of the backward tables at one position.
 #[derive(Clone, Copy, Debug, Default)]
@@ -76,14 +75,16 @@ pub(crate) struct Fused {
     pub asr_aligned: Vec<f64>,
 }
 
-/// Runs the analysis passes at λ (finite, ≥ 0; checked by the caller).
+/// Runs the analysis passes at λ (finite, ≥ 0; checked by the caller). Beyond FAST_LAMBDA_MAX the
+/// backward pass takes the exp of log-ratios and the on-policy weights are summed in log scale.
 pub(crate) fn analyze(model: &Model, lambda: f64, tolerance: f64) -> Fused {
     let parallel = model.num_states() * model.vocab() >= PARALLEL_MIN_EDGES && rayon::current_num_threads() > 1;
-    let p = base_forward(model, parallel);
+    let prefetching = model.num_states() >= PREFETCH_MIN_STATES;
+    let p = base_forward(model, parallel, prefetching);
     if lambda <= FAST_LAMBDA_MAX {
-        backward::<true>(model, lambda, tolerance, &p, parallel)
+        backward::<true>(model, lambda, tolerance, &p, parallel, prefetching)
     } else {
-        backward::<false>(model, lambda, tolerance, &p, parallel)
+        backward::<false>(model, lambda, tolerance, &p, parallel, prefetching)
     }
 }
 
@@ -119,7 +120,7 @@ impl EdgeSplit {
 
 /// p_t(s) of the base for t = 0..T at t·S + s: p_t(s) = [s is a sink]·p_{t−1}(s) + Σ over incoming
 /// edges (src, a) of p_{t−1}(src)·p(a|src), summed in the CSR edge order (as `exact::forward`).
-fn base_forward(model: &Model, parallel: bool) -> Vec<f64> {
+fn base_forward(model: &Model, parallel: bool, prefetching: bool) -> Vec<f64> {
     let n = model.num_states();
     let v = model.vocab();
     let t_max = model.length();
@@ -134,7 +135,7 @@ fn base_forward(model: &Model, parallel: bool) -> Vec<f64> {
             let end = chunk * CHUNK + out.len();
             for (i, q) in out.iter_mut().enumerate() {
                 let s = chunk * CHUNK + i;
-                if s + PREFETCH_AHEAD < end {
+                if prefetching && s + PREFETCH_AHEAD < end {
                     for &e in model.incoming_of(s + PREFETCH_AHEAD) {
                         let (src, _) = edges.split(e);
                         prefetch(&prev[src]);
@@ -229,12 +230,11 @@ impl Partial {
 
 /// Backward induction of h, W (and Z), h* from t = T down to 0, with the per-layer accumulations.
 ///
-/// Fast rows (λ ≤ FAST_LAMBDA_MAX): with Z_t(n) = exp(−W_t(n)) at hand, exp(shift − W_t(n)) =
-/// Z_t(n)/Z_t(n_min), so the soft-min of `gibbs::GibbsPolicy::new`, W_{t−1}(s) = shift −
-/// log Σ_a p_a·exp(shift − W_t(n_a)) with shift the smallest next value, takes no exp per edge;
-/// h*_{t−1}(s) = Σ_a p_a·Z_t(n_a)·h*_t(n_a) / Σ_a p_a·Z_t(n_a) and π*_t(a|s)/p_a = Z_t(n_a)/Z_{t−1}(s).
-/// Slow rows take the exps.
-fn backward<const FAST: bool>(model: &Model, lambda: f64, tolerance: f64, p: &[f64], parallel: bool) -> Fused {
+/// W and Z, the Gibbs rows π*_t(a|s) = p_a·Z_t(s·a)/Z_{t−1}(s) (fast rows, λ ≤ FAST_LAMBDA_MAX) or
+/// p_a·exp(W_{t−1}(s) − W_t(s·a)), and h* = Σ_a π*·h*_t(s·a) are computed with the arithmetic of
+/// `gibbs::GibbsPolicy` and `exact::conditional_harm`, operation for operation, so that they are
+/// bit-identical to those (and h to `conditional_harm` of the base).
+fn backward<const FAST: bool>(model: &Model, lambda: f64, tolerance: f64, p: &[f64], parallel: bool, prefetching: bool) -> Fused {
     let n = model.num_states();
     let t_max = model.length();
     let mut later: Vec<Cell> = (0..n)
@@ -256,13 +256,18 @@ fn backward<const FAST: bool>(model: &Model, lambda: f64, tolerance: f64, p: &[f
             for (i, cell) in out.iter_mut().enumerate() {
                 let s = chunk * CHUNK + i;
                 let ahead = s + PREFETCH_AHEAD;
-                if ahead < end && model.live[ahead] {
+                if prefetching && ahead < end && model.live[ahead] {
                     for &nx in model.next_row(ahead) {
                         prefetch(&from[nx as usize]);
                     }
                 }
-                *cell = if model.live[s] { backward_cell::<FAST>(model.base_row(s), model.next_row(s), from) } else { from[s] };
-                accumulate::<FAST>(model, s, p_prev[s], cell, from, &mut acc);
+                if model.live[s] {
+                    *cell = backward_cell::<FAST>(model.base_row(s), model.next_row(s), from);
+                    accumulate::<FAST>(model, s, p_prev[s], cell, from, &mut acc);
+                } else {
+                    *cell = from[s];
+                    accumulate_sink(p_prev[s], cell, &mut acc);
+                }
             }
             acc
         });
@@ -341,86 +346,74 @@ fn backward<const FAST: bool>(model: &Model, lambda: f64, tolerance: f64, p: &[f
     }
 }
 
-/// h_{t−1}, W_{t−1}, Z_{t−1}, h*_{t−1} at a live state from its next states' cells at t.
+/// h_{t−1}, W_{t−1} and Z_{t−1} at a live state from its next states' cells at t (h* is filled by
+/// `accumulate`, which needs Z_{t−1}).
 #[inline(always)]
 fn backward_cell<const FAST: bool>(row: &[f64], next: &[u32], later: &[Cell]) -> Cell {
-    let mut h = 0.0;
-    let mut shift = f64::INFINITY;
-    if FAST {
-        // Branch-free (a mispredicted branch on a gathered value would serialise the cache misses):
-        // Z = exp(−W) is non-increasing in W, so the largest Z is Z_t at the smallest W.
-        let (mut z_shift, mut z_sum, mut hs_sum) = (0.0f64, 0.0, 0.0);
+    // As exact::conditional_harm: Σ_a p_a·h_t(s·a) in token order.
+    let mut h = -0.0;
+    let w = if FAST {
+        let mut soft = SoftMin::new();
         for (&pa, &nx) in row.iter().zip(next) {
             let c = &later[nx as usize];
             h += pa * c.h;
-            let weight = pa * c.z;
-            z_sum += weight;
-            hs_sum += weight * c.hs;
-            let reached = pa > 0.0;
-            shift = shift.min(if reached { c.w } else { f64::INFINITY });
-            z_shift = z_shift.max(if reached { c.z } else { 0.0 });
+            soft.add(pa, c.w, c.z);
         }
-        let w = shift - (z_sum / z_shift).ln();
-        Cell { h, w, z: (-w).exp(), hs: hs_sum / z_sum }
+        soft.value()
     } else {
         for (&pa, &nx) in row.iter().zip(next) {
-            let c = &later[nx as usize];
-            h += pa * c.h;
-            if pa > 0.0 && c.w < shift {
-                shift = c.w;
-            }
+            h += pa * later[nx as usize].h;
         }
-        let (mut sum, mut hs_sum) = (0.0, 0.0);
-        for (&pa, &nx) in row.iter().zip(next) {
-            if pa > 0.0 {
-                let c = &later[nx as usize];
-                let weight = pa * (shift - c.w).exp();
-                sum += weight;
-                hs_sum += weight * c.hs;
-            }
-        }
-        let w = shift - sum.ln();
-        Cell { h, w, z: (-w).exp(), hs: hs_sum / sum }
-    }
+        soft_min(row, next, |n| later[n].w)
+    };
+    Cell { h, w, z: (-w).exp(), hs: 0.0 }
 }
 
-/// Adds state s at position t − 1 (probability p = p_{t−1}(s), cell at t − 1, next cells at t) to
-/// the layer's sums.
+/// Adds a sink (it emits nothing) at position t − 1 with probability p = p_{t−1}(s) to the sums.
 #[inline(always)]
-fn accumulate<const FAST: bool>(model: &Model, s: usize, p: f64, cell: &Cell, later: &[Cell], acc: &mut Partial) {
-    let h_prev = cell.h;
-    if is_settled(h_prev) {
+fn accumulate_sink(p: f64, cell: &Cell, acc: &mut Partial) {
+    if is_settled(cell.h) {
         acc.settled += p;
     }
-    let ph = p * h_prev;
-    acc.asr_base += ph * h_prev;
+    let ph = p * cell.h;
+    acc.asr_base += ph * cell.h;
     acc.asr_aligned += ph * cell.hs;
-    if !model.live[s] || p == 0.0 {
-        return;
-    }
+}
+
+/// Fills h*_{t−1}(s) of a live state and adds the state at position t − 1 (probability
+/// p = p_{t−1}(s), next states' cells at t) to the layer's sums.
+#[inline(always)]
+fn accumulate<const FAST: bool>(model: &Model, s: usize, p: f64, cell: &mut Cell, later: &[Cell], acc: &mut Partial) {
+    let h_prev = cell.h;
     let row = model.base_row(s);
     let next = model.next_row(s);
-    let (mut var, mut sq, mut purity, mut kl) = (0.0, 0.0, 0.0, 0.0);
-    let inv_z = 1.0 / cell.z;
+    let (mut var, mut sq, mut purity, mut kl, mut hs) = (0.0, 0.0, 0.0, 0.0, -0.0);
+    // 1/Z_{t−1}(s) or W_{t−1}(s), as GibbsPolicy::probs.
+    let term = if FAST { 1.0 / cell.z } else { cell.w };
     for (&pi, &nx) in row.iter().zip(next) {
         let c = &later[nx as usize];
         let delta = c.h - h_prev;
         var += pi * delta * delta;
         sq += pi * pi * delta * delta;
         purity += pi * pi;
-        // KL(π*_t(·|s) ‖ p) = Σ_a p_a·r_a·log r_a, r_a = π*_t(a|s)/p_a = exp(W_{t−1}(s) − W_t(s·a)).
-        let log_ratio = cell.w - c.w;
-        if FAST {
-            kl += pi * (c.z * inv_z) * log_ratio;
-        } else if pi > 0.0 {
-            kl += pi * log_ratio.exp() * log_ratio;
+        // π*_t(a|s) = p_a·r_a, r_a = exp(W_{t−1}(s) − W_t(s·a)); KL(π*_t(·|s) ‖ p) = Σ_a p_a·r_a·log r_a.
+        if FAST || pi > 0.0 {
+            let ratio = row_ratio::<FAST>(term, c.w, c.z);
+            let star = pi * ratio;
+            hs += star * c.hs;
+            kl += star * (cell.w - c.w);
         }
+    }
+    cell.hs = hs;
+    accumulate_sink(p, cell, acc);
+    if p == 0.0 {
+        return;
     }
     acc.information += p * var;
     acc.grad_sq += p * p * sq;
     acc.fisher_max = acc.fisher_max.max(1.0 - purity);
-    if ph > 0.0 {
-        acc.kl_teacher_forced += ph * kl;
+    if p * h_prev > 0.0 {
+        acc.kl_teacher_forced += p * h_prev * kl;
     }
     if FAST {
         acc.kl_on_policy += p * cell.z * kl;
