@@ -226,6 +226,12 @@ export async function main(argv: string[]): Promise<number> {
   }
 }
 
+// Output piped into a command that stops reading early (`| head`): stop quietly.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw error;
+});
+
 main(process.argv).then((code) => {
   // An action may have set its own code (130 after Ctrl-C); keep it.
   process.exitCode ||= code;
