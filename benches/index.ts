@@ -37,7 +37,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Bench, type Task } from 'tinybench';
 
@@ -45,6 +45,7 @@ import { ExactEngine, builtinScenario, compileScenario } from '../ts/index.ts';
 import { native } from '../ts/native.ts';
 import { analyze as refAnalyze, buildStateSpace as refBuildStateSpace } from '../ts/reference/exact.ts';
 import { runMonteCarloBench, type MonteCarloResults } from './montecarlo.ts';
+import { runTrainingBench, type TrainingRow } from './training.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const LAMBDA = 1;
@@ -58,11 +59,13 @@ interface Args {
   skipMemory: boolean;
   skipTiming: boolean;
   skipMonteCarlo: boolean;
+  /** Skip the training-step and sweep-throughput benchmarks (benches/training.ts, benches/sweep.ts). */
+  skipWorkbench: boolean;
   memoryScenario: string;
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const args: Args = { skipMemory: false, skipTiming: false, skipMonteCarlo: false, memoryScenario: MEMORY_SCENARIO };
+  const args: Args = { skipMemory: false, skipTiming: false, skipMonteCarlo: false, skipWorkbench: false, memoryScenario: MEMORY_SCENARIO };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]!;
     if (a === '--json') {
@@ -81,18 +84,21 @@ function parseArgs(argv: readonly string[]): Args {
       args.skipMemory = true;
     } else if (a === '--skip-montecarlo') {
       args.skipMonteCarlo = true;
+    } else if (a === '--skip-workbench') {
+      args.skipWorkbench = true;
     } else if (a === '--only-montecarlo') {
       args.skipTiming = true;
       args.skipMemory = true;
+      args.skipWorkbench = true;
     } else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: npm run bench -- [--json FILE] [--skip-memory] [--skip-timing] [--memory-scenario NAME] [--skip-montecarlo | --only-montecarlo]',
+        'usage: npm run bench -- [--json FILE] [--skip-memory] [--skip-timing] [--memory-scenario NAME] [--skip-montecarlo | --only-montecarlo] [--skip-workbench]',
       );
       process.exit(0);
     } else {
       fail(
         `unknown argument ${JSON.stringify(a)} (expected --json FILE, --skip-memory, --skip-timing, --memory-scenario NAME, ` +
-          `--skip-montecarlo, --only-montecarlo)`,
+          `--skip-montecarlo, --only-montecarlo, --skip-workbench)`,
       );
     }
   }
@@ -423,10 +429,26 @@ let montecarlo: MonteCarloResults | null = null;
 if (!args.skipMonteCarlo) montecarlo = await runMonteCarloBench();
 else console.log('\n[montecarlo] skipped (--skip-montecarlo)');
 
+let training: TrainingRow[] | null = null;
+let sweep: unknown = null;
+if (!args.skipWorkbench) {
+  console.log('\n[training] one training step, Rust core (the reference has no training code)');
+  training = await runTrainingBench((line) => console.log(`  ${line}`));
+  console.log('\n[sweep] 10 000 exact-analysis cells on refusal, 2 workers (benches/sweep.ts)');
+  const sweepJson = join(ROOT, 'bench-results', 'sweep.json');
+  // The sweep sizes its own rayon pools (cores / workers) unless RAYON_NUM_THREADS is set.
+  const env = { ...process.env };
+  delete env.RAYON_NUM_THREADS;
+  const run = spawnSync(process.execPath, ['--import', '@oxc-node/core/register', join(ROOT, 'benches', 'sweep.ts'), '--repeat', '2', '--json', sweepJson], { cwd: ROOT, encoding: 'utf8', env });
+  process.stdout.write(run.stdout.split('\n').map((l) => (l ? `  ${l}` : l)).join('\n'));
+  if (run.status !== 0) console.error(`bench: the sweep benchmark failed (exit ${run.status}): ${run.stderr}`);
+  else sweep = JSON.parse(readFileSync(sweepJson, 'utf8'));
+} else console.log('\n[training, sweep] skipped (--skip-workbench)');
+
 if (args.json !== undefined) {
   const file = resolve(process.cwd(), args.json);
   mkdirSync(dirname(file), { recursive: true });
-  writeFileSync(file, `${JSON.stringify({ machine, timing, rows, memory, montecarlo }, null, 2)}\n`);
+  writeFileSync(file, `${JSON.stringify({ machine, timing, rows, memory, montecarlo, training, sweep }, null, 2)}\n`);
   console.log(`\nwrote ${file}`);
 }
 
