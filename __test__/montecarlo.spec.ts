@@ -17,6 +17,7 @@ import {
   fitMlpToBase,
   initMlp,
   loadPolicy,
+  mlpLogits,
   policyFromJson,
   randomScenario,
   savePolicy,
@@ -180,4 +181,30 @@ test('Monte Carlo runs on a scenario too large for the exact engine (base and ml
   const g = mc.estimate(mlp, { samples: 500, seed: 1, gradient: 'leave-one-out' });
   t.is(g.gradient!.blockLength, mlp.params.length);
   t.true(g.gradient!.norm.every((x) => Number.isFinite(x)));
+});
+
+test('policy handles: batch logits, replayed log-probabilities and the score kernel on given responses', (t) => {
+  const exact = new ExactEngine(horizon);
+  const mc = new MonteCarlo(horizon, { exact });
+  const mlp = initMlp(horizon, { order: 1, hidden: [6], activation: 'tanh' }, 3);
+  // Batch logits equal the tabulation at the states with those contexts.
+  const table = exact.mlpTabulate(mlp.mlp, mlp.params);
+  const states = exact.states();
+  const positions = new Uint32Array([1, 2, 5]);
+  const picks = [0, 1, 2].map((i) => states.live.findIndex((l, s) => l === 1 && s >= i));
+  const contexts = new Uint32Array(picks.map((s) => states.context[s] % 4));
+  const logits = mlpLogits(horizon, mlp, positions, contexts);
+  picks.forEach((s, i) => t.deepEqual(Array.from(logits.subarray(i * 3, i * 3 + 3)), Array.from(table.subarray(((positions[i] - 1) * exact.numStates + s) * 3, ((positions[i] - 1) * exact.numStates + s + 1) * 3))));
+  // Replayed log-probabilities are those the sampler recorded.
+  const batch = mc.sample(mlp, { count: 200, seed: 2 });
+  t.deepEqual(mc.replayLogProbs(mlp, batch.tokens, 200), batch.logProbs);
+  // The kernel with c = H is the REINFORCE estimate of estimate().
+  const coefficients = new Float64Array(200 * 10).map((_, i) => batch.harm[Math.floor(i / 10)]);
+  const kernel = mc.accumulateScores(mlp, batch.tokens, 200, coefficients);
+  const est = mc.estimate(mlp, { samples: 200, seed: 2, gradient: 'reinforce' });
+  t.deepEqual(kernel.blocks, est.gradient!.blocks);
+  t.deepEqual(kernel.variance, est.gradient!.variance);
+  const tabular: Policy = { kind: 'tabular', logits: exact.native.baseLogits() };
+  t.is(mc.accumulateScores(tabular, batch.tokens, 200, coefficients).blockLength, exact.numStates * 3);
+  t.is(t.throws(() => mc.accumulateScores(mlp, batch.tokens, 200, new Float64Array(3)), { instanceOf: HarmHorizonError })?.code, 'HH_INVALID_ARGUMENT');
 });

@@ -46,7 +46,7 @@ export {
   type SampleBatch,
   type SampleOptions,
 } from './montecarlo.js';
-export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpNumParams, type MlpShape } from './policy.js';
+export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
 export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneStep } from './attack.js';

@@ -129,6 +129,25 @@ export class MonteCarlo {
     return batch;
   }
 
+  /**
+   * log π(y_t | y_<t) of given responses (tokens N × T, NO_TOKEN after the end) under a policy:
+   * N × T, 0 after the end.
+   */
+  replayLogProbs(policy: Policy, tokens: Uint32Array, count: number): Float64Array {
+    return callNative(() => this.#engine.replayLogProbs(toInput(policy), tokens, count));
+  }
+
+  /**
+   * The covariance kernel on given responses: Ĝ_t = (1/N) Σ_n c_{n,t}·∇θ log π(y_{n,t} | y_{n,<t}) for
+   * coefficients c (N × T), accumulated per distinct (input, token) without materialising per-sample
+   * scores (sparse rows for tabular policies, one backward pass per distinct input for an mlp);
+   * with ||Ĝ_t|| and the per-sample variance tr Cov(c·s_t).
+   */
+  accumulateScores(policy: Policy, tokens: Uint32Array, count: number, coefficients: Float64Array): NonNullable<Estimates['gradient']> {
+    const g = callNative(() => this.#engine.accumulateScores(toInput(policy), tokens, count, coefficients));
+    return { blocks: g.blocks, blockLength: g.blockLength, norm: g.norm, variance: g.variance };
+  }
+
   /** Samples and estimates (synchronous). */
   estimate(policy: Policy, options: EstimateOptions): Estimates {
     return toEstimates(callNative(() => this.#engine.estimate(toInput(policy), options)));

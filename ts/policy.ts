@@ -68,3 +68,11 @@ export function fitMlpToBase(
 export function toInput(policy: Policy): PolicyInput {
   return policy as PolicyInput;
 }
+
+/**
+ * Logits of an mlp for a batch of inputs: positions t ∈ 1..T and contexts (the last `order` tokens
+ * as a number in base V+1, oldest first, V standing for "<bos>"). Returns B × V.
+ */
+export function mlpLogits(scenario: CompiledScenario, policy: Policy & { kind: 'mlp' }, positions: Uint32Array, contexts: Uint32Array): Float64Array {
+  return callNative(() => native.mlpLogits(scenario.tokens.length, scenario.length, policy.mlp, policy.params, positions, contexts));
+}

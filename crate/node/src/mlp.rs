@@ -38,3 +38,27 @@ pub fn mlp_fit_base(spec: ScenarioInput, shape: MlpShape, params: Float64Array, 
         Ok(FitOutput { params: Float64Array::new(fitted), sequence_kl: report.sequence_kl })
     })
 }
+
+/// Logits of an mlp for a batch of inputs: positions t (1..T) and contexts (the last `order` tokens
+/// in base V+1, oldest first, V = "<bos>"), B × V.
+#[napi]
+pub fn mlp_logits(vocab: u32, length: u32, shape: MlpShape, params: Float64Array, positions: Uint32Array, contexts: Uint32Array) -> napi::Result<Float64Array, String> {
+    guard(|| {
+        let mlp = shape.build(vocab as usize, length as usize)?;
+        mlp.check_params(&params)?;
+        if positions.len() != contexts.len() {
+            return Err(crate::invalid(format!("positions ({}) and contexts ({}) differ in length", positions.len(), contexts.len())));
+        }
+        let v = vocab as usize;
+        let mut out = vec![0.0; positions.len() * v];
+        let mut scratch = vec![0.0; mlp.scratch_len()];
+        for (i, (&t, &c)) in positions.iter().zip(contexts.iter()).enumerate() {
+            if t == 0 || t > length || c as usize >= mlp.num_contexts() {
+                return Err(crate::invalid(format!("input {i}: position {t} must be in 1..{length} and context {c} below (V+1)^order")));
+            }
+            mlp.forward(&params, t as usize, c as usize, &mut out[i * v..(i + 1) * v], &mut scratch);
+        }
+        Ok(out)
+    })
+    .map(Float64Array::new)
+}

@@ -206,6 +206,38 @@ impl MonteCarlo {
         })
     }
 
+    /// log π(y_t | y_<t) of given responses (N × T tokens, 0xFFFFFFFF after the end) under a
+    /// policy, N × T (0 after the end).
+    #[napi]
+    pub fn replay_log_probs(&self, policy: PolicyInput, tokens: Uint32Array, count: u32) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            let samples = given_responses(&self.spec, &tokens, count)?;
+            let track = Track::new(&self.spec, self.model.as_deref());
+            PolicyChoice::parse(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| Ok(core::rl::replay_log_probs(&track, step, &samples)))
+        })
+        .map(Float64Array::new)
+    }
+
+    /// The covariance kernel on given responses: Ĝ_t = (1/N) Σ_n c_{n,t}·∇θ log π(y_{n,t} | y_{n,<t})
+    /// for coefficients c (N × T), without materialising per-sample scores; also ||Ĝ_t|| and the
+    /// per-sample variance. Tabular and mlp policies (the base as log p logits with the exact model).
+    #[napi]
+    pub fn accumulate_scores(&self, policy: PolicyInput, tokens: Uint32Array, count: u32, coefficients: Float64Array) -> napi::Result<GradientOutput, String> {
+        guard(|| {
+            let samples = given_responses(&self.spec, &tokens, count)?;
+            if coefficients.len() != tokens.len() {
+                return Err(invalid(format!("coefficients: {} entries, expected N × T = {}", coefficients.len(), tokens.len())));
+            }
+            let t_max = self.spec.length;
+            let track = Track::new(&self.spec, self.model.as_deref());
+            PolicyChoice::parse(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |_, score, _| {
+                let score = score.ok_or_else(|| invalid("scores need a policy with parameters (tabular or mlp)".into()))?;
+                core::estimate::accumulate_scores(&track, score, &samples, &|n, t| coefficients[n * t_max + t], None, true)
+            })
+        })
+        .map(GradientOutput::from)
+    }
+
     /// Samples responses under a policy (synchronous).
     #[napi]
     pub fn sample(&self, policy: PolicyInput, options: SampleOptions) -> napi::Result<SamplesOutput, String> {
@@ -273,4 +305,26 @@ impl Task for EstimateTask {
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
         Ok(to_output(self.0.samples, output))
     }
+}
+
+/// Responses given as tokens, for replaying (only the tokens are read).
+fn given_responses(spec: &ScenarioSpec, tokens: &[u32], count: u32) -> core::Result<Samples> {
+    let (n, t_max) = (count as usize, spec.length);
+    if n == 0 || tokens.len() != n * t_max {
+        return Err(invalid(format!("tokens: {} entries, expected N × T = {n} × {t_max}", tokens.len())));
+    }
+    if let Some(&a) = tokens.iter().find(|&&a| a != core::walk::NO_TOKEN && a as usize >= spec.vocab) {
+        return Err(invalid(format!("token {a} is not below V = {}", spec.vocab)));
+    }
+    Ok(Samples {
+        count: n,
+        first_index: 0,
+        length: t_max,
+        tokens: tokens.to_vec(),
+        log_probs: vec![],
+        harm: vec![],
+        decision_time: vec![],
+        emitted: vec![],
+        states: None,
+    })
 }
