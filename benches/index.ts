@@ -44,7 +44,7 @@ import { Bench, type Task } from 'tinybench';
 import { ExactEngine, builtinScenario, compileScenario } from '../ts/index.ts';
 import { native } from '../ts/native.ts';
 import { analyze as refAnalyze, buildStateSpace as refBuildStateSpace } from '../ts/reference/exact.ts';
-import { runMonteCarloBench, type MonteCarloResults } from './montecarlo.ts';
+import { maxRelDiff, runMonteCarloBench, type MonteCarloResults } from './montecarlo.ts';
 import { runTrainingBench, type TrainingRow } from './training.ts';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -139,26 +139,6 @@ const MEMORY_SCENARIO = 'random(seed=1,V=16,n=1,T=64,D=100000)';
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/**
- * max_t |a_t − b_t| / max_t |b_t|: the largest difference relative to the profile's scale. (An
- * element-wise ratio is meaningless here: far beyond the decision point I_t and D_t are ~1e-17 to
- * 1e-30, pure rounding noise, which can even make a KL slightly negative.)
- */
-function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  if (a.length !== b.length) return Infinity;
-  let diff = 0;
-  let scale = 0;
-  for (let i = 0; i < a.length; i++) {
-    const x = a[i]!;
-    const y = b[i]!;
-    if (Number.isNaN(x) && Number.isNaN(y)) continue;
-    const d = Math.abs(x - y);
-    diff = Math.max(diff, Number.isNaN(d) ? Infinity : d);
-    scale = Math.max(scale, Math.abs(y));
-  }
-  return diff === 0 ? 0 : diff / scale;
-}
 
 interface Stats {
   hz: number;

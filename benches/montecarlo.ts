@@ -198,7 +198,11 @@ function side(samples: number, tokens: number, s: McStats): McSide {
   };
 }
 
-function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+/**
+ * max_t |a_t − b_t| / max_t |b_t|: the largest difference relative to the profile's scale (shared
+ * with benches/index.ts).
+ */
+export function maxRelDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   if (a.length !== b.length) return Infinity;
   let diff = 0;
   let scale = 0;

@@ -394,8 +394,7 @@ impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
     fn input_key(&self, walk: &Walk) -> u64 {
         walk.state as u64
     }
-    fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], scratch: &mut [f64]) {
-        let _ = scratch;
+    fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], _scratch: &mut [f64]) {
         let v = coef.len();
         let s = key as usize;
         let mut pi = vec![0.0; v];

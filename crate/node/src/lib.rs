@@ -112,9 +112,5 @@ impl ScenarioInput {
 /// Number of threads of the rayon pool used by the core.
 #[napi]
 pub fn thread_count() -> u32 {
-    rayon_threads() as u32
-}
-
-fn rayon_threads() -> usize {
-    core::parallel::thread_count()
+    core::parallel::thread_count() as u32
 }
