@@ -6,10 +6,10 @@ use crate::exact::ExactModel;
 use crate::monte_carlo::MonteCarlo;
 use crate::policy::{MlpShape, PolicyChoice, PolicyInput};
 use crate::{count_from, guard, invalid, seed_from};
-use core::attack::{default_betas, fine_tune_loss, rank_assisted_logits, FineTune};
+use core::attack::{default_betas, fine_tune_loss, harmful_response_logits, harmful_token_weights, rank_assisted_logits, token_weights_from_responses, FineTune, ADAMW_BETA1, DEFAULT_WEIGHT_FLOOR};
 use core::exact::{conditional_harm, kl_between};
 use core::model::Model;
-use core::objective::{base_harmful_prefixes, evaluate, geometric_weights, prefixes_from_responses, Objective, ObjectiveKind, ObjectiveValue};
+use core::objective::{base_harmful_prefixes, evaluate, geometric_weights, prefixes_from_responses, Anchor, Objective, ObjectiveKind, ObjectiveValue};
 use core::fixed_point::solve;
 use core::optim::{sgd_step, Adam};
 use core::policy::{BasePolicy, Policy, TabularPolicy};
@@ -27,17 +27,27 @@ pub struct Optimizer {
 
 #[napi]
 impl Optimizer {
-    /// `kind`: "adam" or "sgd"; `size`: number of parameters.
+    /// `kind`: "adam", "adamw" (β1 default 0.5 as Qi et al.'s fine-tuning attack, weight decay
+    /// default 0) or "sgd"; `size`: number of parameters.
     #[napi(constructor)]
-    pub fn new(kind: String, size: u32, learning_rate: f64) -> napi::Result<Self, String> {
+    pub fn new(kind: String, size: u32, learning_rate: f64, options: Option<AdamWOptions>) -> napi::Result<Self, String> {
         guard(|| {
             if !(learning_rate.is_finite() && learning_rate > 0.0) {
                 return Err(invalid(format!("learningRate must be a positive number, got {learning_rate}")));
             }
+            let beta1 = options.as_ref().and_then(|o| o.beta1).unwrap_or(ADAMW_BETA1);
+            let weight_decay = options.as_ref().and_then(|o| o.weight_decay).unwrap_or(0.0);
+            if !(0.0..1.0).contains(&beta1) {
+                return Err(invalid(format!("beta1 must be in [0, 1), got {beta1}")));
+            }
+            if !(weight_decay.is_finite() && weight_decay >= 0.0) {
+                return Err(invalid(format!("weightDecay must be a finite number ≥ 0, got {weight_decay}")));
+            }
             match kind.as_str() {
                 "adam" => Ok(Optimizer { adam: Some(Adam::new(size as usize, learning_rate)), learning_rate }),
+                "adamw" => Ok(Optimizer { adam: Some(Adam::adamw(size as usize, learning_rate, beta1, weight_decay)), learning_rate }),
                 "sgd" => Ok(Optimizer { adam: None, learning_rate }),
-                other => Err(invalid(format!("optimizer must be adam or sgd, got {other:?}"))),
+                other => Err(invalid(format!("optimizer must be adam, adamw or sgd, got {other:?}"))),
             }
         })
     }
@@ -85,6 +95,13 @@ impl Optimizer {
 }
 
 
+/// AdamW's settings (ignored by the other optimisers).
+#[napi(object)]
+pub struct AdamWOptions {
+    pub beta1: Option<f64>,
+    pub weight_decay: Option<f64>,
+}
+
 /// An alignment objective (see crate/core/src/objective.rs).
 #[napi(object)]
 pub struct ObjectiveInput {
@@ -97,9 +114,15 @@ pub struct ObjectiveInput {
     pub weights: Option<Float64Array>,
     /// Recovery token ids R.
     pub recovery: Vec<u32>,
-    /// α of the augment objective (default 0.2).
+    /// α, the weight of the augment objective's recovery term (default DEFAULT_MIX).
     pub mix: Option<f64>,
+    /// The augment objective's KL anchor: "init" (default, P_init) or "base".
+    pub anchor: Option<String>,
 }
+
+/// α of the augment objective when none is given (Qi et al.'s 0.2).
+#[napi]
+pub const DEFAULT_MIX: f64 = core::objective::DEFAULT_MIX;
 
 fn objective_from(input: &ObjectiveInput, model: &Model) -> core::Result<Objective> {
     let kind = match input.kind.as_str() {
@@ -126,7 +149,12 @@ fn objective_from(input: &ObjectiveInput, model: &Model) -> core::Result<Objecti
             None => geometric_weights(gamma, model.length()),
         },
         recovery,
-        mix: input.mix.unwrap_or(0.2),
+        mix: input.mix.unwrap_or(DEFAULT_MIX),
+        anchor: match input.anchor.as_deref() {
+            None | Some("init") => Anchor::Init,
+            Some("base") => Anchor::Base,
+            Some(other) => return Err(invalid(format!("anchor must be init or base, got {other:?}"))),
+        },
     })
 }
 
@@ -191,34 +219,37 @@ impl ExactModel {
             let h = conditional_harm(&self.inner, &BasePolicy { model: &self.inner });
             base_harmful_prefixes(&self.inner, &h)
         })
-        .map(Float64Array::new)
-    }
-
-    /// Q's state distribution from given harmful responses (N × T tokens, 0xFFFFFFFF after the end).
-    #[napi]
-    pub fn prefixes_from_responses(&self, tokens: Uint32Array, count: u32) -> napi::Result<Float64Array, String> {
-        guard(|| prefixes_from_responses(&self.inner, &tokens, count as usize)).map(Float64Array::new)
+        .map(|q| Float64Array::new(q.states))
     }
 
     /// An objective at a policy, with its exact gradient when `gradient` is set (tabular: over the
-    /// logits; mlp: over the parameters). `prefixes`: Q's state distribution (default: harmful base responses).
+    /// logits; mlp: over the parameters). `init`: P_init, the policy training started from (the
+    /// augment objective's default anchor). `responses`: Q as N harmful responses (N × T tokens,
+    /// 0xFFFFFFFF after the end; default: the base's harmful responses, exactly).
     #[napi]
-    pub fn objective(&self, policy: PolicyInput, objective: ObjectiveInput, gradient: bool, prefixes: Option<Float64Array>) -> napi::Result<ObjectiveOutput, String> {
+    pub fn objective(&self, policy: PolicyInput, objective: ObjectiveInput, gradient: bool, init: Option<PolicyInput>, responses: Option<Uint32Array>) -> napi::Result<ObjectiveOutput, String> {
         guard(|| {
             let model = &self.inner;
             let objective = objective_from(&objective, model)?;
-            let q = match &prefixes {
-                Some(q) => q.to_vec(),
+            let prefixes = match &responses {
+                Some(tokens) => prefixes_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
                 None => base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?,
             };
             let choice = PolicyChoice::parse(&policy, &model.spec)?;
+            let init = init.as_ref().map(|p| PolicyChoice::parse(p, &model.spec)).transpose()?;
             let mut norms = vec![];
-            let (value, grad) = with_exact(model, &choice, |p| {
-                let mut v = evaluate(model, p, &objective, &q, gradient)?;
-                norms = position_norms(v.gradient.as_ref(), model.length());
-                let g = v.gradient.take();
-                Ok((v, g))
-            })?;
+            let mut run = |reference: Option<&dyn Policy>| {
+                with_exact(model, &choice, |p| {
+                    let mut v = evaluate(model, p, &objective, &prefixes, reference, gradient)?;
+                    norms = position_norms(v.gradient.as_ref(), model.length());
+                    let g = v.gradient.take();
+                    Ok((v, g))
+                })
+            };
+            let (value, grad) = match &init {
+                Some(init) => init.with(model, |r| run(Some(r)))??,
+                None => run(None)?,
+            };
             Ok(to_objective_output(value, grad, norms))
         })
     }
@@ -231,7 +262,7 @@ impl ExactModel {
             let model = &self.inner;
             let objective = objective_from(&objective, model)?;
             let q = base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?;
-            let solved = solve(model, &objective, &q, max_iterations as usize, tolerance)?;
+            let solved = solve(model, &objective, &q.states, max_iterations as usize, tolerance)?;
             Ok(FixedPointOutput { logits: Float64Array::new(solved.logits), iterations: solved.iterations as u32, change: solved.change })
         })
     }
@@ -259,20 +290,27 @@ impl ExactModel {
     }
 
     /// The fine-tuning loss on harmful responses (`kind` "sft" or "constrained", the latter against
-    /// the frozen `aligned` policy with per-position `beta`, default Qi et al.'s), its per-position
-    /// values and gradient norms, and its gradient (tabular: logits; mlp: parameters).
+    /// the frozen `aligned` policy), its per-position values and gradient norms, its gradient
+    /// (tabular: logits; mlp: parameters), the authors' logged loss and per-token gradient norms.
     #[napi]
-    pub fn fine_tune_loss(&self, policy: PolicyInput, kind: String, aligned: Option<PolicyInput>, beta: Option<Float64Array>) -> napi::Result<FineTuneOutput, String> {
+    pub fn fine_tune_loss(&self, policy: PolicyInput, kind: String, aligned: Option<PolicyInput>, options: Option<FineTuneOptions>) -> napi::Result<FineTuneOutput, String> {
         guard(|| {
             let model = &self.inner;
-            let h = conditional_harm(model, &BasePolicy { model });
-            let q = base_harmful_prefixes(model, &h)?;
+            let options = options.unwrap_or(FineTuneOptions { beta: None, floor: None, responses: None });
+            let weights = match &options.responses {
+                Some(tokens) => token_weights_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
+                None => {
+                    let h = conditional_harm(model, &BasePolicy { model });
+                    harmful_token_weights(model, &h, &base_harmful_prefixes(model, &h)?.states)
+                }
+            };
             let choice = PolicyChoice::parse(&policy, &model.spec)?;
-            let betas = beta.map(|b| b.to_vec()).unwrap_or_else(|| default_betas(model.length()));
+            let betas = options.beta.as_ref().map(|b| b.to_vec()).unwrap_or_else(|| default_betas(model.length()));
+            let floor = options.floor.unwrap_or(DEFAULT_WEIGHT_FLOOR);
             let run = |objective: &FineTune| {
                 with_exact(model, &choice, |p| {
-                    let v = fine_tune_loss(model, p, &h, &q, objective)?;
-                    let g = v.gradient.clone();
+                    let mut v = fine_tune_loss(model, p, &weights, objective, floor)?;
+                    let g = std::mem::take(&mut v.gradient);
                     Ok((v, Some(g)))
                 })
             };
@@ -290,9 +328,31 @@ impl ExactModel {
                 loss_per_position: Float64Array::new(value.loss_per_position),
                 grad_norm: Float64Array::new(value.grad_norm),
                 gradient: Float64Array::new(grad.unwrap_or_default()),
+                logged_loss: value.logged_loss,
+                token_grad_norm: Float64Array::new(value.token_grad_norm),
             })
         })
     }
+
+    /// Q, the base's harmful responses, as a tabular policy (sample it for minibatches of harmful responses).
+    #[napi]
+    pub fn harmful_response_policy(&self) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            let model = &self.inner;
+            Ok(harmful_response_logits(model, &conditional_harm(model, &BasePolicy { model })))
+        })
+        .map(Float64Array::new)
+    }
+}
+
+#[napi(object)]
+pub struct FineTuneOptions {
+    /// β_t per position (default Qi et al.'s 0.5, 2, 2, 2, 2, 0.1, …).
+    pub beta: Option<Float64Array>,
+    /// Floor of the logged loss's token weights (default 1e-3).
+    pub floor: Option<f64>,
+    /// A minibatch of harmful responses (N × T tokens, 0xFFFFFFFF after the end); default: all of Q, exactly.
+    pub responses: Option<Uint32Array>,
 }
 
 #[napi(object)]
@@ -308,6 +368,10 @@ pub struct FineTuneOutput {
     pub loss_per_position: Float64Array,
     pub grad_norm: Float64Array,
     pub gradient: Float64Array,
+    /// The token mean of −w_t·log π(y_t) as Qi et al.'s code logs it.
+    pub logged_loss: f64,
+    /// Per position, the mean over responses of the per-token loss's gradient norm (logit space).
+    pub token_grad_norm: Float64Array,
 }
 
 #[napi(object)]
