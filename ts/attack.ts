@@ -64,37 +64,76 @@ export interface FineTuneStep {
   step: number;
   /** Prefilling success ASR_k after this many steps (ASR_0 = E[H]). */
   asr: number[];
-  /** Per-position loss and gradient norm of the fine-tuning objective. */
+  /** Per-position loss (Eq. 3 for the constrained objective) on all of Q, and its total. */
   lossPerPosition: number[];
-  gradNorm: number[];
   loss: number;
+  /** ||∂loss_t/∂θ_t|| per position on all of Q. */
+  gradNorm: number[];
+  /** Qi et al.'s logged loss on all of Q: the token mean of −w_t·log π(y_t), w_t detached and floored. */
+  loggedLoss: number;
+  /** Their per-token gradient statistic: per position, the mean over harmful responses of ||∇ℓ_t|| (logit space). */
+  tokenGradNorm: (number | null)[];
+  /** Their Fig. 3c quantity: per-position KL(π_θ ‖ π_aligned) on the fine-tuned policy's own prefixes. */
+  klToAligned: number[];
+  /** With minibatches: the logged loss on the batch this step descends on (what their code prints). */
+  batchLoggedLoss?: number;
+}
+
+export interface FineTuneOptions {
+  steps: number;
+  learningRate: number;
+  objective: 'sft' | 'constrained';
+  /** β_t per position (default Qi et al.'s 0.5, 2, 2, 2, 2, 0.1, …). */
+  beta?: Float64Array;
+  /** Plain gradient descent (default) or AdamW (β1 = 0.5 as in Qi et al.'s attacks, weight decay 0 unless set). */
+  optimizer?: 'sgd' | 'adamw';
+  weightDecay?: number;
+  /** Harmful responses per minibatch, sampled from Q (default: the exact full batch, all of Q). */
+  batch?: number;
+  /** Seed of the minibatches (step s draws responses s·batch.. of one stream, so runs are reproducible). */
+  seed?: number;
+  /** Floor of the logged loss's token weights (default 1e-3, as theirs). */
+  floor?: number;
 }
 
 /**
- * The fine-tuning attack: `steps` steps of exact (full-batch) gradient descent on the chosen loss over
- * the base's harmful responses, starting from `policy`; `constrained` is Qi et al.'s token-wise
- * objective against the frozen starting policy with per-position β (default 0.5, 2, 2, 2, 2, 0.1, …).
+ * The fine-tuning attack: `steps` steps of descent on the chosen loss over the base's harmful responses,
+ * starting from `policy`: exact full batches, or seeded minibatches of sampled harmful responses.
+ * `constrained` is Qi et al.'s token-wise objective against the frozen starting policy. Every step
+ * is evaluated exactly on all of Q.
  */
-export function fineTuneAttack(
-  engine: ExactEngine,
-  policy: Policy,
-  options: { steps: number; learningRate: number; objective: 'sft' | 'constrained'; beta?: Float64Array },
-): { policy: Policy; trace: FineTuneStep[] } {
+export function fineTuneAttack(engine: ExactEngine, policy: Policy, options: FineTuneOptions): { policy: Policy; trace: FineTuneStep[] } {
   const start: Policy = policy.kind === 'tabular' || policy.kind === 'mlp' ? structuredClone(policy) : asTabular(engine, policy);
   const aligned = structuredClone(start);
   const params = start.kind === 'tabular' ? start.logits : (start as Policy & { kind: 'mlp' }).params;
-  const optimizer = callNative(() => new native.Optimizer('sgd', params.length, options.learningRate));
+  const kind = options.optimizer ?? 'sgd';
+  const optimizer = callNative(() => new native.Optimizer(kind, params.length, options.learningRate, { weightDecay: options.weightDecay }));
+  const sampler = options.batch ? { mc: new MonteCarlo(engine.scenario, { exact: engine }), q: { kind: 'tabular' as const, logits: callNative(() => engine.native.harmfulResponsePolicy()) } } : null;
+  const loss = (responses?: Uint32Array) =>
+    callNative(() => engine.native.fineTuneLoss(toInput(start), options.objective, toInput(aligned), { beta: options.beta, floor: options.floor, responses }));
   const trace: FineTuneStep[] = [];
   for (let step = 0; step <= options.steps; step++) {
-    const value = callNative(() => engine.native.fineTuneLoss(toInput(start), options.objective, toInput(aligned), options.beta));
-    trace.push({
+    const value = loss();
+    const record: FineTuneStep = {
       step,
       asr: Array.from(prefillAttack(engine, start)),
       lossPerPosition: Array.from(value.lossPerPosition),
-      gradNorm: Array.from(value.gradNorm),
       loss: value.loss,
-    });
-    if (step < options.steps) callNative(() => optimizer.step(params, value.gradient));
+      gradNorm: Array.from(value.gradNorm),
+      loggedLoss: value.loggedLoss,
+      tokenGradNorm: Array.from(value.tokenGradNorm, (x) => (Number.isFinite(x) ? x : null)),
+      klToAligned: Array.from(callNative(() => engine.native.klBetween(toInput(start), toInput(aligned)))),
+    };
+    trace.push(record);
+    if (step === options.steps) break;
+    let gradient = value.gradient;
+    if (sampler) {
+      const { tokens } = sampler.mc.sample(sampler.q, { count: options.batch!, seed: options.seed ?? 0, firstIndex: step * options.batch! });
+      const batch = loss(tokens);
+      record.batchLoggedLoss = batch.loggedLoss;
+      gradient = batch.gradient;
+    }
+    callNative(() => optimizer.step(params, gradient));
   }
   return { policy: start, trace };
 }

@@ -1,7 +1,7 @@
 /** The `train` and `attack` commands. */
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack } from './attack.js';
+import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack, type FineTuneStep } from './attack.js';
 import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
 import { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
@@ -13,7 +13,7 @@ import { BASE, type MlpShape, type Policy } from './policy.js';
 import { loadPolicy, savePolicy } from './policy-file.js';
 import { resolveScenario } from './resolve.js';
 import { compileScenario } from './scenario.js';
-import { train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
+import { convergence, DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
 
 export interface CliHelpers {
   nonNegative: (name: string) => (v: string) => number;
@@ -48,12 +48,13 @@ export function addTrainCommands(program: Command, h: CliHelpers) {
     .argument('<scenario>', 'a built-in scenario or a scenario JSON file')
     .addOption(new Option('--objective <name>', 'objective').choices(['standard', 'deep', 'deep-anchored', 'augment']).default('standard'))
     .addOption(new Option('--algorithm <name>', 'exact descent, per-state fixed point, or sampled RL').choices(['exact', 'fixed-point', 'reinforce', 'reinforce-innovation', 'ppo']).default('exact'))
-    .addOption(new Option('--policy <family>', 'policy family, initialised at the base').choices(['tabular', 'mlp']).default('tabular'))
-    .option('--init <file>', 'start from this policy file instead')
+    .addOption(new Option('--policy <family>', 'policy family, initialised at the base (augment, tabular: at the Gibbs policy at λ)').choices(['tabular', 'mlp']).default('tabular'))
+    .option('--init <file>', 'start from this policy file instead (P_init, the augment objective\'s default anchor)')
     .option('--lambda <L>', 'λ (default: the scenario\'s)', h.nonNegative('--lambda'))
     .option('--mu <M>', 'μ of the recovery penalty (default: the scenario\'s)', h.nonNegative('--mu'))
     .option('--gamma <G>', 'γ of the weights w_t = γ^(t−1) (default: the scenario\'s)', unitInterval('--gamma'))
-    .option('--mix <A>', 'α, the KL weight of the augment objective', h.nonNegative('--mix'), 0.2)
+    .option('--mix <A>', 'α, the weight of the augment objective\'s recovery term (1 − α weighs its KL anchor)', h.nonNegative('--mix'), DEFAULT_MIX)
+    .addOption(new Option('--anchor <policy>', 'the augment objective\'s KL anchor: init (P_init, where training starts) or base').choices(['init', 'base']).default('init'))
     .option('--steps <N>', 'optimisation steps', h.positiveInteger('--steps'), 1000)
     .option('--seed <S>', 'seed (samples, mlp initialisation, random scenario)', h.integer('--seed'), TRAIN_DEFAULTS.seed)
     .addOption(new Option('--optimizer <name>', 'optimiser').choices(['adam', 'sgd']).default('adam'))
@@ -88,6 +89,7 @@ Examples:
       const onSigint = () => (stop = true);
       process.on('SIGINT', onSigint);
       const tty = process.stderr.isTTY;
+      let firstRecord: TrainRecord | undefined;
       let lastRecord: TrainRecord | undefined;
       const options = {
         ...TRAIN_DEFAULTS,
@@ -97,6 +99,7 @@ Examples:
           mu: opts.mu ?? scenario.defaults.mu,
           gamma: opts.gamma ?? scenario.defaults.gamma,
           mix: opts.mix,
+          anchor: opts.anchor,
         },
         algorithm: opts.algorithm as Algorithm,
         policy: start,
@@ -115,6 +118,7 @@ Examples:
       try {
         policy = await train(scenario, engine, options, (record) => {
           log.append(record);
+          firstRecord ??= record;
           lastRecord = record;
           if (tty) process.stderr.write(`\rstep ${record.step}/${opts.steps}  J ${num(record.objective)}  E[H] ${num(record.expectedHarm)}  KL ${num(record.kl)}   `);
         }, () => stop);
@@ -127,11 +131,14 @@ Examples:
       }
       log.close();
       savePolicy(join(out, 'policy.json'), policy, scenario, engine?.numStates);
+      const converged = convergence(firstRecord, lastRecord);
+      if (converged.converged === false) process.stderr.write(`warning: ${converged.message}\n`);
       const summary = {
         scenario: scenario.name,
         command: ['harm-horizon', ...process.argv.slice(2)].join(' '),
         options: { ...options, policy: typeof start === 'string' ? start : `file:${opts.init}` },
         interrupted: stop,
+        convergence: converged,
         final: lastRecord,
         files: { policy: join(out, 'policy.json'), log: logPath },
       };
@@ -140,7 +147,7 @@ Examples:
       else if (lastRecord) {
         h.write(
           `trained ${policy.kind} policy (${opts.objective}, ${opts.algorithm}) on ${scenario.name}: J ${num(lastRecord.objective)}, E[H] ${num(lastRecord.expectedHarm)}, KL ${num(lastRecord.kl)}` +
-            `\nper-position KL ${sparkline(lastRecord.klOnPolicy)}   recovery on harmful prefixes ${sparkline(lastRecord.recovery)}\nwrote ${out}/policy.json, log.jsonl, summary.json`,
+            `\nper-position KL ${sparkline(lastRecord.klOnPolicy)}   recovery on harmful prefixes ${sparkline(lastRecord.recovery)}\n${converged.message}\nwrote ${out}/policy.json, log.jsonl, summary.json`,
         );
       }
       if (stop) process.exitCode = 130;
@@ -154,8 +161,12 @@ Examples:
     .option('--rank <R>', 'rank-assisted prefilling: pick among the policy\'s top R tokens (capped at V)', h.positiveInteger('--rank'), DEFAULT_RANK)
     .option('--samples <N>', 'responses per k when prefilling has to be sampled (state space too large)', h.positiveInteger('--samples'), 2000)
     .option('--finetune-steps <N>', 'also run the fine-tuning attack for N steps', h.integer('--finetune-steps'), 0)
-    .option('--finetune-lr <X>', 'fine-tuning learning rate (plain gradient descent)', h.nonNegative('--finetune-lr'), 1)
+    .option('--finetune-lr <X>', 'fine-tuning learning rate', h.nonNegative('--finetune-lr'), 1)
     .addOption(new Option('--finetune-objective <name>', 'sft, or Qi et al.\'s token-wise constrained objective (the defence)').choices(['sft', 'constrained']).default('sft'))
+    .addOption(new Option('--finetune-optimizer <name>', 'plain gradient descent, or AdamW with β1 = 0.5 as in Qi et al.\'s attacks').choices(['sgd', 'adamw']).default('sgd'))
+    .option('--finetune-weight-decay <X>', 'AdamW\'s decoupled weight decay', h.nonNegative('--finetune-weight-decay'), 0)
+    .option('--finetune-batch <N>', 'harmful responses per minibatch, sampled with --seed (default: the exact full batch)', h.positiveInteger('--finetune-batch'))
+    .option('--finetune-floor <X>', 'floor of the token weights in the logged loss (Qi et al.: 1e-3)', h.nonNegative('--finetune-floor'), 1e-3)
     .option('--seed <S>', 'seed (sampled attacks, random scenario)', h.integer('--seed'), 0)
     .option('--json', 'print one JSON object')
     .addHelpText(
@@ -187,13 +198,26 @@ Examples:
       report.rap = rap ? rap.map((asr, k) => ({ k, asr: Number.isFinite(asr) ? asr : null })) : null;
       if (opts.finetuneSteps > 0) {
         if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fine-tuning attack is exact: it needs the exact state space');
-        const { trace } = fineTuneAttack(engine, policy, { steps: opts.finetuneSteps, learningRate: opts.finetuneLr, objective: opts.finetuneObjective });
-        report.finetune = { objective: opts.finetuneObjective, learningRate: opts.finetuneLr, steps: trace };
+        const settings = {
+          objective: opts.finetuneObjective,
+          optimizer: opts.finetuneOptimizer,
+          learningRate: opts.finetuneLr,
+          weightDecay: opts.finetuneWeightDecay,
+          batch: opts.finetuneBatch,
+          seed: opts.seed,
+          floor: opts.finetuneFloor,
+        };
+        const { trace } = fineTuneAttack(engine, policy, { steps: opts.finetuneSteps, ...settings });
+        report.finetune = { ...settings, batch: opts.finetuneBatch ?? 'full', steps: trace };
       }
       if (opts.json) return h.json(report);
       const rows = prefill.map((asr, k) => [String(k), num(asr), rap ? num(rap[k]) : '—']);
       h.write(`attacks on ${report.policy} (${scenario.name}, ${report.method})\n${table(['k', 'prefill ASR', `rank-assisted ASR (r=${report.rank})`], rows)}`);
-      const ft = report.finetune as { steps: { step: number; asr: number[]; loss: number }[] } | undefined;
-      if (ft) h.write(`\nfine-tuning (${opts.finetuneObjective}):\n${table(['step', 'E[H]', 'ASR_1', 'loss'], ft.steps.map((s) => [String(s.step), num(s.asr[0]), num(s.asr[1]), num(s.loss)]))}`);
+      const ft = report.finetune as { steps: FineTuneStep[] } | undefined;
+      if (ft) {
+        const how = `${opts.finetuneObjective}, ${opts.finetuneOptimizer}, ${opts.finetuneBatch ? `minibatches of ${opts.finetuneBatch}` : 'full batch'}`;
+        const rows = ft.steps.map((s) => [String(s.step), num(s.asr[0]), num(s.asr[1]), num(s.loss), num(s.loggedLoss), num(s.klToAligned.reduce((a, b) => a + b, 0))]);
+        h.write(`\nfine-tuning (${how}):\n${table(['step', 'E[H]', 'ASR_1', 'Eq. 3 / SFT loss', 'logged loss', 'KL to aligned'], rows)}`);
+      }
     });
 }

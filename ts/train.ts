@@ -27,14 +27,23 @@ export interface ObjectiveOptions {
   mu: number;
   /** w_t = γ^{t−1} (default: the scenario's). */
   gamma: number;
-  /** α, the KL weight of the augment objective (default 0.2). */
-  mix: number;
+  /** α, the weight of the augment objective's recovery term (default DEFAULT_MIX = 0.2, Qi et al.'s). */
+  mix?: number;
+  /** The augment objective's KL anchor: P_init, the policy training starts from (default), or P_base. */
+  anchor?: 'init' | 'base';
 }
+
+/** α of the augment objective when none is given (Qi et al.'s 0.2; the one constant, from the core). */
+export const DEFAULT_MIX: number = native.DEFAULT_MIX;
 
 export interface TrainOptions {
   objective: ObjectiveOptions;
   algorithm: Algorithm;
-  /** The policy family to train (initialised at the base), or a policy to start from. */
+  /**
+   * The policy family to train, or a policy to start from. A family starts at the base, except that
+   * a tabular policy trained on the augment objective starts at the Gibbs policy at λ (Qi et al.
+   * augment an already aligned model).
+   */
   policy: 'tabular' | 'mlp' | Policy;
   /** Shape of a new mlp (default one hidden layer of 32 tanh units reading the scenario's context). */
   mlp?: MlpShape;
@@ -75,6 +84,8 @@ export interface TrainRecord {
   klTeacherForced?: number[];
   /** Per-position norm of the objective's gradient (logit space) or of the sampled gradient. */
   gradNorm: number[];
+  /** ||∂J/∂θ|| of the exact objective over all parameters (exact runs: every step; sampled runs: first and last). */
+  totalGradNorm?: number;
   /** Mean recovery probability π_t(R | y<t) on harmful prefixes, per position (null where Q has none). */
   recovery: (number | null)[];
   /** Prefilling success ASR_k, k = 0..T (every evalEvery steps). */
@@ -104,13 +115,54 @@ export function initialPolicy(scenario: CompiledScenario, engine: ExactEngine | 
 }
 
 function objectiveInput(scenario: CompiledScenario, o: ObjectiveOptions) {
-  return { kind: o.kind, lambda: o.lambda, mu: o.mu, gamma: o.gamma, recovery: scenario.recovery, mix: o.mix };
+  return { kind: o.kind, lambda: o.lambda, mu: o.mu, gamma: o.gamma, recovery: scenario.recovery, mix: o.mix ?? DEFAULT_MIX, anchor: o.anchor ?? 'init' };
 }
 
-/** Evaluates the objective exactly (value, parts, per-position KL and gradient norms, recovery). */
-export function evaluateObjective(engine: ExactEngine, policy: Policy, objective: ObjectiveOptions, gradient = false) {
-  return callNative(() => engine.native.objective(toInput(policy), objectiveInput(engine.scenario, objective), gradient, undefined));
+/**
+ * Evaluates the objective exactly (value, parts, per-position KL and gradient norms, recovery).
+ * `init`: P_init, the policy training started from (the augment objective's default anchor).
+ */
+export function evaluateObjective(engine: ExactEngine, policy: Policy, objective: ObjectiveOptions, gradient = false, init?: Policy) {
+  return callNative(() => engine.native.objective(toInput(policy), objectiveInput(engine.scenario, objective), gradient, init ? toInput(init) : undefined, undefined));
 }
+
+/** A run has converged when its final gradient norm is at most this fraction of its initial one. */
+export const CONVERGENCE_THRESHOLD = 1e-3;
+
+/** Whether a run converged, judged by the exact gradient norm at its last step against its first. */
+export interface Convergence {
+  initialGradNorm: number | null;
+  finalGradNorm: number | null;
+  /** finalGradNorm / initialGradNorm. */
+  ratio: number | null;
+  threshold: number;
+  /** null when no exact gradient was computed (sampled training without the exact state space). */
+  converged: boolean | null;
+  message: string;
+}
+
+/**
+ * Judges convergence from a run's first and last records: converged when ||∇J|| fell to at most
+ * CONVERGENCE_THRESHOLD of its initial value (or to rounding level, 1e-12). The change of J over
+ * the last steps says little here: the default cosine schedule takes the learning rate to 0, so J
+ * stops moving whether or not it reached its optimum.
+ */
+export function convergence(first: TrainRecord | undefined, last: TrainRecord | undefined): Convergence {
+  const initial = first?.totalGradNorm ?? null;
+  const final = last?.totalGradNorm ?? null;
+  if (initial === null || final === null) {
+    return { initialGradNorm: initial, finalGradNorm: final, ratio: null, threshold: CONVERGENCE_THRESHOLD, converged: null, message: 'convergence not checked: no exact gradient (sampled training without the exact state space)' };
+  }
+  const ratio = initial > 0 ? final / initial : 0;
+  const converged = ratio <= CONVERGENCE_THRESHOLD || final <= 1e-12;
+  const shown = ratio.toPrecision(2);
+  const message = converged
+    ? `converged: the gradient norm fell to ${shown} of its initial value (threshold ${CONVERGENCE_THRESHOLD})`
+    : `NOT CONVERGED: the gradient norm is still ${shown} of its initial value (threshold ${CONVERGENCE_THRESHOLD}); J may be well above its optimum — train for more steps or with a larger learning rate`;
+  return { initialGradNorm: initial, finalGradNorm: final, ratio, threshold: CONVERGENCE_THRESHOLD, converged, message };
+}
+
+const norm = (g: Float64Array) => Math.sqrt(g.reduce((a, x) => a + x * x, 0));
 
 /**
  * Trains a policy; calls `onRecord` after every step with the log line (write it out there). Returns
@@ -131,7 +183,12 @@ export async function train(
   if (options.algorithm === 'exact' && !engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'exact descent needs the exact state space, which is too large here');
   if (o.kind !== 'standard' && scenario.recovery.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the ${o.kind} objective needs recovery tokens (the scenario has none)`);
   const policy: Policy =
-    typeof options.policy === 'string' ? initialPolicy(scenario, engine, options.policy, options.mlp, options.seed) : structuredClone(options.policy);
+    options.policy === 'tabular' && o.kind === 'augment' && engine
+      ? { kind: 'tabular', logits: callNative(() => engine.native.policyLogits({ kind: 'gibbs', lambda: o.lambda })) }
+      : typeof options.policy === 'string'
+        ? initialPolicy(scenario, engine, options.policy, options.mlp, options.seed)
+        : structuredClone(options.policy);
+  const init = structuredClone(policy);
   const params = parameters(policy);
   const optimizer = callNative(() => new native.Optimizer(options.optimizer, params.length, options.learningRate));
   const mc = options.algorithm === 'exact' ? null : new MonteCarlo(scenario, engine ? { exact: engine } : {});
@@ -143,7 +200,7 @@ export async function train(
     let record: TrainRecord;
     if (engine) {
       const wantGradient = options.algorithm === 'exact' && !last;
-      const value = evaluateObjective(engine, policy, o, wantGradient || options.algorithm === 'exact');
+      const value = evaluateObjective(engine, policy, o, options.algorithm === 'exact' || step === 0 || last, init);
       record = exactRecord(step, value, evaluate ? engine.onHarmfulPrefixes(policy) : null, started);
       if (wantGradient && value.gradient) callNative(() => optimizer.step(params, value.gradient!));
     } else {
@@ -210,6 +267,7 @@ function exactRecord(
     recovery: nulls(value.recovery),
     seconds: (performance.now() - started) / 1000,
   };
+  if (value.gradient) record.totalGradNorm = norm(value.gradient);
   if (prefixes) {
     record.klTeacherForced = nulls(prefixes.klTeacherForced) as number[];
     record.asr = nulls(prefixes.asr) as number[];
