@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/attack.js';
 import { ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.js';
-import { train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.js';
+import { DEFAULT_MIX, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.js';
 import { runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-train-'));
@@ -90,6 +90,8 @@ test('fine-tuning on harmful responses raises harm; the constrained objective re
   const engine = new ExactEngine(sc);
   const aligned: Policy = { kind: 'gibbs', lambda: 5 };
   const sft = fineTuneAttack(engine, aligned, { steps: 4, learningRate: 0.05, objective: 'sft' }).trace;
+  const adamw = fineTuneAttack(engine, aligned, { steps: 4, learningRate: 0.05, objective: 'sft', optimizer: 'adamw' }).trace;
+  t.true(adamw[4].asr[0] > adamw[0].asr[0], 'so does AdamW');
   const constrained = fineTuneAttack(engine, aligned, { steps: 4, learningRate: 0.05, objective: 'constrained' }).trace;
   t.true(sft[4].asr[0] > sft[0].asr[0], 'SFT makes the policy more harmful');
   t.true(constrained[4].asr[0] < sft[4].asr[0], `constrained ${constrained[4].asr[0]} vs SFT ${sft[4].asr[0]}`);
@@ -149,4 +151,38 @@ test('train refuses bad options with exit 2', (t) => {
     t.is(r.status, 2, `${args.slice(2).join(' ')}: ${r.stderr}`);
     t.notRegex(r.stderr, /\n\s+at /);
   }
+});
+
+test('a run that has not converged says so in the summary and on stderr; a converged one does not', (t) => {
+  // deep with the default steps ends with its gradient at 2% of its initial norm, J well above the optimum.
+  const deep = runCli(['train', 'refusal', '--objective', 'deep', '--out', join(scratch, 'deep-default')]);
+  t.is(deep.status, 0, deep.stderr);
+  t.regex(deep.stderr, /NOT CONVERGED: the gradient norm is still 0\.02\d? of its initial value \(threshold 0\.001\)/);
+  const summary = JSON.parse(readFileSync(join(scratch, 'deep-default', 'summary.json'), 'utf8'));
+  t.like(summary.convergence, { converged: false, threshold: 1e-3 });
+  t.true(summary.convergence.ratio > 1e-2 && summary.convergence.ratio < 0.05, `${summary.convergence.ratio}`);
+  const standard = runCli(['train', 'refusal', '--objective', 'standard', '--out', join(scratch, 'standard-default'), '--json']);
+  t.is(standard.status, 0, standard.stderr);
+  t.notRegex(standard.stderr, /CONVERGED/);
+  const converged = JSON.parse(standard.stdout).convergence;
+  t.like(converged, { converged: true });
+  t.true(converged.ratio <= 1e-3 && Math.abs(converged.ratio - converged.finalGradNorm / converged.initialGradNorm) < 1e-15);
+});
+
+test('augment starts at the Gibbs policy and anchors there: α weighs the recovery term, 1 − α the KL to P_init', async (t) => {
+  const sc = compileScenario(builtinScenario('refusal'));
+  const engine = new ExactEngine(sc);
+  const { lambda, mu } = sc.defaults;
+  const records: TrainRecord[] = [];
+  for (const anchor of ['init', 'base'] as const) {
+    records.length = 0;
+    await train(sc, engine, options({ objective: { kind: 'augment', lambda, mu, gamma: 1, anchor }, steps: 20 }), (r) => records.push(r));
+    const gibbs = engine.native.objective({ kind: 'gibbs', lambda } as never, { kind: 'standard', lambda, recovery: sc.recovery }, false, undefined, undefined);
+    // Step 0 is the Gibbs policy: its KL to the base is the Gibbs policy's, its KL to P_init is 0.
+    t.true(Math.abs(records[0].kl - gibbs.kl) < 1e-10);
+    t.true(Math.abs(records[0].parts.anchorKl - (anchor === 'init' ? 0 : gibbs.kl)) < 1e-10, `${anchor}: ${records[0].parts.anchorKl}`);
+    for (const r of [records[0], records[20]]) t.true(Math.abs(r.objective - (DEFAULT_MIX * r.parts.sftLoss + (1 - DEFAULT_MIX) * r.parts.anchorKl)) < 1e-12);
+    t.true(records[20].objective < records[0].objective);
+  }
+  t.is(DEFAULT_MIX, 0.2);
 });

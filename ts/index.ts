@@ -49,8 +49,8 @@ export {
 export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
-export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneStep } from './attack.js';
-export { TRAIN_DEFAULTS, evaluateObjective, initialPolicy, train, type Algorithm, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './train.js';
+export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './attack.js';
+export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './train.js';
 export { DEMO_DEFAULTS, runDemo, type DemoOptions, type DemoSummary } from './demo.js';
 export { Progress } from './progress.js';
 export { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
