@@ -186,3 +186,12 @@ test('augment starts at the Gibbs policy and anchors there: α weighs the recove
   }
   t.is(DEFAULT_MIX, 0.2);
 });
+
+test('the demo says when one of its training runs has not converged', (t) => {
+  // Ten PPO steps cannot reach the optimum: the note and the run's summary say so.
+  const out = join(scratch, 'demo-horizon');
+  const r = runCli(['demo', 'horizon', '--out', out, '--ppo-steps', '10', '--json']);
+  t.is(r.status, 0, r.stderr);
+  t.true(JSON.parse(r.stdout).notes.some((n: string) => /^standard, PPO: NOT CONVERGED/.test(n)));
+  t.like(JSON.parse(readFileSync(join(out, 'standard-ppo', 'summary.json'), 'utf8')).convergence, { converged: false });
+});

@@ -30,7 +30,7 @@ import { policyToJson } from './policy-file.js';
 import { analyzeReport, type AnalyzeReport } from './report.js';
 import { resolveScenario } from './resolve.js';
 import { compileScenario } from './scenario.js';
-import { train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainOptions, type TrainRecord } from './train.js';
+import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainOptions, type TrainRecord } from './train.js';
 
 /** Options of {@link runDemo}; every field but `out` has a default ({@link DEMO_DEFAULTS}). */
 export interface DemoOptions {
@@ -368,11 +368,13 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
       samples: plan.samples,
     };
     const log = new JsonLinesWriter(join(dir, 'log.jsonl'));
+    let first: TrainRecord | undefined;
     let last: TrainRecord | undefined;
     let policy: Policy;
     try {
       policy = await train(scenario, engine, options, (r) => {
         log.append(r);
+        first ??= r;
         last = r;
         tick(plan.algorithm === 'fixed-point' ? 1 : stepWeight(plan));
       }, stop);
@@ -382,6 +384,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     }
     log.close();
     const runInterrupted = plan.algorithm !== 'fixed-point' && (last?.step ?? -1) < plan.steps;
+    const converged = convergence(first, last);
     const policyFile = join(dir, 'policy.json');
     writeAtomic(policyFile, JSON.stringify(policyToJson(policy, scenario, engine.numStates)));
     writeJson(join(dir, 'summary.json'), {
@@ -389,11 +392,13 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
       command,
       options: { ...options, policy: 'tabular' },
       interrupted: runInterrupted,
+      convergence: converged,
       final: last,
       files: { policy: policyFile, log: log.path },
     });
     files.push(log.path, join(dir, 'summary.json'));
     record(policyFile, command);
+    if (converged.converged === false) notes.push(`${plan.label}: ${converged.message}.`);
     if (runInterrupted) {
       interrupted = true;
       notes.push(`${plan.label}: interrupted after ${last?.step ?? 0} of ${plan.steps} steps; its run folder is kept, it was not attacked.`);
