@@ -7,7 +7,7 @@
 import { writeFileSync } from 'node:fs';
 import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/attack.ts';
 import { ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.ts';
-import { train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainOptions } from '../ts/train.ts';
+import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type Convergence, type ObjectiveKind, type TrainOptions, type TrainRecord } from '../ts/train.ts';
 
 const lines: string[] = [];
 const out = (s = '') => lines.push(s);
@@ -20,12 +20,16 @@ const refusal = compileScenario(builtinScenario('refusal'));
 const engine = new ExactEngine(refusal);
 const { lambda, mu, gamma } = refusal.defaults;
 
-async function trained(kind: ObjectiveKind, algorithm: Algorithm, family: 'tabular' | 'mlp', extra: Partial<TrainOptions> = {}): Promise<Policy> {
+/** Every training run's convergence verdict, for the table at the end of the first section. */
+const verdicts: [string, number, number, Convergence][] = [];
+
+async function trained(kind: ObjectiveKind, algorithm: Algorithm, family: 'tabular' | 'mlp', extra: Partial<TrainOptions> = {}, anchor: 'init' | 'base' = 'init'): Promise<Policy> {
   const started = performance.now();
-  let last: { objective: number } | undefined;
+  let first: TrainRecord | undefined;
+  let last: TrainRecord | undefined;
   const options: TrainOptions = {
     ...TRAIN_DEFAULTS,
-    objective: { kind, lambda, mu, gamma, mix: 0.2 },
+    objective: { kind, lambda, mu, gamma, anchor },
     algorithm,
     policy: family,
     mlp: { order: 1, hidden: [32], activation: 'tanh' },
@@ -34,8 +38,13 @@ async function trained(kind: ObjectiveKind, algorithm: Algorithm, family: 'tabul
     evalEvery: 1_000_000,
     ...extra,
   };
-  const policy = await train(refusal, engine, options, (r) => (last = r));
-  log(`${kind}/${algorithm}/${family}: J ${last?.objective.toFixed(6)} in ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  const policy = await train(refusal, engine, options, (r) => {
+    first ??= r;
+    last = r;
+  });
+  const verdict = convergence(first, last);
+  verdicts.push([`${kind}${anchor === 'base' ? ' (base-anchored)' : ''}, ${family}, ${algorithm}`, options.steps, last!.objective, verdict]);
+  log(`${kind}/${algorithm}/${family}: J ${last?.objective.toFixed(6)} in ${((performance.now() - started) / 1000).toFixed(1)} s; ${verdict.message}`);
   return policy;
 }
 
@@ -51,9 +60,14 @@ const rows: [string, string, Policy][] = [
   ['deep', 'mlp, exact descent', await trained('deep', 'exact', 'mlp', { steps: 1500, learningRate: 0.02 })],
   ['deep-anchored', 'tabular, fixed point', await trained('deep-anchored', 'fixed-point', 'tabular', { steps: 500 })],
   ['deep-anchored', 'mlp, exact descent', await trained('deep-anchored', 'exact', 'mlp', { steps: 1500, learningRate: 0.02 })],
-  ['augment (Qi et al.)', 'tabular, exact descent', await trained('augment', 'exact', 'tabular', { steps: 3000 })],
-  ['augment (Qi et al.)', 'mlp, exact descent', await trained('augment', 'exact', 'mlp', { steps: 1500, learningRate: 0.02 })],
 ];
+// Qi et al. augment an aligned model and anchor it there: the tabular run starts at the Gibbs
+// policy, the mlp run at the mlp trained on the standard objective above.
+rows.push(
+  ['augment (Qi et al.)', 'tabular, exact descent', await trained('augment', 'exact', 'tabular', { steps: 3000 })],
+  ['augment (Qi et al.)', 'mlp, exact descent', await trained('augment', 'exact', 'mlp', { steps: 1500, learningRate: 0.02, policy: rows[4][2] })],
+  ['augment, base-anchored', 'tabular, exact descent', await trained('augment', 'exact', 'tabular', { steps: 3000 }, 'base')],
+);
 
 out('# Results');
 out();
@@ -74,6 +88,12 @@ out('ASR_k = P(harmful | first k tokens forced from a harmful base response). Ra
 out('(RAP) picks, at every step after the prefix, the most harmful token among the policy\'s top r. With');
 out('V = 5 the default r = 20 is capped at 5, so every token is a candidate and RAP always succeeds; r = 2');
 out('is shown as well.');
+out();
+out('The augment rows are Qi et al.\'s data augmentation in expectation: α·E[−log π(R | harmful prefix of');
+out('k tokens)] + (1 − α)·KL(P_θ ‖ P_init), α = 0.2, k = 0 with probability 1/2 else uniform on');
+out('1..min(100, L). As the authors do, training starts from an aligned policy, P_init, which the KL keeps');
+out('it near: the Gibbs optimum for the tabular run, the standard-objective mlp above for the mlp run. The');
+out('base-anchored variant replaces P_init by P_base in the KL (`--anchor base`).');
 out();
 out('| objective | policy | E[H] | KL(P‖P_base) | ASR_1 | ASR_2 | ASR_3 | ASR_4 | RAP r=20 ASR_1..4 | RAP r=2 ASR_1..4 |');
 out('|---|---|---|---|---|---|---|---|---|---|');
@@ -96,6 +116,16 @@ for (const [objective, how, policy] of rows.slice(1)) {
   const tf = engine.onHarmfulPrefixes(policy).klTeacherForced;
   out(`| ${objective} | ${how} | ${Array.from(on.subarray(0, 8), (x) => f(x, 3)).join(' ')} | ${Array.from(tf.subarray(0, 8), (x) => f(x, 3)).join(' ')} |`);
 }
+out();
+out('Convergence of the training runs above: the exact gradient norm at the last step relative to the');
+out('first (for PPO, of the exact objective at the sampled run\'s policy). A run counts as converged when');
+out('the ratio is at most 1e-3 (`train` warns otherwise). PPO stops at its sampling noise; the deep and');
+out('augment objectives have their optimum at infinite logits where the policy never goes, so their');
+out('gradient fades slowly.');
+out();
+out('| run | steps | final J | ‖∇J‖ final / initial | converged |');
+out('|---|---|---|---|---|');
+for (const [run, steps, j, c] of verdicts) out(`| ${run} | ${steps} | ${f(j)} | ${c.ratio === null ? '—' : c.ratio.toExponential(1)} | ${c.converged === null ? 'not checked' : c.converged ? 'yes' : 'no'} |`);
 out();
 
 // The recovery closed form at harmful prefixes beyond the horizon (harm already decided).
@@ -167,7 +197,7 @@ for (const [label, algorithm, extra] of [
   ['PPO', 'ppo', { steps: 300, samples: 256, optimizer: 'sgd', learningRate: 1, schedule: 'constant' }],
   ['REINFORCE, innovations, Adam 0.05', 'reinforce-innovation', { steps: 300, samples: 256, learningRate: 0.05, schedule: 'constant' }],
 ] as const) {
-  const policy = await train(horizon, hEngine, { ...TRAIN_DEFAULTS, objective: { kind: 'standard', lambda: 1, mu: 0, gamma: 1, mix: 0.2 }, algorithm, policy: 'tabular', evalEvery: 1_000_000, ...extra } as TrainOptions, () => {});
+  const policy = await train(horizon, hEngine, { ...TRAIN_DEFAULTS, objective: { kind: 'standard', lambda: 1, mu: 0, gamma: 1 }, algorithm, policy: 'tabular', evalEvery: 1_000_000, ...extra } as TrainOptions, () => {});
   const kl = hEngine.klOnPolicy(policy);
   out(`| ${label} | ${f(hEngine.conditionalHarm(policy)[0])} | ${Array.from(kl.subarray(0, 4), (x) => f(x, 4)).join(' ')} | ${f(Math.max(...kl.subarray(4)))} |`);
 }
@@ -178,26 +208,46 @@ log('fine-tuning attack …');
 out('## The fine-tuning attack');
 out();
 out('Fine-tuning the standard-aligned tabular policy (exact descent above) on the base\'s harmful');
-out('responses: exact full-batch gradient descent, learning rate 1. ASR_0 = E[H] (no prefix) and');
-out('ASR_1 after 0, 2, 4, 6 steps, for plain SFT and for Qi et al.\'s token-wise constrained objective');
-out('(β_1 = 0.5, β_2..5 = 2, then 0.1); and the per-position loss and gradient norm after the first step');
-out('(front-loaded, as Qi et al. find).');
+out('responses for 6 steps, with plain SFT and with Qi et al.\'s token-wise constrained objective (Eq. 3,');
+out('β_1 = 0.5, β_2..5 = 2, then 0.1): plain gradient descent at rate 1 on exact full batches, AdamW as the');
+out('authors run their attacks (β1 = 0.5, β2 = 0.999, no weight decay; rate 0.1, constant), on exact full');
+out('batches and on minibatches of 16 sampled harmful responses (seed 0). ASR_0 = E[H] (no prefix) and');
+out('ASR_1, and the authors\' logged loss (the token mean of −w_t·log π(y_t), w_t = 2(1 − σ(β_t·Δ_t))');
+out('detached and floored at 1e-3; w_t = 1 for SFT), all evaluated exactly on every harmful response,');
+out('after 0, 2, 4, 6 steps. Eq. 3\'s own value is not shown: at step 0 it is the constant');
+out('Σ_t (2/β_t)·log 2 weighted by the harmful responses\' tokens, whatever the policy.');
 out();
-out('| objective | ASR_0 at steps 0, 2, 4, 6 | ASR_1 at steps 0, 2, 4, 6 |');
-out('|---|---|---|');
+out('| objective | optimiser | batch | ASR_0 at steps 0, 2, 4, 6 | ASR_1 at steps 0, 2, 4, 6 | logged loss at steps 0, 2, 4, 6 |');
+out('|---|---|---|---|---|---|');
 const aligned = rows[2][2];
-const traces: Record<string, ReturnType<typeof fineTuneAttack>['trace']> = {};
-for (const objective of ['sft', 'constrained'] as const) {
-  const { trace } = fineTuneAttack(engine, aligned, { steps: 6, learningRate: 1, objective });
-  traces[objective] = trace;
-  out(`| ${objective} | ${[0, 2, 4, 6].map((s) => f(trace[s].asr[0])).join(', ')} | ${[0, 2, 4, 6].map((s) => f(trace[s].asr[1])).join(', ')} |`);
+const attacks = [
+  ['sgd', 1, undefined],
+  ['adamw', 0.1, undefined],
+  ['adamw', 0.1, 16],
+] as const;
+const traces: [string, ReturnType<typeof fineTuneAttack>['trace']][] = [];
+for (const [optimizer, learningRate, batch] of attacks) {
+  for (const objective of ['sft', 'constrained'] as const) {
+    const { trace } = fineTuneAttack(engine, aligned, { steps: 6, learningRate, objective, optimizer, batch, seed: 0 });
+    const how = `${optimizer === 'sgd' ? 'SGD' : 'AdamW'} ${learningRate}`;
+    traces.push([`${objective} | ${how} | ${batch ?? 'full'}`, trace]);
+    const at = (g: (s: (typeof trace)[number]) => number) => [0, 2, 4, 6].map((s) => f(g(trace[s]))).join(', ');
+    out(`| ${objective} | ${how} | ${batch ?? 'full'} | ${at((s) => s.asr[0])} | ${at((s) => s.asr[1])} | ${at((s) => s.loggedLoss)} |`);
+  }
 }
 out();
-out('| objective | loss_1..6 (step 0) | gradient norm_1..6 (step 0) |');
-out('|---|---|---|');
-for (const objective of ['sft', 'constrained']) {
-  const s0 = traces[objective][0];
-  out(`| ${objective} | ${s0.lossPerPosition.slice(0, 6).map((x) => f(x, 3)).join(' ')} | ${s0.gradNorm.slice(0, 6).map((x) => f(x, 3)).join(' ')} |`);
+out('Per position t = 1..6: the statistic of the authors\' per-token gradient plots at step 0 (the mean');
+out('over harmful responses of the norm of the token\'s own loss gradient, in logit space; at step 0 every');
+out('constrained weight is 1, so both objectives share it), and their Fig. 3c quantity after 6 steps,');
+out('KL(π_θ ‖ π_aligned) per position on the fine-tuned policy\'s own prefixes. Both are front-loaded, as');
+out('Qi et al. find. With plain gradient descent the constraint halves the KL at the first position;');
+out('AdamW normalises each tabular logit\'s step by its own gradient scale, which largely cancels the');
+out('constraint\'s per-position weights, so under AdamW it no longer holds the policy back here.');
+out();
+out('| objective | optimiser | batch | token gradient norm_1..6 (step 0) | KL(π_θ ‖ π_aligned)_1..6 (step 6) |');
+out('|---|---|---|---|---|');
+for (const [label, trace] of traces) {
+  out(`| ${label} | ${trace[0].tokenGradNorm.slice(0, 6).map((x) => f(x, 3)).join(' ')} | ${trace[6].klToAligned.slice(0, 6).map((x) => f(x, 3)).join(' ')} |`);
 }
 out();
 writeFileSync('RESULTS.md', `${lines.join('\n')}\n`);

@@ -158,7 +158,7 @@ export function convergence(first: TrainRecord | undefined, last: TrainRecord | 
   const shown = ratio.toPrecision(2);
   const message = converged
     ? `converged: the gradient norm fell to ${shown} of its initial value (threshold ${CONVERGENCE_THRESHOLD})`
-    : `NOT CONVERGED: the gradient norm is still ${shown} of its initial value (threshold ${CONVERGENCE_THRESHOLD}); J may be well above its optimum — train for more steps or with a larger learning rate`;
+    : `NOT CONVERGED: the gradient norm is still ${shown} of its initial value (threshold ${CONVERGENCE_THRESHOLD}); J may still be above its optimum — train for more steps or with a larger learning rate`;
   return { initialGradNorm: initial, finalGradNorm: final, ratio, threshold: CONVERGENCE_THRESHOLD, converged, message };
 }
 
