@@ -39,7 +39,8 @@ impl Adam {
         let c1 = 1.0 - self.beta1.powi(self.steps);
         let c2 = 1.0 - self.beta2.powi(self.steps);
         for i in 0..params.len() {
-            params[i] -= self.learning_rate * self.weight_decay * params[i];
+            // As a product (PyTorch's p·(1 − lr·wd)), so −∞ logits stay −∞ rather than turning NaN.
+            params[i] *= 1.0 - self.learning_rate * self.weight_decay;
             self.m[i] = self.beta1 * self.m[i] + (1.0 - self.beta1) * grad[i];
             self.v[i] = self.beta2 * self.v[i] + (1.0 - self.beta2) * grad[i] * grad[i];
             params[i] -= self.learning_rate * (self.m[i] / c1) / ((self.v[i] / c2).sqrt() + self.epsilon);
@@ -70,5 +71,17 @@ mod tests {
         // m = 0.225, v = 2.8975e-4 → m̂ = 0.3, v̂ = 2.8975e-4/1.999e-3, and likewise for p[1].
         assert!((p[0] - 0.8193028707436447).abs() < 1e-14, "{}", p[0]);
         assert!((p[1] - -1.9706226958059723).abs() < 1e-14, "{}", p[1]);
+    }
+
+    /// A token the policy never emits (logit −∞, gradient 0) stays at −∞, with or without decay.
+    #[test]
+    fn impossible_tokens_stay_impossible() {
+        for decay in [0.0, 0.01] {
+            let mut p = [f64::NEG_INFINITY, 0.5];
+            let mut opt = Adam::adamw(2, 0.1, 0.5, decay);
+            opt.step(&mut p, &[0.0, 0.2]);
+            assert_eq!(p[0], f64::NEG_INFINITY);
+            assert!(p[1].is_finite());
+        }
     }
 }
