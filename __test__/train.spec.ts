@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/attack.js';
 import { ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.js';
-import { DEFAULT_MIX, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.js';
+import { convergence, DEFAULT_MIX, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.js';
 import { runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-train-'));
@@ -194,4 +194,18 @@ test('the demo says when one of its training runs has not converged', (t) => {
   t.is(r.status, 0, r.stderr);
   t.true(JSON.parse(r.stdout).notes.some((n: string) => /^standard, PPO: NOT CONVERGED/.test(n)));
   t.like(JSON.parse(readFileSync(join(out, 'standard-ppo', 'summary.json'), 'utf8')).convergence, { converged: false });
+});
+
+test('a run that starts at its optimum counts as converged; without an exact gradient nothing is claimed', async (t) => {
+  const sc = compileScenario(builtinScenario('horizon'));
+  const engine = new ExactEngine(sc);
+  const gibbs: Policy = { kind: 'tabular', logits: engine.native.policyLogits({ kind: 'gibbs', lambda: 1 } as never) };
+  const records: TrainRecord[] = [];
+  // Plain gradient descent: Adam would blow the rounding-level gradient up into full-size steps.
+  await train(sc, engine, options({ policy: gibbs, steps: 5, optimizer: 'sgd' }), (r) => records.push(r));
+  // The gradient is at rounding level from the start: its ratio says nothing, the absolute floor does.
+  const verdict = convergence(records[0], records[5]);
+  t.true(verdict.finalGradNorm! <= 1e-12 && verdict.converged === true, JSON.stringify(verdict));
+  const { totalGradNorm: _, ...sampledOnly } = records[5];
+  t.like(convergence(sampledOnly, sampledOnly), { converged: null, ratio: null });
 });
