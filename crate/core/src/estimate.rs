@@ -58,8 +58,14 @@ pub struct Scalar {
 
 /// The estimate of E[x] from per-sample values x(n), n < count, in response order. Unweighted: the
 /// sample mean and its SE. Weighted (importance weights, or Q = base reweighted by H): the
-/// self-normalised Σw·x/Σw with its delta-method SE sqrt(Σ(w·(x − mean))²)/Σw.
+/// self-normalised Σw·x/Σw with its delta-method SE sqrt(Σ(w·(x − mean))²)/Σw. When every sample
+/// has the same value, that is the estimate exactly, with SE 0 and support 0 (no variation was seen,
+/// so the sample cannot tell a constant from a rare event it missed).
 pub fn reduce(count: usize, weights: Option<&[f64]>, x: impl Fn(usize) -> f64) -> Scalar {
+    if (1..count).all(|n| x(n) == x(0)) {
+        let se = if weights.is_none() && count < 2 { f64::NAN } else { 0.0 };
+        return Scalar { mean: x(0), se, support: 0 };
+    }
     let deviations = |c: &dyn Fn(usize) -> f64| {
         (0..count).fold((0.0, 0.0), |(s2, s4), n| {
             let c2 = c(n) * c(n);
@@ -395,10 +401,11 @@ pub fn accumulate_scores(
                 policy.accumulate(t + 1, key, &sum_c, &mut block, &want, &mut norms, u, &mut proj, &mut scratch);
                 for a in (0..v).filter(|&a| want[a]) {
                     sq_norm_sum += sum_c2[a] * norms[a];
+                    let p2 = proj[a] * proj[a];
                     proj_sums[0] += sum_c[a] * proj[a];
-                    proj_sums[1] += sum_c2[a] * proj[a] * proj[a];
-                    proj_sums[2] += sum_c3[a] * proj[a].powi(3);
-                    proj_sums[3] += sum_c4[a] * proj[a].powi(4);
+                    proj_sums[1] += sum_c2[a] * p2;
+                    proj_sums[2] += sum_c3[a] * (p2 * proj[a]);
+                    proj_sums[3] += sum_c4[a] * (p2 * p2);
                 }
             }
             block.iter_mut().for_each(|g| *g /= count as f64);
@@ -420,7 +427,7 @@ pub fn accumulate_scores(
             // Central moments of the projections from their power sums.
             let n = count as f64;
             let central2 = (s2 - n * m * m).max(0.0);
-            let central4 = (s4 - 4.0 * m * s3 + 6.0 * m * m * s2 - 3.0 * n * m.powi(4)).max(0.0);
+            let central4 = (s4 - 4.0 * m * s3 + 6.0 * m * m * s2 - 3.0 * n * ((m * m) * (m * m))).max(0.0);
             projection.support[t] = effective_support(central2, central4);
         }
         blocks.extend(block);
