@@ -20,6 +20,7 @@ import {
   NO_TOKEN,
   sampleBase,
   sampleTabular,
+  sampleTokenTilt,
   teacherForcedSeed,
   type RefEstimate,
   type RefSamples,
@@ -416,6 +417,18 @@ test('rust and reference agree without the exact engine (base policy, rollouts)'
   const rolled = harmPathsRollouts(sc, null, 'base', mine, 2, 31);
   sameEstimate(t, est.harmInformation, harmInformation(mine, rolled), 'I_t');
   sameHarmAndDecisions(t, est, mine, rolled, 'base, rollouts');
+
+  // The per-token tilt (no exact engine), self-normalised with the likelihood ratios; rollouts continue under the base.
+  const tilted = mc.estimate({ kind: 'base' }, { samples: 200, seed: 31, harm: 'rollouts', rollouts: 2, proposal: 'tilted', tilt: 2 });
+  const drawn = sampleTokenTilt(sc, null, 'base', 2, { count: 200, seed: 31 });
+  const w = importanceWeights(sc, null, 'base', drawn);
+  const paths = harmPathsRollouts(sc, null, 'base', drawn, 2, 31);
+  t.is(tilted.importance?.method, 'per-token');
+  t.true(effectiveSampleSize(w) < 199, 'the tilt reweights');
+  assertNear(t, tilted.importance!.effectiveSampleSize, effectiveSampleSize(w), 'per-token tilt: Kish ESS');
+  sameHarmAndDecisions(t, tilted, drawn, paths, 'per-token tilt', w);
+  sameEstimate(t, tilted.harmInformation, harmInformation(drawn, paths, w), 'per-token tilt: I_t');
+  sameEstimate(t, tilted.klOnPolicy, klAlong(sc, null, 'base', drawn, w), 'per-token tilt: KL on policy');
   const harmful = sampleBase(sc, null, { count: 200, seed: teacherForcedSeed(31) });
   sameEstimate(t, est.klTeacherForced, klAlong(sc, null, 'base', harmful, harmful.harm), 'KL teacher-forced');
 });

@@ -338,7 +338,11 @@ function checkPolicy(sc: CompiledScenario, space: RefStateSpace | null, policy: 
 // Sampling
 // ---------------------------------------------------------------------------------------------
 
-function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: RefMcPolicy, options: RefSampleOptions): RefSamples {
+/**
+ * `tilt`: sample the per-token tilt of the policy instead (Rust `TokenTilt`): each row multiplied by
+ * e^{κ·harm(automaton state the token leads to)} and divided by its sum.
+ */
+function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: RefMcPolicy, options: RefSampleOptions, tilt?: number): RefSamples {
   checkPolicy(sc, space, policy);
   const track = new Track(sc, space);
   const { count, seed } = options;
@@ -369,6 +373,7 @@ function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: R
   const stride = tMax + 1;
   const states = space ? new Uint32Array(count * stride).fill(NO_STATE) : new Uint32Array(0);
 
+  const factor = tilt === undefined ? null : Float64Array.from(sc.transitions, (d) => Math.exp(tilt * sc.harm[d]!));
   const walk = track.start();
   const row = new Float64Array(v);
   for (let n = 0; n < count; n++) {
@@ -387,6 +392,11 @@ function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: R
         forced = prefix.tokens[at]! >>> 0;
       }
       track.probs(policy, walk, row);
+      if (factor) {
+        let total = 0;
+        for (let a = 0; a < v; a++) total += (row[a] = row[a]! * factor[walk.automaton * v + a]!);
+        for (let a = 0; a < v; a++) row[a] = row[a]! / total;
+      }
       const token = forced !== NO_TOKEN ? forced : drawIndex(row, firstUniform(k0, k1, index, t + 1, 0, 0));
       tokens[n * tMax + t] = token;
       logProbs[n * tMax + t] = Math.log(row[token]!);
@@ -405,6 +415,11 @@ export function sampleTabular(sc: CompiledScenario, space: RefStateSpace, logits
 
 /** Samples N responses of the base model (rows by context; same draws as any other policy). With a
  *  state space the states are recorded and the base rows are those of the Rust exact model. */
+/** Samples N responses from the per-token tilt of a policy by κ (Rust `TokenTilt`), log q recorded. */
+export function sampleTokenTilt(sc: CompiledScenario, space: RefStateSpace | null, policy: RefMcPolicy, kappa: number, options: RefSampleOptions): RefSamples {
+  return sampleWith(sc, space, policy, options, kappa);
+}
+
 export function sampleBase(sc: CompiledScenario, space: RefStateSpace | null, options: RefSampleOptions): RefSamples {
   return sampleWith(sc, space, 'base', options);
 }
