@@ -9,6 +9,9 @@
 //!   innovation (c = Δ̂_t), accumulated by the covariance kernel: contributions are grouped by
 //!   (policy input, token), so each distinct input is differentiated once, never each sample.
 //! - Per-position KL between two policies on sampled prefixes, exact over the vocabulary per prefix.
+//! - The decision time τ (first t with h_t ∈ {0, 1}) per response, and its histogram with P(τ > T).
+//! - Every mean comes with its SE and effective support, plain or self-normalised under weights
+//!   (importance sampling, proposal.rs; or teacher forcing on Q = base reweighted by H).
 //!
 //! Reductions run in response order for each position (positions in parallel), so results do not
 //! depend on the thread count.
@@ -199,7 +202,7 @@ pub fn expected_harm(samples: &Samples, weights: Option<&[f64]>) -> Scalar {
     reduce(samples.count, weights, |n| samples.harm[n])
 }
 
-/// h is settled when within this distance of 0 or 1 (the exact engine's tolerance).
+/// Whether h is settled: within SETTLED_TOLERANCE of 0 or 1, the exact engine's test.
 fn settled(h: f64) -> bool {
     h <= SETTLED_TOLERANCE || h >= 1.0 - SETTLED_TOLERANCE
 }
