@@ -2,22 +2,29 @@ import test from 'ava';
 
 import type { CompiledScenario } from '../ts/compiled.js';
 import { ExactEngine } from '../ts/exact.js';
-import { MonteCarlo, type Estimate, type SampleBatch } from '../ts/montecarlo.js';
+import { MonteCarlo, type Estimate, type Estimates, type SampleBatch } from '../ts/montecarlo.js';
 import type { Policy } from '../ts/policy.js';
 import { buildStateSpace, conditionalHarm, forwardProbabilities, harmfulPrefixWeights, harmProfile, klToBase, logitGradient, type RefStateSpace } from '../ts/reference/exact.js';
 import {
+  decisionTimeHistogram,
+  decisionTimes,
+  effectiveSampleSize,
   estimateGradientTabular,
+  exactTiltLogits,
   expectedHarm,
   harmInformation,
   harmPathsExact,
   harmPathsRollouts,
+  importanceWeights,
   klAlong,
   NO_TOKEN,
   sampleBase,
   sampleTabular,
+  sampleTokenTilt,
   teacherForcedSeed,
   type RefEstimate,
   type RefSamples,
+  type RefScalar,
 } from '../ts/reference/montecarlo.js';
 import { drawIndex, philox4x32, toUnit, uniforms } from '../ts/reference/philox.js';
 import { SplitMix64 } from '../ts/random.js';
@@ -88,7 +95,7 @@ test('drawIndex follows the weights and never draws a zero weight', (t) => {
 // The reference's own sanity
 // ------------------------------------------------------------------------------------------------
 
-test('sampling: shapes, ends, states, decision times and batch invariance', (t) => {
+test('sampling: shapes, ends, states and batch invariance', (t) => {
   for (const name of ['refusal', 'horizon']) {
     const sc = compiled(name);
     const space = buildStateSpace(sc);
@@ -115,7 +122,6 @@ test('sampling: shapes, ends, states, decision times and batch invariance', (t) 
       }
       t.is(s.states[n * (T + 1) + T], state);
       t.is(s.harm[n], sc.harm[space.automaton[state]]);
-      t.true(s.decisionTime[n] <= e);
     }
     // Batches keyed by firstIndex reproduce one large sample.
     const a = sampleTabular(sc, space, logits, { count: 100, seed: 5 });
@@ -226,6 +232,20 @@ function sameEstimate(t: import('ava').ExecutionContext, rust: Estimate | undefi
   sameArray(t, rust.support, ref.support, `${what}.support`, true);
 }
 
+function sameScalar(t: import('ava').ExecutionContext, rust: { mean: number; se: number; support: number }, ref: RefScalar, what: string) {
+  assertNear(t, rust.mean, ref.mean, `${what}: mean`);
+  assertNear(t, rust.se, ref.se, `${what}: SE`);
+  t.is(rust.support, ref.support, `${what}: support`);
+}
+
+/** E[H], the τ histogram and P(τ > T) of a Rust run against the reference's. */
+function sameHarmAndDecisions(t: import('ava').ExecutionContext, rust: Estimates, samples: RefSamples, paths: Parameters<typeof decisionTimes>[0], what: string, weights?: Float64Array) {
+  sameScalar(t, { mean: rust.expectedHarm, se: rust.expectedHarmSE, support: rust.expectedHarmSupport }, expectedHarm(samples, weights), `${what}: E[H]`);
+  const { histogram, undecided } = decisionTimeHistogram(decisionTimes(paths, samples.count, samples.length), samples.length, weights);
+  sameEstimate(t, rust.decisionTime, histogram, `${what}: decision time`);
+  sameScalar(t, rust.undecided!, undecided, `${what}: P(τ > T)`);
+}
+
 function sameSamples(t: import('ava').ExecutionContext, rust: SampleBatch, ref: RefSamples, what: string) {
   t.is(rust.count, ref.count, `${what}: count`);
   t.is(rust.length, ref.length, `${what}: length`);
@@ -234,7 +254,6 @@ function sameSamples(t: import('ava').ExecutionContext, rust: SampleBatch, ref: 
   // ln of softmax probabilities: libm's exp/ln and V8's may differ by an ulp.
   sameArray(t, rust.logProbs, ref.logProbs, `${what}: logProbs`, false, 1e-15, 1e-15);
   sameArray(t, rust.harm, ref.harm, `${what}: harm`, true);
-  sameArray(t, rust.decisionTime, ref.decisionTime, `${what}: decisionTime`, true);
   sameArray(t, rust.emitted, ref.emitted, `${what}: emitted`, true);
   sameArray(t, rust.states, ref.states, `${what}: states`, true);
 }
@@ -321,9 +340,6 @@ CASES.forEach(([name, make], index) => {
     const hTable = engine.conditionalHarm(policy);
     const samples = sampleTabular(sc, space, logits, { count: N, seed });
     const exactPaths = harmPathsExact(sc, space, samples, hTable);
-    const eh = expectedHarm(samples);
-    const decision = new Float64Array(T + 1);
-    for (let n = 0; n < N; n++) decision[samples.decisionTime[n]!]! += 1 / N;
     const klOn = klAlong(sc, space, logits, samples);
     const harmful = sampleBase(sc, space, { count: N, seed: teacherForcedSeed(seed) });
     const klTf = klAlong(sc, space, logits, harmful, harmful.harm);
@@ -331,9 +347,7 @@ CASES.forEach(([name, make], index) => {
     for (const coefficient of ['reinforce', 'leave-one-out', 'innovation'] as const) {
       const what = `${name}, exact h, ${coefficient}`;
       const rust = mc.estimate(policy, { samples: N, seed, harm: 'exact', gradient: coefficient, directions, teacherForced: true });
-      assertNear(t, rust.expectedHarm, eh.mean, `${what}: E[H]`);
-      assertNear(t, rust.expectedHarmSE, eh.se, `${what}: E[H] SE`);
-      sameArray(t, rust.decisionTime, decision, `${what}: decision time`);
+      sameHarmAndDecisions(t, rust, samples, exactPaths, what);
       sameEstimate(t, rust.harmInformation, harmInformation(samples, exactPaths), `${what}: I_t`);
       sameEstimate(t, rust.klOnPolicy, klOn, `${what}: KL on policy`);
       sameEstimate(t, rust.klTeacherForced, klTf, `${what}: KL teacher-forced`);
@@ -352,6 +366,7 @@ CASES.forEach(([name, make], index) => {
       const what = `${name}, rollouts, ${coefficient}`;
       const rust = mc.estimate(policy, { samples: N, seed, harm: 'rollouts', rollouts: M, gradient: coefficient });
       sameEstimate(t, rust.harmInformation, harmInformation(samples, rolled), `${what}: I_t`);
+      sameHarmAndDecisions(t, rust, samples, rolled, what);
       const g = estimateGradientTabular(sc, space, logits, samples, coefficient, rolled);
       sameArray(t, rust.gradient?.blocks, g.blocks, `${what}: gradient blocks`);
       sameArray(t, rust.gradient?.norm, g.norm, `${what}: gradient norm`);
@@ -367,6 +382,20 @@ CASES.forEach(([name, make], index) => {
     assertNear(t, rustBase.expectedHarm, baseHarm.mean, `${name}, base: E[H]`);
     sameEstimate(t, rustBase.harmInformation, harmInformation(baseSamples, harmPathsRollouts(sc, space, 'base', baseSamples, 2, seed)), `${name}, base rollouts: I_t`);
     sameEstimate(t, rustBase.klOnPolicy, klAlong(sc, space, 'base', baseSamples), `${name}, base: KL on policy`);
+
+    // Importance sampling from the exact tilt q ∝ P·e^{κH}, self-normalised with the likelihood ratios.
+    for (const kappa of [1.5, -2]) {
+      const what = `${name}, tilted κ = ${kappa}`;
+      const rust = mc.estimate(policy, { samples: N, seed, harm: 'exact', proposal: 'tilted', tilt: kappa });
+      const drawn = sampleTabular(sc, space, exactTiltLogits(sc, space, logits, kappa), { count: N, seed });
+      const w = importanceWeights(sc, space, logits, drawn);
+      const paths = harmPathsExact(sc, space, drawn, hTable);
+      t.is(rust.importance?.method, 'exact');
+      assertNear(t, rust.importance!.effectiveSampleSize, effectiveSampleSize(w), `${what}: Kish ESS`);
+      sameHarmAndDecisions(t, rust, drawn, paths, what, w);
+      sameEstimate(t, rust.harmInformation, harmInformation(drawn, paths, w), `${what}: I_t`);
+      sameEstimate(t, rust.klOnPolicy, klAlong(sc, space, logits, drawn, w), `${what}: KL on policy`);
+    }
   });
 });
 
@@ -384,9 +413,22 @@ test('rust and reference agree without the exact engine (base policy, rollouts)'
   sameArray(t, rust.tokens, mine.tokens, 'tokens', true);
   sameArray(t, rust.logProbs, mine.logProbs, 'logProbs', false, 1e-15, 1e-15);
   sameArray(t, rust.harm, mine.harm, 'harm', true);
-  sameArray(t, rust.decisionTime, mine.decisionTime, 'decisionTime', true);
   const est = mc.estimate({ kind: 'base' }, { samples: 200, seed: 31, harm: 'rollouts', rollouts: 2, teacherForced: true });
-  sameEstimate(t, est.harmInformation, harmInformation(mine, harmPathsRollouts(sc, null, 'base', mine, 2, 31)), 'I_t');
+  const rolled = harmPathsRollouts(sc, null, 'base', mine, 2, 31);
+  sameEstimate(t, est.harmInformation, harmInformation(mine, rolled), 'I_t');
+  sameHarmAndDecisions(t, est, mine, rolled, 'base, rollouts');
+
+  // The per-token tilt (no exact engine), self-normalised with the likelihood ratios; rollouts continue under the base.
+  const tilted = mc.estimate({ kind: 'base' }, { samples: 200, seed: 31, harm: 'rollouts', rollouts: 2, proposal: 'tilted', tilt: 2 });
+  const drawn = sampleTokenTilt(sc, null, 'base', 2, { count: 200, seed: 31 });
+  const w = importanceWeights(sc, null, 'base', drawn);
+  const paths = harmPathsRollouts(sc, null, 'base', drawn, 2, 31);
+  t.is(tilted.importance?.method, 'per-token');
+  t.true(effectiveSampleSize(w) < 199, 'the tilt reweights');
+  assertNear(t, tilted.importance!.effectiveSampleSize, effectiveSampleSize(w), 'per-token tilt: Kish ESS');
+  sameHarmAndDecisions(t, tilted, drawn, paths, 'per-token tilt', w);
+  sameEstimate(t, tilted.harmInformation, harmInformation(drawn, paths, w), 'per-token tilt: I_t');
+  sameEstimate(t, tilted.klOnPolicy, klAlong(sc, null, 'base', drawn, w), 'per-token tilt: KL on policy');
   const harmful = sampleBase(sc, null, { count: 200, seed: teacherForcedSeed(31) });
   sameEstimate(t, est.klTeacherForced, klAlong(sc, null, 'base', harmful, harmful.harm), 'KL teacher-forced');
 });

@@ -47,6 +47,8 @@ import type { Policy } from '../ts/policy.ts';
 import { SplitMix64 } from '../ts/random.ts';
 import { buildStateSpace as refBuildStateSpace, conditionalHarm as refConditionalHarm, type RefStateSpace } from '../ts/reference/exact.ts';
 import {
+  decisionTimeHistogram,
+  decisionTimes,
   estimateGradientTabular,
   expectedHarm as refExpectedHarm,
   harmInformation as refHarmInformation,
@@ -253,10 +255,8 @@ function emittedTotal(emitted: ArrayLike<number>): number {
   return s;
 }
 
-function decisionHistogram(samples: RefSamples): Float64Array {
-  const out = new Float64Array(samples.length + 1);
-  for (let n = 0; n < samples.count; n++) out[samples.decisionTime[n]!] = out[samples.decisionTime[n]!]! + 1 / samples.count;
-  return out;
+function decisionHistogram(samples: RefSamples, paths: RefHarmPaths): Float64Array {
+  return decisionTimeHistogram(decisionTimes(paths, samples.count, samples.length), samples.length).histogram.mean;
 }
 
 function printSide(name: string, s: McSide): void {
@@ -301,7 +301,7 @@ function refExactInnovation(sc: CompiledScenario, space: RefStateSpace, logits: 
   const paths = stage(stages, 'harmPathsExact', () => harmPathsExact(sc, space, samples, hTable));
   const [eh, decisionTime, info] = stage(stages, 'E[H], τ histogram, harmInformation', () => [
     refExpectedHarm(samples),
-    decisionHistogram(samples),
+    decisionHistogram(samples, paths),
     refHarmInformation(samples, paths),
   ] as const);
   const kl = stage(stages, 'klAlong (on-policy KL)', () => klAlong(sc, space, logits, samples));
@@ -314,7 +314,7 @@ function refRollouts(sc: CompiledScenario, space: RefStateSpace, logits: Float64
   const paths: RefHarmPaths = stage(stages, `harmPathsRollouts (M = ${ROLLOUTS})`, () => harmPathsRollouts(sc, space, logits, samples, ROLLOUTS, SEED));
   const [eh, decisionTime, info] = stage(stages, 'E[H], τ histogram, harmInformation', () => [
     refExpectedHarm(samples),
-    decisionHistogram(samples),
+    decisionHistogram(samples, paths),
     refHarmInformation(samples, paths),
   ] as const);
   const kl = stage(stages, 'klAlong (on-policy KL)', () => klAlong(sc, space, logits, samples));
@@ -330,7 +330,7 @@ function agreement(rust: Estimates, ref: RefRun): Record<string, number | boolea
     expectedHarmTs: ref.expectedHarm.mean,
     expectedHarmIdentical: rust.expectedHarm === ref.expectedHarm.mean,
     expectedHarmSE: Math.abs(rust.expectedHarmSE - ref.expectedHarm.se) / ref.expectedHarm.se,
-    decisionTime: maxRelDiff(rust.decisionTime, ref.decisionTime),
+    decisionTime: maxRelDiff(rust.decisionTime!.mean, ref.decisionTime),
     harmInformation: maxRelDiff(rust.harmInformation!.mean, ref.harmInformation.mean),
     harmInformationSE: maxRelDiff(rust.harmInformation!.se, ref.harmInformation.se),
     klOnPolicy: maxRelDiff(rust.klOnPolicy.mean, ref.klOnPolicy.mean),

@@ -28,36 +28,74 @@ export function rankAssistedAttack(engine: ExactEngine, policy: Policy, rank = D
   return engine.onHarmfulPrefixes(rankAssistedAttacker(engine, policy, rank)).asr;
 }
 
+/** Most batches of N base responses drawn in search of N with H > 0. */
+const MAX_PREFIX_BATCHES = 64;
+
 /**
- * Prefilling by sampling, for policies on scenarios too large to enumerate: for each k, N harmful
- * base responses (rejection sampling on H = 1) give the prefixes, the policy continues. Returns
- * ASR_k with its standard error.
+ * Prefilling by sampling, for policies on scenarios too large to enumerate. Q is the distribution the
+ * exact path uses: base responses reweighted by H (the base conditioned on H = 1 when harm is binary).
+ * The first N base responses with H > 0 (in RNG order; at most 64·N are drawn) give the prefixes,
+ * each weighted by its H; for each k the policy continues every prefix of length k once, and ASR_k is
+ * the self-normalised Σ H_n·X_{n,k} / Σ H_n, X the continuation's harm, with its delta-method SE and
+ * effective support. `effectivePrefixes` is Kish's (ΣH)²/ΣH²: how many equally weighted prefixes the
+ * weighted ones are worth.
  */
-export function sampledPrefillAttack(scenario: CompiledScenario, policy: Policy, options: { samples: number; seed: number }): { asr: number[]; se: number[] } {
+export function sampledPrefillAttack(
+  scenario: CompiledScenario,
+  policy: Policy,
+  options: { samples: number; seed: number },
+): { asr: number[]; se: number[]; support: number[]; prefixes: number; effectivePrefixes: number } {
   const mc = new MonteCarlo(scenario);
   const t = scenario.length;
-  // Harmful base responses: draw until N are harmful (bounded), weighting non-binary harm by acceptance.
-  const harmful: Uint32Array[] = [];
-  for (let batch = 0; harmful.length < options.samples && batch < 64; batch++) {
+  const prefixes: Uint32Array[] = [];
+  const weights: number[] = [];
+  for (let batch = 0; prefixes.length < options.samples && batch < MAX_PREFIX_BATCHES; batch++) {
     const s = mc.sample(BASE, { count: options.samples, seed: options.seed, firstIndex: batch * options.samples });
-    for (let n = 0; n < s.count && harmful.length < options.samples; n++) {
-      if (s.harm[n] >= 1) harmful.push(s.tokens.slice(n * t, (n + 1) * t));
+    for (let n = 0; n < s.count && prefixes.length < options.samples; n++) {
+      if (s.harm[n] > 0) {
+        prefixes.push(s.tokens.slice(n * t, (n + 1) * t));
+        weights.push(s.harm[n]);
+      }
     }
   }
-  if (harmful.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'no harmful base response was drawn: nothing to prefill');
-  const count = harmful.length;
-  const asr: number[] = [];
-  const se: number[] = [];
+  if (prefixes.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'no harmful base response was drawn: nothing to prefill');
+  const count = prefixes.length;
+  const out = { asr: [] as number[], se: [] as number[], support: [] as number[], prefixes: count, effectivePrefixes: kish(weights) };
   for (let k = 0; k <= t; k++) {
     const prefix = new Uint32Array(count * Math.max(k, 1)).fill(NO_TOKEN);
-    for (let n = 0; n < count; n++) prefix.set(harmful[n].subarray(0, k), n * Math.max(k, 1));
-    const out = mc.sample(policy, { count, seed: options.seed + 1, prefix: k > 0 ? prefix : undefined, prefixLength: k > 0 ? k : undefined });
-    const mean = out.harm.reduce((a, b) => a + b, 0) / count;
-    const variance = out.harm.reduce((a, h) => a + (h - mean) ** 2, 0) / Math.max(count - 1, 1);
-    asr.push(mean);
-    se.push(Math.sqrt(variance / count));
+    for (let n = 0; n < count; n++) prefix.set(prefixes[n].subarray(0, k), n * Math.max(k, 1));
+    const continued = mc.sample(policy, { count, seed: options.seed + 1, prefix: k > 0 ? prefix : undefined, prefixLength: k > 0 ? k : undefined });
+    const e = weightedMean(continued.harm, weights);
+    out.asr.push(e.mean);
+    out.se.push(e.se);
+    out.support.push(e.support);
   }
-  return { asr, se };
+  return out;
+}
+
+/** Kish's effective sample size (Σw)²/Σw². */
+function kish(w: readonly number[]): number {
+  const s = w.reduce((a, b) => a + b, 0);
+  return (s * s) / w.reduce((a, b) => a + b * b, 0);
+}
+
+/**
+ * Σw·x/Σw with its delta-method SE sqrt(Σ(w·(x − mean))²)/Σw and effective support (Σc²)²/Σc⁴ over
+ * the deviation terms c = w·(x − mean)/Σw (0 when every x is alike), as the Rust estimates.
+ */
+function weightedMean(x: ArrayLike<number>, w: readonly number[]): { mean: number; se: number; support: number } {
+  const total = w.reduce((a, b) => a + b, 0);
+  let sum = 0;
+  for (let n = 0; n < w.length; n++) sum += w[n] * x[n];
+  const mean = sum / total;
+  let s2 = 0;
+  let s4 = 0;
+  for (let n = 0; n < w.length; n++) {
+    const c2 = ((w[n] * (x[n] - mean)) / total) ** 2;
+    s2 += c2;
+    s4 += c2 * c2;
+  }
+  return { mean, se: Math.sqrt(s2), support: s4 > 0 ? Math.floor((s2 * s2) / s4) : 0 };
 }
 
 export interface FineTuneStep {

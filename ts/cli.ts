@@ -9,7 +9,7 @@ import { HarmHorizonError } from './errors.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
 import type { CompiledScenario } from './compiled.js';
 import { estimateReport, renderEstimateReport } from './estimate-report.js';
-import type { GradientEstimator } from './montecarlo.js';
+import { DEFAULT_TILT, type GradientEstimator, type Proposal } from './montecarlo.js';
 import { BASE } from './policy.js';
 import { loadPolicy } from './policy-file.js';
 import { analyzeReport } from './report.js';
@@ -63,6 +63,13 @@ function integer(name: string) {
     if (!Number.isSafeInteger(x) || x < 0) throw new InvalidArgumentError(`${name} must be a whole number ≥ 0.`);
     return x;
   };
+}
+
+/** κ of the tilted proposal: any finite number with |κ| ≤ 700. */
+function tilt(value: string) {
+  const x = Number(value);
+  if (value.trim() === '' || !Number.isFinite(x) || Math.abs(x) > 700) throw new InvalidArgumentError('--tilt must be a finite number with |κ| ≤ 700.');
+  return x;
 }
 
 const seedOption = () => new Option('--seed <S>', 'seed of the random scenario').argParser(integer('--seed'));
@@ -133,6 +140,13 @@ Examples:
     .option('--rollouts <M>', 'estimate h_t by M nested rollouts per prefix (default: exact h_t when the exact engine applies, else 16 rollouts)', positiveInteger('--rollouts'))
     .option('--estimator <name>', 'gradient estimator: reinforce, leave-one-out or innovation', oneOf('--estimator', ['reinforce', 'leave-one-out', 'innovation']), 'innovation')
     .option('--seed <S>', 'seed of the samples (and of the random scenario)', integer('--seed'), 0)
+    .option(
+      '--proposal <name>',
+      'draw responses from the policy, or tilted: from q ∝ P·e^{κH} (exact with the exact engine, else per token), reweighted by P/q (no gradients then)',
+      oneOf('--proposal', ['policy', 'tilted']),
+      'policy',
+    )
+    .option('--tilt <κ>', `κ of the tilted proposal (default ${DEFAULT_TILT}; negative tilts away from harm)`, tilt)
     .option('--json', 'print one JSON object instead of the table')
     .addOption(budgetOption())
     .addHelpText(
@@ -141,14 +155,17 @@ Examples:
 Examples:
   $ harm-horizon estimate refusal --samples 20000
   $ harm-horizon estimate horizon --samples 4096 --rollouts 8 --json
-  $ harm-horizon estimate refusal --policy run/policy.json --samples 10000 --estimator reinforce`,
+  $ harm-horizon estimate refusal --policy run/policy.json --samples 10000 --estimator reinforce
+  $ harm-horizon estimate refusal --samples 20000 --proposal tilted --tilt 3`,
     )
-    .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; json?: boolean; memoryBudget: number }) => {
+    .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; proposal: Proposal; tilt?: number; json?: boolean; memoryBudget: number }) => {
+      if (opts.tilt !== undefined && opts.proposal !== 'tilted') throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--tilt needs --proposal tilted');
       const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
       const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, memoryBudgetBytes }), { memoryBudgetBytes: Infinity });
       const exact = tryExactEngine(compiled, memoryBudgetBytes);
       const policy = opts.policy ? loadPolicy(opts.policy, compiled, exact?.numStates) : BASE;
-      const report = await estimateReport(compiled, policy, { samples: opts.samples, seed: opts.seed, rollouts: opts.rollouts, estimator: opts.estimator }, exact);
+      const request = { samples: opts.samples, seed: opts.seed, rollouts: opts.rollouts, estimator: opts.estimator, proposal: opts.proposal, tilt: opts.tilt };
+      const report = await estimateReport(compiled, policy, request, exact);
       if (opts.json) json(report);
       else write(renderEstimateReport(report));
     });

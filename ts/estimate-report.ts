@@ -6,7 +6,7 @@ import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
 import { ExactEngine } from './exact.js';
 import { num, table } from './format.js';
-import { MonteCarlo, type Estimates, type GradientEstimator } from './montecarlo.js';
+import { DEFAULT_TILT, MonteCarlo, type Estimates, type GradientEstimator, type Proposal } from './montecarlo.js';
 import type { Policy } from './policy.js';
 
 export interface EstimateRequest {
@@ -15,7 +15,14 @@ export interface EstimateRequest {
   /** Nested rollouts per prefix and set; when absent, h_t is exact if the exact engine applies, else 16 rollouts. */
   rollouts?: number;
   estimator: GradientEstimator;
+  /** Draw from the policy (default) or from the policy tilted toward harm, reweighted (no gradients then). */
+  proposal?: Proposal;
+  /** κ of the tilted proposal (default DEFAULT_TILT). */
+  tilt?: number;
 }
+
+/** A table cell whose SE rests on fewer effective samples than this is marked. */
+export const MIN_SUPPORT = 30;
 
 export interface EstimatePosition {
   t: number;
@@ -24,8 +31,10 @@ export interface EstimatePosition {
   harmInformationSupport: number | null;
   klOnPolicy: number;
   klOnPolicySE: number | null;
+  klOnPolicySupport: number;
   klTeacherForced: number | null;
   klTeacherForcedSE: number | null;
+  klTeacherForcedSupport: number | null;
   gradNorm: number | null;
   gradVariance: number | null;
   /** Exact values, when the exact engine applies. */
@@ -40,11 +49,25 @@ export interface EstimateReport {
   harmSource: 'exact' | 'rollouts';
   rollouts: number | null;
   estimator: GradientEstimator | null;
+  /** With the tilted proposal: its method ("exact" or "per-token"), κ and Kish's effective sample size. */
+  proposal: { kind: 'tilted'; method: 'exact' | 'per-token'; tilt: number; effectiveSampleSize: number } | null;
   expectedHarm: number;
   expectedHarmSE: number;
+  expectedHarmSupport: number;
   exactExpectedHarm: number | null;
-  /** P̂(τ = t), t = 0..T. */
+  /**
+   * P̂(τ = t), t = 0..T, τ the first t with h_t ∈ {0, 1} (with rollouts: the first t at which all
+   * continuations agree on harm 0 or 1, never later than τ), with SEs, supports and the exact values.
+   */
   decisionTime: number[];
+  decisionTimeSE: number[];
+  decisionTimeSupport: number[];
+  exactDecisionTime: number[] | null;
+  /** P̂(τ > T): the harm never settles (only for non-binary harm); the histogram sums to 1 − this. */
+  undecided: number;
+  undecidedSE: number;
+  undecidedSupport: number;
+  exactUndecided: number | null;
   positions: EstimatePosition[];
 }
 
@@ -59,16 +82,20 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
   const rollouts = harmSource === 'rollouts' ? (request.rollouts ?? 16) : null;
   const differentiable = policy.kind === 'tabular' || policy.kind === 'mlp' || (policy.kind === 'base' && exact !== null);
   const mc = new MonteCarlo(scenario, exact ? { exact } : {});
+  const tilted = request.proposal === 'tilted';
   const est: Estimates = await mc.estimateAsync(policy, {
     samples: request.samples,
     seed: request.seed,
     harm: harmSource,
     rollouts: rollouts ?? undefined,
-    gradient: differentiable ? request.estimator : undefined,
+    gradient: differentiable && !tilted ? request.estimator : undefined,
     teacherForced: true,
+    ...(tilted ? { proposal: 'tilted' as const, tilt: request.tilt ?? DEFAULT_TILT } : {}),
   });
   let exactPositions: EstimatePosition['exact'][] | null = null;
   let exactExpectedHarm: number | null = null;
+  let exactDecisionTime: number[] | null = null;
+  let exactUndecided: number | null = null;
   if (exact) {
     const profile = exact.harmProfile(policy, { gradient: policy.kind === 'mlp' });
     const kl = exact.klOnPolicy(policy);
@@ -80,6 +107,8 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
       gradNorms = Array.from({ length: scenario.length }, (_, t) => Math.hypot(...perPosition.subarray(t * p, (t + 1) * p)));
     }
     exactExpectedHarm = profile.expectedHarm;
+    exactDecisionTime = Array.from(profile.decisionTime);
+    exactUndecided = profile.undecided;
     exactPositions = Array.from({ length: scenario.length }, (_, i) => ({
       harmInformation: profile.harmInformation[i],
       klOnPolicy: kl[i],
@@ -95,10 +124,19 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
     harmSource,
     rollouts,
     estimator: est.gradient ? request.estimator : null,
+    proposal: est.importance ? { kind: 'tilted', ...est.importance } : null,
     expectedHarm: est.expectedHarm,
     expectedHarmSE: est.expectedHarmSE,
+    expectedHarmSupport: est.expectedHarmSupport,
     exactExpectedHarm,
-    decisionTime: Array.from(est.decisionTime),
+    decisionTime: Array.from(est.decisionTime!.mean),
+    decisionTimeSE: Array.from(est.decisionTime!.se),
+    decisionTimeSupport: Array.from(est.decisionTime!.support),
+    exactDecisionTime,
+    undecided: est.undecided!.mean,
+    undecidedSE: est.undecided!.se,
+    undecidedSupport: est.undecided!.support,
+    exactUndecided,
     positions: Array.from({ length: scenario.length }, (_, i) => {
       const row: EstimatePosition = {
         t: i + 1,
@@ -107,8 +145,10 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
         harmInformationSupport: est.harmInformation ? est.harmInformation.support[i] : null,
         klOnPolicy: est.klOnPolicy.mean[i],
         klOnPolicySE: finite(est.klOnPolicy.se[i]),
+        klOnPolicySupport: est.klOnPolicy.support[i],
         klTeacherForced: finite(est.klTeacherForced?.mean[i]),
         klTeacherForcedSE: finite(est.klTeacherForced?.se[i]),
+        klTeacherForcedSupport: est.klTeacherForced ? est.klTeacherForced.support[i] : null,
         gradNorm: finite(est.gradient?.norm[i]),
         gradVariance: finite(est.gradient?.variance[i]),
       };
@@ -118,29 +158,41 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
   };
 }
 
-const pm = (x: number | null, se: number | null) => (x === null ? '—' : `${num(x)} ± ${num(se)}`);
+/** "x ± se", marked with † when fewer than MIN_SUPPORT effective samples carry the SE. */
+function pm(x: number | null, se: number | null, support: number | null): string {
+  if (x === null) return '—';
+  return `${num(x)} ± ${num(se)}${support !== null && support < MIN_SUPPORT ? ' †' : ''}`;
+}
+
+export const SUPPORT_LEGEND = `† the SE rests on fewer than ${MIN_SUPPORT} effective samples (rare events drawn a few times, or not at all): it may understate the error`;
 
 export function renderEstimateReport(r: EstimateReport): string {
+  const source = r.harmSource === 'exact' ? 'exact' : `from ${r.rollouts} rollouts per prefix and set`;
+  const proposal = r.proposal ? `, proposal tilted (κ = ${r.proposal.tilt}, ${r.proposal.method}; Kish effective sample size ${num(r.proposal.effectiveSampleSize, 1)})` : '';
+  const exactOf = (x: number | null) => (x === null ? '' : `   (exact ${num(x)})`);
   const lines = [
-    `scenario ${r.scenario}, policy ${r.policy}: ${r.samples} samples, seed ${r.seed}, h_t ${r.harmSource === 'exact' ? 'exact' : `from ${r.rollouts} rollouts per prefix and set`}` +
-      (r.estimator ? `, gradient estimator ${r.estimator}` : ''),
-    `E[H] = ${pm(r.expectedHarm, r.expectedHarmSE)}` + (r.exactExpectedHarm === null ? '' : `   (exact ${num(r.exactExpectedHarm)})`),
+    `scenario ${r.scenario}, policy ${r.policy}: ${r.samples} samples, seed ${r.seed}, h_t ${source}${proposal}` + (r.estimator ? `, gradient estimator ${r.estimator}` : ''),
+    `E[H] = ${pm(r.expectedHarm, r.expectedHarmSE, r.expectedHarmSupport)}` + exactOf(r.exactExpectedHarm),
     '',
   ];
   const hasExact = r.positions.some((p) => p.exact);
   const header = ['t', 'I_t (MC)', ...(hasExact ? ['exact'] : []), 'KL on-policy (MC)', ...(hasExact ? ['exact'] : []), 'KL teacher-forced (MC)', ...(hasExact ? ['exact'] : []), '‖Ĝ_t‖', ...(hasExact ? ['exact'] : []), 'var'];
   const rows = r.positions.map((p) => [
     String(p.t),
-    pm(p.harmInformation, p.harmInformationSE),
+    pm(p.harmInformation, p.harmInformationSE, p.harmInformationSupport),
     ...(hasExact ? [num(p.exact?.harmInformation ?? null)] : []),
-    pm(p.klOnPolicy, p.klOnPolicySE),
+    pm(p.klOnPolicy, p.klOnPolicySE, p.klOnPolicySupport),
     ...(hasExact ? [num(p.exact?.klOnPolicy ?? null)] : []),
-    pm(p.klTeacherForced, p.klTeacherForcedSE),
+    pm(p.klTeacherForced, p.klTeacherForcedSE, p.klTeacherForcedSupport),
     ...(hasExact ? [num(p.exact?.klTeacherForced ?? null)] : []),
     num(p.gradNorm),
     ...(hasExact ? [num(p.exact?.gradNorm ?? null)] : []),
     num(p.gradVariance),
   ]);
   lines.push(table(header, rows));
+  const tau = r.harmSource === 'exact' ? 'τ = first t with h_t ∈ {0, 1}' : 'τ̂ = first t at which every rollout agrees on harm 0 or 1 (never later than τ)';
+  const tauRows = r.decisionTime.map((p, t) => [String(t), pm(p, r.decisionTimeSE[t], r.decisionTimeSupport[t]), ...(r.exactDecisionTime ? [num(r.exactDecisionTime[t])] : [])]);
+  tauRows.push([`> ${r.decisionTime.length - 1}`, pm(r.undecided, r.undecidedSE, r.undecidedSupport), ...(r.exactUndecided === null ? [] : [num(r.exactUndecided)])]);
+  lines.push('', `decision time, ${tau}:`, table(['t', 'P(τ = t) (MC)', ...(r.exactDecisionTime ? ['exact'] : [])], tauRows), '', SUPPORT_LEGEND);
   return lines.join('\n');
 }

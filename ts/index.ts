@@ -37,13 +37,16 @@ export {
   type ScenarioOptions,
 } from './scenario.js';
 export {
+  DEFAULT_TILT,
   MonteCarlo,
   NO_TOKEN,
   type Estimate,
   type EstimateOptions,
   type Estimates,
   type GradientEstimator,
+  type Proposal,
   type SampleBatch,
+  type ScalarEstimate,
   type SampleOptions,
 } from './montecarlo.js';
 export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './policy.js';

@@ -41,8 +41,6 @@ export interface SampleBatch {
   /** log π(y_t | y_<t), 0 after the end. */
   logProbs: Float64Array;
   harm: Float64Array;
-  /** First t at which the harm can no longer change (absorbing automaton state, end, or T). */
-  decisionTime: Uint32Array;
   /** Tokens emitted. */
   emitted: Uint32Array;
   /** Exact state after t tokens, N × (T+1), when the exact engine is used. */
@@ -53,9 +51,25 @@ export interface SampleBatch {
 export interface Estimate {
   mean: Float64Array;
   se: Float64Array;
-  /** Effective number of samples carrying the variance, (Σx²)²/Σx⁴: trust the SE only when it is not small. */
+  /**
+   * Effective number of samples carrying the variance, (Σc²)²/Σc⁴ over the per-sample deviation
+   * terms c of the SE: trust the SE only when it is not small (rare events drawn a few times, or not at all).
+   */
   support: Uint32Array;
 }
+
+/** One estimate with its standard error and effective support. */
+export interface ScalarEstimate {
+  mean: number;
+  se: number;
+  support: number;
+}
+
+/** Where `estimate` draws responses from: the policy, or the policy tilted toward harm (importance sampling). */
+export type Proposal = 'policy' | 'tilted';
+
+/** κ of the tilted proposal when `tilt` is not given (the core's DEFAULT_TILT). */
+export const DEFAULT_TILT = 3;
 
 export type GradientEstimator = 'reinforce' | 'leave-one-out' | 'innovation';
 
@@ -73,14 +87,29 @@ export interface EstimateOptions {
   directions?: Float64Array;
   /** Also estimate the KL on harmful base responses (teacher forcing; Q = base reweighted by H). */
   teacherForced?: boolean;
+  /**
+   * "tilted": draw the responses from q ∝ P·e^{κH} (exactly through the exact states with the
+   * ExactEngine, else per token by the harm of the automaton state each token leads to) and reweight
+   * by P/q, self-normalised. Not with `gradient`.
+   */
+  proposal?: Proposal;
+  /** κ of the tilted proposal (default DEFAULT_TILT), |κ| ≤ 700. */
+  tilt?: number;
 }
 
 export interface Estimates {
   samples: number;
   expectedHarm: number;
   expectedHarmSE: number;
-  /** P̂(τ = t), t = 0..T. */
-  decisionTime: Float64Array;
+  expectedHarmSupport: number;
+  /**
+   * P̂(τ = t) for t = 0..T (length T + 1), τ the first t with h_t ∈ {0, 1} (tolerance 1e-12, as the
+   * exact engine). With rollouts, the first t at which all 2M continuations from y_≤t have the same
+   * harm, 0 or 1: never later than τ, equal to it as M grows. Present when h_t is (`harm` given).
+   */
+  decisionTime?: Estimate;
+  /** P̂(τ > T): the harm never settles (non-binary harm). */
+  undecided?: ScalarEstimate;
   /** I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t from two independent rollout sets (unbiased). */
   harmInformation?: Estimate;
   /** KL(π ‖ base) per position on the policy's own prefixes. */
@@ -95,6 +124,8 @@ export interface Estimates {
     variance: Float64Array;
     projection?: Estimate;
   };
+  /** With the tilted proposal: how it was built, κ, and Kish's effective sample size (Σw)²/Σw². */
+  importance?: { method: 'exact' | 'per-token'; tilt: number; effectiveSampleSize: number };
 }
 
 export class MonteCarlo {
@@ -122,7 +153,6 @@ export class MonteCarlo {
       tokens: out.tokens,
       logProbs: out.logProbs,
       harm: out.harm,
-      decisionTime: out.decisionTime,
       emitted: out.emitted,
     };
     if (out.states) batch.states = out.states;
@@ -164,11 +194,14 @@ type NativeEstimates = ReturnType<InstanceType<typeof native.MonteCarlo>['estima
 function toEstimates(e: NativeEstimates): Estimates {
   const out: Estimates = {
     samples: e.samples,
-    expectedHarm: e.expectedHarm,
-    expectedHarmSE: e.expectedHarmSe,
-    decisionTime: e.decisionTime,
+    expectedHarm: e.expectedHarm.mean,
+    expectedHarmSE: e.expectedHarm.se,
+    expectedHarmSupport: e.expectedHarm.support,
     klOnPolicy: e.klOnPolicy,
   };
+  if (e.decisionTime) out.decisionTime = e.decisionTime;
+  if (e.undecided) out.undecided = e.undecided;
+  if (e.importance) out.importance = { method: e.importance.method as 'exact' | 'per-token', tilt: e.importance.tilt, effectiveSampleSize: e.importance.effectiveSampleSize };
   if (e.harmInformation) out.harmInformation = e.harmInformation;
   if (e.klTeacherForced) out.klTeacherForced = e.klTeacherForced;
   if (e.gradient) {

@@ -49,8 +49,6 @@ export interface RefSamples {
   logProbs: Float64Array;
   /** H per response. */
   harm: Float64Array;
-  /** First t (0..T) at which the walk has finished or sits in an absorbing automaton state. */
-  decisionTime: Uint32Array;
   /** Tokens emitted per response. */
   emitted: Uint32Array;
   /** N × (T+1) exact state after t tokens (the sink state repeated after the end); empty when
@@ -73,9 +71,19 @@ export interface RefSampleOptions {
 export interface RefEstimate {
   mean: Float64Array;
   se: Float64Array;
-  /** (Σx²)²/Σx⁴ over the per-sample contributions x, truncated (0 when all vanish). */
+  /** (Σc²)²/Σc⁴ over the per-sample deviation terms c of the SE, truncated (0 when all vanish). */
   support: Uint32Array;
 }
+
+/** One estimate (Rust `Scalar`). */
+export interface RefScalar {
+  mean: number;
+  se: number;
+  support: number;
+}
+
+/** h is settled within this distance of 0 or 1 (Rust `SETTLED_TOLERANCE`). */
+const SETTLED = 1e-12;
 
 /** ĥ_t along each response, N × (T+1); with rollouts, two independent sets. */
 export interface RefHarmPaths {
@@ -163,25 +171,50 @@ function dot(w: Float64Array, wAt: number, x: Float64Array, xAt: number, len: nu
   return total;
 }
 
-/** Reduces N × T values to per-position mean, SE and support, responses in order (Rust `per_position`). */
-function perPosition(values: Float64Array, count: number, tMax: number): RefEstimate {
-  const mean = new Float64Array(tMax);
-  const se = new Float64Array(tMax);
-  const support = new Uint32Array(tMax);
-  for (let t = 0; t < tMax; t++) {
-    let s = 0;
-    let s2 = 0;
-    let s4 = 0;
-    for (let n = 0; n < count; n++) {
-      const x = values[n * tMax + t]!;
-      s += x;
-      s2 += x * x;
-      s4 += x * x * x * x;
-    }
-    const [m, e] = meanAndSe(s, s2, count);
-    mean[t] = m;
-    se[t] = e;
-    support[t] = effectiveSupport(s2, s4);
+/**
+ * E[x] from per-sample values x(n) (Rust `reduce`): unweighted, the mean and its SE; weighted, the
+ * self-normalised Σw·x/Σw with the delta-method SE sqrt(Σ(w·(x − mean))²)/Σw. The support is
+ * (Σc²)²/Σc⁴ over the deviation terms c (x − mean, or w·(x − mean)/Σw).
+ */
+export function reduce(count: number, weights: ArrayLike<number> | undefined, x: (n: number) => number): RefScalar {
+  // Every sample alike: that value exactly, SE 0, support 0 (as Rust).
+  let constant = true;
+  for (let n = 1; n < count && constant; n++) constant = x(n) === x(0);
+  if (constant) return { mean: x(0), se: !weights && count < 2 ? NaN : 0, support: 0 };
+  let s2 = 0;
+  let s4 = 0;
+  const add = (c: number) => {
+    const c2 = c * c;
+    s2 += c2;
+    s4 += c2 * c2;
+  };
+  if (!weights) {
+    let sum = 0;
+    for (let n = 0; n < count; n++) sum += x(n);
+    const mean = sum / count;
+    for (let n = 0; n < count; n++) add(x(n) - mean);
+    const se = count < 2 ? NaN : Math.sqrt(s2 / (count - 1) / count);
+    return { mean, se, support: effectiveSupport(s2, s4) };
+  }
+  let total = 0;
+  for (let n = 0; n < count; n++) total += weights[n]!;
+  let sum = 0;
+  for (let n = 0; n < count; n++) sum += weights[n]! * x(n);
+  const mean = sum / total;
+  for (let n = 0; n < count; n++) add((weights[n]! * (x(n) - mean)) / total);
+  return { mean, se: Math.sqrt(s2), support: effectiveSupport(s2, s4) };
+}
+
+/** Reduces count × width values to per-column estimates, responses in order (Rust `per_position`). */
+function perPosition(values: Float64Array, count: number, width: number, weights?: ArrayLike<number>): RefEstimate {
+  const mean = new Float64Array(width);
+  const se = new Float64Array(width);
+  const support = new Uint32Array(width);
+  for (let t = 0; t < width; t++) {
+    const r = reduce(count, weights, (n) => values[n * width + t]!);
+    mean[t] = r.mean;
+    se[t] = r.se;
+    support[t] = r.support;
   }
   return { mean, se, support };
 }
@@ -205,7 +238,6 @@ class Track {
   readonly v: number;
   readonly tMax: number;
   readonly numContexts: number;
-  readonly absorbing: Uint8Array;
   /** Base rows as the Rust core holds them: with a state space, the rows of contexts of live
    *  states divided by their sum (Rust `Model::new`); without, every non-zero row (`prepared`). */
   readonly base: Float64Array;
@@ -218,13 +250,6 @@ class Track {
     this.v = v;
     this.tMax = sc.length;
     this.numContexts = (v + 1) ** sc.order;
-    const d = sc.harm.length;
-    this.absorbing = new Uint8Array(d);
-    for (let x = 0; x < d; x++) {
-      let all = 1;
-      for (let a = 0; a < v; a++) if (sc.transitions[x * v + a] !== x) all = 0;
-      this.absorbing[x] = all;
-    }
     this.base = normalisedBase(sc, space);
   }
 
@@ -250,10 +275,6 @@ class Track {
 
   finished(w: Walk): boolean {
     return w.ended || w.emitted >= this.tMax;
-  }
-
-  settled(w: Walk): boolean {
-    return this.finished(w) || this.absorbing[w.automaton] === 1;
   }
 
   advance(w: Walk, token: number): void {
@@ -317,7 +338,11 @@ function checkPolicy(sc: CompiledScenario, space: RefStateSpace | null, policy: 
 // Sampling
 // ---------------------------------------------------------------------------------------------
 
-function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: RefMcPolicy, options: RefSampleOptions): RefSamples {
+/**
+ * `tilt`: sample the per-token tilt of the policy instead (Rust `TokenTilt`): each row multiplied by
+ * e^{κ·harm(automaton state the token leads to)} and divided by its sum.
+ */
+function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: RefMcPolicy, options: RefSampleOptions, tilt?: number): RefSamples {
   checkPolicy(sc, space, policy);
   const track = new Track(sc, space);
   const { count, seed } = options;
@@ -344,20 +369,18 @@ function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: R
   const tokens = new Uint32Array(count * tMax).fill(NO_TOKEN);
   const logProbs = new Float64Array(count * tMax);
   const harm = new Float64Array(count);
-  const decisionTime = new Uint32Array(count);
   const emitted = new Uint32Array(count);
   const stride = tMax + 1;
   const states = space ? new Uint32Array(count * stride).fill(NO_STATE) : new Uint32Array(0);
 
+  const factor = tilt === undefined ? null : Float64Array.from(sc.transitions, (d) => Math.exp(tilt * sc.harm[d]!));
   const walk = track.start();
   const row = new Float64Array(v);
   for (let n = 0; n < count; n++) {
     track.reset(walk);
     const index = firstIndex + n;
-    let decided = -1;
     for (let t = 0; t <= tMax; t++) {
       if (space) states[n * stride + t] = walk.state;
-      if (decided < 0 && track.settled(walk)) decided = t;
       if (track.finished(walk)) {
         // A finished response stays in its (sink) state for the remaining positions.
         if (space) states.fill(walk.state, n * stride + t, (n + 1) * stride);
@@ -369,16 +392,20 @@ function sampleWith(sc: CompiledScenario, space: RefStateSpace | null, policy: R
         forced = prefix.tokens[at]! >>> 0;
       }
       track.probs(policy, walk, row);
+      if (factor) {
+        let total = 0;
+        for (let a = 0; a < v; a++) total += (row[a] = row[a]! * factor[walk.automaton * v + a]!);
+        for (let a = 0; a < v; a++) row[a] = row[a]! / total;
+      }
       const token = forced !== NO_TOKEN ? forced : drawIndex(row, firstUniform(k0, k1, index, t + 1, 0, 0));
       tokens[n * tMax + t] = token;
       logProbs[n * tMax + t] = Math.log(row[token]!);
       track.advance(walk, token);
     }
     harm[n] = track.harm(walk);
-    decisionTime[n] = decided < 0 ? tMax : decided;
     emitted[n] = walk.emitted;
   }
-  return { count, firstIndex, length: tMax, tokens, logProbs, harm, decisionTime, emitted, states };
+  return { count, firstIndex, length: tMax, tokens, logProbs, harm, emitted, states };
 }
 
 /** Samples N responses of a tabular policy (logits T × S × V), as Rust `sample` with an exact model. */
@@ -388,6 +415,11 @@ export function sampleTabular(sc: CompiledScenario, space: RefStateSpace, logits
 
 /** Samples N responses of the base model (rows by context; same draws as any other policy). With a
  *  state space the states are recorded and the base rows are those of the Rust exact model. */
+/** Samples N responses from the per-token tilt of a policy by κ (Rust `TokenTilt`), log q recorded. */
+export function sampleTokenTilt(sc: CompiledScenario, space: RefStateSpace | null, policy: RefMcPolicy, kappa: number, options: RefSampleOptions): RefSamples {
+  return sampleWith(sc, space, policy, options, kappa);
+}
+
 export function sampleBase(sc: CompiledScenario, space: RefStateSpace | null, options: RefSampleOptions): RefSamples {
   return sampleWith(sc, space, 'base', options);
 }
@@ -396,17 +428,9 @@ export function sampleBase(sc: CompiledScenario, space: RefStateSpace | null, op
 // Harm paths, E[H], I_t
 // ---------------------------------------------------------------------------------------------
 
-/** E[H] and its standard error. */
-export function expectedHarm(samples: RefSamples): { mean: number; se: number } {
-  let s = 0;
-  let s2 = 0;
-  for (let n = 0; n < samples.count; n++) {
-    const h = samples.harm[n]!;
-    s += h;
-    s2 += h * h;
-  }
-  const [mean, se] = meanAndSe(s, s2, samples.count);
-  return { mean, se };
+/** E[H] with its standard error and support (weighted: self-normalised). */
+export function expectedHarm(samples: RefSamples, weights?: ArrayLike<number>): RefScalar {
+  return reduce(samples.count, weights, (n) => samples.harm[n]!);
 }
 
 /** h_t along each response from the exact table hTable ((T+1) × S) of the sampled policy. */
@@ -468,7 +492,7 @@ export function harmPathsRollouts(
 }
 
 /** I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t (two rollout sets), with SE and support. */
-export function harmInformation(samples: RefSamples, paths: RefHarmPaths): RefEstimate {
+export function harmInformation(samples: RefSamples, paths: RefHarmPaths, weights?: ArrayLike<number>): RefEstimate {
   const tMax = samples.length;
   const stride = tMax + 1;
   const values = new Float64Array(samples.count * tMax);
@@ -481,7 +505,41 @@ export function harmInformation(samples: RefSamples, paths: RefHarmPaths): RefEs
       values[n * tMax + t - 1] = d1 * d2;
     }
   }
-  return perPosition(values, samples.count, tMax);
+  return perPosition(values, samples.count, tMax, weights);
+}
+
+const settled = (h: number) => h <= SETTLED || h >= 1 - SETTLED;
+
+/**
+ * τ per response, the first t with ĥ_t ∈ {0, 1} (both rollout sets, when there are two), or T + 1
+ * when h never settles (Rust `decision_times`).
+ */
+export function decisionTimes(paths: RefHarmPaths, count: number, length: number): Uint32Array {
+  const stride = length + 1;
+  const out = new Uint32Array(count).fill(stride);
+  for (let n = 0; n < count; n++) {
+    for (let t = 0; t <= length; t++) {
+      const at = n * stride + t;
+      if (settled(paths.first[at]!) && (!paths.second || settled(paths.second[at]!))) {
+        out[n] = t;
+        break;
+      }
+    }
+  }
+  return out;
+}
+
+/** P̂(τ = t) for t = 0..T and P̂(τ > T) (Rust `decision_time_histogram`). */
+export function decisionTimeHistogram(times: Uint32Array, length: number, weights?: ArrayLike<number>): { histogram: RefEstimate; undecided: RefScalar } {
+  const count = times.length;
+  const width = length + 2;
+  const values = new Float64Array(count * width);
+  for (let n = 0; n < count; n++) values[n * width + times[n]!] = 1;
+  const all = perPosition(values, count, width, weights);
+  return {
+    histogram: { mean: all.mean.slice(0, length + 1), se: all.se.slice(0, length + 1), support: all.support.slice(0, length + 1) },
+    undecided: { mean: all.mean[length + 1]!, se: all.se[length + 1]!, support: all.support[length + 1]! },
+  };
 }
 
 /** Δ̂_t(n) = ĥ_t − ĥ_{t−1} (the mean of the two sets with rollouts). */
@@ -547,9 +605,10 @@ export function estimateGradientTabular(
   const variance = new Float64Array(tMax);
   const projection: RefEstimate = { mean: new Float64Array(tMax).fill(NaN), se: new Float64Array(tMax).fill(NaN), support: new Uint32Array(tMax) };
 
-  // Per-(state, token) sums of c, c², c⁴ at the current position, and the states visited there.
+  // Per-(state, token) sums of c, c², c³, c⁴ at the current position, and the states visited there.
   const sumC = new Float64Array(blockLength);
   const sumC2 = new Float64Array(blockLength);
+  const sumC3 = new Float64Array(blockLength);
   const sumC4 = new Float64Array(blockLength);
   const want = new Uint8Array(blockLength);
   const seen = new Uint8Array(S);
@@ -566,6 +625,7 @@ export function estimateGradientTabular(
       const i = s * v + a;
       sumC[i] = sumC[i]! + c;
       sumC2[i] = sumC2[i]! + c * c;
+      sumC3[i] = sumC3[i]! + c * c * c;
       sumC4[i] = sumC4[i]! + c * c * c * c;
       want[i] = 1;
       if (!seen[s]) {
@@ -578,6 +638,7 @@ export function estimateGradientTabular(
     let sqNormSum = 0;
     let projSum = 0;
     let projSqSum = 0;
+    let projCubeSum = 0;
     let projFourthSum = 0;
     for (const s of order) {
       softmaxInto(logits, (t * S + s) * v, v, pi);
@@ -595,11 +656,13 @@ export function estimateGradientTabular(
         const proj = directions ? directions[blockAt + i]! - meanU : 0;
         sqNormSum += sumC2[i]! * sqNorm;
         projSum += sumC[i]! * proj;
-        projSqSum += sumC2[i]! * proj * proj;
         const p2 = proj * proj;
+        projSqSum += sumC2[i]! * p2;
+        projCubeSum += sumC3[i]! * (p2 * proj);
         projFourthSum += sumC4[i]! * (p2 * p2);
         sumC[i] = 0;
         sumC2[i] = 0;
+        sumC3[i] = 0;
         sumC4[i] = 0;
         want[i] = 0;
       }
@@ -610,11 +673,14 @@ export function estimateGradientTabular(
     norm[t] = Math.sqrt(normSq);
     const varT = sqNormSum / count - normSq;
     variance[t] = varT > 0 ? varT : 0;
-    projection.support[t] = effectiveSupport(projSqSum, projFourthSum);
     if (directions) {
       const [m, se] = meanAndSe(projSum, projSqSum, count);
       projection.mean[t] = m;
       projection.se[t] = se;
+      // Central moments of the projections from their power sums.
+      const central2 = Math.max(projSqSum - count * m * m, 0);
+      const central4 = Math.max(projFourthSum - 4 * m * projCubeSum + 6 * m * m * projSqSum - 3 * count * (m * m * (m * m)), 0);
+      projection.support[t] = effectiveSupport(central2, central4);
     }
   }
   return { blocks, blockLength, norm, variance, ...(directions ? { projection } : {}) };
@@ -656,34 +722,97 @@ export function klAlong(
       track.advance(walk, token);
     }
   }
-  if (!weights) return perPosition(values, count, tMax);
-
-  let total = 0;
-  for (let n = 0; n < count; n++) total += weights[n]!;
-  if (!(total > 0)) throw new Error('the weights of the prefixes sum to 0 (no harmful sample)');
-  const mean = new Float64Array(tMax);
-  const se = new Float64Array(tMax);
-  const support = new Uint32Array(tMax);
-  for (let t = 0; t < tMax; t++) {
-    let sw = 0;
-    for (let n = 0; n < count; n++) sw += weights[n]! * values[n * tMax + t]!;
-    const m = sw / total;
-    let dev = 0;
-    let s2 = 0;
-    let s4 = 0;
-    for (let n = 0; n < count; n++) {
-      const w = weights[n]!;
-      const x = values[n * tMax + t]!;
-      const d = w * (x - m);
-      dev += d * d;
-      const wx = w * x;
-      const x2 = wx * wx;
-      s2 += x2;
-      s4 += x2 * x2;
-    }
-    mean[t] = m;
-    se[t] = Math.sqrt(dev / (total * total));
-    support[t] = effectiveSupport(s2, s4);
+  if (weights) {
+    let total = 0;
+    for (let n = 0; n < count; n++) total += weights[n]!;
+    if (!(total > 0)) throw new Error('the weights of the prefixes sum to 0 (no harmful sample)');
   }
-  return { mean, se, support };
+  return perPosition(values, count, tMax, weights);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Importance sampling: the exact tilt q ∝ P·e^{κH} and the likelihood ratios
+// ---------------------------------------------------------------------------------------------
+
+/** π_t(·|s) of a policy at a live state (base rows as the Rust exact model holds them). */
+function rowAt(track: Track, policy: RefMcPolicy, t: number, s: number, out: Float64Array): void {
+  const space = track.space!;
+  track.probs(policy, { emitted: t - 1, context: space.context[s]!, automaton: space.automaton[s]!, state: s, ended: false }, out);
+}
+
+/**
+ * The exact tilt of a policy (Rust `ExactTilt`) as tabular logits T × S × V: q_t(a|s) =
+ * π_t(a|s)·Z_t(s·a)/Z_{t−1}(s), Z_t(s) = E_π[e^{κH} | s at t] by backward induction.
+ */
+export function exactTiltLogits(sc: CompiledScenario, space: RefStateSpace, policy: RefMcPolicy, kappa: number): Float64Array {
+  checkPolicy(sc, space, policy);
+  const track = new Track(sc, space);
+  const S = space.numStates;
+  const v = sc.tokens.length;
+  const tMax = sc.length;
+  const z = new Float64Array((tMax + 1) * S);
+  for (let s = 0; s < S; s++) z[tMax * S + s] = Math.exp(kappa * sc.harm[space.automaton[s]!]!);
+  const row = new Float64Array(v);
+  for (let t = tMax; t >= 1; t--) {
+    for (let s = 0; s < S; s++) {
+      if (!space.live[s]) {
+        z[(t - 1) * S + s] = z[t * S + s]!;
+        continue;
+      }
+      rowAt(track, policy, t, s, row);
+      let sum = 0;
+      for (let a = 0; a < v; a++) sum += row[a]! * z[t * S + space.next[s * v + a]!]!;
+      z[(t - 1) * S + s] = sum;
+    }
+  }
+  const logits = new Float64Array(tMax * S * v);
+  for (let t = 1; t <= tMax; t++) {
+    for (let s = 0; s < S; s++) {
+      if (!space.live[s]) continue;
+      rowAt(track, policy, t, s, row);
+      for (let a = 0; a < v; a++) logits[((t - 1) * S + s) * v + a] = Math.log(row[a]! * (z[t * S + space.next[s * v + a]!]! / z[(t - 1) * S + s]!));
+    }
+  }
+  return logits;
+}
+
+/**
+ * Likelihood ratios w_n ∝ P(y_n)/q(y_n) of responses drawn from a proposal (their logProbs are
+ * log q), scaled so that the largest is 1 (Rust `importance_weights`).
+ */
+export function importanceWeights(sc: CompiledScenario, space: RefStateSpace | null, target: RefMcPolicy, samples: RefSamples): Float64Array {
+  const track = new Track(sc, space);
+  const tMax = samples.length;
+  const row = new Float64Array(sc.tokens.length);
+  const walk = track.start();
+  const logW = new Float64Array(samples.count);
+  for (let n = 0; n < samples.count; n++) {
+    track.reset(walk);
+    let acc = 0;
+    for (let t = 0; t < tMax; t++) {
+      const token = samples.tokens[n * tMax + t]!;
+      if (token === NO_TOKEN) {
+        acc += 0 - samples.logProbs[n * tMax + t]!;
+        continue;
+      }
+      track.probs(target, walk, row);
+      acc += Math.log(row[token]!) - samples.logProbs[n * tMax + t]!;
+      track.advance(walk, token);
+    }
+    logW[n] = acc;
+  }
+  let top = -Infinity;
+  for (const l of logW) top = Math.max(top, l);
+  return logW.map((l) => Math.exp(l - top));
+}
+
+/** Kish's effective sample size (Σw)²/Σw². */
+export function effectiveSampleSize(weights: Float64Array): number {
+  let s = 0;
+  let s2 = 0;
+  for (const w of weights) {
+    s += w;
+    s2 += w * w;
+  }
+  return (s * s) / s2;
 }

@@ -9,6 +9,9 @@
 //!   innovation (c = Δ̂_t), accumulated by the covariance kernel: contributions are grouped by
 //!   (policy input, token), so each distinct input is differentiated once, never each sample.
 //! - Per-position KL between two policies on sampled prefixes, exact over the vocabulary per prefix.
+//! - The decision time τ (first t with h_t ∈ {0, 1}) per response, and its histogram with P(τ > T).
+//! - Every mean comes with its SE and effective support, plain or self-normalised under weights
+//!   (importance sampling, proposal.rs; or teacher forcing on Q = base reweighted by H).
 //!
 //! Reductions run in response order for each position (positions in parallel), so results do not
 //! depend on the thread count.
@@ -16,6 +19,7 @@
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
+use crate::exact::SETTLED_TOLERANCE;
 use crate::mlp::dot;
 use crate::parallel::map_chunks_of;
 use crate::policy::{softmax, Policy, TabularPolicy};
@@ -25,7 +29,10 @@ use crate::walk::{Track, Walk, NO_TOKEN};
 
 const RESPONSES_PER_CHUNK: usize = 64;
 
-/// (Σx²)² / Σx⁴: how many samples the variance rests on (0 when every contribution is 0).
+/// (Σc²)² / Σc⁴: how many samples the variance rests on (0 when every term is 0). The c_n are the
+/// per-sample deviation terms whose squares make up the SE (x_n − mean, or w_n·(x_n − mean)/Σw for
+/// a weighted estimate): a few dominant terms give a small support, and then the SE is not to be
+/// trusted (rare events drawn too few times, or not at all).
 pub fn effective_support(sum_sq: f64, sum_fourth: f64) -> u32 {
     if sum_fourth > 0.0 {
         (sum_sq * sum_sq / sum_fourth) as u32
@@ -42,6 +49,46 @@ pub fn mean_and_se(sum: f64, sum_sq: f64, n: usize) -> (f64, f64) {
     }
     let var = ((sum_sq - n as f64 * mean * mean) / (n as f64 - 1.0)).max(0.0);
     (mean, (var / n as f64).sqrt())
+}
+
+/// One estimate: mean, standard error and effective support (see `effective_support`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scalar {
+    pub mean: f64,
+    pub se: f64,
+    pub support: u32,
+}
+
+/// The estimate of E[x] from per-sample values x(n), n < count, in response order. Unweighted: the
+/// sample mean and its SE. Weighted (importance weights, or Q = base reweighted by H): the
+/// self-normalised Σw·x/Σw with its delta-method SE sqrt(Σ(w·(x − mean))²)/Σw. When every sample
+/// has the same value, that is the estimate exactly, with SE 0 and support 0 (no variation was seen,
+/// so the sample cannot tell a constant from a rare event it missed).
+pub fn reduce(count: usize, weights: Option<&[f64]>, x: impl Fn(usize) -> f64) -> Scalar {
+    if (1..count).all(|n| x(n) == x(0)) {
+        let se = if weights.is_none() && count < 2 { f64::NAN } else { 0.0 };
+        return Scalar { mean: x(0), se, support: 0 };
+    }
+    let deviations = |c: &dyn Fn(usize) -> f64| {
+        (0..count).fold((0.0, 0.0), |(s2, s4), n| {
+            let c2 = c(n) * c(n);
+            (s2 + c2, s4 + c2 * c2)
+        })
+    };
+    match weights {
+        None => {
+            let mean = (0..count).fold(0.0, |s, n| s + x(n)) / count as f64;
+            let (s2, s4) = deviations(&|n| x(n) - mean);
+            let se = if count < 2 { f64::NAN } else { (s2 / (count as f64 - 1.0) / count as f64).sqrt() };
+            Scalar { mean, se, support: effective_support(s2, s4) }
+        }
+        Some(w) => {
+            let total = w.iter().fold(0.0, |s, w| s + w);
+            let mean = (0..count).fold(0.0, |s, n| s + w[n] * x(n)) / total;
+            let (s2, s4) = deviations(&|n| w[n] * (x(n) - mean) / total);
+            Scalar { mean, se: s2.sqrt(), support: effective_support(s2, s4) }
+        }
+    }
 }
 
 /// Where h_t along a sampled response comes from.
@@ -122,49 +169,67 @@ pub fn harm_paths(track: &Track, policy: &dyn StepPolicy, samples: &Samples, sou
     }
 }
 
-/// Per-position estimates with standard errors (arrays of length T).
+/// Per-position estimates with standard errors (arrays of length T, or T+1 for τ = 0..T).
 #[derive(Debug, Clone, Default)]
 pub struct PositionEstimates {
     pub mean: Vec<f64>,
     pub se: Vec<f64>,
-    /// Effective number of samples carrying the variance, (Σx²)²/Σx⁴ over the per-sample
-    /// contributions x. The SE is only trustworthy when this is not small: when a few rare samples
-    /// (a refusal after many harmful tokens) dominate, or none was drawn, the SE underestimates.
+    /// Effective number of samples carrying the variance (see `effective_support`). The SE is only
+    /// trustworthy when this is not small: when a few rare samples (a refusal after many harmful
+    /// tokens) dominate, or none was drawn, the SE underestimates.
     pub support: Vec<u32>,
 }
 
-/// Reduces per-(response, position) values to per-position means and SEs, positions in parallel,
-/// responses in order.
-fn per_position(values: &[f64], count: usize, t_max: usize) -> PositionEstimates {
-    let stats: Vec<(f64, f64, u32)> = (0..t_max)
-        .into_par_iter()
-        .map(|t| {
-            let (mut s, mut s2, mut s4) = (0.0, 0.0, 0.0);
-            for n in 0..count {
-                let x = values[n * t_max + t];
-                s += x;
-                s2 += x * x;
-                s4 += x * x * x * x;
-            }
-            let (mean, se) = mean_and_se(s, s2, count);
-            (mean, se, effective_support(s2, s4))
-        })
-        .collect();
-    PositionEstimates {
-        mean: stats.iter().map(|s| s.0).collect(),
-        se: stats.iter().map(|s| s.1).collect(),
-        support: stats.iter().map(|s| s.2).collect(),
+impl PositionEstimates {
+    fn from_columns(columns: Vec<Scalar>) -> Self {
+        PositionEstimates {
+            mean: columns.iter().map(|c| c.mean).collect(),
+            se: columns.iter().map(|c| c.se).collect(),
+            support: columns.iter().map(|c| c.support).collect(),
+        }
     }
 }
 
-/// E[H] with its standard error.
-pub fn expected_harm(samples: &Samples) -> (f64, f64) {
-    let (s, s2) = samples.harm.iter().fold((0.0, 0.0), |(s, s2), h| (s + h, s2 + h * h));
-    mean_and_se(s, s2, samples.count)
+/// Reduces per-(response, column) values (count × width) to per-column estimates, columns in
+/// parallel, responses in order.
+fn per_position(values: &[f64], count: usize, width: usize, weights: Option<&[f64]>) -> PositionEstimates {
+    let columns = (0..width).into_par_iter().map(|t| reduce(count, weights, |n| values[n * width + t])).collect();
+    PositionEstimates::from_columns(columns)
+}
+
+/// E[H] (weighted: self-normalised under importance weights).
+pub fn expected_harm(samples: &Samples, weights: Option<&[f64]>) -> Scalar {
+    reduce(samples.count, weights, |n| samples.harm[n])
+}
+
+/// Whether h is settled: within SETTLED_TOLERANCE of 0 or 1, the exact engine's test.
+fn settled(h: f64) -> bool {
+    h <= SETTLED_TOLERANCE || h >= 1.0 - SETTLED_TOLERANCE
+}
+
+/// The decision time τ of each response, the first t with h_t ∈ {0, 1}, or T + 1 when h never
+/// settles (τ > T, possible only for non-binary harm). With rollouts, ĥ_t of both sets must be
+/// settled: every one of the 2M continuations from y_≤t has the same harm, 0 or 1. That τ̂ is never
+/// later than τ (where h_t is 0 or 1 every continuation agrees) and tends to τ as M grows.
+pub fn decision_times(paths: &HarmPaths, count: usize, length: usize) -> Vec<u32> {
+    let stride = length + 1;
+    let decided = |n: usize, t: usize| {
+        let at = n * stride + t;
+        settled(paths.first[at]) && paths.second.as_ref().is_none_or(|h| settled(h[at]))
+    };
+    (0..count).map(|n| (0..=length).find(|&t| decided(n, t)).unwrap_or(stride) as u32).collect()
+}
+
+/// P̂(τ = t) for t = 0..T and P̂(τ > T), from the decision times of `decision_times`.
+pub fn decision_time_histogram(times: &[u32], length: usize, weights: Option<&[f64]>) -> (PositionEstimates, Scalar) {
+    let width = length + 2;
+    let columns: Vec<Scalar> = (0..width).into_par_iter().map(|t| reduce(times.len(), weights, |n| if times[n] as usize == t { 1.0 } else { 0.0 })).collect();
+    let undecided = columns[length + 1];
+    (PositionEstimates::from_columns(columns[..=length].to_vec()), undecided)
 }
 
 /// I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t (two independent rollout sets).
-pub fn harm_information(samples: &Samples, paths: &HarmPaths) -> PositionEstimates {
+pub fn harm_information(samples: &Samples, paths: &HarmPaths, weights: Option<&[f64]>) -> PositionEstimates {
     let (t_max, stride) = (samples.length, samples.length + 1);
     let mut values = vec![0.0; samples.count * t_max];
     for n in 0..samples.count {
@@ -177,44 +242,22 @@ pub fn harm_information(samples: &Samples, paths: &HarmPaths) -> PositionEstimat
             values[n * t_max + t - 1] = d1 * d2;
         }
     }
-    per_position(&values, samples.count, t_max)
+    per_position(&values, samples.count, t_max, weights)
 }
 
 /// Per-position KL(π(·|prefix) ‖ base(·|prefix)) averaged over the sampled prefixes, optionally
-/// weighted per response (teacher forcing on Q = base reweighted by H uses weights H_n; the SE is
-/// then the delta-method SE of the ratio estimate).
+/// weighted per response (importance weights; or teacher forcing on Q = base reweighted by H, with
+/// weights H_n).
 pub fn kl_to_base_along(track: &Track, policy: &dyn StepPolicy, samples: &Samples, weights: Option<&[f64]>) -> Result<PositionEstimates> {
     let (t_max, v) = (samples.length, track.spec.vocab);
-    let scratch = || (vec![0.0; v], vec![0.0; policy.scratch_len()]);
-    let values = map_tokens(track, samples, scratch, |(row, s), walk, _| policy.kl_to_base(track, walk, row, s));
-    match weights {
-        None => Ok(per_position(&values, samples.count, t_max)),
-        Some(w) => {
-            let total: f64 = w.iter().sum();
-            if !(total > 0.0) {
-                return Err(Error::InvalidArgument("the weights of the prefixes sum to 0 (no harmful sample)".into()));
-            }
-            let stats: Vec<(f64, f64, u32)> = (0..t_max)
-                .into_par_iter()
-                .map(|t| {
-                    let value = |n: usize| values[n * t_max + t];
-                    let mean = (0..samples.count).map(|n| w[n] * value(n)).sum::<f64>() / total;
-                    let var = (0..samples.count).map(|n| (w[n] * (value(n) - mean)).powi(2)).sum::<f64>() / (total * total);
-                    let (s2, s4) = (0..samples.count).fold((0.0, 0.0), |(s2, s4), n| {
-                        let x = (w[n] * value(n)).powi(2);
-                        (s2 + x, s4 + x * x)
-                    });
-                    let support = effective_support(s2, s4);
-                    (mean, var.sqrt(), support)
-                })
-                .collect();
-            Ok(PositionEstimates {
-                mean: stats.iter().map(|s| s.0).collect(),
-                se: stats.iter().map(|s| s.1).collect(),
-                support: stats.iter().map(|s| s.2).collect(),
-            })
+    if let Some(w) = weights {
+        if !(w.iter().sum::<f64>() > 0.0) {
+            return Err(Error::InvalidArgument("the weights of the prefixes sum to 0 (no harmful sample)".into()));
         }
     }
+    let scratch = || (vec![0.0; v], vec![0.0; policy.scratch_len()]);
+    let values = map_tokens(track, samples, scratch, |(row, s), walk, _| policy.kl_to_base(track, walk, row, s));
+    Ok(per_position(&values, samples.count, t_max, weights))
 }
 
 /// A policy whose score function the covariance kernel can accumulate.
@@ -320,7 +363,7 @@ pub fn accumulate_scores(
     }
     // Input keys along each response.
     let keys: Vec<u64> = map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk));
-    let per_t: Vec<(Vec<f64>, f64, f64, f64, u32)> = (0..t_max)
+    let per_t: Vec<(Vec<f64>, f64, [f64; 4])> = (0..t_max)
         .into_par_iter()
         .map(|t| {
             // (key, token, coefficient) of every response with a token at t, grouped by key then token.
@@ -331,7 +374,10 @@ pub fn accumulate_scores(
             entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
             let mut block = vec![0.0; block_len];
             let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
-            let (mut sq_norm_sum, mut proj_sum, mut proj_sq_sum, mut proj_fourth_sum) = (0.0, 0.0, 0.0, 0.0);
+            // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
+            let mut sq_norm_sum = 0.0;
+            let mut proj_sums = [0.0; 4];
+            let mut sum_c3 = vec![0.0; v];
             let mut sum_c4 = vec![0.0; v];
             let mut sum_c = vec![0.0; v];
             let mut sum_c2 = vec![0.0; v];
@@ -343,12 +389,14 @@ pub fn accumulate_scores(
                 let key = entries[i].0;
                 sum_c.fill(0.0);
                 sum_c2.fill(0.0);
+                sum_c3.fill(0.0);
                 sum_c4.fill(0.0);
                 want.fill(false);
                 while i < entries.len() && entries[i].0 == key {
                     let (_, a, c) = entries[i];
                     sum_c[a as usize] += c;
                     sum_c2[a as usize] += c * c;
+                    sum_c3[a as usize] += c * c * c;
                     sum_c4[a as usize] += c * c * c * c;
                     want[a as usize] = with_variance || directions.is_some();
                     i += 1;
@@ -356,28 +404,34 @@ pub fn accumulate_scores(
                 policy.accumulate(t + 1, key, &sum_c, &mut block, &want, &mut norms, u, &mut proj, &mut scratch);
                 for a in (0..v).filter(|&a| want[a]) {
                     sq_norm_sum += sum_c2[a] * norms[a];
-                    proj_sum += sum_c[a] * proj[a];
-                    proj_sq_sum += sum_c2[a] * proj[a] * proj[a];
-                    proj_fourth_sum += sum_c4[a] * proj[a].powi(4);
+                    let p2 = proj[a] * proj[a];
+                    proj_sums[0] += sum_c[a] * proj[a];
+                    proj_sums[1] += sum_c2[a] * p2;
+                    proj_sums[2] += sum_c3[a] * (p2 * proj[a]);
+                    proj_sums[3] += sum_c4[a] * (p2 * p2);
                 }
             }
             block.iter_mut().for_each(|g| *g /= count as f64);
-            (block, sq_norm_sum, proj_sum, proj_sq_sum, effective_support(proj_sq_sum, proj_fourth_sum))
+            (block, sq_norm_sum, proj_sums)
         })
         .collect();
 
     let mut blocks = Vec::with_capacity(t_max * block_len);
     let (mut norm, mut variance) = (vec![0.0; t_max], vec![0.0; t_max]);
     let mut projection = PositionEstimates { mean: vec![f64::NAN; t_max], se: vec![f64::NAN; t_max], support: vec![0; t_max] };
-    for (t, (block, sq_norm_sum, proj_sum, proj_sq_sum, support)) in per_t.into_iter().enumerate() {
-        projection.support[t] = support;
+    for (t, (block, sq_norm_sum, [s1, s2, s3, s4])) in per_t.into_iter().enumerate() {
         let norm_sq = dot(&block, &block);
         norm[t] = norm_sq.sqrt();
         variance[t] = if with_variance { (sq_norm_sum / count as f64 - norm_sq).max(0.0) } else { f64::NAN };
         if directions.is_some() {
-            let (m, se) = mean_and_se(proj_sum, proj_sq_sum, count);
+            let (m, se) = mean_and_se(s1, s2, count);
             projection.mean[t] = m;
             projection.se[t] = se;
+            // Central moments of the projections from their power sums.
+            let n = count as f64;
+            let central2 = (s2 - n * m * m).max(0.0);
+            let central4 = (s4 - 4.0 * m * s3 + 6.0 * m * m * s2 - 3.0 * n * ((m * m) * (m * m))).max(0.0);
+            projection.support[t] = effective_support(central2, central4);
         }
         blocks.extend(block);
     }

@@ -1,7 +1,14 @@
 //! One Monte Carlo run: sample, then every estimate the run asks for, with standard errors.
+//!
+//! Responses come from the policy itself, or from a proposal (importance sampling, proposal.rs):
+//! then every estimate is self-normalised with the likelihood ratios P/q of the whole responses.
 
-use crate::error::Result;
-use crate::estimate::{estimate_gradient, expected_harm, harm_information, harm_paths, kl_to_base_along, Coefficient, GradientEstimate, HarmSource, PositionEstimates, ScoreModel};
+use crate::error::{Error, Result};
+use crate::estimate::{
+    decision_time_histogram, decision_times, estimate_gradient, expected_harm, harm_information, harm_paths, kl_to_base_along, Coefficient, GradientEstimate, HarmSource,
+    PositionEstimates, Scalar, ScoreModel,
+};
+use crate::proposal::{effective_sample_size, importance_weights};
 use crate::sampling::{sample, BaseStep, SampleRequest, StepPolicy};
 use crate::walk::Track;
 
@@ -22,28 +29,38 @@ pub struct RunRequest<'a> {
     pub gradient: Option<Coefficient>,
     pub directions: Option<&'a [f64]>,
     pub teacher_forced: bool,
+    /// Draw the responses from this proposal instead of the policy, and reweight.
+    pub proposal: Option<&'a dyn StepPolicy>,
 }
 
 pub struct RunReport {
-    pub expected_harm: (f64, f64),
-    /// P̂(τ = t) for t = 0..T (structural decision time, see sampling.rs).
-    pub decision_time: Vec<f64>,
+    pub expected_harm: Scalar,
+    /// P̂(τ = t) for t = 0..T and P̂(τ > T), τ the first t with h_t ∈ {0, 1} (when h_t is known).
+    pub decision_time: Option<(PositionEstimates, Scalar)>,
     pub harm_information: Option<PositionEstimates>,
     pub kl_on_policy: PositionEstimates,
     pub kl_teacher_forced: Option<PositionEstimates>,
     pub gradient: Option<GradientEstimate>,
+    /// Kish's effective sample size of the importance weights, with a proposal.
+    pub effective_sample_size: Option<f64>,
 }
 
 /// `score` is the policy's differentiable view (tabular or mlp), needed for gradients.
 pub fn run(track: &Track, policy: &dyn StepPolicy, score: Option<&dyn ScoreModel>, request: &RunRequest) -> Result<RunReport> {
-    let samples = sample(track, policy, &SampleRequest { count: request.samples, seed: request.seed, prefix: None, first_index: 0 })?;
+    if request.proposal.is_some() && request.gradient.is_some() {
+        return Err(Error::InvalidArgument("gradients are estimated on the policy's own samples: ask for them without a proposal".into()));
+    }
+    let sampler = request.proposal.unwrap_or(policy);
+    let samples = sample(track, sampler, &SampleRequest { count: request.samples, seed: request.seed, prefix: None, first_index: 0 })?;
+    let weights = request.proposal.map(|_| importance_weights(track, policy, &samples));
+    let w = weights.as_deref();
     let paths = match &request.harm {
         None => None,
         Some(HarmChoice::Exact(table)) => Some(harm_paths(track, policy, &samples, &HarmSource::Exact(table), request.seed)?),
         Some(HarmChoice::Rollouts(m)) => Some(harm_paths(track, policy, &samples, &HarmSource::Rollouts(*m), request.seed)?),
     };
     let base = BaseStep { spec: track.spec };
-    let kl_on_policy = kl_to_base_along(track, policy, &samples, None)?;
+    let kl_on_policy = kl_to_base_along(track, policy, &samples, w)?;
     let kl_teacher_forced = if request.teacher_forced {
         let seed = request.seed ^ TEACHER_FORCED_SEED_MIX;
         let harmful = sample(track, &base, &SampleRequest { count: request.samples, seed, prefix: None, first_index: 0 })?;
@@ -53,19 +70,16 @@ pub fn run(track: &Track, policy: &dyn StepPolicy, score: Option<&dyn ScoreModel
     };
     let gradient = match (request.gradient, score) {
         (None, _) => None,
-        (Some(_), None) => return Err(crate::Error::InvalidArgument("gradients need a policy with parameters (tabular or mlp)".into())),
+        (Some(_), None) => return Err(Error::InvalidArgument("gradients need a policy with parameters (tabular or mlp)".into())),
         (Some(c), Some(score)) => Some(estimate_gradient(track, score, &samples, c, paths.as_ref(), request.directions)?),
     };
-    let mut decision_time = vec![0.0; samples.length + 1];
-    for &t in &samples.decision_time {
-        decision_time[t as usize] += 1.0 / samples.count as f64;
-    }
     Ok(RunReport {
-        expected_harm: expected_harm(&samples),
-        decision_time,
-        harm_information: paths.as_ref().map(|p| harm_information(&samples, p)),
+        expected_harm: expected_harm(&samples, w),
+        decision_time: paths.as_ref().map(|p| decision_time_histogram(&decision_times(p, samples.count, samples.length), samples.length, w)),
+        harm_information: paths.as_ref().map(|p| harm_information(&samples, p, w)),
         kl_on_policy,
         kl_teacher_forced,
         gradient,
+        effective_sample_size: w.map(effective_sample_size),
     })
 }

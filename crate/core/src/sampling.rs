@@ -92,8 +92,6 @@ pub struct Samples {
     /// log π(y_t | y_<t) (0 after the end).
     pub log_probs: Vec<f64>,
     pub harm: Vec<f64>,
-    /// First t at which the harm can no longer change (absorbing automaton state, end, or T).
-    pub decision_time: Vec<u32>,
     /// Number of tokens emitted.
     pub emitted: Vec<u32>,
     /// Exact state after t tokens, N × (T+1), when sampled with an exact model.
@@ -156,7 +154,6 @@ pub fn step(track: &Track, policy: &dyn StepPolicy, walk: &mut Walk, key: DrawKe
 pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -> Result<Samples> {
     check_request(track, policy, request)?;
     let (n, t_max, v) = (request.count, track.spec.length, track.spec.vocab);
-    let absorbing = track.absorbing_states();
     let with_states = track.model.is_some();
     let chunks = map_chunks_of(n, RESPONSES_PER_CHUNK, |range| {
         let mut out = Samples {
@@ -166,7 +163,6 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
             tokens: vec![NO_TOKEN; range.len() * t_max],
             log_probs: vec![0.0; range.len() * t_max],
             harm: vec![0.0; range.len()],
-            decision_time: vec![0; range.len()],
             emitted: vec![0; range.len()],
             states: with_states.then(|| vec![NO_STATE; range.len() * (t_max + 1)]),
         };
@@ -176,13 +172,9 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
         for (i, response) in range.enumerate() {
             track.reset(&mut walk);
             let index = request.first_index + response as u32;
-            let mut decided = None;
             for t in 0..=t_max {
                 if let Some(states) = out.states.as_mut() {
                     states[i * (t_max + 1) + t] = walk.state;
-                }
-                if decided.is_none() && track.settled(&walk, &absorbing) {
-                    decided = Some(t as u32);
                 }
                 if track.finished(&walk) {
                     // A finished response stays in its (sink) state for the remaining positions.
@@ -198,7 +190,6 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
                 out.log_probs[i * t_max + t] = log_prob;
             }
             out.harm[i] = track.harm(&walk);
-            out.decision_time[i] = decided.unwrap_or(t_max as u32);
             out.emitted[i] = walk.emitted() as u32;
         }
         out
@@ -216,7 +207,6 @@ fn concat(parts: Vec<Samples>, length: usize) -> Samples {
         tokens: vec![],
         log_probs: vec![],
         harm: vec![],
-        decision_time: vec![],
         emitted: vec![],
         states: parts.first().and_then(|p| p.states.as_ref()).map(|_| vec![]),
     };
@@ -225,7 +215,6 @@ fn concat(parts: Vec<Samples>, length: usize) -> Samples {
         all.tokens.extend(p.tokens);
         all.log_probs.extend(p.log_probs);
         all.harm.extend(p.harm);
-        all.decision_time.extend(p.decision_time);
         all.emitted.extend(p.emitted);
         if let (Some(a), Some(b)) = (all.states.as_mut(), p.states) {
             a.extend(b);

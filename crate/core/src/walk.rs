@@ -77,19 +77,6 @@ impl<'a> Track<'a> {
         self.spec.harm[walk.automaton]
     }
 
-    /// The harm of a walk can no longer change: it has finished, or its automaton state is absorbing.
-    pub fn settled(&self, walk: &Walk, absorbing: &[bool]) -> bool {
-        self.finished(walk) || absorbing[walk.automaton]
-    }
-
-    /// Automaton states that every token maps to themselves.
-    pub fn absorbing_states(&self) -> Vec<bool> {
-        let v = self.spec.vocab;
-        (0..self.spec.harm.len())
-            .map(|d| self.spec.transitions[d * v..(d + 1) * v].iter().all(|&x| x as usize == d))
-            .collect()
-    }
-
     /// Moves a walk back to the start, keeping its buffer.
     pub fn reset(&self, walk: &mut Walk) {
         walk.tokens.clear();

@@ -12,6 +12,8 @@ use harm_horizon_core::mlp::{Activation, Mlp, MlpConfig, MlpPolicy};
 use harm_horizon_core::model::Model;
 use harm_horizon_core::policy::{BasePolicy, Policy, TabularPolicy};
 use harm_horizon_core::sampling::{sample, BaseStep, ExactStep, Prefix, SampleRequest, Samples, StepPolicy};
+use harm_horizon_core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
+use harm_horizon_core::proposal::{importance_weights, ExactTilt, TokenTilt};
 use harm_horizon_core::walk::Track;
 
 fn request(count: usize, seed: u64) -> SampleRequest<'static> {
@@ -112,11 +114,11 @@ fn expected_harm_and_harm_information_match_the_exact_values() {
             let h = conditional_harm(&m, policy);
             let exact = harm_profile(&m, policy, &h, DEFAULT_HORIZON_TOLERANCE, None);
             let samples = sample(&track, &step, &request(20_000, 11)).unwrap();
-            let (mean, se) = expected_harm(&samples);
-            within_4_se(mean, se, exact.expected_harm, &format!("{what} E[H]"));
+            let eh = expected_harm(&samples, None);
+            within_4_se(eh.mean, eh.se, exact.expected_harm, &format!("{what} E[H]"));
             // I_t with exact h.
             let paths = harm_paths(&track, &step, &samples, &HarmSource::Exact(&h), 0).unwrap();
-            let info = harm_information(&samples, &paths);
+            let info = harm_information(&samples, &paths, None);
             let mut checked = 0;
             for t in 0..m.length() {
                 checked += within_4_se_where_supported(info.mean[t], info.se[t], info.support[t], exact.harm_information[t], &format!("{what} I_{}", t + 1)) as usize;
@@ -125,7 +127,7 @@ fn expected_harm_and_harm_information_match_the_exact_values() {
             // I_t from two independent sets of nested rollouts (unbiased).
             let small = sample(&track, &step, &request(5000, 12)).unwrap();
             let paths = harm_paths(&track, &step, &small, &HarmSource::Rollouts(4), 99).unwrap();
-            let info = harm_information(&small, &paths);
+            let info = harm_information(&small, &paths, None);
             let mut checked = 0;
             for t in 0..m.length() {
                 checked += within_4_se_where_supported(info.mean[t], info.se[t], info.support[t], exact.harm_information[t], &format!("{what} rollout I_{}", t + 1)) as usize;
@@ -145,7 +147,7 @@ fn standard_errors_shrink_as_one_over_root_n() {
     let se_at = |n: usize| {
         let s = sample(&track, &step, &request(n, 5)).unwrap();
         let paths = harm_paths(&track, &step, &s, &HarmSource::Exact(&h), 0).unwrap();
-        (expected_harm(&s).1, harm_information(&s, &paths).se[1])
+        (expected_harm(&s, None).se, harm_information(&s, &paths, None).se[1])
     };
     let (small, large) = (se_at(4_000), se_at(64_000));
     for (a, b) in [(small.0, large.0), (small.1, large.1)] {
@@ -275,4 +277,123 @@ fn sampling_needs_the_exact_model_only_for_exact_policies() {
     let err = sample(&Track::new(&m.spec, None), &ExactStep(&policy), &request(10, 1)).unwrap_err();
     assert_eq!(err.code(), "HH_INVALID_ARGUMENT");
     let _ = BaseStep { spec: &m.spec }.scratch_len();
+}
+
+/// A non-binary scenario: order-2 contexts, an end token, harm values in [0, 1], undecided mass at T.
+fn graded_model() -> Model {
+    model(random_spec(17, 4, 2, 7, 6, true, true))
+}
+
+fn exact_run<'a>(track: &Track<'a>, policy: &dyn StepPolicy, table: &'a [f64], proposal: Option<&'a dyn StepPolicy>, count: usize, seed: u64) -> RunReport {
+    let request = RunRequest { samples: count, seed, harm: Some(HarmChoice::Exact(table)), gradient: None, directions: None, teacher_forced: false, proposal };
+    run(track, policy, None, &request).unwrap()
+}
+
+#[test]
+fn decision_times_follow_h_and_leave_undecided_mass_out() {
+    for (name, m) in [("horizon", model(horizon_spec())), ("graded", graded_model())] {
+        let track = Track::new(&m.spec, Some(&m));
+        let base = BasePolicy { model: &m };
+        let h = conditional_harm(&m, &base);
+        let exact = harm_profile(&m, &base, &h, DEFAULT_HORIZON_TOLERANCE, None);
+        let report = exact_run(&track, &BaseStep { spec: &m.spec }, &h, None, 40_000, 3);
+        let (histogram, undecided) = report.decision_time.unwrap();
+        for t in 0..=m.length() {
+            within_4_se(histogram.mean[t], histogram.se[t], exact.decision_time[t], &format!("{name} P(τ = {t})"));
+        }
+        within_4_se(undecided.mean, undecided.se, exact.undecided, &format!("{name} P(τ > T)"));
+        let total: f64 = histogram.mean.iter().sum::<f64>() + undecided.mean;
+        assert!((total - 1.0).abs() < 1e-12, "{name}: histogram and undecided sum to {total}");
+    }
+    // The graded scenario leaves mass undecided at T, so the histogram alone does not sum to 1.
+    let m = graded_model();
+    let h = conditional_harm(&m, &BasePolicy { model: &m });
+    assert!(harm_profile(&m, &BasePolicy { model: &m }, &h, DEFAULT_HORIZON_TOLERANCE, None).undecided > 0.05);
+}
+
+#[test]
+fn the_exact_tilt_is_the_gibbs_construction_and_its_weights_undo_it() {
+    let m = graded_model();
+    let base = BasePolicy { model: &m };
+    // The tilt of the base by e^{κH} with κ = −λ is the Gibbs optimum at λ, row for row.
+    let (tilt, gibbs) = (ExactTilt::new(&m, &base, -2.5).unwrap(), GibbsPolicy::new(&m, 2.5).unwrap());
+    let (mut a, mut b) = (vec![0.0; m.vocab()], vec![0.0; m.vocab()]);
+    for t in 1..=m.length() {
+        for s in (0..m.num_states()).filter(|&s| m.live[s]) {
+            tilt.probs(t, s, &mut a);
+            gibbs.probs(t, s, &mut b);
+            for (x, y) in a.iter().zip(&b) {
+                assert_close(*x, *y, 1e-12, 1e-15, &format!("row ({t}, {s})"));
+            }
+        }
+    }
+    // The likelihood ratio of a whole response is Z_0·e^{−κH}: w_n·e^{κH_n} is the same for all n.
+    let kappa = 2.0;
+    let track = Track::new(&m.spec, Some(&m));
+    let tilted = ExactTilt::new(&m, &base, kappa).unwrap();
+    let samples = sample(&track, &ExactStep(&tilted), &request(2000, 4)).unwrap();
+    let w = importance_weights(&track, &BaseStep { spec: &m.spec }, &samples);
+    let constant = w[0] * (kappa * samples.harm[0]).exp();
+    for n in 0..samples.count {
+        assert_close(w[n] * (kappa * samples.harm[n]).exp(), constant, 1e-10, 0.0, &format!("weight {n}"));
+    }
+    // Bad tilts are refused.
+    assert_eq!(ExactTilt::new(&m, &base, f64::NAN).err().unwrap().code(), "HH_INVALID_ARGUMENT");
+    assert_eq!(ExactTilt::new(&m, &base, 800.0).err().unwrap().code(), "HH_INVALID_ARGUMENT");
+}
+
+#[test]
+fn tilted_estimates_match_the_exact_values() {
+    let m = graded_model();
+    let track = Track::new(&m.spec, Some(&m));
+    let logits = random_logits(&m, 8);
+    let tabular = TabularPolicy::new(&m, &logits).unwrap();
+    let step = ExactStep(&tabular);
+    let h = conditional_harm(&m, &tabular);
+    let exact = harm_profile(&m, &tabular, &h, DEFAULT_HORIZON_TOLERANCE, None);
+    let exact_kl = kl_on_policy(&m, &tabular);
+    let exact_tilt = ExactTilt::new(&m, &tabular, 3.0).unwrap();
+    let exact_step = ExactStep(&exact_tilt);
+    // The per-token tilt compounds over positions: a milder κ keeps its weights as spread as the exact one's.
+    let token_tilt = TokenTilt::new(&m.spec, &step, 1.0).unwrap();
+    let proposals: [(&str, &dyn StepPolicy); 2] = [("exact tilt", &exact_step), ("per-token tilt", &token_tilt)];
+    for (name, proposal) in proposals {
+        let report = exact_run(&track, &step, &h, Some(proposal), 40_000, 21);
+        let ess = report.effective_sample_size.unwrap();
+        assert!(ess > 1000.0 && ess < 40_000.0, "{name}: Kish ESS {ess}");
+        within_4_se(report.expected_harm.mean, report.expected_harm.se, exact.expected_harm, &format!("{name} E[H]"));
+        let (info, kl) = (report.harm_information.unwrap(), report.kl_on_policy);
+        let mut checked = 0;
+        for t in 0..m.length() {
+            checked += within_4_se_where_supported(info.mean[t], info.se[t], info.support[t], exact.harm_information[t], &format!("{name} I_{}", t + 1)) as usize;
+            checked += within_4_se_where_supported(kl.mean[t], kl.se[t], kl.support[t], exact_kl[t], &format!("{name} KL_{}", t + 1)) as usize;
+        }
+        assert!(checked >= m.length(), "{name}: only {checked} checks with enough support");
+        let (histogram, undecided) = report.decision_time.unwrap();
+        for t in 0..=m.length() {
+            within_4_se(histogram.mean[t], histogram.se[t], exact.decision_time[t], &format!("{name} P(τ = {t})"));
+        }
+        within_4_se(undecided.mean, undecided.se, exact.undecided, &format!("{name} P(τ > T)"));
+    }
+}
+
+#[test]
+fn tilted_runs_are_identical_whatever_the_threads() {
+    let m = graded_model();
+    let track = Track::new(&m.spec, Some(&m));
+    let base = BasePolicy { model: &m };
+    let h = conditional_harm(&m, &base);
+    let tilt = ExactTilt::new(&m, &base, 2.0).unwrap();
+    let proposal = ExactStep(&tilt);
+    let step = BaseStep { spec: &m.spec };
+    let at = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let r = exact_run(&track, &step, &h, Some(&proposal), 5000, 6);
+            let (d, u) = r.decision_time.unwrap();
+            let info = r.harm_information.unwrap();
+            (r.expected_harm, d.mean, d.se, u, info.mean, info.se, info.support, r.kl_on_policy.mean, r.effective_sample_size)
+        })
+    };
+    assert_eq!(at(1), at(2));
 }

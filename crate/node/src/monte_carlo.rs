@@ -6,10 +6,11 @@ use crate::core;
 use crate::exact::ExactModel;
 use crate::policy::{PolicyChoice, PolicyInput};
 use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
-use core::estimate::{Coefficient, GradientEstimate, PositionEstimates};
+use core::estimate::{Coefficient, GradientEstimate, PositionEstimates, Scalar};
 use core::exact::conditional_harm;
 use core::model::{Model, ScenarioSpec};
 use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
+use core::proposal::{check_tilt, with_tilt, TiltMethod, DEFAULT_TILT};
 use core::sampling::{sample, Prefix, SampleRequest, Samples};
 use core::walk::Track;
 use napi::bindgen_prelude::*;
@@ -44,7 +45,6 @@ pub struct SamplesOutput {
     pub tokens: Uint32Array,
     pub log_probs: Float64Array,
     pub harm: Float64Array,
-    pub decision_time: Uint32Array,
     pub emitted: Uint32Array,
     /// N × (T+1) exact states, when the exact model is used.
     pub states: Option<Uint32Array>,
@@ -59,7 +59,6 @@ impl From<Samples> for SamplesOutput {
             tokens: Uint32Array::new(s.tokens),
             log_probs: Float64Array::new(s.log_probs),
             harm: Float64Array::new(s.harm),
-            decision_time: Uint32Array::new(s.decision_time),
             emitted: Uint32Array::new(s.emitted),
             states: s.states.map(Uint32Array::new),
         }
@@ -80,6 +79,35 @@ pub struct EstimateOptions {
     pub directions: Option<Float64Array>,
     /// Also estimate the KL on harmful base responses (teacher forcing).
     pub teacher_forced: Option<bool>,
+    /// Where responses are drawn from: "policy" (default) or "tilted" (importance sampling from the
+    /// policy tilted by e^{κH}, reweighted).
+    pub proposal: Option<String>,
+    /// κ of the tilted proposal (default DEFAULT_TILT).
+    pub tilt: Option<f64>,
+}
+
+/// One estimate with its standard error and effective support.
+#[napi(object)]
+pub struct ScalarEstimate {
+    pub mean: f64,
+    pub se: f64,
+    pub support: u32,
+}
+
+impl From<Scalar> for ScalarEstimate {
+    fn from(s: Scalar) -> Self {
+        ScalarEstimate { mean: s.mean, se: s.se, support: s.support }
+    }
+}
+
+/// The tilted proposal of a run.
+#[napi(object)]
+pub struct ImportanceOutput {
+    /// "exact" (q ∝ P·e^{κH} through the exact states) or "per-token".
+    pub method: String,
+    pub tilt: f64,
+    /// Kish's effective sample size (Σw)²/Σw² of the likelihood ratios.
+    pub effective_sample_size: f64,
 }
 
 /// Per-position estimates: mean, standard error, and the effective number of samples behind it.
@@ -123,22 +151,26 @@ impl From<GradientEstimate> for GradientOutput {
 #[napi(object)]
 pub struct EstimateOutput {
     pub samples: u32,
-    pub expected_harm: f64,
-    pub expected_harm_se: f64,
-    /// P̂(τ = t), t = 0..T.
-    pub decision_time: Float64Array,
+    pub expected_harm: ScalarEstimate,
+    /// P̂(τ = t), t = 0..T, τ the first t with h_t ∈ {0, 1} (when h_t is estimated).
+    pub decision_time: Option<EstimateArrays>,
+    /// P̂(τ > T).
+    pub undecided: Option<ScalarEstimate>,
     pub harm_information: Option<EstimateArrays>,
     pub kl_on_policy: EstimateArrays,
     pub kl_teacher_forced: Option<EstimateArrays>,
     pub gradient: Option<GradientOutput>,
+    pub importance: Option<ImportanceOutput>,
 }
 
-fn to_output(samples: usize, r: RunReport) -> EstimateOutput {
+fn to_output(job: &EstimateJob, (r, method): (RunReport, Option<TiltMethod>)) -> EstimateOutput {
+    let (decision_time, undecided) = r.decision_time.map(|(d, u)| (d.into(), u.into())).unzip();
     EstimateOutput {
-        samples: samples as u32,
-        expected_harm: r.expected_harm.0,
-        expected_harm_se: r.expected_harm.1,
-        decision_time: Float64Array::new(r.decision_time),
+        samples: job.samples as u32,
+        expected_harm: r.expected_harm.into(),
+        decision_time,
+        undecided,
+        importance: method.zip(job.tilt).zip(r.effective_sample_size).map(|((m, tilt), ess)| ImportanceOutput { method: m.name().into(), tilt, effective_sample_size: ess }),
         harm_information: r.harm_information.map(Into::into),
         kl_on_policy: r.kl_on_policy.into(),
         kl_teacher_forced: r.kl_teacher_forced.map(Into::into),
@@ -158,10 +190,12 @@ pub struct EstimateJob {
     gradient: Option<Coefficient>,
     directions: Option<Vec<f64>>,
     teacher_forced: bool,
+    /// κ of the tilted proposal, when importance sampling.
+    tilt: Option<f64>,
 }
 
 impl EstimateJob {
-    fn run(&self) -> core::Result<RunReport> {
+    fn run(&self) -> core::Result<(RunReport, Option<TiltMethod>)> {
         let track = Track::new(&self.spec, self.model.as_deref());
         self.policy.with_sampler(&self.spec, self.model.as_deref(), |step, score, exact| {
             let table;
@@ -182,8 +216,14 @@ impl EstimateJob {
                 gradient: self.gradient,
                 directions: self.directions.as_deref(),
                 teacher_forced: self.teacher_forced,
+                proposal: None,
             };
-            run(&track, step, score, &request)
+            match self.tilt {
+                None => Ok((run(&track, step, score, &request)?, None)),
+                Some(kappa) => with_tilt(&track, step, exact, kappa, |proposal, method| {
+                    Ok((run(&track, step, score, &RunRequest { proposal: Some(proposal), ..request })?, Some(method)))
+                }),
+            }
         })
     }
 }
@@ -261,6 +301,15 @@ impl MonteCarlo {
             Some("innovation") => Some(Coefficient::Innovation),
             Some(other) => return Err(invalid(format!("gradient must be reinforce, leave-one-out or innovation, got {other:?}"))),
         };
+        let tilt = match options.proposal.as_deref() {
+            None | Some("policy") => None,
+            Some("tilted") => {
+                let kappa = options.tilt.unwrap_or(DEFAULT_TILT);
+                check_tilt(kappa)?;
+                Some(kappa)
+            }
+            Some(other) => return Err(invalid(format!("proposal must be \"policy\" or \"tilted\", got {other:?}"))),
+        };
         Ok(EstimateJob {
             spec: self.spec.clone(),
             model: self.model.clone(),
@@ -272,6 +321,7 @@ impl MonteCarlo {
             gradient,
             directions: options.directions.map(|d| d.to_vec()),
             teacher_forced: options.teacher_forced.unwrap_or(false),
+            tilt,
         })
     }
 
@@ -280,7 +330,8 @@ impl MonteCarlo {
     pub fn estimate(&self, policy: PolicyInput, options: EstimateOptions) -> napi::Result<EstimateOutput, String> {
         guard(|| {
             let job = self.job(&policy, options)?;
-            Ok(to_output(job.samples, job.run()?))
+            let report = job.run()?;
+            Ok(to_output(&job, report))
         })
     }
 
@@ -295,7 +346,7 @@ pub struct EstimateTask(EstimateJob);
 
 #[napi]
 impl Task for EstimateTask {
-    type Output = RunReport;
+    type Output = (RunReport, Option<TiltMethod>);
     type JsValue = EstimateOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
@@ -303,7 +354,7 @@ impl Task for EstimateTask {
     }
 
     fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(to_output(self.0.samples, output))
+        Ok(to_output(&self.0, output))
     }
 }
 
@@ -323,7 +374,6 @@ fn given_responses(spec: &ScenarioSpec, tokens: &[u32], count: u32) -> core::Res
         tokens: tokens.to_vec(),
         log_probs: vec![],
         harm: vec![],
-        decision_time: vec![],
         emitted: vec![],
         states: None,
     })
