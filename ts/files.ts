@@ -4,9 +4,10 @@
  * whole line when an append fails. Failures are HarmHorizonErrors with code HH_WRITE_FAILED (or
  * HH_OUTPUT_UNWRITABLE for an output folder that cannot be made), naming the file.
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { HarmHorizonError } from './errors.js';
+import { acquireLock, FOLDER_LOCK } from './lock.js';
 
 function writeFailure(path: string, error: unknown): HarmHorizonError {
   return new HarmHorizonError('HH_WRITE_FAILED', `cannot write ${path}: ${(error as Error).message}`);
@@ -103,4 +104,33 @@ export function outputFolder(dir: string, option = '--out'): string {
   } catch (error) {
     throw new HarmHorizonError('HH_OUTPUT_UNWRITABLE', `cannot write to the output folder ${dir}: ${(error as Error).message}`, option);
   }
+}
+
+/**
+ * What an output folder already holds, ignoring hidden entries (our lock, .DS_Store, .gitkeep):
+ * an empty list means the folder is free for a new run.
+ */
+export function folderContents(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).filter((name) => !name.startsWith('.')).sort() : [];
+}
+
+/**
+ * Makes `dir` the output folder of this process: creates it, locks it against a concurrent run
+ * (HH_LOCKED), and refuses it when it already holds results of another run (HH_OUTPUT_OCCUPIED)
+ * unless `force` is set. Both are exit 2: the user chose the folder.
+ */
+export function claimOutputFolder(dir: string, options: { force?: boolean; option?: string } = {}): string {
+  const option = options.option ?? '--out';
+  outputFolder(dir, option);
+  acquireLock(join(dir, FOLDER_LOCK), `the output folder ${dir}`);
+  const contents = folderContents(dir);
+  if (contents.length > 0 && !options.force) {
+    const shown = contents.length > 4 ? `${contents.slice(0, 4).join(', ')}, … (${contents.length} entries)` : contents.join(', ');
+    throw new HarmHorizonError(
+      'HH_OUTPUT_OCCUPIED',
+      `${option} ${dir} already holds the results of another run (${shown}): choose a new folder, or add --force to write over them`,
+      option,
+    );
+  }
+  return dir;
 }
