@@ -47,10 +47,10 @@ export function renderAnalyzeReport(r: AnalyzeReport): string {
   const p = r.positions;
   const T = p.length;
   out.push(`scenario ${r.scenario}: ${r.states} states, T = ${T}, λ = ${r.lambda}`);
-  const effective = r.effectiveHorizon ? `, effective horizon k = ${r.effectiveHorizon.k} (${100 * r.effectiveHorizon.fraction}% of Var H resolved)` : '';
+  out.push(`E[H]: base ${num(r.expectedHarm.base)}, Gibbs-aligned ${num(r.expectedHarm.aligned)}   Var(H) ${num(r.harmVariance)} = Σ I_t ${num(r.harmInformationSum)}`);
   out.push(
-    `E[H]: base ${num(r.expectedHarm.base)}, Gibbs-aligned ${num(r.expectedHarm.aligned)}   ` +
-      `Var(H) ${num(r.harmVariance)} = Σ I_t ${num(r.harmInformationSum)}   harm horizon k = ${r.horizon}${effective}`,
+    `harm horizon k = ${r.horizon} (I_t ≤ ${r.horizonTolerance}·Var H beyond it), ` +
+      `effective horizon k = ${r.effectiveHorizon.k} (${100 * r.effectiveHorizon.fraction}% of Var H resolved)`,
   );
   out.push('');
   const maxInfo = maxOf(p.map((x) => x.harmInformation));
