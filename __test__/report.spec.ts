@@ -10,21 +10,9 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
 import { writeReport } from '../ts/report-html.js';
+import { browserTest, browserTestsRun, launchBrowser, SKIP_MESSAGE } from './helpers/browser.js';
 import { CLI, runCli } from './helpers/cli.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-report-'));
 const results = join(scratch, 'results');
@@ -106,10 +94,9 @@ test('the page is self-contained: inline SVG and CSS, no scripts, no external re
   t.is(new Set(ids).size, ids.length);
 });
 
-test('the report renders in headless Chromium with no console errors and every plot present', async (t) => {
-  t.true(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (install Debian's chromium, or set CHROMIUM_PATH)`);
-  if (!existsSync(CHROMIUM)) return;
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+browserTest(test)('the report renders in headless Chromium with no console errors and every plot present', async (t) => {
+  const browser = await launchBrowser(t);
+  if (!browser) return;
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const errors: string[] = [];
@@ -209,8 +196,9 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
   t.is(runCli(['report', run, '--out', join(scratch, 'sweep-folder-report')]).status, 0);
   t.is(runCli(['report', join(run, 'results.jsonl'), '--out', join(scratch, 'sweep-file-report')]).status, 0);
 
-  if (!existsSync(CHROMIUM)) return t.fail(`Chromium not found at ${CHROMIUM}`);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  if (!browserTestsRun) return t.log(SKIP_MESSAGE);
+  const browser = await launchBrowser(t);
+  if (!browser) return;
   try {
     const page = await browser.newPage();
     const errors: string[] = [];
