@@ -25,6 +25,7 @@ import { JsonLinesWriter, writeAtomic } from './files.js';
 import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
+import { clampRounding } from './format.js';
 import type { Policy } from './policy.js';
 import { policyToJson } from './policy-file.js';
 import { analyzeReport, type AnalyzeReport } from './report.js';
@@ -120,6 +121,8 @@ export interface DemoSummary {
     harmVariance: number;
     /** I_1 / Var(H): the share of the harm information decided by the first token. */
     firstTokenShare: number;
+    /** The smallest k by which `fraction` of Var(H) is resolved. */
+    effective: { k: number; fraction: number };
     harmInformation: number[];
   };
   policies: DemoPolicyRow[];
@@ -301,7 +304,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     policies.push({
       ...row,
       expectedHarm: engine.conditionalHarm(policy)[0],
-      kl: engine.klOnPolicy(policy).reduce((a, b) => a + b, 0),
+      kl: clampRounding(engine.klOnPolicy(policy).reduce((a, b) => a + b, 0)),
       prefill,
       rap,
     });
@@ -328,6 +331,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     tolerance: DEFAULT_HORIZON_TOLERANCE,
     harmVariance: analysis.base.harmVariance,
     firstTokenShare: analysis.base.harmVariance > 0 ? info[0] / analysis.base.harmVariance : 0,
+    effective: report.effectiveHorizon,
     harmInformation: info,
   };
 
@@ -493,7 +497,8 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   // module is loaded only here: it brings in vega, which library users of the demo may not need.
   if (o.html && !interrupted) {
     hooks.onStage?.('HTML report', 1);
-    const reportCommand = commandLine(['report', out, '--out', out]);
+    // The report is written into the results folder itself, which holds the demo's files: --force.
+    const reportCommand = commandLine(['report', out, '--out', out, '--force']);
     artefacts.push({ file: join(out, 'index.html'), commands: [reportCommand] });
     summary.files.push(join(out, 'index.html'));
     summary.seconds = (performance.now() - started) / 1000;
