@@ -18,7 +18,7 @@ export interface ConclusionInput {
 const pct = (x: number) => `${(100 * x).toFixed(x < 0.01 ? 2 : 1)}%`;
 
 /** Where Var H sits along the response, and what the horizon means for training by E[H]. */
-function informationConclusions(h: ConclusionInput['horizon']): string[] {
+export function informationConclusions(h: ConclusionInput['horizon']): string[] {
   if (!(h.harmVariance > 0)) return ['H is constant under the base: there is no harm information, and E[H] has no gradient to train on.'];
   const first = clampRounding(h.harmInformation[0] ?? 0) / h.harmVariance;
   const effective = `${Number((100 * h.effective.fraction).toFixed(4))}% of Var(H) is resolved by position ${h.effective.k}`;
@@ -37,9 +37,9 @@ function informationConclusions(h: ConclusionInput['horizon']): string[] {
   return lines;
 }
 
-/** Prefilling against the standard (Gibbs) optimum and the deep policies, at the deepest k shown. */
-function prefillConclusions(policies: ConclusionInput['policies'], k: number): string[] {
-  const standard = policies.find((p) => p.name === 'gibbs');
+/** Prefilling against the standard policy (the Gibbs optimum, else one named "standard…") and the deep ones, at depth k. */
+export function prefillConclusions(policies: ConclusionInput['policies'], k: number): string[] {
+  const standard = policies.find((p) => p.name === 'gibbs') ?? policies.find((p) => p.name.startsWith('standard'));
   const deep = policies.filter((p) => p.name.startsWith('deep'));
   const asr = (p: ConclusionInput['policies'][number]) => p.prefill[k] ?? null;
   if (!standard || asr(standard) === null) return [];

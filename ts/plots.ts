@@ -133,10 +133,21 @@ const positionAxis = (length: number) => ({
   axis: { tickMinStep: 1, format: 'd' },
 });
 
-/** A dashed rule at the horizon k, labelled. */
-function horizonLayers(k: number, length: number): Spec[] {
+/**
+ * A dashed rule at the horizon, labelled: the harm horizon when it lies inside the plot, else the
+ * effective horizon when that does (a rule on the border marks nothing), else no rule.
+ */
+function horizonLayers(report: AnalyzeReport): Spec[] {
+  const length = report.positions.length;
+  const inside = (k: number | undefined): k is number => k !== undefined && k > 1 && k < length;
+  const effective = report.effectiveHorizon;
+  const [k, label] = inside(report.horizon)
+    ? [report.horizon, `horizon k = ${report.horizon}`]
+    : inside(effective?.k)
+      ? [effective!.k, `effective horizon k = ${effective!.k} (${100 * effective!.fraction}% of Var H)`]
+      : [undefined, ''];
+  if (k === undefined) return [];
   const right = k > length / 2;
-  const label = k >= length ? `horizon k = ${k} (= T)` : `horizon k = ${k}`;
   return [
     { data: { values: [{}] }, mark: { type: 'rule', strokeDash: [6, 4], color: ACCENT, strokeWidth: 1.5 }, encoding: { x: { datum: k, type: 'quantitative' } } },
     {
@@ -182,7 +193,8 @@ export function harmInformationPlot(report: AnalyzeReport): Plot {
   const log = data.some((r) => finite(r.harmInformation) && r.harmInformation > floor);
   const title = `Harm information I_t (${report.scenario})`;
   const subtitle = [
-    `I_t = E[Δ_t²]; Var H = Σ_t I_t = ${fmt(report.harmVariance)}; horizon k = ${report.horizon}`,
+    `I_t = E[Δ_t²]; Var H = Σ_t I_t = ${fmt(report.harmVariance)}; horizon k = ${report.horizon}${report.horizon >= length ? ' (= T)' : ''}` +
+      (report.effectiveHorizon ? `; effective horizon ${report.effectiveHorizon.k} (${100 * report.effectiveHorizon.fraction}% of Var H)` : ''),
     `(I_t ≤ ${report.horizonTolerance}·Var H counts as 0${log ? '; zeros are not drawn on the log axis' : ''}).`,
   ].filter(Boolean);
   return {
@@ -194,7 +206,7 @@ export function harmInformationPlot(report: AnalyzeReport): Plot {
       height: HEIGHT,
       layer: [
         seriesLayer([['harmInformation', 'I_t (base model)', '#1f77b4', [1, 0]]], log ? 'I_t (log scale)' : 'I_t', floor, log, length, data.map((r) => r.harmInformation)),
-        ...horizonLayers(report.horizon, length),
+        ...horizonLayers(report),
       ],
     }),
   };
@@ -226,7 +238,7 @@ export function gradientPlot(report: AnalyzeReport): Plot {
           length,
           data.flatMap((r) => [r.gradNorm, r.gradBound]),
         ),
-        ...horizonLayers(report.horizon, length),
+        ...horizonLayers(report),
       ],
     }),
   };
@@ -252,7 +264,7 @@ export function klPlot(report: AnalyzeReport): Plot {
     spec: top(title, [`aligned: ${aligned}. For small λ, D_t ≈ (λ²/2)·I_t;`, 'D_t = 0 beyond the horizon.'], {
       width: WIDTH,
       height: HEIGHT,
-      layer: [seriesLayer(series, log ? 'KL per position, nats (log scale)' : 'KL per position, nats', floor, log, length, data.flatMap((r) => [r.klOnPolicy, r.klTeacherForced, r.klPredicted])), ...horizonLayers(report.horizon, length)],
+      layer: [seriesLayer(series, log ? 'KL per position, nats (log scale)' : 'KL per position, nats', floor, log, length, data.flatMap((r) => [r.klOnPolicy, r.klTeacherForced, r.klPredicted])), ...horizonLayers(report)],
     }),
   };
 }
@@ -318,11 +330,14 @@ export function prefillPlot(curves: { label: string; asr: ArrayLike<number | nul
 }
 
 /** Training curves (objective, E[H], KL against step), one series per labelled run. */
-export function trainingPlot(runs: { label: string; records: TrainRecord[] }[], options: { colorDomain?: string[] } = {}): Plot {
+export function trainingPlot(runs: { label: string; records: TrainRecord[]; objective?: string }[], options: { colorDomain?: string[] } = {}): Plot {
   const data: Row[] = runs.flatMap((r) =>
     r.records.map((rec) => ({ run: r.label, step: rec.step, objective: finite(rec.objective) ? rec.objective : null, expectedHarm: finite(rec.expectedHarm) ? rec.expectedHarm : null, kl: finite(rec.kl) ? rec.kl : null })),
   );
   const title = 'Training curves';
+  // J of different objectives (standard, deep, …) are different functions: one axis would compare them.
+  const objectives = [...new Set(runs.map((r) => r.objective ?? 'unknown'))];
+  const oneObjective = objectives.length === 1;
   // A log axis when a panel's values are positive and span more than a decade and a half.
   const logField = (field: string) => {
     const v = data.map((r) => r[field]).filter(finite);
@@ -352,9 +367,19 @@ export function trainingPlot(runs: { label: string; records: TrainRecord[] }[], 
     name: 'training',
     title,
     data,
-    spec: top(title, ['The objective being minimised, the expected harm and KL(P_θ ‖ P_base), per optimisation step.'], {
-      hconcat: [panel('objective', 'objective J', 'objective J(θ)'), panel('expectedHarm', 'E[H] under P_θ', 'expected harm E[H]'), panel('kl', 'KL, nats', 'KL(P_θ ‖ P_base)')],
-    }),
+    spec: top(
+      title,
+      oneObjective
+        ? ['The objective being minimised, the expected harm and KL(P_θ ‖ P_base), per optimisation step.']
+        : [`The expected harm and KL(P_θ ‖ P_base), per optimisation step. J is not drawn: the runs minimise different objectives`, `(${objectives.join(', ')}), whose values are not on one scale.`],
+      {
+        hconcat: [
+          ...(oneObjective ? [panel('objective', 'objective J', 'objective J(θ)')] : []),
+          panel('expectedHarm', 'E[H] under P_θ', 'expected harm E[H]'),
+          panel('kl', 'KL, nats', 'KL(P_θ ‖ P_base)'),
+        ],
+      },
+    ),
   };
 }
 
