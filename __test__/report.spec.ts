@@ -27,7 +27,8 @@ const COMMANDS: { args: string[]; stdout?: string }[] = [
 ];
 const commandLine = (args: string[]) => ['harm-horizon', ...args].join(' ');
 
-const EXPECTED_PLOTS = ['harm-information', 'gradient-norm', 'kl-per-position', 'prefill-asr', 'rank-assisted-asr', 'training'];
+// No rank-assisted plot: at the default rank (r = V) its curve is the same for every policy.
+const EXPECTED_PLOTS = ['harm-information', 'gradient-norm', 'kl-per-position', 'prefill-asr', 'training'];
 
 let reportJson: { html: string; plots: string[]; csv: string[] };
 
@@ -215,6 +216,22 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
   } finally {
     await browser.close();
   }
+});
+
+test('the rank-assisted plot is drawn only where its curves differ between policies, and the page says why otherwise', (t) => {
+  const html = readFileSync(join(out, 'index.html'), 'utf8');
+  t.regex(html, /gives the same ASR_k curve against every policy .*not plotted/);
+  const ranked = join(scratch, 'ranked');
+  mkdirSync(ranked);
+  const standard = join(results, 'standard', 'policy.json');
+  for (const [name, args] of [['base', []], ['standard', ['--policy', standard]]] as const) {
+    const r = runCli(['attack', 'refusal', ...args, '--rank', '2', '--json']);
+    t.is(r.status, 0, r.stderr);
+    writeFileSync(join(ranked, `attack-${name}.json`), r.stdout);
+  }
+  const r = runCli(['report', ranked, '--out', join(scratch, 'ranked-report'), '--json']);
+  t.is(r.status, 0, r.stderr);
+  t.true(JSON.parse(r.stdout).plots.includes('rank-assisted-asr'));
 });
 
 test('writeReport is callable as a library function (for the demo)', async (t) => {

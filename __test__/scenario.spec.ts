@@ -648,7 +648,7 @@ test('error: state space over the memory budget (automaton-bound estimate → ha
   t.notThrows(() => parseScenario(refusalJson(), 'x', { memoryBudgetBytes: 17568 }));
   refuses(t, () => compileScenario(builtinScenario('refusal'), { memoryBudgetBytes: 1000 }), 'harm.states', /state space too large/, 'HH_STATE_SPACE_TOO_LARGE');
   // the default budget (4 GiB) refuses big random scenarios before generating them
-  refuses(t, () => builtinScenario('random', { vocab: 50, order: 4, length: 30 }), 'harm.states', /estimated 5\.102e\+7 exact states|estimated 51020408 exact states/);
+  refuses(t, () => builtinScenario('random', { vocab: 50, order: 4, length: 30 }), 'harm.states', /estimated 5\.102e\+7 exact states|estimated 51020408 exact states/, 'HH_STATE_SPACE_TOO_LARGE');
 });
 
 test('error: state space over the memory budget (sequence-bound estimate → length)', (t) => {

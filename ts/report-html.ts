@@ -32,6 +32,7 @@ import {
   plotCsv,
   prefillPlot,
   renderPlot,
+  sweepLinePlot,
   trainingPlot,
   type Plot,
 } from './plots.js';
@@ -727,16 +728,35 @@ function lambdaSection(results: Results): Section | null {
 
 const MAX_HEATMAPS = 16;
 
+/** Numbers before strings, numbers ascending. */
+function compareCells(a: Cell, b: Cell): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return String(a).localeCompare(String(b));
+}
+/** Per-position results (arrays) drawn as position × parameter maps, at most this many. */
+const MAX_POSITION_MAPS = 6;
+/** Hidden column of a sweep row: the index of its cell (to find its per-position arrays). */
+const CELL_INDEX = '#cell';
+/** Axis of per-position maps: the position (array index + 1; for k = 0..T arrays, k + 1). */
+const POSITION = 'position';
+
 function sweepSections(results: Results): Section[] {
   return results.sweeps.map((sweep, i) => {
     const id = results.sweeps.length > 1 ? `sweep-${slug(sweep.label || String(i + 1))}` : 'sweep';
     const paramKeys: string[] = [];
     const resultKeys: string[] = [];
-    const rows = sweep.cells.map((cell) => {
+    // Per-position results (arrays of numbers, e.g. analyze's harmInformation), by cell index.
+    const perPosition = new Map<string, (number | null)[][]>();
+    const rows = sweep.cells.map((cell, index) => {
       const params = flatten(cell.params);
       const result = flatten(cell.result);
       for (const k of Object.keys(params)) if (!paramKeys.includes(k)) paramKeys.push(k);
-      const row: Record<string, Cell> = {};
+      for (const [k, v] of Object.entries(result)) {
+        if (!Array.isArray(v) || v.length < 2 || !v.every((x) => x === null || typeof x === 'number')) continue;
+        if (!perPosition.has(k)) perPosition.set(k, []);
+        perPosition.get(k)![index] = v.map((x) => (finite(x) ? x : null));
+      }
+      const row: Record<string, Cell> = { [CELL_INDEX]: index };
       for (const [k, v] of Object.entries(params)) row[k] = scalar(v);
       for (const [k, v] of Object.entries(result)) {
         // A result that repeats its parameter (analyze's lambda) is not a result.
@@ -809,10 +829,29 @@ function sweepSections(results: Results): Section[] {
         drawn.set(key, field);
       }
       if (skippedFields.length > 0) notes.push(`Not drawn (constant over the heat map, a copy of another field, or past ${MAX_HEATMAPS} maps): ${skippedFields.join(', ')}.`);
+      // One swept parameter: a line plot against it; two or more: a heat map over the first two.
+      const oneAxis = axes.length === 1;
       for (const field of drawn.values()) {
-        const p = heatmapPlot(slice, x, y, field, `${field} over ${x} × ${y}`);
+        const p = oneAxis ? sweepLinePlot(slice, x, field, `${field} against ${x}`) : heatmapPlot(slice, x, y, field, `${field} over ${x} × ${y}`);
         plots.push(results.sweeps.length > 1 ? { ...p, name: `${slug(sweep.label)}-${p.name}` } : p);
       }
+      // Per-position results across the first swept parameter: position × x, at the first value of
+      // the second axis (cells of different y, e.g. different scenarios, are not averaged together).
+      const firstY = oneAxis ? undefined : [...new Set(slice.map((r) => r[y!]))].sort(compareCells)[0];
+      const positionRows = oneAxis ? slice : slice.filter((r) => r[y!] === firstY);
+      const varies = (field: string) => new Set(positionRows.map((r) => JSON.stringify(perPosition.get(field)![r[CELL_INDEX] as number] ?? null))).size > 1;
+      const positionFields = [...perPosition.keys()].filter(varies).slice(0, MAX_POSITION_MAPS);
+      if (positionFields.length > 0 && !oneAxis) notes.push(`Per-position maps are over ${x} at ${y} = ${String(firstY)}.`);
+      for (const field of positionFields) {
+        const exploded = positionRows.flatMap((r) =>
+          (perPosition.get(field)![r[CELL_INDEX] as number] ?? []).map((v, i) => ({ [x]: r[x], [POSITION]: i + 1, [field]: v }) as Record<string, Cell>),
+        );
+        if (!exploded.some((r) => finite(r[field]))) continue;
+        const p = heatmapPlot(exploded, x, POSITION, field, `${field} per position over ${x}`);
+        plots.push(results.sweeps.length > 1 ? { ...p, name: `${slug(sweep.label)}-${p.name}` } : p);
+      }
+      const notDrawn = [...perPosition.keys()].filter((k) => !positionFields.includes(k));
+      if (notDrawn.length > 0) notes.push(`Per-position results not drawn (the same in every cell, or past ${MAX_POSITION_MAPS} maps): ${notDrawn.join(', ')}.`);
     } else notes.push('No parameter varies, so there is no heat map.');
     if (constant.length > 0) notes.push(`Constant over the sweep (not drawn): ${constant.join(', ')}.`);
     const stats: Cell[][] = numeric.map((k) => {
