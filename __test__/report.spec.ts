@@ -223,8 +223,10 @@ test('the rank-assisted plot is drawn only where its curves differ between polic
   t.regex(html, /gives the same ASR_k curve against every policy .*not plotted/);
   const ranked = join(scratch, 'ranked');
   mkdirSync(ranked);
-  const standard = join(results, 'standard', 'policy.json');
-  for (const [name, args] of [['base', []], ['standard', ['--policy', standard]]] as const) {
+  // The Gibbs optimum at λ = 5 refuses at the first token where the base complies: at r = 2 the curves differ.
+  const gibbs = join(ranked, 'gibbs.json');
+  writeFileSync(gibbs, JSON.stringify({ format: 'harm-horizon-policy', version: 1, kind: 'gibbs', scenario: { name: 'refusal', vocab: 5, length: 16 }, lambda: 5 }));
+  for (const [name, args] of [['base', []], ['gibbs', ['--policy', gibbs]]] as const) {
     const r = runCli(['attack', 'refusal', ...args, '--rank', '2', '--json']);
     t.is(r.status, 0, r.stderr);
     writeFileSync(join(ranked, `attack-${name}.json`), r.stdout);

@@ -18,6 +18,7 @@ import { addReportCommands } from './commands-report.js';
 import { addSweepCommands } from './commands-sweep.js';
 import { addTrainCommands } from './commands-train.js';
 import { resolveScenario } from './resolve.js';
+import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import { claimOutputFolder } from './files.js';
 import { writeStdout, writeStdoutJson } from './stdout.js';
 import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, ScenarioError, scenarioToJson, type Scenario } from './scenario.js';
@@ -41,14 +42,6 @@ const BAD_INPUT_CODES = new Set([
 
 /** Commands that write an --out folder: it is locked for the run and refused when occupied (unless --force). */
 const OUT_FOLDER_COMMANDS = ['train', 'demo', 'report'];
-
-function positive(name: string) {
-  return (value: string) => {
-    const x = Number(value);
-    if (value.trim() === '' || !Number.isFinite(x) || x <= 0) throw new InvalidArgumentError(`${name} must be a finite number > 0.`);
-    return x;
-  };
-}
 
 function unitFraction(name: string) {
   return (value: string) => {
@@ -100,13 +93,6 @@ function integer(name: string) {
 }
 
 const seedOption = () => new Option('--seed <S>', 'seed of the random scenario').argParser(integer('--seed'));
-const budgetOption = () =>
-  new Option('--memory-budget <GiB>', 'refuse state spaces needing more memory than this').default(4).argParser(positive('--memory-budget'));
-
-/** The scenario options of a command's --memory-budget (in GiB), named as the user typed it. */
-function budget(gib: number) {
-  return { memoryBudgetBytes: gib * 1024 ** 3, memoryBudgetName: '--memory-budget' };
-}
 
 const write = writeStdout;
 const json = writeStdoutJson;
@@ -126,7 +112,7 @@ export function buildProgram(): Command {
     .option('--effective-fraction <F>', 'share of Var H the effective horizon resolves', unitFraction('--effective-fraction'), DEFAULT_EFFECTIVE_FRACTION)
     .option('--json', 'print one JSON object instead of the table')
     .addOption(seedOption())
-    .addOption(budgetOption())
+    .addOption(memoryBudgetOption())
     .addHelpText(
       'after',
       `
@@ -139,9 +125,9 @@ Examples:
     )
     .option('--policy <file>', 'compare this policy (a trained one) with the base instead of the Gibbs optimum')
     .action(async (arg: string, opts: { lambda?: number; tolerance: number; effectiveFraction: number; json?: boolean; seed?: number; memoryBudget: number; policy?: string }) => {
-      const { memoryBudgetBytes } = budget(opts.memoryBudget);
-      const scenario = resolveScenario(arg, { seed: opts.seed, ...budget(opts.memoryBudget) });
-      const compiled = compileScenario(scenario, budget(opts.memoryBudget));
+      const { memoryBudgetBytes } = memoryBudget(opts.memoryBudget);
+      const scenario = resolveScenario(arg, { seed: opts.seed, ...memoryBudget(opts.memoryBudget) });
+      const compiled = compileScenario(scenario, memoryBudget(opts.memoryBudget));
       const lambda = opts.lambda ?? compiled.defaults.lambda;
       const engine = new ExactEngine(compiled, { memoryBudgetBytes });
       const analysis = await engine.analyzeAsync(lambda, opts.tolerance);
@@ -169,7 +155,7 @@ Examples:
     .option('--estimator <name>', 'gradient estimator: reinforce, leave-one-out or innovation', oneOf('--estimator', ['reinforce', 'leave-one-out', 'innovation']), 'innovation')
     .option('--seed <S>', 'seed of the samples (and of the random scenario)', integer('--seed'), 0)
     .option('--json', 'print one JSON object instead of the table')
-    .addOption(budgetOption())
+    .addOption(memoryBudgetOption())
     .addHelpText(
       'after',
       `
@@ -179,8 +165,8 @@ Examples:
   $ harm-horizon estimate refusal --policy run/policy.json --samples 10000 --estimator reinforce`,
     )
     .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; json?: boolean; memoryBudget: number }) => {
-      const { memoryBudgetBytes } = budget(opts.memoryBudget);
-      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget(opts.memoryBudget) }), { memoryBudgetBytes: Infinity });
+      const { memoryBudgetBytes } = memoryBudget(opts.memoryBudget);
+      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...memoryBudget(opts.memoryBudget) }), { memoryBudgetBytes: Infinity });
       const exact = tryExactEngine(compiled, memoryBudgetBytes);
       const policy = opts.policy ? loadPolicy(opts.policy, compiled, exact?.numStates) : BASE;
       const report = await estimateReport(compiled, policy, { samples: opts.samples, seed: opts.seed, rollouts: opts.rollouts, estimator: opts.estimator }, exact);
@@ -235,13 +221,13 @@ Examples:
     .description('check a scenario file; exit 0 if valid, 2 with the bad field named if not')
     .argument('<file>', 'a scenario JSON file')
     .option('--json', 'print the result as JSON')
-    .addOption(budgetOption())
+    .addOption(memoryBudgetOption())
     .action((file: string, opts: { json?: boolean; memoryBudget: number }) => {
       let result: { s: Scenario; states: number };
       try {
-        const s = resolveScenario(file, budget(opts.memoryBudget));
-        const compiled = compileScenario(s, budget(opts.memoryBudget));
-        result = { s, states: new ExactEngine(compiled, budget(opts.memoryBudget)).numStates };
+        const s = resolveScenario(file, memoryBudget(opts.memoryBudget));
+        const compiled = compileScenario(s, memoryBudget(opts.memoryBudget));
+        result = { s, states: new ExactEngine(compiled, memoryBudget(opts.memoryBudget)).numStates };
       } catch (error) {
         // With --json, the verdict is on stdout too; the message still goes to stderr, and the exit code is 2.
         if (opts.json && error instanceof HarmHorizonError && BAD_INPUT_CODES.has(error.code)) {

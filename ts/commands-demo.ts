@@ -1,6 +1,7 @@
 /** The `demo` command: the whole story on one scenario, written as a report folder (see ts/demo.ts). */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import type { CliHelpers } from './commands-train.js';
 import { outputFolder } from './files.js';
 import { DEMO_DEFAULTS, demoWorkUnits, loadDemoScenario, runDemo, type DemoSummary } from './demo.js';
@@ -66,6 +67,7 @@ export function addDemoCommands(program: Command, h: CliHelpers): void {
     .option('--rank <R>', 'rank-assisted prefilling: the policy\'s top R tokens (capped at V)', h.positiveInteger('--rank'), DEMO_DEFAULTS.rank)
     .option('--ppo-steps <N>', 'PPO optimisation steps', h.positiveInteger('--ppo-steps'), DEMO_DEFAULTS.ppoSteps)
     .option('--ppo-samples <N>', 'PPO responses per batch', h.positiveInteger('--ppo-samples'), DEMO_DEFAULTS.ppoSamples)
+    .addOption(memoryBudgetOption())
     .option('--no-html', 'skip the HTML report (index.html)')
     .option('--quiet', 'no progress on stderr')
     .option('--json', 'print the summary as JSON')
@@ -94,9 +96,10 @@ Examples:
         ppoSteps: opts.ppoSteps as number,
         ppoSamples: opts.ppoSamples as number,
         html: opts.html !== false,
+        memoryBudgetBytes: memoryBudget(opts.memoryBudget).memoryBudgetBytes,
       };
       // Check the input before any work: the scenario (exit 2 naming the field) and the folder.
-      const compiled = loadDemoScenario(arg, opts.seed);
+      const compiled = loadDemoScenario(arg, opts.seed, memoryBudget(opts.memoryBudget));
       const total = demoWorkUnits(compiled, { ...DEMO_DEFAULTS, ...options });
       outputFolder(options.out);
       const tty = process.stderr.isTTY === true;

@@ -56,6 +56,8 @@ export interface DemoOptions {
   html: boolean;
   /** The scenario, already resolved and compiled (`scenario` then only names it in commands). */
   compiled?: CompiledScenario;
+  /** Memory budget of the exact state space, in bytes (default 4 GiB). */
+  memoryBudgetBytes?: number;
 }
 
 /** Defaults of the demo: `refusal`, PPO with 300 steps of 1024 responses, λ from 1e-3 to 3. */
@@ -230,9 +232,12 @@ export function demoWorkUnits(scenario: CompiledScenario, options: Omit<DemoOpti
   return u.analyze + u.train.reduce((a, b) => a + b, 0) + u.attacks + u.lambdas + (options.html ? 1 : 0);
 }
 
-/** Resolves and compiles the demo's scenario argument (a built-in name or a scenario file). */
-export function loadDemoScenario(arg: string, seed: number): CompiledScenario {
-  return compileScenario(resolveScenario(arg, { seed }));
+/**
+ * Resolves and compiles the demo's scenario argument (a built-in name or a scenario file) within a
+ * memory budget (`budget`: bytes and the name messages give it, e.g. "--memory-budget").
+ */
+export function loadDemoScenario(arg: string, seed: number, budget: { memoryBudgetBytes?: number; memoryBudgetName?: string } = {}): CompiledScenario {
+  return compileScenario(resolveScenario(arg, { seed, ...budget }), budget);
 }
 
 /**
@@ -251,8 +256,9 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   if (o.lambdas.length === 0 || !o.lambdas.every((x) => Number.isFinite(x) && x > 0)) {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the λ grid must hold finite numbers > 0, got ${o.lambdas.join(', ')}`, 'lambdas');
   }
-  const scenario = o.compiled ?? loadDemoScenario(o.scenario, o.seed);
-  const engine = new ExactEngine(scenario);
+  const budget = o.memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: o.memoryBudgetBytes };
+  const scenario = o.compiled ?? loadDemoScenario(o.scenario, o.seed, budget);
+  const engine = new ExactEngine(scenario, budget);
   const stop = hooks.shouldStop ?? (() => false);
   const tick = (units = 1) => hooks.onTick?.(units);
   const out = o.out;
