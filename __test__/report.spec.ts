@@ -175,10 +175,12 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
   t.is(r.status, 0, r.stderr);
   const json = JSON.parse(r.stdout);
   t.true(json.plots.length >= 2, json.plots.join(', '));
+  // Scalar results over λ × length; per-position results (arrays) over λ × position.
   t.true(
-    json.plots.every((p: string) => p.startsWith('heatmap-') && p.endsWith('-by-lambda-length')),
+    json.plots.every((p: string) => p.startsWith('heatmap-') && (p.endsWith('-by-lambda-length') || p.endsWith('-by-lambda-position'))),
     json.plots.join(', '),
   );
+  t.true(json.plots.includes('heatmap-klonpolicy-by-lambda-position'));
   t.true(json.plots.includes('heatmap-expectedharmaligned-by-lambda-length'));
   const csv = readFileSync(join(sweepOut, 'data', 'heatmap-expectedharmaligned-by-lambda-length.csv'), 'utf8').trim().split('\r\n');
   t.is(csv[0], 'lambda,length,expectedHarmAligned,n');

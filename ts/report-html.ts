@@ -22,7 +22,7 @@ import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { outputFolder } from './files.js';
 import { HarmHorizonError } from './errors.js';
-import { num } from './format.js';
+import { clampRounding, num } from './format.js';
 import {
   gradientPlot,
   harmInformationPlot,
@@ -579,7 +579,8 @@ function analysisSections(results: Results): Section[] {
     const positions: Table = {
       caption: 'Per position',
       header: ['t', 'I_t', '‖G_t‖', 'bound √(I_t·F̄_t)', 'KL on-policy D_t', 'KL teacher-forced', '(λ²/2)·I_t', 'P(τ = t)'],
-      rows: r.positions.map((p) => [p.t, ...[p.harmInformation, p.gradNorm, p.gradBound, p.klOnPolicy, p.klTeacherForced, p.klPredicted, p.decisionTime].map(m)]),
+      // Every column is non-negative by definition: rounding noise below 0 (older analyze.json files) prints as 0.
+      rows: r.positions.map((p) => [p.t, ...[p.harmInformation, p.gradNorm, p.gradBound, p.klOnPolicy, p.klTeacherForced, p.klPredicted, p.decisionTime].map((x) => m(clampRounding(x ?? null)))]),
       collapsed: true,
     };
     return {
