@@ -125,11 +125,10 @@ Examples:
     )
     .option('--policy <file>', 'compare this policy (a trained one) with the base instead of the Gibbs optimum')
     .action(async (arg: string, opts: { lambda?: number; tolerance: number; effectiveFraction: number; json?: boolean; seed?: number; memoryBudget: number; policy?: string }) => {
-      const { memoryBudgetBytes } = memoryBudget(opts.memoryBudget);
-      const scenario = resolveScenario(arg, { seed: opts.seed, ...memoryBudget(opts.memoryBudget) });
-      const compiled = compileScenario(scenario, memoryBudget(opts.memoryBudget));
+      const budget = memoryBudget(opts.memoryBudget);
+      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), budget);
       const lambda = opts.lambda ?? compiled.defaults.lambda;
-      const engine = new ExactEngine(compiled, { memoryBudgetBytes });
+      const engine = new ExactEngine(compiled, budget);
       const analysis = await engine.analyzeAsync(lambda, opts.tolerance);
       if (opts.policy) {
         // The "aligned" columns describe the given policy rather than the Gibbs optimum.
@@ -165,9 +164,9 @@ Examples:
   $ harm-horizon estimate refusal --policy run/policy.json --samples 10000 --estimator reinforce`,
     )
     .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; json?: boolean; memoryBudget: number }) => {
-      const { memoryBudgetBytes } = memoryBudget(opts.memoryBudget);
-      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...memoryBudget(opts.memoryBudget) }), { memoryBudgetBytes: Infinity });
-      const exact = tryExactEngine(compiled, memoryBudgetBytes);
+      const budget = memoryBudget(opts.memoryBudget);
+      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), { memoryBudgetBytes: Infinity });
+      const exact = tryExactEngine(compiled, budget.memoryBudgetBytes);
       const policy = opts.policy ? loadPolicy(opts.policy, compiled, exact?.numStates) : BASE;
       const report = await estimateReport(compiled, policy, { samples: opts.samples, seed: opts.seed, rollouts: opts.rollouts, estimator: opts.estimator }, exact);
       if (opts.json) json(report);
@@ -223,11 +222,11 @@ Examples:
     .option('--json', 'print the result as JSON')
     .addOption(memoryBudgetOption())
     .action((file: string, opts: { json?: boolean; memoryBudget: number }) => {
+      const budget = memoryBudget(opts.memoryBudget);
       let result: { s: Scenario; states: number };
       try {
-        const s = resolveScenario(file, memoryBudget(opts.memoryBudget));
-        const compiled = compileScenario(s, memoryBudget(opts.memoryBudget));
-        result = { s, states: new ExactEngine(compiled, memoryBudget(opts.memoryBudget)).numStates };
+        const s = resolveScenario(file, budget);
+        result = { s, states: new ExactEngine(compileScenario(s, budget), budget).numStates };
       } catch (error) {
         // With --json, the verdict is on stdout too; the message still goes to stderr, and the exit code is 2.
         if (opts.json && error instanceof HarmHorizonError && BAD_INPUT_CODES.has(error.code)) {
