@@ -143,8 +143,20 @@ test.serial('memory budgets: 0 names the flag, over budget is HH_STATE_SPACE_TOO
   t.is(over.status, 2);
   t.regex(over.stderr, /scenario too large .*over the memory budget of 10\.24 MiB .*\(--memory-budget\)/);
   t.notRegex(over.stderr, /memoryBudgetBytes/);
-  const validate = runCli(['scenario', 'validate', rareTokenScenario(64, 0.01), '--memory-budget', '0.00000001']);
-  t.is(validate.status, 2);
+  // Every command that builds a state space takes the flag, and names it when the budget is too small.
+  const sweepFile = join(scratch, 'budget-sweep.json');
+  writeFileSync(sweepFile, JSON.stringify({ command: 'analyze', scenario: 'refusal', grid: { lambda: [1, 2] } }));
+  for (const args of [
+    ['scenario', 'validate', rareTokenScenario(64, 0.01)],
+    ['estimate', 'refusal', '--samples', '10'],
+    ['demo', 'refusal', '--out', join(scratch, 'budget-demo')],
+    ['sweep', sweepFile, '--out', join(scratch, 'budget-sweep')],
+  ]) {
+    const r = runCli([...args, '--memory-budget', '0.00000001']);
+    t.is(r.status, 2, `${args[0]}: ${r.stderr}`);
+    t.regex(r.stderr, /\(--memory-budget\)/, args[0]);
+  }
+  t.false(existsSync(join(scratch, 'budget-demo')), 'no output folder for a refused demo');
 });
 
 for (const T of [64, 10_000, 100_000, 1_000_000]) {

@@ -7,6 +7,7 @@ import type { CliHelpers } from './commands-train.js';
 import { HarmHorizonError } from './errors.js';
 import { outputFolder } from './files.js';
 import { acquireLock } from './lock.js';
+import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import { writeStdout } from './stdout.js';
 import { loadSweep, mergeResults, parseShard, resultsFileName, runSweep, shardCells, shardFromEnv, type MergeReport, type RunSummary, type Shard } from './sweep.js';
 
@@ -67,6 +68,7 @@ export function addSweepCommands(program: Command, h: CliHelpers): void {
     .addOption(new Option('--workers <n>', 'worker threads').argParser(h.positiveInteger('--workers')).default(availableParallelism(), 'all cores'))
     .option('--timing', 'add each cell\'s compute time ("seconds") to its line (lines then differ between runs)')
     .option('--list', 'print the cells of this shard (id, seed, params) as JSON lines; run nothing')
+    .addOption(memoryBudgetOption())
     .option('--json', 'print the summary as JSON')
     .addHelpText(
       'after',
@@ -80,8 +82,9 @@ Examples:
   $ harm-horizon sweep examples/sweeps/deep-gamma.yaml --list
   $ harm-horizon merge runs/lambda/results.shard-*-of-4.jsonl --sweep examples/sweeps/lambda-seeds.yaml --out runs/lambda/results.jsonl`,
     )
-    .action(async (file: string, opts: { out?: string; shard?: Shard; shards?: number; workers: number; timing?: boolean; list?: boolean; json?: boolean }) => {
-      const sweep = loadSweep(file);
+    .action(async (file: string, opts: { out?: string; shard?: Shard; shards?: number; workers: number; timing?: boolean; list?: boolean; memoryBudget: number; json?: boolean }) => {
+      const budget = memoryBudget(opts.memoryBudget);
+      const sweep = loadSweep(file, budget);
       const shard = opts.shard ?? shardFromEnv(process.env, opts.shards);
       if (opts.shards !== undefined && !opts.shard && !shard) {
         throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--shards gives the number of shards when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID, and neither is set: use --shard i/n', '--shards');
@@ -119,6 +122,7 @@ Examples:
           shard,
           workers: opts.workers,
           timing: opts.timing,
+          memoryBudgetBytes: budget.memoryBudgetBytes,
           shouldStop: () => stop,
           warn: (message) => process.stderr.write(`harm-horizon: ${message}\n`),
         });
