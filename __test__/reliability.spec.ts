@@ -120,7 +120,7 @@ test.serial('two sweeps on the same results: the second exits 2', async (t) => {
 });
 
 test.serial('stdout on a full disk (/dev/full) exits 1 with one line on stderr', (t) => {
-  for (const args of [['analyze', 'refusal'], ['analyze', 'refusal', '--json'], ['scenario', 'show', 'horizon', '--json']]) {
+  for (const args of [['analyze', 'refusal'], ['analyze', 'refusal', '--json'], ['scenario', 'show', 'horizon', '--json'], ['--help'], ['train', '--help'], ['--version']]) {
     const r = spawnSync('sh', ['-c', `"${process.execPath}" "${CLI}" ${args.join(' ')} > /dev/full`], { encoding: 'utf8' });
     t.is(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
     t.is(r.stderr.trim().split('\n').length, 1, r.stderr);

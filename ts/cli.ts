@@ -101,7 +101,9 @@ export function buildProgram(): Command {
   const program = new Command('harm-horizon')
     .description('Shallow versus deep safety alignment, computable: the harm martingale, harm information and per-position gradients.')
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Help and version go through the checked writer too (`--help > /dev/full` is exit 1, one line).
+    .configureOutput({ writeOut: writeStdout });
 
   program
     .command('analyze')
