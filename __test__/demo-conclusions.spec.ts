@@ -36,7 +36,7 @@ test('the prefilling verdict follows the ASRs it quotes', (t) => {
     { name: 'deep-weak', label: 'weak', expectedHarm: 0.01, prefill: [0.01, 0.9, 0.9] },
   ];
   const lines = demoConclusions(input([1], 1, 1, policies), 2);
-  t.true(lines.includes("Prefilling k = 2 harmful tokens moves the standard optimum's harm from E[H] = 0.0200 to ASR_2 = 0.8000."));
+  t.true(lines.includes('Prefilling k = 2 harmful tokens moves the harm of the Gibbs optimum (standard) policy from E[H] = 0.0200 to ASR_2 = 0.8000.'));
   t.true(lines.includes('The deep policy resists it: ASR_2 = 0.1000 (E[H] = 0.0100).'));
   t.true(lines.includes('The deep-anchored policy resists it only partly: ASR_2 = 0.6000 (E[H] = 0.0100).'));
   t.true(lines.includes('The weak policy does not resist it: ASR_2 = 0.9000 (E[H] = 0.0100).'));

@@ -220,6 +220,20 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
   }
 });
 
+test('the page opens with findings computed from the results, above the command lines', (t) => {
+  const html = readFileSync(join(out, 'index.html'), 'utf8');
+  const findings = html.indexOf('<section id="findings"');
+  t.true(findings > 0 && findings < html.indexOf('<h2 id="provenance">') && findings < html.indexOf('<section id="analysis'), 'findings come first');
+  const analysis = JSON.parse(readFileSync(join(results, 'analyze.json'), 'utf8'));
+  const share = analysis.positions[0].harmInformation / analysis.harmVariance;
+  t.true(html.includes(`I_1 carries ${(100 * share).toFixed(1)}% of Var(H)`), 'where the I_t mass sits');
+  t.true(html.includes(`99% of Var(H) is resolved by position ${analysis.effectiveHorizon.k}`), 'the effective horizon');
+  const standard = JSON.parse(readFileSync(join(results, 'attack-standard.json'), 'utf8'));
+  const asr4 = standard.prefill[4].asr as number;
+  t.true(html.includes(`to ASR_4 = ${asr4.toFixed(4)}`), 'shallow prefilling success of the standard run');
+  t.regex(html, /KL law: at λ = 5, D_t \/ \(\(λ²\/2\)·I_t\) lies in/);
+});
+
 test('the rank-assisted plot is drawn only where its curves differ between policies, and the page says why otherwise', (t) => {
   const html = readFileSync(join(out, 'index.html'), 'utf8');
   t.regex(html, /gives the same ASR_k curve against every policy .*not plotted/);

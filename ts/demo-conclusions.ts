@@ -44,7 +44,7 @@ export function prefillConclusions(policies: ConclusionInput['policies'], k: num
   const asr = (p: ConclusionInput['policies'][number]) => p.prefill[k] ?? null;
   if (!standard || asr(standard) === null) return [];
   const s = asr(standard) as number;
-  const lines = [`Prefilling k = ${k} harmful tokens moves the standard optimum's harm from E[H] = ${num(standard.expectedHarm)} to ASR_${k} = ${num(s)}.`];
+  const lines = [`Prefilling k = ${k} harmful tokens moves the harm of the ${standard.label} policy from E[H] = ${num(standard.expectedHarm)} to ASR_${k} = ${num(s)}.`];
   for (const d of deep) {
     const a = asr(d);
     if (a === null) continue;
