@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { jsonChunks } from '../ts/stdout.js';
 import { CLI, runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-reliable-'));
@@ -190,4 +191,16 @@ test.serial('analyze --json at T = 10^5 is one JSON document with every position
   t.is(report.prefill.length, 100_001);
   const sum = report.positions.reduce((a: number, p: { harmInformation: number }) => a + p.harmInformation, 0);
   t.true(Math.abs(sum - report.harmVariance) <= 1e-9 * report.harmVariance, `Σ I_t ${sum} vs Var H ${report.harmVariance}`);
+});
+
+test('the streamed JSON is the text JSON.stringify(value, null, 2) gives', (t) => {
+  const value = {
+    a: 1,
+    rows: Array.from({ length: 1500 }, (_, i) => ({ t: i, pair: [i, -i], s: 'q"', n: null, u: undefined })),
+    nested: { long: Array.from({ length: 1200 }, (_, i) => i / 7), short: [1, 2] },
+    holes: Array.from({ length: 1001 }, (_, i) => (i % 2 ? undefined : i)),
+    empty: [],
+    skipped: undefined,
+  };
+  t.is([...jsonChunks(value)].join(''), JSON.stringify(value, null, 2));
 });
