@@ -1,8 +1,10 @@
 /**
  * Writing results so that a failure (disk full, permissions) never leaves a corrupt file: whole files
  * are written to a temporary name, fsynced and renamed; JSON-lines logs are cut back to their last
- * whole line when an append fails. Failures are HarmHorizonErrors with code HH_WRITE_FAILED (or
- * HH_OUTPUT_UNWRITABLE for an output folder that cannot be made), naming the file.
+ * whole line when an append fails; an output folder is claimed by one run at a time and never
+ * silently written over. Failures are HarmHorizonErrors naming the file or folder: HH_WRITE_FAILED,
+ * HH_OUTPUT_UNWRITABLE (a folder that cannot be made), HH_OUTPUT_OCCUPIED (another run's results are
+ * there) and HH_LOCKED (another process is writing it).
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
