@@ -149,7 +149,7 @@ test('demo prints the summary table (fewer PPO steps; another scenario)', (t) =>
   for (const label of ['base', 'Gibbs optimum', 'standard, PPO', 'deep, exact descent', 'deep-anchored, fixed point']) t.regex(r.stdout, new RegExp(label));
   t.regex(r.stdout, /ASR_1/);
   t.regex(r.stdout, /λ-scaling/);
-  t.regex(r.stdout, /harm horizon: k = 2 of T = 4/);
+  t.regex(r.stdout, /Harm horizon k = 2 of T = 4: I_t = 0 after it/);
   t.regex(r.stdout, /20 steps × 1024 responses/);
   const s = readJson(join(scratch, 'three', 'summary.json'));
   t.is(s.scenario, 'three-token');

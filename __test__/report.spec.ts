@@ -10,21 +10,9 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { chromium, type Browser } from 'playwright-core';
 import { writeReport } from '../ts/report-html.js';
+import { browserTest, browserTestsRun, launchBrowser, SKIP_MESSAGE } from './helpers/browser.js';
 import { CLI, runCli } from './helpers/cli.js';
-
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-report-'));
 const results = join(scratch, 'results');
@@ -39,7 +27,8 @@ const COMMANDS: { args: string[]; stdout?: string }[] = [
 ];
 const commandLine = (args: string[]) => ['harm-horizon', ...args].join(' ');
 
-const EXPECTED_PLOTS = ['harm-information', 'gradient-norm', 'kl-per-position', 'prefill-asr', 'rank-assisted-asr', 'training'];
+// No rank-assisted plot: at the default rank (r = V) its curve is the same for every policy.
+const EXPECTED_PLOTS = ['harm-information', 'gradient-norm', 'kl-per-position', 'prefill-asr', 'training'];
 
 let reportJson: { html: string; plots: string[]; csv: string[] };
 
@@ -106,10 +95,9 @@ test('the page is self-contained: inline SVG and CSS, no scripts, no external re
   t.is(new Set(ids).size, ids.length);
 });
 
-test('the report renders in headless Chromium with no console errors and every plot present', async (t) => {
-  t.true(existsSync(CHROMIUM), `Chromium not found at ${CHROMIUM} (install Debian's chromium, or set CHROMIUM_PATH)`);
-  if (!existsSync(CHROMIUM)) return;
-  const browser: Browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+browserTest(test)('the report renders in headless Chromium with no console errors and every plot present', async (t) => {
+  const browser = await launchBrowser(t);
+  if (!browser) return;
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     const errors: string[] = [];
@@ -187,10 +175,12 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
   t.is(r.status, 0, r.stderr);
   const json = JSON.parse(r.stdout);
   t.true(json.plots.length >= 2, json.plots.join(', '));
+  // Scalar results over λ × length; per-position results (arrays) over λ × position.
   t.true(
-    json.plots.every((p: string) => p.startsWith('heatmap-') && p.endsWith('-by-lambda-length')),
+    json.plots.every((p: string) => p.startsWith('heatmap-') && (p.endsWith('-by-lambda-length') || p.endsWith('-by-lambda-position'))),
     json.plots.join(', '),
   );
+  t.true(json.plots.includes('heatmap-klonpolicy-by-lambda-position'));
   t.true(json.plots.includes('heatmap-expectedharmaligned-by-lambda-length'));
   const csv = readFileSync(join(sweepOut, 'data', 'heatmap-expectedharmaligned-by-lambda-length.csv'), 'utf8').trim().split('\r\n');
   t.is(csv[0], 'lambda,length,expectedHarmAligned,n');
@@ -209,8 +199,9 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
   t.is(runCli(['report', run, '--out', join(scratch, 'sweep-folder-report')]).status, 0);
   t.is(runCli(['report', join(run, 'results.jsonl'), '--out', join(scratch, 'sweep-file-report')]).status, 0);
 
-  if (!existsSync(CHROMIUM)) return t.fail(`Chromium not found at ${CHROMIUM}`);
-  const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+  if (!browserTestsRun) return t.log(SKIP_MESSAGE);
+  const browser = await launchBrowser(t);
+  if (!browser) return;
   try {
     const page = await browser.newPage();
     const errors: string[] = [];
@@ -227,6 +218,38 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
   } finally {
     await browser.close();
   }
+});
+
+test('the page opens with findings computed from the results, above the command lines', (t) => {
+  const html = readFileSync(join(out, 'index.html'), 'utf8');
+  const findings = html.indexOf('<section id="findings"');
+  t.true(findings > 0 && findings < html.indexOf('<h2 id="provenance">') && findings < html.indexOf('<section id="analysis'), 'findings come first');
+  const analysis = JSON.parse(readFileSync(join(results, 'analyze.json'), 'utf8'));
+  const share = analysis.positions[0].harmInformation / analysis.harmVariance;
+  t.true(html.includes(`I_1 carries ${(100 * share).toFixed(1)}% of Var(H)`), 'where the I_t mass sits');
+  t.true(html.includes(`99% of Var(H) is resolved by position ${analysis.effectiveHorizon.k}`), 'the effective horizon');
+  const standard = JSON.parse(readFileSync(join(results, 'attack-standard.json'), 'utf8'));
+  const asr4 = standard.prefill[4].asr as number;
+  t.true(html.includes(`to ASR_4 = ${asr4.toFixed(4)}`), 'shallow prefilling success of the standard run');
+  t.regex(html, /KL law: at λ = 5, D_t \/ \(\(λ²\/2\)·I_t\) lies in/);
+});
+
+test('the rank-assisted plot is drawn only where its curves differ between policies, and the page says why otherwise', (t) => {
+  const html = readFileSync(join(out, 'index.html'), 'utf8');
+  t.regex(html, /gives the same ASR_k curve against every policy .*not plotted/);
+  const ranked = join(scratch, 'ranked');
+  mkdirSync(ranked);
+  // The Gibbs optimum at λ = 5 refuses at the first token where the base complies: at r = 2 the curves differ.
+  const gibbs = join(ranked, 'gibbs.json');
+  writeFileSync(gibbs, JSON.stringify({ format: 'harm-horizon-policy', version: 1, kind: 'gibbs', scenario: { name: 'refusal', vocab: 5, length: 16 }, lambda: 5 }));
+  for (const [name, args] of [['base', []], ['gibbs', ['--policy', gibbs]]] as const) {
+    const r = runCli(['attack', 'refusal', ...args, '--rank', '2', '--json']);
+    t.is(r.status, 0, r.stderr);
+    writeFileSync(join(ranked, `attack-${name}.json`), r.stdout);
+  }
+  const r = runCli(['report', ranked, '--out', join(scratch, 'ranked-report'), '--json']);
+  t.is(r.status, 0, r.stderr);
+  t.true(JSON.parse(r.stdout).plots.includes('rank-assisted-asr'));
 });
 
 test('writeReport is callable as a library function (for the demo)', async (t) => {

@@ -41,9 +41,9 @@ function tmpFile(name: string, text: string): string {
 }
 
 /** Asserts that `fn` throws a ScenarioError for `field` whose reason matches `reason`. */
-function refuses(t: ExecutionContext, fn: () => unknown, field: string, reason: RegExp): ScenarioError {
+function refuses(t: ExecutionContext, fn: () => unknown, field: string, reason: RegExp, code = 'HH_SCENARIO_INVALID'): ScenarioError {
   const err = t.throws(fn, { instanceOf: ScenarioError }) as ScenarioError;
-  t.is(err.code, 'HH_SCENARIO_INVALID');
+  t.is(err.code, code);
   t.is(err.field, field);
   t.regex(err.reason, reason);
   if (field !== '') t.true(err.message.includes(field), `message ${JSON.stringify(err.message)} names ${field}`);
@@ -528,7 +528,7 @@ test('error: non-finite or non-numeric probability', (t) => {
 });
 
 test('error: row does not sum to 1 within 1e-9', (t) => {
-  refusesMutation(t, (j) => (j.base.fine = [0.02, 0.03, 0.05, 0.6, 0.2]), 'base["fine"]', /must sum to 1.*sums to 0\.8999/);
+  refusesMutation(t, (j) => (j.base.fine = [0.02, 0.03, 0.05, 0.6, 0.2]), 'base["fine"]', /must sum to 1.*sums to 0\.9$/);
   refusesMutation(t, (j) => (j.base['<bos>'] = { Sure: 0.5, Sorry: 0.5 + 2e-9 }), 'base["<bos>"]', /must sum to 1/);
   // within tolerance: accepted
   const j = refusalJson();
@@ -640,12 +640,15 @@ test('error: state space over the memory budget (automaton-bound estimate → ha
     engineBytes: 17568,
     baseBytes: 240,
   });
-  const err = refuses(t, () => parseScenario(refusalJson(), 'x', { memoryBudgetBytes: 17000 }), 'harm.states', /state space too large: estimated 36 exact states/);
+  const err = refuses(t, () => parseScenario(refusalJson(), 'x', { memoryBudgetBytes: 17000 }), 'harm.states', /state space too large: estimated 36 exact states/, 'HH_STATE_SPACE_TOO_LARGE');
+  t.regex(err.message, /^scenario too large \(x\): harm\.states: .*\(memoryBudgetBytes\)$/);
+  const named = refuses(t, () => parseScenario(refusalJson(), 'x', { memoryBudgetBytes: 17000, memoryBudgetName: '--memory-budget' }), 'harm.states', /\(--memory-budget\)$/, 'HH_STATE_SPACE_TOO_LARGE');
+  t.notRegex(named.message, /memoryBudgetBytes/);
   t.regex(err.reason, /17568 bytes|17\.16 KiB/);
   t.notThrows(() => parseScenario(refusalJson(), 'x', { memoryBudgetBytes: 17568 }));
-  refuses(t, () => compileScenario(builtinScenario('refusal'), { memoryBudgetBytes: 1000 }), 'harm.states', /state space too large/);
+  refuses(t, () => compileScenario(builtinScenario('refusal'), { memoryBudgetBytes: 1000 }), 'harm.states', /state space too large/, 'HH_STATE_SPACE_TOO_LARGE');
   // the default budget (4 GiB) refuses big random scenarios before generating them
-  refuses(t, () => builtinScenario('random', { vocab: 50, order: 4, length: 30 }), 'harm.states', /estimated 5\.102e\+7 exact states|estimated 51020408 exact states/);
+  refuses(t, () => builtinScenario('random', { vocab: 50, order: 4, length: 30 }), 'harm.states', /estimated 5\.102e\+7 exact states|estimated 51020408 exact states/, 'HH_STATE_SPACE_TOO_LARGE');
 });
 
 test('error: state space over the memory budget (sequence-bound estimate → length)', (t) => {
@@ -659,7 +662,7 @@ test('error: state space over the memory budget (sequence-bound estimate → len
   };
   const est = estimateScenarioSize(parseScenario(j));
   t.is(est.stateBound, 15);
-  refuses(t, () => parseScenario(j, 'tiny', { memoryBudgetBytes: 100 }), 'length', /estimated 15 exact states.*Σ_\{t=0\.\.3\} 2\^t = 15/);
+  refuses(t, () => parseScenario(j, 'tiny', { memoryBudgetBytes: 100 }), 'length', /estimated 15 exact states.*Σ_\{t=0\.\.3\} 2\^t = 15/, 'HH_STATE_SPACE_TOO_LARGE');
 });
 
 test('error: invalid JSON text names the position', (t) => {

@@ -12,17 +12,44 @@ import { estimateReport, renderEstimateReport } from './estimate-report.js';
 import { DEFAULT_TILT, type GradientEstimator, type Proposal } from './montecarlo.js';
 import { BASE } from './policy.js';
 import { loadPolicy } from './policy-file.js';
-import { analyzeReport } from './report.js';
+import { analyzeReport, DEFAULT_EFFECTIVE_FRACTION } from './report.js';
 import { addDemoCommands } from './commands-demo.js';
 import { addReportCommands } from './commands-report.js';
 import { addSweepCommands } from './commands-sweep.js';
 import { addTrainCommands } from './commands-train.js';
 import { resolveScenario } from './resolve.js';
-import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, scenarioToJson } from './scenario.js';
+import { memoryBudget, memoryBudgetOption } from './commands-options.js';
+import { claimOutputFolder } from './files.js';
+import { writeStdout, writeStdoutJson } from './stdout.js';
+import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, ScenarioError, scenarioToJson, type Scenario } from './scenario.js';
 
-/** Codes that mean the input was bad (exit 2) rather than the run failing (exit 1). */
-/** Codes of bad input (exit 2); everything else (HH_WRITE_FAILED, HH_PANIC, …) is a failure of the run (exit 1). */
-const BAD_INPUT_CODES = new Set(['HH_OUTPUT_UNWRITABLE', 'HH_SCENARIO_INVALID', 'HH_POLICY_INVALID', 'HH_FILE_NOT_FOUND', 'HH_INVALID_ARGUMENT', 'HH_INVALID_SPEC', 'HH_STATE_SPACE_TOO_LARGE']);
+/**
+ * Codes of bad input (exit 2), among them an --out the user cannot write, one that holds another
+ * run's results, or one another process is writing; everything else (HH_WRITE_FAILED, HH_PANIC, …)
+ * is a failure of the run (exit 1).
+ */
+const BAD_INPUT_CODES = new Set([
+  'HH_OUTPUT_UNWRITABLE',
+  'HH_OUTPUT_OCCUPIED',
+  'HH_LOCKED',
+  'HH_SCENARIO_INVALID',
+  'HH_POLICY_INVALID',
+  'HH_FILE_NOT_FOUND',
+  'HH_INVALID_ARGUMENT',
+  'HH_INVALID_SPEC',
+  'HH_STATE_SPACE_TOO_LARGE',
+]);
+
+/** Commands that write an --out folder: it is locked for the run and refused when occupied (unless --force). */
+const OUT_FOLDER_COMMANDS = ['train', 'demo', 'report'];
+
+function unitFraction(name: string) {
+  return (value: string) => {
+    const x = Number(value);
+    if (value.trim() === '' || !(x > 0 && x <= 1)) throw new InvalidArgumentError(`${name} must be in (0, 1].`);
+    return x;
+  };
+}
 
 function nonNegative(name: string) {
   return (value: string) => {
@@ -73,22 +100,17 @@ function tilt(value: string) {
 }
 
 const seedOption = () => new Option('--seed <S>', 'seed of the random scenario').argParser(integer('--seed'));
-const budgetOption = () =>
-  new Option('--memory-budget <GiB>', 'refuse state spaces needing more memory than this').default(4).argParser(nonNegative('--memory-budget'));
 
-function write(text: string) {
-  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
-}
-
-function json(value: unknown) {
-  write(JSON.stringify(value, null, 2));
-}
+const write = writeStdout;
+const json = writeStdoutJson;
 
 export function buildProgram(): Command {
   const program = new Command('harm-horizon')
     .description('Shallow versus deep safety alignment, computable: the harm martingale, harm information and per-position gradients.')
     .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)');
+    .showHelpAfterError('(run with --help for usage)')
+    // Help and version go through the checked writer too (`--help > /dev/full` is exit 1, one line).
+    .configureOutput({ writeOut: writeStdout });
 
   program
     .command('analyze')
@@ -96,9 +118,10 @@ export function buildProgram(): Command {
     .argument('<scenario>', `a built-in scenario (${builtinNames().join(', ')}) or a scenario JSON file`)
     .option('--lambda <L>', 'alignment strength λ of λ·E[H] + KL (default: the scenario\'s, 5 for refusal, 1 otherwise)', nonNegative('--lambda'))
     .option('--tolerance <X>', 'relative tolerance of the harm horizon (I_t ≤ X·Var H counts as 0)', nonNegative('--tolerance'), DEFAULT_HORIZON_TOLERANCE)
+    .option('--effective-fraction <F>', 'share of Var H the effective horizon resolves', unitFraction('--effective-fraction'), DEFAULT_EFFECTIVE_FRACTION)
     .option('--json', 'print one JSON object instead of the table')
     .addOption(seedOption())
-    .addOption(budgetOption())
+    .addOption(memoryBudgetOption())
     .addHelpText(
       'after',
       `
@@ -110,12 +133,11 @@ Examples:
   $ harm-horizon analyze "random(seed=1,V=16,n=2,T=64,D=40)"`,
     )
     .option('--policy <file>', 'compare this policy (a trained one) with the base instead of the Gibbs optimum')
-    .action(async (arg: string, opts: { lambda?: number; tolerance: number; json?: boolean; seed?: number; memoryBudget: number; policy?: string }) => {
-      const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
-      const scenario = resolveScenario(arg, { seed: opts.seed, memoryBudgetBytes });
-      const compiled = compileScenario(scenario, { memoryBudgetBytes });
+    .action(async (arg: string, opts: { lambda?: number; tolerance: number; effectiveFraction: number; json?: boolean; seed?: number; memoryBudget: number; policy?: string }) => {
+      const budget = memoryBudget(opts.memoryBudget);
+      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), budget);
       const lambda = opts.lambda ?? compiled.defaults.lambda;
-      const engine = new ExactEngine(compiled, { memoryBudgetBytes });
+      const engine = new ExactEngine(compiled, budget);
       const analysis = await engine.analyzeAsync(lambda, opts.tolerance);
       if (opts.policy) {
         // The "aligned" columns describe the given policy rather than the Gibbs optimum.
@@ -126,7 +148,7 @@ Examples:
         analysis.klTeacherForced = prefixes.klTeacherForced;
         analysis.asrAligned = prefixes.asr;
       }
-      const report = { ...analyzeReport(compiled, analysis, engine.numStates, opts.tolerance), aligned: opts.policy ?? `gibbs(λ=${lambda})` };
+      const report = { ...analyzeReport(compiled, analysis, engine.numStates, opts.tolerance, opts.effectiveFraction), aligned: opts.policy ?? `gibbs(λ=${lambda})` };
       if (opts.json) json(report);
       else write(renderAnalyzeReport(report));
     });
@@ -148,7 +170,7 @@ Examples:
     )
     .option('--tilt <κ>', `κ of the tilted proposal (default ${DEFAULT_TILT}; negative tilts away from harm)`, tilt)
     .option('--json', 'print one JSON object instead of the table')
-    .addOption(budgetOption())
+    .addOption(memoryBudgetOption())
     .addHelpText(
       'after',
       `
@@ -160,9 +182,9 @@ Examples:
     )
     .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; proposal: Proposal; tilt?: number; json?: boolean; memoryBudget: number }) => {
       if (opts.tilt !== undefined && opts.proposal !== 'tilted') throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--tilt needs --proposal tilted');
-      const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
-      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, memoryBudgetBytes }), { memoryBudgetBytes: Infinity });
-      const exact = tryExactEngine(compiled, memoryBudgetBytes);
+      const budget = memoryBudget(opts.memoryBudget);
+      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), { memoryBudgetBytes: Infinity });
+      const exact = tryExactEngine(compiled, budget.memoryBudgetBytes);
       const policy = opts.policy ? loadPolicy(opts.policy, compiled, exact?.numStates) : BASE;
       const request = { samples: opts.samples, seed: opts.seed, rollouts: opts.rollouts, estimator: opts.estimator, proposal: opts.proposal, tilt: opts.tilt };
       const report = await estimateReport(compiled, policy, request, exact);
@@ -175,6 +197,14 @@ Examples:
   addSweepCommands(program, helpers);
   addReportCommands(program, helpers);
   addDemoCommands(program, helpers);
+  for (const command of program.commands.filter((c) => OUT_FOLDER_COMMANDS.includes(c.name()))) {
+    command
+      .option('--force', 'write over the results another run left in --out')
+      .hook('preAction', (c) => {
+        const opts = c.opts<{ out: string; force?: boolean }>();
+        claimOutputFolder(opts.out, { force: opts.force });
+      });
+  }
 
   const scenario = program.command('scenario').description('list, show and validate scenarios');
   scenario
@@ -209,12 +239,22 @@ Examples:
     .description('check a scenario file; exit 0 if valid, 2 with the bad field named if not')
     .argument('<file>', 'a scenario JSON file')
     .option('--json', 'print the result as JSON')
-    .addOption(budgetOption())
+    .addOption(memoryBudgetOption())
     .action((file: string, opts: { json?: boolean; memoryBudget: number }) => {
-      const memoryBudgetBytes = opts.memoryBudget * 1024 ** 3;
-      const s = resolveScenario(file, { memoryBudgetBytes });
-      const compiled = compileScenario(s, { memoryBudgetBytes });
-      const states = new ExactEngine(compiled, { memoryBudgetBytes }).numStates;
+      const budget = memoryBudget(opts.memoryBudget);
+      let result: { s: Scenario; states: number };
+      try {
+        const s = resolveScenario(file, budget);
+        result = { s, states: new ExactEngine(compileScenario(s, budget), budget).numStates };
+      } catch (error) {
+        // With --json, the verdict is on stdout too; the message still goes to stderr, and the exit code is 2.
+        if (opts.json && error instanceof HarmHorizonError && BAD_INPUT_CODES.has(error.code)) {
+          const message = error instanceof ScenarioError ? error.reason : error.message;
+          json({ valid: false, errors: [{ path: error.field ?? '', message }] });
+        }
+        throw error;
+      }
+      const { s, states } = result;
       if (opts.json) json({ valid: true, name: s.name, tokens: s.tokens.length, length: s.length, states });
       else write(`${file}: valid (${s.name}: V = ${s.tokens.length}, T = ${s.length}, ${states} exact states)`);
     });
@@ -242,12 +282,6 @@ export async function main(argv: string[]): Promise<number> {
     return 1;
   }
 }
-
-// Output piped into a command that stops reading early (`| head`): stop quietly.
-process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code === 'EPIPE') process.exit(process.exitCode ?? 0);
-  throw error;
-});
 
 main(process.argv).then((code) => {
   // An action may have set its own code (130 after Ctrl-C); keep it.

@@ -1,10 +1,12 @@
 /** The `demo` command: the whole story on one scenario, written as a report folder (see ts/demo.ts). */
 import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
+import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import type { CliHelpers } from './commands-train.js';
 import { outputFolder } from './files.js';
 import { DEMO_DEFAULTS, demoWorkUnits, loadDemoScenario, runDemo, type DemoSummary } from './demo.js';
-import { num, table } from './format.js';
+import { demoConclusions } from './demo-conclusions.js';
+import { numNonNegative as num, table } from './format.js';
 import { Progress } from './progress.js';
 
 function unitInterval(name: string) {
@@ -17,9 +19,12 @@ function unitInterval(name: string) {
 
 const pct = (x: number) => `${(100 * x).toFixed(x < 0.01 ? 2 : 1)}%`;
 
+/** The prefill depths the summary table shows. */
+const shownDepths = (s: DemoSummary) => [1, 2, 3, 4].filter((k) => k <= s.horizon.length);
+
 /** The summary table and the lines under it. */
 export function renderDemoSummary(s: DemoSummary): string {
-  const ks = [1, 2, 3, 4].filter((k) => k <= s.horizon.length);
+  const ks = shownDepths(s);
   const header = ['policy', 'E[H]', 'KL', ...ks.map((k) => `ASR_${k}`), `RAP ASR_${ks[0]}..${ks[ks.length - 1]} (r=${s.parameters.rank})`];
   const rows = s.policies.map((p) => [p.label, num(p.expectedHarm), num(p.kl), ...ks.map((k) => num(p.prefill[k])), ks.map((k) => num(p.rap[k], 3)).join(' ')]);
   const lines = [
@@ -28,7 +33,7 @@ export function renderDemoSummary(s: DemoSummary): string {
     table(header, rows),
     '',
     `ASR_k: P(harmful | the first k tokens forced from a harmful base response); RAP: rank-assisted prefilling among the policy's top ${s.parameters.rank}.`,
-    `harm horizon: k = ${s.horizon.k} of T = ${s.horizon.length}; I_1 carries ${pct(s.horizon.firstTokenShare)} of Var(H) = ${num(s.horizon.harmVariance)}, so the training signal of E[H] falls almost entirely on the first token.`,
+    ...demoConclusions(s, ks[ks.length - 1]),
   ];
   const ls = s.lambdaScaling;
   if (ls) {
@@ -62,6 +67,7 @@ export function addDemoCommands(program: Command, h: CliHelpers): void {
     .option('--rank <R>', 'rank-assisted prefilling: the policy\'s top R tokens (capped at V)', h.positiveInteger('--rank'), DEMO_DEFAULTS.rank)
     .option('--ppo-steps <N>', 'PPO optimisation steps', h.positiveInteger('--ppo-steps'), DEMO_DEFAULTS.ppoSteps)
     .option('--ppo-samples <N>', 'PPO responses per batch', h.positiveInteger('--ppo-samples'), DEMO_DEFAULTS.ppoSamples)
+    .addOption(memoryBudgetOption())
     .option('--no-html', 'skip the HTML report (index.html)')
     .option('--quiet', 'no progress on stderr')
     .option('--json', 'print the summary as JSON')
@@ -90,9 +96,10 @@ Examples:
         ppoSteps: opts.ppoSteps as number,
         ppoSamples: opts.ppoSamples as number,
         html: opts.html !== false,
+        memoryBudgetBytes: memoryBudget(opts.memoryBudget).memoryBudgetBytes,
       };
       // Check the input before any work: the scenario (exit 2 naming the field) and the folder.
-      const compiled = loadDemoScenario(arg, opts.seed);
+      const compiled = loadDemoScenario(arg, opts.seed, memoryBudget(opts.memoryBudget));
       const total = demoWorkUnits(compiled, { ...DEMO_DEFAULTS, ...options });
       outputFolder(options.out);
       const tty = process.stderr.isTTY === true;

@@ -1,12 +1,15 @@
 /** The `sweep` and `merge` commands (see docs/sweeps.md). */
 import { availableParallelism } from 'node:os';
-import { dirname, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import type { CliHelpers } from './commands-train.js';
 import { HarmHorizonError } from './errors.js';
 import { outputFolder } from './files.js';
-import { loadSweep, mergeResults, parseShard, runSweep, shardCells, shardFromEnv, type MergeReport, type RunSummary, type Shard } from './sweep.js';
+import { acquireLock } from './lock.js';
+import { memoryBudget, memoryBudgetOption } from './commands-options.js';
+import { writeStdout } from './stdout.js';
+import { loadSweep, mergeResults, parseShard, resultsFileName, runSweep, shardCells, shardFromEnv, type MergeReport, type RunSummary, type Shard } from './sweep.js';
 
 function shardOption(value: string): Shard {
   try {
@@ -65,6 +68,7 @@ export function addSweepCommands(program: Command, h: CliHelpers): void {
     .addOption(new Option('--workers <n>', 'worker threads').argParser(h.positiveInteger('--workers')).default(availableParallelism(), 'all cores'))
     .option('--timing', 'add each cell\'s compute time ("seconds") to its line (lines then differ between runs)')
     .option('--list', 'print the cells of this shard (id, seed, params) as JSON lines; run nothing')
+    .addOption(memoryBudgetOption())
     .option('--json', 'print the summary as JSON')
     .addHelpText(
       'after',
@@ -78,24 +82,24 @@ Examples:
   $ harm-horizon sweep examples/sweeps/deep-gamma.yaml --list
   $ harm-horizon merge runs/lambda/results.shard-*-of-4.jsonl --sweep examples/sweeps/lambda-seeds.yaml --out runs/lambda/results.jsonl`,
     )
-    .action(async (file: string, opts: { out?: string; shard?: Shard; shards?: number; workers: number; timing?: boolean; list?: boolean; json?: boolean }) => {
-      const sweep = loadSweep(file);
+    .action(async (file: string, opts: { out?: string; shard?: Shard; shards?: number; workers: number; timing?: boolean; list?: boolean; memoryBudget: number; json?: boolean }) => {
+      const budget = memoryBudget(opts.memoryBudget);
+      const sweep = loadSweep(file, budget);
       const shard = opts.shard ?? shardFromEnv(process.env, opts.shards);
       if (opts.shards !== undefined && !opts.shard && !shard) {
         throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--shards gives the number of shards when the index comes from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID, and neither is set: use --shard i/n', '--shards');
       }
       if (opts.list) {
-        // `… --list | head`: a closed pipe ends the listing quietly.
-        process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-          if (error.code === 'EPIPE') process.exit(0);
-          throw error;
-        });
+        // `… --list | head`: writeStdout ends the listing quietly when the pipe closes.
         const lines = shardCells(sweep.cells, shard).map((c) => JSON.stringify({ id: c.id, seed: c.seed, params: c.params }));
-        if (lines.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
+        if (lines.length > 0) writeStdout(lines.join('\n'));
         return;
       }
       if (opts.out === undefined) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'sweep needs --out <dir> (or --list)', '--out');
       const out = outputFolder(opts.out);
+      // One process per results file: a second run on the same file would run every cell again.
+      const results = join(out, resultsFileName(shard));
+      acquireLock(`${results}.lock`, `the sweep results ${results}`);
       // Cells run side by side on all cores: each cell's own computation gets cores / workers threads
       // (results do not depend on the thread count). Only effective before the core's first use.
       if (process.env.RAYON_NUM_THREADS === undefined) process.env.RAYON_NUM_THREADS = String(Math.max(1, Math.floor(availableParallelism() / opts.workers)));
@@ -118,6 +122,7 @@ Examples:
           shard,
           workers: opts.workers,
           timing: opts.timing,
+          memoryBudgetBytes: budget.memoryBudgetBytes,
           shouldStop: () => stop,
           warn: (message) => process.stderr.write(`harm-horizon: ${message}\n`),
         });

@@ -25,6 +25,7 @@ import { JsonLinesWriter, writeAtomic } from './files.js';
 import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
+import { clampRounding } from './format.js';
 import type { Policy } from './policy.js';
 import { policyToJson } from './policy-file.js';
 import { analyzeReport, type AnalyzeReport } from './report.js';
@@ -55,6 +56,8 @@ export interface DemoOptions {
   html: boolean;
   /** The scenario, already resolved and compiled (`scenario` then only names it in commands). */
   compiled?: CompiledScenario;
+  /** Memory budget of the exact state space, in bytes (default 4 GiB). */
+  memoryBudgetBytes?: number;
 }
 
 /** Defaults of the demo: `refusal`, PPO with 300 steps of 1024 responses, λ from 1e-3 to 3. */
@@ -120,6 +123,8 @@ export interface DemoSummary {
     harmVariance: number;
     /** I_1 / Var(H): the share of the harm information decided by the first token. */
     firstTokenShare: number;
+    /** The smallest k by which `fraction` of Var(H) is resolved. */
+    effective: { k: number; fraction: number };
     harmInformation: number[];
   };
   policies: DemoPolicyRow[];
@@ -227,9 +232,12 @@ export function demoWorkUnits(scenario: CompiledScenario, options: Omit<DemoOpti
   return u.analyze + u.train.reduce((a, b) => a + b, 0) + u.attacks + u.lambdas + (options.html ? 1 : 0);
 }
 
-/** Resolves and compiles the demo's scenario argument (a built-in name or a scenario file). */
-export function loadDemoScenario(arg: string, seed: number): CompiledScenario {
-  return compileScenario(resolveScenario(arg, { seed }));
+/**
+ * Resolves and compiles the demo's scenario argument (a built-in name or a scenario file) within a
+ * memory budget (`budget`: bytes and the name messages give it, e.g. "--memory-budget").
+ */
+export function loadDemoScenario(arg: string, seed: number, budget: { memoryBudgetBytes?: number; memoryBudgetName?: string } = {}): CompiledScenario {
+  return compileScenario(resolveScenario(arg, { seed, ...budget }), budget);
 }
 
 /**
@@ -248,8 +256,9 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   if (o.lambdas.length === 0 || !o.lambdas.every((x) => Number.isFinite(x) && x > 0)) {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the λ grid must hold finite numbers > 0, got ${o.lambdas.join(', ')}`, 'lambdas');
   }
-  const scenario = o.compiled ?? loadDemoScenario(o.scenario, o.seed);
-  const engine = new ExactEngine(scenario);
+  const budget = o.memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: o.memoryBudgetBytes };
+  const scenario = o.compiled ?? loadDemoScenario(o.scenario, o.seed, budget);
+  const engine = new ExactEngine(scenario, budget);
   const stop = hooks.shouldStop ?? (() => false);
   const tick = (units = 1) => hooks.onTick?.(units);
   const out = o.out;
@@ -301,7 +310,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     policies.push({
       ...row,
       expectedHarm: engine.conditionalHarm(policy)[0],
-      kl: engine.klOnPolicy(policy).reduce((a, b) => a + b, 0),
+      kl: clampRounding(engine.klOnPolicy(policy).reduce((a, b) => a + b, 0)),
       prefill,
       rap,
     });
@@ -328,6 +337,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     tolerance: DEFAULT_HORIZON_TOLERANCE,
     harmVariance: analysis.base.harmVariance,
     firstTokenShare: analysis.base.harmVariance > 0 ? info[0] / analysis.base.harmVariance : 0,
+    effective: report.effectiveHorizon,
     harmInformation: info,
   };
 
@@ -498,7 +508,8 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   // module is loaded only here: it brings in vega, which library users of the demo may not need.
   if (o.html && !interrupted) {
     hooks.onStage?.('HTML report', 1);
-    const reportCommand = commandLine(['report', out, '--out', out]);
+    // The report is written into the results folder itself, which holds the demo's files: --force.
+    const reportCommand = commandLine(['report', out, '--out', out, '--force']);
     artefacts.push({ file: join(out, 'index.html'), commands: [reportCommand] });
     summary.files.push(join(out, 'index.html'));
     summary.seconds = (performance.now() - started) / 1000;

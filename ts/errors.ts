@@ -6,6 +6,10 @@
  * - `HH_INVALID_SPEC`         the numeric scenario handed to the core is malformed
  * - `HH_INVALID_ARGUMENT`     an argument (λ, tolerance, policy shape, …) is out of range
  * - `HH_STATE_SPACE_TOO_LARGE` the exact state space does not fit in the memory budget
+ * - `HH_POLICY_INVALID`       a policy file or object is malformed (a row with no finite logit, …)
+ * - `HH_OUTPUT_OCCUPIED`      an output folder already holds another run's results (CLI: use --force)
+ * - `HH_LOCKED`               another process is writing the same output folder or results file
+ * - `HH_WRITE_FAILED`         a write failed (disk full, standard output closed with an error)
  * - `HH_PANIC`                an internal bug in the core, caught before it could crash Node
  */
 export class HarmHorizonError extends Error {
@@ -23,6 +27,9 @@ export class HarmHorizonError extends Error {
 
 const CODE_PREFIX = /^(HH_[A-Z_]+): (.*)$/s;
 
+/** napi-rs statuses of an argument JavaScript passed with the wrong type or shape (bad input, not a bug). */
+const ARGUMENT_STATUS = /^(InvalidArg|[A-Za-z]+Expected)$/;
+
 /** Re-throws an error from the native core as a HarmHorizonError with its code. */
 export function fromNative(error: unknown): HarmHorizonError {
   if (error instanceof HarmHorizonError) return error;
@@ -32,6 +39,7 @@ export function fromNative(error: unknown): HarmHorizonError {
   // Async tasks carry the code as a message prefix (see crate/node/src/lib.rs).
   const prefixed = CODE_PREFIX.exec(message);
   if (prefixed) return new HarmHorizonError(prefixed[1], prefixed[2]);
+  if (typeof e?.code === 'string' && ARGUMENT_STATUS.test(e.code)) return new HarmHorizonError('HH_INVALID_ARGUMENT', message);
   return new HarmHorizonError('HH_INTERNAL', message);
 }
 

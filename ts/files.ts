@@ -1,12 +1,15 @@
 /**
  * Writing results so that a failure (disk full, permissions) never leaves a corrupt file: whole files
  * are written to a temporary name, fsynced and renamed; JSON-lines logs are cut back to their last
- * whole line when an append fails. Failures are HarmHorizonErrors with code HH_WRITE_FAILED (or
- * HH_OUTPUT_UNWRITABLE for an output folder that cannot be made), naming the file.
+ * whole line when an append fails; an output folder is claimed by one run at a time and never
+ * silently written over. Failures are HarmHorizonErrors naming the file or folder: HH_WRITE_FAILED,
+ * HH_OUTPUT_UNWRITABLE (a folder that cannot be made), HH_OUTPUT_OCCUPIED (another run's results are
+ * there) and HH_LOCKED (another process is writing it).
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, renameSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { HarmHorizonError } from './errors.js';
+import { acquireLock, FOLDER_LOCK } from './lock.js';
 
 function writeFailure(path: string, error: unknown): HarmHorizonError {
   return new HarmHorizonError('HH_WRITE_FAILED', `cannot write ${path}: ${(error as Error).message}`);
@@ -83,24 +86,79 @@ export class JsonLinesWriter {
 }
 
 
-/**
- * Creates the output folder one level at a time from its nearest existing ancestor (Node's recursive
- * mkdir can spin on special file systems such as /proc) and checks that it can be written.
- */
-export function outputFolder(dir: string, option = '--out'): string {
+/** Creates `dir` one level at a time from its nearest existing ancestor; returns the folders it made. */
+function makeFolder(dir: string): string[] {
+  // Node's recursive mkdir can spin on special file systems such as /proc.
+  const missing: string[] = [];
+  let existing = resolve(dir);
+  while (!existsSync(existing)) {
+    missing.unshift(existing);
+    existing = dirname(existing);
+  }
+  for (const folder of missing) mkdirSync(folder);
+  return missing;
+}
+
+function unwritable(dir: string, option: string, error: unknown): HarmHorizonError {
+  return new HarmHorizonError('HH_OUTPUT_UNWRITABLE', `cannot write to the output folder ${dir}: ${(error as Error).message}`, option);
+}
+
+/** Creates the output folder if needed and checks that it can be written; returns the folders made. */
+function prepareFolder(dir: string, option: string): string[] {
   try {
-    const missing: string[] = [];
-    let existing = resolve(dir);
-    while (!existsSync(existing)) {
-      missing.unshift(existing);
-      existing = dirname(existing);
-    }
-    for (const folder of missing) mkdirSync(folder);
+    const made = makeFolder(dir);
     const probe = join(dir, '.write-test');
     writeFileSync(probe, '');
     unlinkSync(probe);
-    return dir;
+    return made;
   } catch (error) {
-    throw new HarmHorizonError('HH_OUTPUT_UNWRITABLE', `cannot write to the output folder ${dir}: ${(error as Error).message}`, option);
+    throw unwritable(dir, option, error);
   }
+}
+
+/** Creates the output folder (from its nearest existing ancestor) and checks that it can be written. */
+export function outputFolder(dir: string, option = '--out'): string {
+  prepareFolder(dir, option);
+  return dir;
+}
+
+/**
+ * What an output folder already holds, ignoring hidden entries (our lock, .DS_Store, .gitkeep):
+ * an empty list means the folder is free for a new run.
+ */
+export function folderContents(dir: string): string[] {
+  return existsSync(dir) ? readdirSync(dir).filter((name) => !name.startsWith('.')).sort() : [];
+}
+
+/**
+ * Makes `dir` the output folder of this process: creates it, locks it against a concurrent run
+ * (HH_LOCKED), and refuses it when it already holds results of another run (HH_OUTPUT_OCCUPIED)
+ * unless `force` is set. Both are exit 2: the user chose the folder. Folders made here that are
+ * still empty when the process exits (the run failed before writing) are removed again.
+ */
+export function claimOutputFolder(dir: string, options: { force?: boolean; option?: string } = {}): string {
+  const option = options.option ?? '--out';
+  const made = prepareFolder(dir, option);
+  const lock = acquireLock(join(dir, FOLDER_LOCK), `the output folder ${dir}`);
+  process.once('exit', () => {
+    lock.release();
+    try {
+      for (const folder of made.reverse()) {
+        if (readdirSync(folder).length > 0) break;
+        rmdirSync(folder);
+      }
+    } catch {
+      // Tidying only: a folder we cannot remove stays.
+    }
+  });
+  const contents = folderContents(dir);
+  if (contents.length > 0 && !options.force) {
+    const shown = contents.length > 4 ? `${contents.slice(0, 4).join(', ')}, … (${contents.length} entries)` : contents.join(', ');
+    throw new HarmHorizonError(
+      'HH_OUTPUT_OCCUPIED',
+      `${option} ${dir} already holds the results of another run (${shown}): choose a new folder, or add --force to write over them`,
+      option,
+    );
+  }
+  return dir;
 }

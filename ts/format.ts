@@ -12,6 +12,31 @@ export function num(x: number | null, digits = 4): string {
   return x.toExponential(2);
 }
 
+/**
+ * Rounding noise that floating point leaves below 0 on a quantity that cannot be negative (a KL, a
+ * probability, I_t): at most this far below 0 it is 0. A value further below 0 is a real error and
+ * is kept, so that it shows.
+ */
+export const ROUNDING_NOISE = 1e-12;
+
+/** `x` with rounding noise below 0 removed (see ROUNDING_NOISE); null and NaN pass through. */
+export function clampRounding<T extends number | null>(x: T): T {
+  return (x !== null && x < 0 && x >= -ROUNDING_NOISE ? 0 : x) as T;
+}
+
+/** `num` of a quantity that cannot be negative (a KL, a probability, I_t): never prints −1e-17. */
+export function numNonNegative(x: number | null, digits = 4): string {
+  return num(clampRounding(x), digits);
+}
+
+/**
+ * A computed number for a message, to 12 significant digits (enough to show a deviation from a
+ * 1e-9 tolerance): a row sum of 0.9995999999999999 reads 0.9996, one of 1 + 2e-9 reads 1.000000002.
+ */
+export function approx(x: number, significant = 12): string {
+  return Number.isFinite(x) ? String(Number(x.toPrecision(significant))) : String(x);
+}
+
 /** One character per value, scaled to the largest (all blank-floor when every value is 0). */
 export function sparkline(values: readonly (number | null)[]): string {
   const finite = values.map((v) => (v === null || !Number.isFinite(v) ? 0 : Math.max(v, 0)));
@@ -26,9 +51,10 @@ export function bar(value: number | null, max: number): string {
   return '█'.repeat(cells).padEnd(BAR_WIDTH, '·');
 }
 
-/** Renders rows as a left-padded table under a header. */
-export function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, c) => Math.max(h.length, ...rows.map((r) => r[c].length)));
-  const line = (cells: string[]) => cells.map((cell, c) => cell.padStart(widths[c])).join('  ');
+/** Renders rows as a left-padded table under a header; a row given as a string (a note) is printed as is. */
+export function table(header: string[], rows: (string[] | string)[]): string {
+  const cells = rows.filter((r): r is string[] => typeof r !== 'string');
+  const widths = header.map((h, c) => cells.reduce((w, r) => Math.max(w, r[c].length), h.length));
+  const line = (row: string[] | string) => (typeof row === 'string' ? row : row.map((cell, c) => cell.padStart(widths[c])).join('  '));
   return [line(header), line(widths.map((w) => '─'.repeat(w))), ...rows.map(line)].join('\n');
 }

@@ -16,7 +16,7 @@ export {
   type Policy,
   type ProfileOptions,
 } from './exact.js';
-export { analyzeReport, type AnalyzeReport, type PositionRow, type PrefillRow } from './report.js';
+export { analyzeReport, DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport, type PositionRow, type PrefillRow } from './report.js';
 export { resolveScenario } from './resolve.js';
 export {
   DEFAULT_MEMORY_BUDGET_BYTES,

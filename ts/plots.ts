@@ -133,10 +133,21 @@ const positionAxis = (length: number) => ({
   axis: { tickMinStep: 1, format: 'd' },
 });
 
-/** A dashed rule at the horizon k, labelled. */
-function horizonLayers(k: number, length: number): Spec[] {
+/**
+ * A dashed rule at the horizon, labelled: the harm horizon when it lies inside the plot, else the
+ * effective horizon when that does (a rule on the border marks nothing), else no rule.
+ */
+function horizonLayers(report: AnalyzeReport): Spec[] {
+  const length = report.positions.length;
+  const inside = (k: number | undefined): k is number => k !== undefined && k > 1 && k < length;
+  const effective = report.effectiveHorizon;
+  const [k, label] = inside(report.horizon)
+    ? [report.horizon, `horizon k = ${report.horizon}`]
+    : inside(effective?.k)
+      ? [effective!.k, `effective horizon k = ${effective!.k} (${100 * effective!.fraction}% of Var H)`]
+      : [undefined, ''];
+  if (k === undefined) return [];
   const right = k > length / 2;
-  const label = k >= length ? `horizon k = ${k} (= T)` : `horizon k = ${k}`;
   return [
     { data: { values: [{}] }, mark: { type: 'rule', strokeDash: [6, 4], color: ACCENT, strokeWidth: 1.5 }, encoding: { x: { datum: k, type: 'quantitative' } } },
     {
@@ -182,7 +193,8 @@ export function harmInformationPlot(report: AnalyzeReport): Plot {
   const log = data.some((r) => finite(r.harmInformation) && r.harmInformation > floor);
   const title = `Harm information I_t (${report.scenario})`;
   const subtitle = [
-    `I_t = E[Δ_t²]; Var H = Σ_t I_t = ${fmt(report.harmVariance)}; horizon k = ${report.horizon}`,
+    `I_t = E[Δ_t²]; Var H = Σ_t I_t = ${fmt(report.harmVariance)}; horizon k = ${report.horizon}${report.horizon >= length ? ' (= T)' : ''}` +
+      (report.effectiveHorizon ? `; effective horizon ${report.effectiveHorizon.k} (${100 * report.effectiveHorizon.fraction}% of Var H)` : ''),
     `(I_t ≤ ${report.horizonTolerance}·Var H counts as 0${log ? '; zeros are not drawn on the log axis' : ''}).`,
   ].filter(Boolean);
   return {
@@ -194,7 +206,7 @@ export function harmInformationPlot(report: AnalyzeReport): Plot {
       height: HEIGHT,
       layer: [
         seriesLayer([['harmInformation', 'I_t (base model)', '#1f77b4', [1, 0]]], log ? 'I_t (log scale)' : 'I_t', floor, log, length, data.map((r) => r.harmInformation)),
-        ...horizonLayers(report.horizon, length),
+        ...horizonLayers(report),
       ],
     }),
   };
@@ -226,7 +238,7 @@ export function gradientPlot(report: AnalyzeReport): Plot {
           length,
           data.flatMap((r) => [r.gradNorm, r.gradBound]),
         ),
-        ...horizonLayers(report.horizon, length),
+        ...horizonLayers(report),
       ],
     }),
   };
@@ -252,7 +264,7 @@ export function klPlot(report: AnalyzeReport): Plot {
     spec: top(title, [`aligned: ${aligned}. For small λ, D_t ≈ (λ²/2)·I_t;`, 'D_t = 0 beyond the horizon.'], {
       width: WIDTH,
       height: HEIGHT,
-      layer: [seriesLayer(series, log ? 'KL per position, nats (log scale)' : 'KL per position, nats', floor, log, length, data.flatMap((r) => [r.klOnPolicy, r.klTeacherForced, r.klPredicted])), ...horizonLayers(report.horizon, length)],
+      layer: [seriesLayer(series, log ? 'KL per position, nats (log scale)' : 'KL per position, nats', floor, log, length, data.flatMap((r) => [r.klOnPolicy, r.klTeacherForced, r.klPredicted])), ...horizonLayers(report)],
     }),
   };
 }
@@ -318,11 +330,14 @@ export function prefillPlot(curves: { label: string; asr: ArrayLike<number | nul
 }
 
 /** Training curves (objective, E[H], KL against step), one series per labelled run. */
-export function trainingPlot(runs: { label: string; records: TrainRecord[] }[], options: { colorDomain?: string[] } = {}): Plot {
+export function trainingPlot(runs: { label: string; records: TrainRecord[]; objective?: string }[], options: { colorDomain?: string[] } = {}): Plot {
   const data: Row[] = runs.flatMap((r) =>
     r.records.map((rec) => ({ run: r.label, step: rec.step, objective: finite(rec.objective) ? rec.objective : null, expectedHarm: finite(rec.expectedHarm) ? rec.expectedHarm : null, kl: finite(rec.kl) ? rec.kl : null })),
   );
   const title = 'Training curves';
+  // J of different objectives (standard, deep, …) are different functions: one axis would compare them.
+  const objectives = [...new Set(runs.map((r) => r.objective ?? 'unknown'))];
+  const oneObjective = objectives.length === 1;
   // A log axis when a panel's values are positive and span more than a decade and a half.
   const logField = (field: string) => {
     const v = data.map((r) => r[field]).filter(finite);
@@ -352,9 +367,19 @@ export function trainingPlot(runs: { label: string; records: TrainRecord[] }[], 
     name: 'training',
     title,
     data,
-    spec: top(title, ['The objective being minimised, the expected harm and KL(P_θ ‖ P_base), per optimisation step.'], {
-      hconcat: [panel('objective', 'objective J', 'objective J(θ)'), panel('expectedHarm', 'E[H] under P_θ', 'expected harm E[H]'), panel('kl', 'KL, nats', 'KL(P_θ ‖ P_base)')],
-    }),
+    spec: top(
+      title,
+      oneObjective
+        ? ['The objective being minimised, the expected harm and KL(P_θ ‖ P_base), per optimisation step.']
+        : [`The expected harm and KL(P_θ ‖ P_base), per optimisation step. J is not drawn: the runs minimise different objectives`, `(${objectives.join(', ')}), whose values are not on one scale.`],
+      {
+        hconcat: [
+          ...(oneObjective ? [panel('objective', 'objective J', 'objective J(θ)')] : []),
+          panel('expectedHarm', 'E[H] under P_θ', 'expected harm E[H]'),
+          panel('kl', 'KL, nats', 'KL(P_θ ‖ P_base)'),
+        ],
+      },
+    ),
   };
 }
 
@@ -413,6 +438,55 @@ function compareValues(a: number | string | null, b: number | string | null): nu
   return String(a).localeCompare(String(b));
 }
 
+/** Heat maps aim at this size in pixels; cells stay within MIN_CELL..MAX_CELL on each axis. */
+const MAP_WIDTH = 800;
+const MAP_HEIGHT = 480;
+const MIN_CELL = 2;
+const MAX_CELL = 48;
+/** Axis labels of numeric sweep parameters: 4 significant digits, trailing zeros dropped. */
+const AXIS_NUMBER_FORMAT = '.4~g';
+
+/**
+ * A 1-D sweep: `value` against the one swept parameter `x`, rows sharing an x averaged (their number
+ * n is in the data). A numeric x is a quantitative axis (logarithmic when positive and spanning more
+ * than two decades); otherwise the values are categories in sweep order.
+ */
+export function sweepLinePlot(rows: Record<string, number | string | null>[], x: string, value: string, title: string): Plot {
+  const groups = new Map<string, { x: number | string; sum: number; n: number }>();
+  for (const row of rows) {
+    const xv = row[x];
+    const v = row[value];
+    if (xv === null || xv === undefined || !finite(v)) continue;
+    const key = JSON.stringify(xv);
+    const g = groups.get(key) ?? { x: xv, sum: 0, n: 0 };
+    g.sum += v;
+    g.n += 1;
+    groups.set(key, g);
+  }
+  const countField = [x, value].includes('n') ? 'n_rows' : 'n';
+  const data: Row[] = [...groups.values()].sort((a, b) => compareValues(a.x, b.x)).map((g) => ({ [x]: g.x, [value]: g.sum / g.n, [countField]: g.n }));
+  const xsNumeric = data.every((r) => finite(r[x]));
+  const xv = data.map((r) => r[x]).filter(finite);
+  const logX = xsNumeric && xv.length > 1 && Math.min(...xv) > 0 && Math.max(...xv) / Math.min(...xv) > 100;
+  const averaged = data.some((r) => (r[countField] as number) > 1);
+  return {
+    name: `line-${slug(value)}-by-${slug(x)}`,
+    title,
+    data,
+    spec: top(title, averaged ? 'Each point is the mean of its rows (their number n is in the CSV).' : undefined, {
+      width: WIDTH,
+      height: HEIGHT,
+      mark: { type: 'line', point: { size: 28, filled: true }, strokeWidth: 2 },
+      encoding: {
+        x: xsNumeric
+          ? { field: fieldRef(x), type: 'quantitative', title: logX ? `${x} (log scale)` : x, scale: logX ? { type: 'log' } : { zero: false }, axis: { format: AXIS_NUMBER_FORMAT, labelOverlap: 'greedy' } }
+          : { field: fieldRef(x), type: 'ordinal', title: x, sort: null, axis: { labelAngle: 0, labelOverlap: 'greedy' } },
+        y: { field: fieldRef(value), type: 'quantitative', title: value, axis: { format: '~g' } },
+      },
+    }),
+  };
+}
+
 /**
  * A sweep heat map of `value` over two parameters. Rows sharing an (x, y) cell are averaged; the plot's
  * data (and CSV) has one row per cell: x, y, the mean of `value` and the number of rows `n`.
@@ -440,11 +514,29 @@ export function heatmapPlot(rows: Record<string, number | string | null>[], x: s
   const averaged = sorted.some((c) => c.n > 1);
   const format = values.some((v) => v !== 0 && (Math.abs(v) < 1e-3 || Math.abs(v) >= 1e5)) ? '.2~e' : '.3~g';
   const showText = data.length <= 150;
-  const axisOf = (field: string) => ({ field: fieldRef(field), type: 'ordinal', title: field, sort: 'ascending', axis: { labelAngle: 0, labelOverlap: true } });
+  // Numbers as axis labels are rounded (a grid value 0.30000000000000004 reads 0.3); labels that
+  // would overlap are dropped, so a 400-value axis stays legible.
+  const axisOf = (field: string) => ({
+    field: fieldRef(field),
+    type: 'ordinal',
+    title: field,
+    sort: 'ascending',
+    axis: { labelAngle: 0, labelOverlap: 'greedy', labelSeparation: 6, labelExpr: `isNumber(datum.value) ? format(datum.value, '${AXIS_NUMBER_FORMAT}') : datum.label` },
+  });
   const valueRef = fieldRef(value);
+  const xs = new Set(data.map((r) => String(r[x]))).size;
+  const ys = new Set(data.map((r) => String(r[y]))).size;
+  // Each axis fits its own count: a 400 × 4 grid is 400 narrow columns by 4 rows, not 400 squares.
+  const fit = (n: number, span: number) => Math.max(MIN_CELL, Math.min(MAX_CELL, Math.floor(span / Math.max(n, 1))));
+  const cellHeight = Math.max(showText ? 14 : MIN_CELL, fit(ys, MAP_HEIGHT));
+  // Cells wide enough for their labels (the longest formatted value, 10px text).
+  const label = (v: number) => (format === '.2~e' ? v.toExponential(2).replace(/\.?0+e/, 'e') : String(Number(v.toPrecision(3))));
+  const textWidth = showText ? Math.max(0, ...values.map((v) => estimateTextWidth({ fontSize: 10 }, label(v)))) + 8 : 0;
+  const cellWidth = Math.max(fit(xs, MAP_WIDTH), Math.min(90, textWidth));
   const layers: Spec[] = [
     {
-      mark: { type: 'rect', stroke: 'white', strokeWidth: 0.5 },
+      // White cell borders help wide cells and stripe narrow ones: none below 6 px.
+      mark: { type: 'rect', ...(cellWidth >= 6 && cellHeight >= 6 ? { stroke: 'white', strokeWidth: 0.5 } : {}) },
       encoding: {
         x: axisOf(x),
         y: axisOf(y),
@@ -463,13 +555,6 @@ export function heatmapPlot(rows: Record<string, number | string | null>[], x: s
       },
     });
   }
-  const xs = new Set(data.map((r) => String(r[x]))).size;
-  const ys = new Set(data.map((r) => String(r[y]))).size;
-  const cellSize = Math.max(14, Math.min(48, Math.floor(480 / Math.max(xs, ys, 1))));
-  // Cells wide enough for their labels (the longest formatted value, 10px text).
-  const label = (v: number) => (format === '.2~e' ? v.toExponential(2).replace(/\.?0+e/, 'e') : String(Number(v.toPrecision(3))));
-  const textWidth = showText ? Math.max(0, ...values.map((v) => estimateTextWidth({ fontSize: 10 }, label(v)))) + 8 : 0;
-  const cellWidth = Math.max(cellSize, Math.min(90, textWidth));
   const subtitle = averaged ? 'Each cell is the mean of its rows (their number n is in the CSV).' : undefined;
   return {
     name: `heatmap-${slug(value)}-by-${slug(x)}-${slug(y)}`,
@@ -477,7 +562,7 @@ export function heatmapPlot(rows: Record<string, number | string | null>[], x: s
     data,
     spec: top(title, subtitle, {
       width: { step: cellWidth },
-      height: { step: cellSize },
+      height: { step: cellHeight },
       transform: [{ filter: `isValid(${datum(value)}) && isFinite(${datum(value)})` }],
       layer: layers,
     }),

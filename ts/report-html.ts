@@ -20,9 +20,9 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { outputFolder } from './commands-train.js';
+import { outputFolder } from './files.js';
 import { HarmHorizonError } from './errors.js';
-import { num } from './format.js';
+import { clampRounding, num } from './format.js';
 import {
   gradientPlot,
   harmInformationPlot,
@@ -32,10 +32,12 @@ import {
   plotCsv,
   prefillPlot,
   renderPlot,
+  sweepLinePlot,
   trainingPlot,
   type Plot,
 } from './plots.js';
-import type { AnalyzeReport } from './report.js';
+import { DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport } from './report.js';
+import { reportFindings } from './report-findings.js';
 import { loadSweep } from './sweep.js';
 import type { TrainRecord } from './train.js';
 
@@ -567,6 +569,7 @@ function analysisSections(results: Results): Section[] {
         ['Var H', m(r.harmVariance)],
         ['Σ_t I_t (= Var H)', m(r.harmInformationSum)],
         ['harm horizon k', r.horizon],
+        [`effective horizon k (${100 * (r.effectiveHorizon?.fraction ?? DEFAULT_EFFECTIVE_FRACTION)}% of Var H resolved)`, r.effectiveHorizon?.k ?? effectiveHorizon(r.positions.map((p) => p.harmInformation))],
         ['horizon tolerance (relative)', r.horizonTolerance ?? null],
         ['exact states', r.states ?? null],
         ['P(τ = 0): decided before any token', m(r.decidedAtStart)],
@@ -576,7 +579,8 @@ function analysisSections(results: Results): Section[] {
     const positions: Table = {
       caption: 'Per position',
       header: ['t', 'I_t', '‖G_t‖', 'bound √(I_t·F̄_t)', 'KL on-policy D_t', 'KL teacher-forced', '(λ²/2)·I_t', 'P(τ = t)'],
-      rows: r.positions.map((p) => [p.t, ...[p.harmInformation, p.gradNorm, p.gradBound, p.klOnPolicy, p.klTeacherForced, p.klPredicted, p.decisionTime].map(m)]),
+      // Every column is non-negative by definition: rounding noise below 0 (older analyze.json files) prints as 0.
+      rows: r.positions.map((p) => [p.t, ...[p.harmInformation, p.gradNorm, p.gradBound, p.klOnPolicy, p.klTeacherForced, p.klPredicted, p.decisionTime].map((x) => m(clampRounding(x ?? null)))]),
       collapsed: true,
     };
     return {
@@ -631,7 +635,15 @@ function attackSection(results: Results): Section | null {
   const ranks = [...new Set(results.attacks.filter((a) => a.rap && a.rank !== undefined).map((a) => a.rank))];
   const plots = [prefillPlot(curves, { colorDomain: colorDomain(results) })];
   const tables = [asrTable('Prefilling attack success ASR_k', curves)];
-  if (rap.length > 0) {
+  // A rank-assisted curve that is the same for every policy says nothing about the policies (with
+  // r ≥ V every token is a candidate and the attacker ignores the ranking): a note instead of a plot.
+  const rapIdentical = rap.length > 1 && rap.every((c) => c.asr.every((x, k) => Math.abs((x ?? NaN) - (rap[0].asr[k] ?? NaN)) <= 1e-12 || (x === null && rap[0].asr[k] === null)));
+  let rapNote = '';
+  if (rapIdentical) {
+    const r = ranks.length === 1 ? `r = ${ranks[0]}` : 'its rank';
+    rapNote = ` Rank-assisted prefilling (${r}) gives the same ASR_k curve against every policy (when r is at least V, every token is a candidate, so the attacker ignores the policy's ranking): it is listed in the table but not plotted.`;
+    tables.push(asrTable(`Rank-assisted prefilling ASR_k (${r}, the same for every policy)`, rap.slice(0, 1).map((c) => ({ ...c, label: 'every policy' }))));
+  } else if (rap.length > 0) {
     const r = ranks.length === 1 ? `r = ${ranks[0]}` : 'top r';
     plots.push(
       prefillPlot(rap, {
@@ -654,10 +666,16 @@ function attackSection(results: Results): Section | null {
   return {
     id: 'attacks',
     title: 'Attacks',
-    intro: 'Prefilling: the first k tokens are forced from a harmful response (Q) and the policy continues; ASR_k is the probability the response is harmful.',
+    intro: `Prefilling: the first k tokens are forced from a harmful response (Q) and the policy continues; ASR_k is the probability the response is harmful.${rapNote}`,
     tables,
     plots,
   };
+}
+
+/** The objective a run minimised, from its summary.json (undefined when not recorded). */
+function objectiveOf(run: TrainRunInput): string | undefined {
+  const o = isObject(run.summary.options) ? run.summary.options : {};
+  return isObject(o.objective) && typeof o.objective.kind === 'string' ? o.objective.kind : undefined;
 }
 
 function trainingSection(results: Results): Section | null {
@@ -688,7 +706,7 @@ function trainingSection(results: Results): Section | null {
     title: 'Training',
     intro: 'Alignment runs (harm-horizon train): the objective, its parameters and the final values.',
     tables: [{ caption: 'Training runs', header: ['run', 'scenario', 'objective', 'algorithm', 'policy', 'λ', 'μ', 'γ', 'steps', 'final J', 'final E[H]', 'final KL', 'interrupted'], rows }],
-    plots: plotted.length > 0 ? [trainingPlot(plotted.map((r) => ({ label: r.label, records: r.records })), { colorDomain: colorDomain(results) })] : [],
+    plots: plotted.length > 0 ? [trainingPlot(plotted.map((r) => ({ label: r.label, records: r.records, objective: objectiveOf(r) })), { colorDomain: colorDomain(results) })] : [],
   };
 }
 
@@ -711,16 +729,35 @@ function lambdaSection(results: Results): Section | null {
 
 const MAX_HEATMAPS = 16;
 
+/** Numbers before strings, numbers ascending. */
+function compareCells(a: Cell, b: Cell): number {
+  if (typeof a === 'number' && typeof b === 'number') return a - b;
+  return String(a).localeCompare(String(b));
+}
+/** Per-position results (arrays) drawn as position × parameter maps, at most this many. */
+const MAX_POSITION_MAPS = 6;
+/** Hidden column of a sweep row: the index of its cell (to find its per-position arrays). */
+const CELL_INDEX = '#cell';
+/** Axis of per-position maps: the position (array index + 1; for k = 0..T arrays, k + 1). */
+const POSITION = 'position';
+
 function sweepSections(results: Results): Section[] {
   return results.sweeps.map((sweep, i) => {
     const id = results.sweeps.length > 1 ? `sweep-${slug(sweep.label || String(i + 1))}` : 'sweep';
     const paramKeys: string[] = [];
     const resultKeys: string[] = [];
-    const rows = sweep.cells.map((cell) => {
+    // Per-position results (arrays of numbers, e.g. analyze's harmInformation), by cell index.
+    const perPosition = new Map<string, (number | null)[][]>();
+    const rows = sweep.cells.map((cell, index) => {
       const params = flatten(cell.params);
       const result = flatten(cell.result);
       for (const k of Object.keys(params)) if (!paramKeys.includes(k)) paramKeys.push(k);
-      const row: Record<string, Cell> = {};
+      for (const [k, v] of Object.entries(result)) {
+        if (!Array.isArray(v) || v.length < 2 || !v.every((x) => x === null || typeof x === 'number')) continue;
+        if (!perPosition.has(k)) perPosition.set(k, []);
+        perPosition.get(k)![index] = v.map((x) => (finite(x) ? x : null));
+      }
+      const row: Record<string, Cell> = { [CELL_INDEX]: index };
       for (const [k, v] of Object.entries(params)) row[k] = scalar(v);
       for (const [k, v] of Object.entries(result)) {
         // A result that repeats its parameter (analyze's lambda) is not a result.
@@ -793,10 +830,29 @@ function sweepSections(results: Results): Section[] {
         drawn.set(key, field);
       }
       if (skippedFields.length > 0) notes.push(`Not drawn (constant over the heat map, a copy of another field, or past ${MAX_HEATMAPS} maps): ${skippedFields.join(', ')}.`);
+      // One swept parameter: a line plot against it; two or more: a heat map over the first two.
+      const oneAxis = axes.length === 1;
       for (const field of drawn.values()) {
-        const p = heatmapPlot(slice, x, y, field, `${field} over ${x} × ${y}`);
+        const p = oneAxis ? sweepLinePlot(slice, x, field, `${field} against ${x}`) : heatmapPlot(slice, x, y, field, `${field} over ${x} × ${y}`);
         plots.push(results.sweeps.length > 1 ? { ...p, name: `${slug(sweep.label)}-${p.name}` } : p);
       }
+      // Per-position results across the first swept parameter: position × x, at the first value of
+      // the second axis (cells of different y, e.g. different scenarios, are not averaged together).
+      const firstY = oneAxis ? undefined : [...new Set(slice.map((r) => r[y!]))].sort(compareCells)[0];
+      const positionRows = oneAxis ? slice : slice.filter((r) => r[y!] === firstY);
+      const varies = (field: string) => new Set(positionRows.map((r) => JSON.stringify(perPosition.get(field)![r[CELL_INDEX] as number] ?? null))).size > 1;
+      const positionFields = [...perPosition.keys()].filter(varies).slice(0, MAX_POSITION_MAPS);
+      if (positionFields.length > 0 && !oneAxis) notes.push(`Per-position maps are over ${x} at ${y} = ${String(firstY)}.`);
+      for (const field of positionFields) {
+        const exploded = positionRows.flatMap((r) =>
+          (perPosition.get(field)![r[CELL_INDEX] as number] ?? []).map((v, i) => ({ [x]: r[x], [POSITION]: i + 1, [field]: v }) as Record<string, Cell>),
+        );
+        if (!exploded.some((r) => finite(r[field]))) continue;
+        const p = heatmapPlot(exploded, x, POSITION, field, `${field} per position over ${x}`);
+        plots.push(results.sweeps.length > 1 ? { ...p, name: `${slug(sweep.label)}-${p.name}` } : p);
+      }
+      const notDrawn = [...perPosition.keys()].filter((k) => !positionFields.includes(k));
+      if (notDrawn.length > 0) notes.push(`Per-position results not drawn (the same in every cell, or past ${MAX_POSITION_MAPS} maps): ${notDrawn.join(', ')}.`);
     } else notes.push('No parameter varies, so there is no heat map.');
     if (constant.length > 0) notes.push(`Constant over the sweep (not drawn): ${constant.join(', ')}.`);
     const stats: Cell[][] = numeric.map((k) => {
@@ -838,6 +894,9 @@ const CSS = `
 * { box-sizing: border-box; }
 body { margin: 0; font: 15px/1.5 "DejaVu Sans", "Helvetica Neue", Arial, sans-serif; color: #1d1d1f; background: #f6f6f4; }
 main { max-width: 1180px; margin: 0 auto; padding: 24px 28px 64px; }
+.findings { background: #fff; border: 1px solid #d8d8d4; border-left: 4px solid #c0392b; border-radius: 6px; padding: 4px 20px 8px; margin: 16px 0 24px; }
+.findings li { margin: 4px 0; }
+.findings h2 { border-top: none; padding-top: 0; margin-top: 12px; }
 h1 { font-size: 26px; margin: 8px 0 4px; }
 h2 { font-size: 20px; margin: 36px 0 8px; padding-top: 8px; border-top: 1px solid #ddd; }
 h3 { font-size: 15px; margin: 18px 0 6px; }
@@ -978,6 +1037,11 @@ export async function writeReport(input: string, out: string, options: ReportOpt
   for (const run of results.runs) if (typeof run.summary.command === 'string') addCommand(run.summary.command, `${run.label}/summary.json`);
   if (options.command) addCommand(options.command, 'this report');
 
+  const found = reportFindings(results);
+  const findings =
+    found.length > 0
+      ? [`<section id="findings" class="findings">`, '<h2>Findings</h2>', `<ul>\n${found.map((f) => `<li>${esc(f)}</li>`).join('\n')}\n</ul>`, '</section>'].join('\n')
+      : '';
   const parameterRows = flatParameters(results.manifest?.parameters);
   const provenance = [
     `<h2 id="provenance">Parameters and command lines</h2>`,
@@ -1009,7 +1073,7 @@ export async function writeReport(input: string, out: string, options: ReportOpt
     )
     .join('\n\n');
 
-  const nav = [{ id: 'provenance', title: 'Parameters and command lines' }, ...sections].map((s) => `<li><a href="#${esc(s.id)}">${esc(s.title)}</a></li>`).join('');
+  const nav = [...(findings ? [{ id: 'findings', title: 'Findings' }] : []), { id: 'provenance', title: 'Parameters and command lines' }, ...sections].map((s) => `<li><a href="#${esc(s.id)}">${esc(s.title)}</a></li>`).join('');
   const html = `<!doctype html>
 <html lang="en">
 <head>
@@ -1028,6 +1092,7 @@ export async function writeReport(input: string, out: string, options: ReportOpt
 <p class="lede">${scenarios.length ? `Scenario${scenarios.length > 1 ? 's' : ''}: ${scenarios.map(esc).join(', ')}. ` : ''}${allPlots.length} plot${allPlots.length === 1 ? '' : 's'}; each links to its data as CSV.</p>
 <nav><ul>${nav}</ul></nav>
 </header>
+${findings}
 ${provenance}
 
 ${body}

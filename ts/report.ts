@@ -3,6 +3,33 @@
  */
 import type { CompiledScenario } from './compiled.js';
 import type { Analysis } from './exact.js';
+import { clampRounding } from './format.js';
+
+/** Default share of Var H that the effective horizon must resolve. */
+export const DEFAULT_EFFECTIVE_FRACTION = 0.99;
+
+/** I_t at or below this is rounding noise and counts as 0, as for the horizon (the core's HORIZON_FLOOR). */
+const INFORMATION_FLOOR = 1e-30;
+
+/**
+ * The effective horizon: the smallest k with Σ_{t≤k} I_t ≥ fraction · Σ_t I_t, i.e. the first k
+ * positions resolve that share of Var H (0 when Var H = 0). Unlike the horizon at a tolerance, a
+ * long tail of tiny I_t (entries of 1e-4 in the base) does not push it out to T.
+ */
+export function effectiveHorizon(harmInformation: ArrayLike<number>, fraction = DEFAULT_EFFECTIVE_FRACTION): number {
+  if (!(fraction > 0 && fraction <= 1)) throw new RangeError(`fraction must be in (0, 1], got ${fraction}`);
+  const counted = (i: number) => (harmInformation[i] > INFORMATION_FLOOR ? harmInformation[i] : 0);
+  let total = 0;
+  for (let i = 0; i < harmInformation.length; i++) total += counted(i);
+  if (total === 0) return 0;
+  let sum = 0;
+  for (let i = 0; i < harmInformation.length; i++) {
+    sum += counted(i);
+    // The first k positions resolve `fraction` of the total (up to the rounding of the running sum).
+    if (sum >= fraction * total * (1 - 1e-12)) return i + 1;
+  }
+  return harmInformation.length;
+}
 
 export interface PositionRow {
   t: number;
@@ -31,6 +58,8 @@ export interface AnalyzeReport {
   harmInformationSum: number;
   horizon: number;
   horizonTolerance: number;
+  /** The smallest k by which `fraction` of Var H is resolved (see effectiveHorizon). */
+  effectiveHorizon: { k: number; fraction: number };
   states: number;
   /** P(τ = 0): harm decided before any token; P(τ > T): never decided. */
   decidedAtStart: number;
@@ -39,9 +68,12 @@ export interface AnalyzeReport {
   prefill: PrefillRow[];
 }
 
-/** NaN (undefined quantities, e.g. teacher-forced KL when the base is never harmful) becomes null. */
-function finiteOrNull(x: number): number | null {
-  return Number.isNaN(x) ? null : x;
+/**
+ * A quantity that cannot be negative (a KL, a probability, I_t): rounding noise below 0 removed,
+ * NaN (undefined, e.g. teacher-forced KL when the base is never harmful) as null.
+ */
+function nonNegativeOrNull(x: number): number | null {
+  return Number.isNaN(x) ? null : clampRounding(x);
 }
 
 export function analyzeReport(
@@ -49,34 +81,36 @@ export function analyzeReport(
   analysis: Analysis,
   states: number,
   horizonTolerance: number,
+  effectiveFraction = DEFAULT_EFFECTIVE_FRACTION,
 ): AnalyzeReport {
   const base = analysis.base;
   return {
     scenario: scenario.name,
     lambda: analysis.lambda,
-    expectedHarm: { base: base.expectedHarm, aligned: analysis.alignedExpectedHarm },
-    harmVariance: base.harmVariance,
+    expectedHarm: { base: clampRounding(base.expectedHarm), aligned: clampRounding(analysis.alignedExpectedHarm) },
+    harmVariance: clampRounding(base.harmVariance),
     harmInformationSum: base.harmInformation.reduce((a, b) => a + b, 0),
     horizon: base.horizon,
     horizonTolerance,
+    effectiveHorizon: { k: effectiveHorizon(base.harmInformation, effectiveFraction), fraction: effectiveFraction },
     states,
-    decidedAtStart: base.decisionTime[0],
-    // 1 − P(τ ≤ T) can come out as −2e-16: clamp rounding below zero.
-    undecided: Math.max(0, base.undecided),
+    decidedAtStart: clampRounding(base.decisionTime[0]),
+    // 1 − P(τ ≤ T) can come out as −2e-16.
+    undecided: clampRounding(base.undecided),
     positions: Array.from({ length: scenario.length }, (_, i) => ({
       t: i + 1,
-      harmInformation: base.harmInformation[i],
+      harmInformation: clampRounding(base.harmInformation[i]),
       gradNorm: base.gradNorm[i],
       gradBound: base.gradBound[i],
-      klOnPolicy: analysis.klOnPolicy[i],
-      klTeacherForced: finiteOrNull(analysis.klTeacherForced[i]),
-      klPredicted: analysis.klPredicted[i],
-      decisionTime: base.decisionTime[i + 1],
+      klOnPolicy: clampRounding(analysis.klOnPolicy[i]),
+      klTeacherForced: nonNegativeOrNull(analysis.klTeacherForced[i]),
+      klPredicted: clampRounding(analysis.klPredicted[i]),
+      decisionTime: clampRounding(base.decisionTime[i + 1]),
     })),
     prefill: Array.from({ length: scenario.length + 1 }, (_, k) => ({
       k,
-      asrBase: finiteOrNull(analysis.asrBase[k]),
-      asrAligned: finiteOrNull(analysis.asrAligned[k]),
+      asrBase: nonNegativeOrNull(analysis.asrBase[k]),
+      asrAligned: nonNegativeOrNull(analysis.asrAligned[k]),
     })),
   };
 }

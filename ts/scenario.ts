@@ -7,6 +7,7 @@
  * `ScenarioError` naming the offending field as a JSON path and the reason.
  */
 import { HarmHorizonError } from './errors.js';
+import { approx } from './format.js';
 import { readFileSync } from 'node:fs';
 import type { CompiledScenario } from './compiled.js';
 import { SplitMix64, softmax } from './random.js';
@@ -56,6 +57,8 @@ export interface ScenarioOptions {
   /** Memory budget for the exact engines, in bytes (default 4 GiB). A scenario whose estimated
    *  engine memory exceeds it is refused. Use Infinity to disable the check. */
   memoryBudgetBytes?: number;
+  /** How the budget is named in messages (default "memoryBudgetBytes"; the CLI says "--memory-budget"). */
+  memoryBudgetName?: string;
 }
 
 export interface RandomScenarioOptions {
@@ -91,7 +94,7 @@ export interface ScenarioSizeEstimate {
   baseBytes: number;
 }
 
-export type ScenarioErrorCode = 'HH_SCENARIO_INVALID' | 'HH_FILE_NOT_FOUND';
+export type ScenarioErrorCode = 'HH_SCENARIO_INVALID' | 'HH_FILE_NOT_FOUND' | 'HH_STATE_SPACE_TOO_LARGE';
 
 /** A refused scenario. `field` is a JSON path into the scenario file ("" for the whole document). */
 export class ScenarioError extends HarmHorizonError {
@@ -104,10 +107,8 @@ export class ScenarioError extends HarmHorizonError {
   constructor(field: string, reason: string, options: { source?: string; code?: ScenarioErrorCode } = {}) {
     const where = options.source ? ` (${options.source})` : '';
     const code = options.code ?? 'HH_SCENARIO_INVALID';
-    const message =
-      code === 'HH_FILE_NOT_FOUND'
-        ? `scenario file not found${where}: ${reason}`
-        : `invalid scenario${where}: ${field === '' ? '' : `${field}: `}${reason}`;
+    const prefix = { HH_FILE_NOT_FOUND: 'scenario file not found', HH_SCENARIO_INVALID: 'invalid scenario', HH_STATE_SPACE_TOO_LARGE: 'scenario too large' }[code];
+    const message = `${prefix}${where}: ${code === 'HH_FILE_NOT_FOUND' || field === '' ? '' : `${field}: `}${reason}`;
     super(code, message, field);
     this.name = 'ScenarioError';
     this.reason = reason;
@@ -249,8 +250,8 @@ function fmtBytes(b: number): string {
 class Checker {
   constructor(readonly source: string | undefined) {}
 
-  fail(path: readonly Seg[] | string, reason: string): never {
-    throw new ScenarioError(typeof path === 'string' ? path : formatPath(path), reason, sourceOpt(this.source));
+  fail(path: readonly Seg[] | string, reason: string, code?: ScenarioErrorCode): never {
+    throw new ScenarioError(typeof path === 'string' ? path : formatPath(path), reason, { ...sourceOpt(this.source), ...(code ? { code } : {}) });
   }
 
   object(v: unknown, path: Seg[]): Record<string, unknown> {
@@ -368,24 +369,26 @@ function estimateDims(d: Dims): ScenarioSizeEstimate {
   };
 }
 
-function checkBudget(d: Dims, budget: number, ck: Checker): void {
+function checkBudget(d: Dims, budget: Budget, ck: Checker): void {
+  const over = `over the memory budget of ${fmtBytes(budget.bytes)} (${budget.name})`;
   const est = estimateDims(d);
-  if (est.baseBytes > budget) {
+  if (est.baseBytes > budget.bytes) {
     ck.fail(
       'contextOrder',
       `base table too large: (V+1)^n · V = ${d.V + 1}^${d.n} · ${d.V} entries need ${fmtBytes(est.baseBytes)}, ` +
-        `over the memory budget of ${fmtBytes(budget)} (memoryBudgetBytes)`,
+        over,
+      'HH_STATE_SPACE_TOO_LARGE',
     );
   }
-  if (est.engineBytes > budget) {
+  if (est.engineBytes > budget.bytes) {
     const field = est.sequenceBound <= est.reachableContexts * d.D ? 'length' : 'harm.states';
     ck.fail(
       field,
       `state space too large: estimated ${fmtCount(est.stateBound)} exact states ` +
         `(min(${fmtCount(est.reachableContexts)} reachable contexts × ${d.D} automaton states, ` +
         `Σ_{t=0..${d.T}} ${d.V}^t = ${fmtCount(est.sequenceBound)})) need about ` +
-        `3·(T+1)·S·8 + S·V·16 = ${fmtBytes(est.engineBytes)}, over the memory budget of ${fmtBytes(budget)} ` +
-        `(memoryBudgetBytes)`,
+        `3·(T+1)·S·8 + S·V·16 = ${fmtBytes(est.engineBytes)}, ${over}`,
+      'HH_STATE_SPACE_TOO_LARGE',
     );
   }
 }
@@ -430,12 +433,18 @@ interface Validated {
   contextIds: Map<string, number[]>;
 }
 
-function budgetOf(options: ScenarioOptions | undefined): number {
+interface Budget {
+  bytes: number;
+  name: string;
+}
+
+function budgetOf(options: ScenarioOptions | undefined): Budget {
   const b = options?.memoryBudgetBytes ?? DEFAULT_MEMORY_BUDGET_BYTES;
+  const name = options?.memoryBudgetName ?? 'memoryBudgetBytes';
   if (typeof b !== 'number' || Number.isNaN(b) || b <= 0) {
-    throw new RangeError(`memoryBudgetBytes must be a positive number, got ${String(b)}`);
+    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `${name} must be a positive number, got ${String(b)}`, name);
   }
-  return b;
+  return { bytes: b, name };
 }
 
 function validate(json: unknown, source: string | undefined, options: ScenarioOptions | undefined): Validated {
@@ -674,7 +683,7 @@ function parseRow(
   let sum = 0;
   for (const x of row) sum += x;
   if (!(Math.abs(sum - 1) <= ROW_SUM_TOLERANCE)) {
-    ck.fail(p, `row must sum to 1 (within ${ROW_SUM_TOLERANCE}), sums to ${sum}`);
+    ck.fail(p, `row must sum to 1 (within ${ROW_SUM_TOLERANCE}), sums to ${approx(sum)}`);
   }
   return row;
 }
@@ -1033,8 +1042,10 @@ export function builtinNames(): string[] {
  * too; explicit `options` override values given in the name.
  */
 export function builtinScenario(name: string, options: RandomScenarioOptions & ScenarioOptions = {}): Scenario {
-  const budgetOpts: ScenarioOptions =
-    options.memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: options.memoryBudgetBytes };
+  const budgetOpts: ScenarioOptions = {
+    ...(options.memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: options.memoryBudgetBytes }),
+    ...(options.memoryBudgetName === undefined ? {} : { memoryBudgetName: options.memoryBudgetName }),
+  };
   if (name === 'refusal') return parseScenario(refusalJson(), 'built-in refusal', budgetOpts);
   if (name === 'horizon') return parseScenario(horizonJson(), 'built-in horizon', budgetOpts);
   if (name === 'random') return randomScenario(options);
@@ -1226,5 +1237,5 @@ export function randomScenario(options: RandomScenarioOptions & ScenarioOptions 
     harm: { states, start: 'd0', values, transitions },
     defaults: { lambda: 1, mu: 10, gamma: 1 },
   };
-  return parseScenario(json, 'built-in random', { memoryBudgetBytes: budget });
+  return parseScenario(json, 'built-in random', { memoryBudgetBytes: budget.bytes, memoryBudgetName: budget.name });
 }

@@ -28,7 +28,7 @@ import { BASE, type Policy } from './policy.js';
 import { loadPolicy } from './policy-file.js';
 import { Progress } from './progress.js';
 import { resolveScenario } from './resolve.js';
-import { BOS, builtinNames, builtinScenario, compileScenario, parseScenario, scenarioToJson, suggest, type Scenario } from './scenario.js';
+import { BOS, builtinNames, builtinScenario, compileScenario, parseScenario, scenarioToJson, suggest, type Scenario, type ScenarioOptions } from './scenario.js';
 import { train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -220,7 +220,7 @@ function fieldPath(base: string, key: string | number): string {
 }
 
 /** Reads a sweep file (JSON, or YAML for any other extension) and validates it. */
-export function loadSweep(path: string): Sweep {
+export function loadSweep(path: string, options: ScenarioOptions = {}): Sweep {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -229,7 +229,7 @@ export function loadSweep(path: string): Sweep {
     if (e.code === 'ENOENT') throw new HarmHorizonError('HH_FILE_NOT_FOUND', `sweep file not found: ${path}`, '');
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `cannot read the sweep file ${path}: ${e.message}`, '');
   }
-  return parseSweep(parseSweepText(text, path), path, dirname(resolve(path)));
+  return parseSweep(parseSweepText(text, path), path, dirname(resolve(path)), options);
 }
 
 /** Parses sweep file text: JSON for *.json, YAML otherwise (YAML includes JSON). */
@@ -369,7 +369,8 @@ interface RawCell {
 }
 
 /** Validates a parsed sweep file and expands its cells. `baseDir` resolves relative paths. */
-export function parseSweep(json: unknown, source: string, baseDir: string): Sweep {
+/** `options`: the memory budget the cells' scenarios are checked against (default 4 GiB). */
+export function parseSweep(json: unknown, source: string, baseDir: string, options: ScenarioOptions = {}): Sweep {
   if (!isObject(json)) throw invalid(source, '', `a sweep file is an object with command, scenario, grid and/or list; got ${show(json)}`);
   for (const key of Object.keys(json)) {
     if (!TOP_KEYS.includes(key)) {
@@ -492,7 +493,7 @@ export function parseSweep(json: unknown, source: string, baseDir: string): Swee
   const seen = new Map<string, string>();
   for (const r of raw) {
     const key = scenarioKey(r.params);
-    if (!scenarioMap.has(key)) scenarioMap.set(key, buildScenario(source, r, baseDir));
+    if (!scenarioMap.has(key)) scenarioMap.set(key, buildScenario(source, r, baseDir, options));
     checkCell(source, cmd, r, scenarioMap.get(key)!, baseDir);
     const params = sortKeys(r.params);
     // Values are primitives or arrays of numbers, so with sorted keys JSON.stringify is canonical.
@@ -535,7 +536,7 @@ function withLength(s: Scenario, length: number): Scenario {
   return parseScenario({ ...json, length, base }, `${s.name} with length ${length}`);
 }
 
-function buildScenario(source: string, cell: RawCell, baseDir: string): Scenario {
+function buildScenario(source: string, cell: RawCell, baseDir: string, options: ScenarioOptions): Scenario {
   const p = cell.params;
   const name = p.scenario as string;
   const field = cell.sources.scenario!;
@@ -557,22 +558,23 @@ function buildScenario(source: string, cell: RawCell, baseDir: string): Scenario
         states: p.states as number | undefined,
         sigma: p.sigma as number | undefined,
         endToken: p.endToken as boolean | undefined,
+        ...options,
       });
     } else if (builtin) {
-      scenario = resolveScenario(name);
+      scenario = resolveScenario(name, options);
     } else {
       const file = resolve(baseDir, name);
       if (!existsSync(file)) {
         throw invalid(source, field, `no built-in scenario and no file ${JSON.stringify(name)} (looked for ${file}; built-ins: ${builtinNames().join(', ')})`, 'HH_FILE_NOT_FOUND');
       }
-      scenario = resolveScenario(file);
+      scenario = resolveScenario(file, options);
     }
   } catch (error) {
     throw wrapScenarioError(source, field, name, error);
   }
   try {
     if (p.length !== undefined && !random) scenario = withLength(scenario, p.length as number);
-    compileScenario(scenario);
+    compileScenario(scenario, options);
   } catch (error) {
     throw wrapScenarioError(source, p.length !== undefined ? cell.sources.length! : field, p.length !== undefined ? `${name} with length ${p.length}` : name, error);
   }
@@ -865,8 +867,10 @@ export class CellRunner {
   readonly #scenarios: Map<string, Scenario>;
   readonly #cache = new Map<string, ScenarioEntry>();
   readonly #timing: boolean;
+  readonly #budget: ScenarioOptions;
 
-  constructor(command: SweepCommand, scenarios: Map<string, Scenario>, baseDir: string, timing = false) {
+  constructor(command: SweepCommand, scenarios: Map<string, Scenario>, baseDir: string, timing = false, memoryBudgetBytes?: number) {
+    this.#budget = memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes };
     this.command = command;
     this.#scenarios = scenarios;
     this.baseDir = baseDir;
@@ -878,7 +882,7 @@ export class CellRunner {
     if (entry) return entry;
     const scenario = this.#scenarios.get(key);
     if (!scenario) throw new HarmHorizonError('HH_INTERNAL', `unknown scenario configuration ${key}`);
-    entry = { compiled: compileScenario(scenario), policies: new Map() };
+    entry = { compiled: compileScenario(scenario, this.#budget), policies: new Map() };
     if (this.#cache.size >= 8) this.#cache.delete(this.#cache.keys().next().value!);
     this.#cache.set(key, entry);
     return entry;
@@ -887,7 +891,7 @@ export class CellRunner {
   #engine(entry: ScenarioEntry, required: boolean): ExactEngine | null {
     if (entry.engine === undefined) {
       try {
-        entry.engine = new ExactEngine(entry.compiled);
+        entry.engine = new ExactEngine(entry.compiled, this.#budget);
       } catch (error) {
         if (!(error instanceof HarmHorizonError && error.code === 'HH_STATE_SPACE_TOO_LARGE')) throw error;
         entry.engine = null;
@@ -1048,10 +1052,11 @@ interface WorkerInit {
   baseDir: string;
   scenarios: [string, Scenario][];
   timing: boolean;
+  memoryBudgetBytes?: number;
 }
 
 function startWorker(init: WorkerInit): void {
-  const runner = new CellRunner(init.command, new Map(init.scenarios), init.baseDir, init.timing);
+  const runner = new CellRunner(init.command, new Map(init.scenarios), init.baseDir, init.timing, init.memoryBudgetBytes);
   parentPort!.on('message', async (message: { cells: WireCell[] }) => {
     const done: WireResult[] = [];
     for (const cell of message.cells) {
@@ -1088,6 +1093,8 @@ export interface RunOptions {
   shouldStop?: () => string | null;
   /** Warnings (foreign lines, removed torn line) go here. */
   warn?: (message: string) => void;
+  /** Memory budget of each cell's exact state space, in bytes (default 4 GiB; over it, sampled cells sample). */
+  memoryBudgetBytes?: number;
 }
 
 export interface RunSummary {
@@ -1156,7 +1163,14 @@ export async function runSweep(sweep: Sweep, options: RunOptions): Promise<RunSu
   try {
     if (todo.length > 0) {
       await new Promise<void>((resolveAll) => {
-        const init: WorkerInit = { kind: WORKER_KIND, command: sweep.command, baseDir: sweep.baseDir, scenarios: [...sweep.scenarios], timing: options.timing === true };
+        const init: WorkerInit = {
+          kind: WORKER_KIND,
+          command: sweep.command,
+          baseDir: sweep.baseDir,
+          scenarios: [...sweep.scenarios],
+          timing: options.timing === true,
+          ...(options.memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: options.memoryBudgetBytes }),
+        };
         const pool: { worker: Worker; inflight: Cell[] | null; dead: boolean }[] = [];
         let next = 0;
         let cellSeconds = 0;

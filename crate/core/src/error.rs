@@ -8,6 +8,8 @@ pub enum Error {
     InvalidSpec(String),
     /// An argument (policy shape, λ, tolerance, …) is out of range.
     InvalidArgument(String),
+    /// A policy's numbers cannot define a distribution (a NaN logit, a row with no finite logit).
+    PolicyInvalid(String),
     /// The reachable state space exceeds the memory budget.
     StateSpaceTooLarge { states: usize, bytes: u64, budget: u64 },
 }
@@ -18,6 +20,7 @@ impl Error {
         match self {
             Error::InvalidSpec(_) => "HH_INVALID_SPEC",
             Error::InvalidArgument(_) => "HH_INVALID_ARGUMENT",
+            Error::PolicyInvalid(_) => "HH_POLICY_INVALID",
             Error::StateSpaceTooLarge { .. } => "HH_STATE_SPACE_TOO_LARGE",
         }
     }
@@ -28,6 +31,7 @@ impl fmt::Display for Error {
         match self {
             Error::InvalidSpec(m) => write!(f, "invalid scenario specification: {m}"),
             Error::InvalidArgument(m) => write!(f, "invalid argument: {m}"),
+            Error::PolicyInvalid(m) => write!(f, "invalid policy: {m}"),
             Error::StateSpaceTooLarge { states, bytes, budget } => write!(
                 f,
                 "state space too large: more than {states} reachable states would need about {:.2} GiB, over the memory budget of {:.2} GiB",

@@ -66,10 +66,28 @@ impl<'m> TabularPolicy<'m> {
             )));
         }
         if let Some(i) = logits.iter().position(|x| x.is_nan() || *x == f64::INFINITY) {
-            return Err(Error::InvalidArgument(format!("logit {i} is {} (must be finite or -Infinity)", logits[i])));
+            return Err(Error::PolicyInvalid(format!("logit {i} is {} (must be finite or -Infinity)", logits[i])));
         }
+        check_rows(model, logits)?;
         let cache = (logits.len() <= ROW_CACHE_MAX_ENTRIES).then(|| row_cache(model, logits));
         Ok(TabularPolicy { model, logits, cache })
+    }
+}
+
+/// Every row a live state reads must hold a finite logit: a row of −∞ has no softmax (it would give
+/// NaN probabilities and, downstream, NaN expectations reported as if they were numbers).
+fn check_rows(model: &Model, logits: &[f64]) -> Result<()> {
+    let (n, v) = (model.num_states(), model.vocab());
+    let bad = logits.chunks_exact(v).enumerate().find(|(row, l)| model.live[row % n] && !l.iter().any(|x| x.is_finite()));
+    match bad {
+        Some((row, _)) => Err(Error::PolicyInvalid(format!(
+            "logits row of position t = {}, state s = {} (entries {}..{}) has no finite logit: every token is −∞",
+            row / n + 1,
+            row % n,
+            row * v,
+            (row + 1) * v - 1
+        ))),
+        None => Ok(()),
     }
 }
 

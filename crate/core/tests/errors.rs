@@ -55,9 +55,34 @@ fn bad_arguments_are_refused() {
     assert_eq!(TabularPolicy::new(&m, &[0.0; 3]).err().unwrap().code(), "HH_INVALID_ARGUMENT");
     let mut logits = random_logits(&m, 1);
     logits[5] = f64::NAN;
-    assert_eq!(TabularPolicy::new(&m, &logits).err().unwrap().code(), "HH_INVALID_ARGUMENT");
+    assert_eq!(TabularPolicy::new(&m, &logits).err().unwrap().code(), "HH_POLICY_INVALID");
     for lambda in [-1.0, f64::NAN, f64::INFINITY] {
         assert_eq!(GibbsPolicy::new(&m, lambda).err().unwrap().code(), "HH_INVALID_ARGUMENT");
     }
     assert_eq!(analyze(&m, 1.0, -1.0).unwrap_err().code(), "HH_INVALID_ARGUMENT");
+}
+
+#[test]
+fn policies_without_a_distribution_are_refused_naming_the_row() {
+    // Order-2 contexts and an end token: some states are sinks, whose rows are never read.
+    let m = model(random_spec(4, 5, 2, 6, 7, true, true));
+    let (n, v) = (m.num_states(), m.vocab());
+    let live_row = (0..m.length() * n).find(|row| m.live[row % n] && row / n == 2).expect("a live state at t = 3");
+    for bad in [f64::NEG_INFINITY, f64::NAN] {
+        let mut logits = random_logits(&m, 1);
+        logits[live_row * v..(live_row + 1) * v].iter_mut().for_each(|x| *x = bad);
+        let err = TabularPolicy::new(&m, &logits).err().expect("must be refused");
+        assert_eq!(err.code(), "HH_POLICY_INVALID", "{err}");
+        if bad == f64::NEG_INFINITY {
+            assert!(err.to_string().contains(&format!("t = 3, state s = {}", live_row % n)), "{err}");
+        }
+    }
+    // A sink's row is never read: all −∞ there is allowed, and one finite logit makes a row valid.
+    let mut logits = random_logits(&m, 1);
+    if let Some(sink) = (0..n).find(|&s| !m.live[s]) {
+        logits[sink * v..(sink + 1) * v].iter_mut().for_each(|x| *x = f64::NEG_INFINITY);
+    }
+    logits[live_row * v..(live_row + 1) * v].iter_mut().for_each(|x| *x = f64::NEG_INFINITY);
+    logits[live_row * v + 2] = 0.0;
+    assert!(TabularPolicy::new(&m, &logits).is_ok());
 }
