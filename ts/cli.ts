@@ -14,6 +14,7 @@ import { BASE } from './policy.js';
 import { loadPolicy } from './policy-file.js';
 import { analyzeReport } from './report.js';
 import { addDemoCommands } from './commands-demo.js';
+import { addLogCommands } from './commands-logs.js';
 import { addReportCommands } from './commands-report.js';
 import { addSweepCommands } from './commands-sweep.js';
 import { addTrainCommands } from './commands-train.js';
@@ -158,6 +159,7 @@ Examples:
   addSweepCommands(program, helpers);
   addReportCommands(program, helpers);
   addDemoCommands(program, helpers);
+  addLogCommands(program, helpers);
 
   const scenario = program.command('scenario').description('list, show and validate scenarios');
   scenario

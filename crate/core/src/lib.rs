@@ -27,3 +27,4 @@ pub mod objective;
 pub mod rl;
 pub mod attack;
 pub mod fixed_point;
+pub mod log_stats;
