@@ -1,6 +1,6 @@
 /** The `rollouts`, `profile` and `import` commands: rollout logs of real or toy models. */
 import { join } from 'node:path';
-import type { Command } from 'commander';
+import { Argument, type Command } from 'commander';
 import type { CliHelpers } from './commands-train.js';
 import { HarmHorizonError } from './errors.js';
 import { ExactEngine } from './exact.js';
@@ -9,6 +9,7 @@ import { loadPolicy } from './policy-file.js';
 import { resolveScenario } from './resolve.js';
 import { compileScenario } from './scenario.js';
 import { readLog } from './logs/format.js';
+import { importLog, type Provider } from './logs/import.js';
 import { profileLog } from './logs/profile.js';
 import { renderProfile } from './logs/render.js';
 import { toyRolloutLog } from './logs/toy-runner.js';
@@ -52,7 +53,7 @@ export function addLogCommands(program: Command, h: CliHelpers) {
     .option('--rollouts <M>', 'continuations per prefix and set, and per prefill prefix', h.positiveInteger('--rollouts'), 8)
     .option('--depths <list>', 'prefix depths of the rollout trees and prefills', '0,1,2,4,8,16')
     .option('--max-tokens <T>', 'GGUF: response length', h.positiveInteger('--max-tokens'), 16)
-    .option('--threads <N>', 'GGUF: threads (default: the number of cores)', h.positiveInteger('--threads'))
+    .option('--threads <N>', 'GGUF: threads (default: half the cores, at least 1)', h.positiveInteger('--threads'))
     .option('--seed <S>', 'seed', h.integer('--seed'), 0)
     .addHelpText(
       'after',
@@ -68,7 +69,11 @@ Examples:
         outputFolder(opts.out);
         const writer = new JsonLinesWriter(join(opts.out, 'log.jsonl'));
         try {
-          {
+          if (target.toLowerCase().endsWith('.gguf')) {
+            const { ggufRolloutLog } = await import('./logs/gguf-runner.js');
+            const options = { prompts: opts.prompts, reference: opts.reference, systemPrompt: opts.systemPrompt, samples: opts.samples ?? 4, rollouts: opts.rollouts, depths, maxTokens: opts.maxTokens, threads: opts.threads, seed: opts.seed };
+            await ggufRolloutLog(target, options, (r) => writer.append(r));
+          } else {
             const scenario = compileScenario(resolveScenario(target, { seed: opts.seed }));
             const engine = new ExactEngine(scenario);
             const lambda = opts.lambda ?? scenario.defaults.lambda;
@@ -103,6 +108,20 @@ Examples:
         const profile = profileLog(log, { replicates: opts.bootstrap, seed: opts.seed });
         if (opts.json) h.json({ log: file, ...profile });
         else h.write(renderProfile(file, log.header, profile));
+      }),
+    );
+
+  program
+    .command('import')
+    .description('convert provider outputs (vLLM, OpenAI-style chat completions, Hugging Face JSONL) into a rollout log')
+    .addArgument(new Argument('<provider>', 'vllm, openai or hf').choices(['vllm', 'openai', 'hf']))
+    .argument('<file>', 'JSON lines: the rollout log header, then one sampled response per line in the provider\'s format (docs/rollout-log.md)')
+    .requiredOption('--out <log>', 'the rollout log to write')
+    .addHelpText('after', '\nExamples:\n  $ harm-horizon import vllm examples/logs/vllm-outputs.jsonl --out runs/vllm-log.jsonl\n  $ harm-horizon import hf examples/logs/hf-rollouts.jsonl --out runs/hf-log.jsonl')
+    .action((provider: Provider, file: string, opts: { out: string }) =>
+      badInputExits2(() => {
+        const count = importLog(provider, file, opts.out);
+        h.write(`wrote ${opts.out} (${count} records)`);
       }),
     );
 }
