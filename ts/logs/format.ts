@@ -223,6 +223,7 @@ export class LogValidator {
       for (const m of header.models) this.#models.set(m.id, m);
       return header;
     }
+    if (!['prompt', 'sample', 'rollout', 'prefill'].includes(r.type as string)) fail('type', `must be prompt, sample, rollout or prefill after the header, got ${JSON.stringify(r.type)}`);
     const id = str(r, 'id', fail)!;
     where += ` (${String(r.type)} ${JSON.stringify(id)})`;
     if (this.#ids.has(id)) fail('id', 'duplicate record id');
@@ -324,7 +325,7 @@ export class LogValidator {
         return p;
       }
       default:
-        return fail('type', `must be header, prompt, sample, rollout or prefill, got ${JSON.stringify(r.type)}`);
+        return fail('type', `must be prompt, sample, rollout or prefill, got ${JSON.stringify(r.type)}`);
     }
   }
 }

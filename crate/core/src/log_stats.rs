@@ -45,9 +45,11 @@ pub fn kl_lower_bound(p_known: &[f64], q_known: &[f64]) -> f64 {
             kl += p * (p / q).ln();
         }
     }
-    let p_rest = (1.0 - p_known.iter().sum::<f64>()).max(0.0);
-    let q_rest = (1.0 - q_known.iter().sum::<f64>()).max(0.0);
-    if p_rest > 0.0 {
+    // The rest is a rounding residue when the known tokens cover (almost) all of p; a larger q_rest
+    // than the true one only lowers the term, so the floor keeps the bound a bound.
+    let p_rest = 1.0 - p_known.iter().sum::<f64>();
+    let q_rest = (1.0 - q_known.iter().sum::<f64>()).max(f64::MIN_POSITIVE);
+    if p_rest > 1e-12 {
         kl += p_rest * (p_rest / q_rest).ln();
     }
     kl.max(0.0)
