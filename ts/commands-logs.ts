@@ -45,7 +45,7 @@ export function addLogCommands(program: Command, h: CliHelpers) {
     .argument('<target>', 'a built-in scenario, a scenario JSON file, or a GGUF model file')
     .requiredOption('--out <dir>', 'output folder (log.jsonl)')
     .option('--prompts <file>', 'GGUF: a JSON-lines file of prompts {"id", "text"} (or a text file, one prompt per line)')
-    .option('--reference <spec>', 'GGUF: a second GGUF file, or "no-system-prompt" (default: the same weights without the safety system prompt)')
+    .option('--reference <spec>', 'GGUF: a second GGUF file, "no-system-prompt" (default: the same weights and template without the safety system prompt) or "plain-qa" (the same weights on plain Question/Answer text)')
     .option('--system-prompt <text>', 'GGUF: the safety system prompt of the policy')
     .option('--policy <file>', 'scenario: a policy file to sample from (default: the Gibbs optimum at λ)')
     .option('--lambda <L>', 'scenario: λ of the Gibbs policy (default: the scenario\'s)', h.nonNegative('--lambda'))

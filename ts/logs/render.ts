@@ -30,7 +30,8 @@ export function renderProfile(file: string, header: LogHeader, p: LogProfile): s
       ),
     );
     if (p.horizon) out.push(`Harm horizon: ${p.horizon.estimate} (information significant up to positions ${p.horizon.lower}–${p.horizon.estimate}; none ≥ 1% of Var H excluded before ${p.horizon.upper})`);
-    if (p.fit) out.push(`KL law D ≈ (λ²/2)·I: λ = ${pm(p.fit.lambda, p.fit.lambdaSE)}, R² = ${num(p.fit.rSquared)}, χ² = ${num(p.fit.chiSquared)} on ${p.fit.dof} dof`);
+    if (p.fit && Number.isFinite(p.fit.lambda)) out.push(`KL law D ≈ (λ²/2)·I: λ = ${pm(p.fit.lambda, p.fit.lambdaSE)}, R² = ${num(p.fit.rSquared)}, χ² = ${num(p.fit.chiSquared)} on ${p.fit.dof} dof`);
+    else if (p.fit) out.push('KL law D ≈ (λ²/2)·I: no fit, I is 0 in every block (the judge\'s score never varies along the rollouts)');
   }
   if (p.prefill.length > 0) {
     out.push('');
