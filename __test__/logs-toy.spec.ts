@@ -5,12 +5,16 @@
  * end token and undecided mass at T, and on `horizon` (horizon 4).
  */
 import test, { type ExecutionContext } from 'ava';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { ExactEngine, builtinScenario, compileScenario, loadScenarioFile, type Analysis } from '../ts/index.js';
 import { parseLog, type LogRecord } from '../ts/logs/format.js';
 import { profileLog, type LogProfile } from '../ts/logs/profile.js';
 import { fitKlLaw } from '../ts/logs/stats.js';
 import { toyRolloutLog } from '../ts/logs/toy-runner.js';
 import type { CompiledScenario } from '../ts/compiled.js';
+import { runCli } from './helpers/cli.js';
 
 function toyProfile(scenario: CompiledScenario, lambda: number, depths: number[], samples = 2000) {
   const engine = new ExactEngine(scenario);
@@ -100,4 +104,22 @@ test('toy logs are reproducible: the same seed gives the same log', (t) => {
     return lines.join('\n');
   };
   t.is(text(), text());
+});
+
+test('rollouts and profile --json on the command line: the output contract', (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'hh-logs-'));
+  const made = runCli(['rollouts', 'horizon', '--samples', '200', '--rollouts', '4', '--depths', '0,2,4,10', '--out', dir]);
+  t.is(made.status, 0, made.stderr);
+  const r = runCli(['profile', join(dir, 'log.jsonl'), '--json', '--bootstrap', '50']);
+  t.is(r.status, 0, r.stderr);
+  const p = JSON.parse(r.stdout);
+  t.deepEqual(p.positions.map((x: { tStart: number; tEnd: number }) => [x.tStart, x.tEnd]), [[1, 2], [3, 4], [5, 10]]);
+  for (const key of ['tStart', 'tEnd', 'klOnPolicy', 'klOnPolicySE', 'klTeacherForced', 'klTeacherForcedSE', 'harmInformation', 'harmInformationSE']) t.true(key in p.positions[0], key);
+  t.deepEqual(Object.keys(p.prefill[0]).slice(0, 3), ['k', 'asr', 'asrSE']);
+  t.true(['lambda', 'lambdaSE', 'rSquared', 'chiSquared'].every((k) => k in p.fit));
+  t.deepEqual(Object.keys(p.horizon), ['estimate', 'lower', 'upper']);
+  t.is(p.klProfile.length, 10);
+  const bad = runCli(['rollouts', 'horizon', '--depths', '0,x', '--out', dir]);
+  t.is(bad.status, 2);
+  t.regex(bad.stderr, /--depths takes whole numbers/);
 });

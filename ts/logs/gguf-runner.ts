@@ -69,7 +69,12 @@ export function readPrompts(path: string): { id: string; text: string }[] {
     .filter(([line]) => line !== '')
     .map(([line, i]) => {
       if (!line.startsWith('{')) return { id: `p${i + 1}`, text: line };
-      const p = JSON.parse(line) as { id?: unknown; text?: unknown };
+      let p: { id?: unknown; text?: unknown };
+      try {
+        p = JSON.parse(line);
+      } catch (error) {
+        throw new HarmHorizonError('HH_INVALID_ARGUMENT', `${path} line ${i + 1}: not valid JSON: ${(error as Error).message}`, '--prompts');
+      }
       if (typeof p.text !== 'string') throw new HarmHorizonError('HH_INVALID_ARGUMENT', `${path} line ${i + 1}: text: must be a string`, '--prompts');
       return { id: typeof p.id === 'string' ? p.id : `p${i + 1}`, text: p.text };
     });
