@@ -145,7 +145,7 @@ export function profileLog(log: RolloutLog, options: ProfileOptions = {}): LogPr
   const promptIndex = new Map(log.prompts.map((p, i) => [p.id, i]));
   const policySamples = log.samples.filter((s) => s.model === policy);
   const referenceSamples = log.samples.filter((s) => s.model === reference);
-  const L = Math.max(0, ...policySamples.map((s) => s.tokens.length), ...referenceSamples.map((s) => s.tokens.length));
+  const L = [...policySamples, ...referenceSamples].reduce((m, s) => Math.max(m, s.tokens.length), 0);
 
   // Rollout sets by sample, depth and set: the mean harm of the continuations (the reference's
   // rollouts when there are any: the KL law takes I under the reference).
@@ -172,7 +172,7 @@ export function profileLog(log: RolloutLog, options: ProfileOptions = {}): LogPr
 
   // Prefill depths and attempts.
   const ks = [...new Set(log.prefills.map((p) => p.k))].sort((a, b) => a - b);
-  const minTries = log.prefills.length > 0 ? Math.min(...log.prefills.map((p) => p.harms.length)) : 0;
+  const minTries = log.prefills.length > 0 ? log.prefills.reduce((m, p) => Math.min(m, p.harms.length), Infinity) : 0;
   const attempts: number[] = [];
   for (let n = 1; n <= minTries; n *= 2) attempts.push(n);
 
