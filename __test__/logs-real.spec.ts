@@ -48,7 +48,7 @@ test('the committed SmolLM2 fixture: chosen tokens agree with the top-20 lists, 
 });
 
 const ready = hasLlamaCpp() && existsSync(model);
-const why = !hasLlamaCpp() ? 'node-llama-cpp is not installed (npm install --no-save node-llama-cpp)' : `no model at ${model} (set HH_SMOLLM2_GGUF or run .ci/run)`;
+const why = !hasLlamaCpp() ? 'node-llama-cpp is not installed (npm install node-llama-cpp)' : `no model at ${model} (set HH_SMOLLM2_GGUF or run .ci/run)`;
 
 (ready ? test : test.skip)(`real SmolLM2 end to end: rollouts → profile, reproducible by seed${ready ? '' : ` — SKIPPED: ${why}`}`, (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'hh-real-'));
