@@ -1,4 +1,5 @@
 /** The `rollouts`, `profile` and `import` commands: rollout logs of real or toy models. */
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Argument, type Command } from 'commander';
 import type { CliHelpers } from './commands-train.js';
@@ -67,12 +68,18 @@ Examples:
       badInputExits2(async () => {
         const depths = depthList(opts.depths);
         outputFolder(opts.out);
-        const writer = new JsonLinesWriter(join(opts.out, 'log.jsonl'));
+        const path = join(opts.out, 'log.jsonl');
+        const writer = new JsonLinesWriter(path);
+        let records = 0;
+        const append = (r: unknown) => {
+          writer.append(r);
+          records++;
+        };
         try {
           if (target.toLowerCase().endsWith('.gguf')) {
             const { ggufRolloutLog } = await import('./logs/gguf-runner.js');
             const options = { prompts: opts.prompts, reference: opts.reference, systemPrompt: opts.systemPrompt, samples: opts.samples ?? 4, rollouts: opts.rollouts, depths, maxTokens: opts.maxTokens, threads: opts.threads, seed: opts.seed };
-            await ggufRolloutLog(target, options, (r) => writer.append(r));
+            await ggufRolloutLog(target, options, append);
           } else {
             const scenario = compileScenario(resolveScenario(target, { seed: opts.seed }));
             const engine = new ExactEngine(scenario);
@@ -82,15 +89,18 @@ Examples:
               scenario,
               engine,
               { policy, policyName: opts.policy, lambda, samples: opts.samples ?? 1000, rollouts: opts.rollouts, depths: depths.filter((d) => d <= scenario.length), seed: opts.seed },
-              (r) => writer.append(r),
+              append,
             );
           }
           writer.close();
         } catch (error) {
           writer.close(false);
+          // Bad input stops the run before the first record: leave no empty log. A run that fails
+          // later keeps its whole records (a valid, shorter log).
+          if (records === 0) rmSync(path, { force: true });
           throw error;
         }
-        h.write(`wrote ${join(opts.out, 'log.jsonl')}`);
+        h.write(`wrote ${path} (${records} records)`);
       }),
     );
 
