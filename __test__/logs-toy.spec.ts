@@ -119,6 +119,9 @@ test('rollouts and profile --json on the command line: the output contract', (t)
   t.true(['lambda', 'lambdaSE', 'rSquared', 'chiSquared'].every((k) => k in p.fit));
   t.deepEqual(Object.keys(p.horizon), ['estimate', 'lower', 'upper']);
   t.is(p.klProfile.length, 10);
+  // The bootstrap's replicates are pure functions of the seed: the same numbers on 1 thread.
+  const oneThread = runCli(['profile', join(dir, 'log.jsonl'), '--json', '--bootstrap', '50'], { RAYON_NUM_THREADS: '1' });
+  t.is(oneThread.stdout, r.stdout);
   const bad = runCli(['rollouts', 'horizon', '--depths', '0,x', '--out', dir]);
   t.is(bad.status, 2);
   t.regex(bad.stderr, /--depths takes whole numbers/);

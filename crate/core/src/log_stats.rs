@@ -336,6 +336,22 @@ mod tests {
     }
 
     #[test]
+    fn bootstrap_carries_the_variance_between_prompts() {
+        // 40 prompts whose records all share the prompt's value: no variance within a prompt, so
+        // the SE is the between-prompt one, sd(prompt values)/√P.
+        let p = 40usize;
+        let prompt: Vec<u32> = (0..p * 5).map(|u| (u / 5) as u32).collect();
+        let stratum = vec![0u32; p * 5];
+        let values: Vec<f64> = (0..p * 5).map(|u| ((u / 5) % 4) as f64).collect();
+        let weights = vec![1.0; p * 5];
+        let units = Units { prompt: &prompt, stratum: &stratum, values: &values, weights: &weights, columns: 1 };
+        let b = cluster_bootstrap(&units, 2000, 9).unwrap();
+        let expected = standard_deviation((0..p).map(|i| (i % 4) as f64)) / (p as f64).sqrt();
+        assert!((b.estimate[0] - 1.5).abs() < 1e-12);
+        assert!((b.se[0] / expected - 1.0).abs() < 0.1, "{} vs {expected}", b.se[0]);
+    }
+
+    #[test]
     fn law_fit_recovers_lambda_from_exact_proportional_blocks() {
         let i = [0.2, 0.1, 0.05, 0.0];
         let d: Vec<f64> = i.iter().map(|x| 0.5 * 0.8 * 0.8 * x).collect();
