@@ -14,6 +14,7 @@ import { BASE } from './policy.js';
 import { loadPolicy } from './policy-file.js';
 import { analyzeReport, DEFAULT_EFFECTIVE_FRACTION } from './report.js';
 import { addDemoCommands } from './commands-demo.js';
+import { addLogCommands } from './commands-logs.js';
 import { addReportCommands } from './commands-report.js';
 import { addSweepCommands } from './commands-sweep.js';
 import { addTrainCommands } from './commands-train.js';
@@ -41,7 +42,7 @@ const BAD_INPUT_CODES = new Set([
 ]);
 
 /** Commands that write an --out folder: it is locked for the run and refused when occupied (unless --force). */
-const OUT_FOLDER_COMMANDS = ['train', 'demo', 'report'];
+const OUT_FOLDER_COMMANDS = ['train', 'demo', 'report', 'rollouts'];
 
 function unitFraction(name: string) {
   return (value: string) => {
@@ -197,6 +198,7 @@ Examples:
   addSweepCommands(program, helpers);
   addReportCommands(program, helpers);
   addDemoCommands(program, helpers);
+  addLogCommands(program, helpers);
   for (const command of program.commands.filter((c) => OUT_FOLDER_COMMANDS.includes(c.name()))) {
     command
       .option('--force', 'write over the results another run left in --out')

@@ -60,3 +60,24 @@ export { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
 export type { ResolveOptions } from './resolve.js';
 export type { ScenarioErrorCode, ScenarioSizeEstimate } from './scenario.js';
 export type { EstimateRequest } from './estimate-report.js';
+export {
+  LOG_FORMAT,
+  LOG_VERSION,
+  LogValidator,
+  parseLog,
+  readLog,
+  type LogHeader,
+  type LogModel,
+  type LogPrefill,
+  type LogPrompt,
+  type LogRecord,
+  type LogRollout,
+  type LogSample,
+  type RolloutLog,
+} from './logs/format.js';
+export { profileLog, passAt, type LogProfile, type ProfileOptions as LogProfileOptions } from './logs/profile.js';
+export { toyRolloutLog, type ToyRolloutOptions } from './logs/toy-runner.js';
+export { convert as convertProviderLog, importLog, type Provider } from './logs/import.js';
+export { keywordJudge, REFUSAL_PHRASES } from './logs/judge.js';
+export { clusterBootstrap, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type BootstrapInput, type BootstrapResult, type LawFit } from './logs/stats.js';
+export { ggufRolloutLog, type GgufOptions } from './logs/gguf-runner.js';

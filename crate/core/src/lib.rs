@@ -28,3 +28,4 @@ pub mod rl;
 pub mod attack;
 pub mod fixed_point;
 pub mod proposal;
+pub mod log_stats;
