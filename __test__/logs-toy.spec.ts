@@ -5,7 +5,7 @@
  * end token and undecided mass at T, and on `horizon` (horizon 4).
  */
 import test, { type ExecutionContext } from 'ava';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExactEngine, builtinScenario, compileScenario, loadScenarioFile, type Analysis } from '../ts/index.js';
@@ -122,7 +122,8 @@ test('rollouts and profile --json on the command line: the output contract', (t)
   // The bootstrap's replicates are pure functions of the seed: the same numbers on 1 thread.
   const oneThread = runCli(['profile', join(dir, 'log.jsonl'), '--json', '--bootstrap', '50'], { RAYON_NUM_THREADS: '1' });
   t.is(oneThread.stdout, r.stdout);
-  const bad = runCli(['rollouts', 'horizon', '--depths', '0,x', '--out', dir]);
+  const bad = runCli(['rollouts', 'horizon', '--depths', '0,x', '--out', join(dir, 'bad')]);
+  t.false(existsSync(join(dir, 'bad')), 'a refused run leaves no folder behind');
   t.is(bad.status, 2);
   t.regex(bad.stderr, /--depths takes whole numbers/);
 });
