@@ -19,6 +19,8 @@ pub mod rng;
 pub mod sampling;
 pub mod walk;
 pub mod mlp;
+pub mod gemm;
+pub mod vector_math;
 pub mod estimate;
 pub mod fit;
 pub mod optim;

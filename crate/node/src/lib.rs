@@ -7,6 +7,7 @@
 //! TypeScript wrapper turns back into `code`.
 
 mod exact;
+mod gemm;
 mod mlp;
 mod monte_carlo;
 mod policy;
