@@ -22,6 +22,12 @@ impl<'a> Mat<'a> {
         assert!(data.len() >= rows * cols, "matrix of {rows} × {cols} over {} entries", data.len());
         Mat { data, rows, cols, row_stride: cols, col_stride: 1 }
     }
+    /// A `rows × cols` matrix whose rows start `row_stride` entries apart (a block of columns of a
+    /// wider row-major matrix).
+    pub fn strided(data: &'a [f64], rows: usize, cols: usize, row_stride: usize) -> Mat<'a> {
+        assert!(rows == 0 || (rows - 1) * row_stride + cols <= data.len(), "strided matrix of {rows} × {cols} over {} entries", data.len());
+        Mat { data, rows, cols, row_stride, col_stride: 1 }
+    }
     /// The transpose, without copying.
     pub fn t(self) -> Mat<'a> {
         Mat { rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride, ..self }
@@ -30,9 +36,14 @@ impl<'a> Mat<'a> {
 
 /// C = α·A·B + β·C, C row-major m × n (β = 0 ignores C's previous contents, NaN included).
 pub fn gemm(alpha: f64, a: Mat, b: Mat, beta: f64, c: &mut [f64]) {
+    gemm_strided(alpha, a, b, beta, c, b.cols);
+}
+
+/// `gemm` into an m × n block of a wider row-major matrix whose rows are `c_row_stride` apart.
+pub fn gemm_strided(alpha: f64, a: Mat, b: Mat, beta: f64, c: &mut [f64], c_row_stride: usize) {
     assert_eq!(a.cols, b.rows, "inner dimensions differ");
     let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(c.len() >= m * n, "output of {m} × {n} over {} entries", c.len());
+    assert!(n <= c_row_stride && (m == 0 || (m - 1) * c_row_stride + n <= c.len()), "output of {m} × {n} over {} entries", c.len());
     if m == 0 || n == 0 {
         return;
     }
@@ -52,7 +63,7 @@ pub fn gemm(alpha: f64, a: Mat, b: Mat, beta: f64, c: &mut [f64]) {
             b.col_stride as isize,
             beta,
             c.as_mut_ptr(),
-            n as isize,
+            c_row_stride as isize,
             1,
         );
     }

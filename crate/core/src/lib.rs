@@ -21,6 +21,7 @@ pub mod walk;
 pub mod mlp;
 pub mod gemm;
 pub mod vector_math;
+pub mod transformer;
 pub mod estimate;
 pub mod fit;
 pub mod optim;
