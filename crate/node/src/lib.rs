@@ -12,6 +12,7 @@ mod mlp;
 mod monte_carlo;
 mod policy;
 mod train;
+mod transformer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
