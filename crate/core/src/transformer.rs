@@ -234,18 +234,6 @@ fn layer_norm_backward(dy: &[f64], xhat: &[f64], rstd: &[f64], gain: &[f64], d_g
     }
 }
 
-const GELU_C: f64 = 0.797_884_560_802_865_4; // √(2/π)
-
-/// GELU, tanh form: x/2·(1 + tanh(√(2/π)(x + 0.044715x³))).
-fn gelu(x: f64) -> f64 {
-    0.5 * x * (1.0 + crate::vector_math::tanh(GELU_C * (x + 0.044715 * x * x * x)))
-}
-
-fn gelu_derivative(x: f64) -> f64 {
-    let t = crate::vector_math::tanh(GELU_C * (x + 0.044715 * x * x * x));
-    0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x)
-}
-
 /// Adds each row of `rows` (r × n) to `out` (n), in row order.
 fn add_column_sums(rows: &[f64], out: &mut [f64]) {
     for row in rows.chunks_exact(out.len()) {
@@ -378,9 +366,7 @@ impl Transformer {
             layer_norm(&w.mid[..rows * d], &params[o.ln2_gain..][..d], &params[o.ln2_bias..][..d], &mut w.ln2_hat, &mut w.ln2_rstd, &mut w.ln2);
             fill_rows(&mut w.up[..rows * m], &params[o.up_bias..][..m]);
             gemm(1.0, Mat::new(&w.ln2, rows, d), Mat::new(&params[o.up_weights..], d, m), 1.0, &mut w.up);
-            for (y, &x) in w.up_act[..rows * m].iter_mut().zip(&w.up[..rows * m]) {
-                *y = gelu(x);
-            }
+            crate::vector_math::gelu_into(&w.up[..rows * m], &mut w.up_act[..rows * m]);
             // The layer's output: the next layer's input, or the last residual stream.
             let (done, later) = work.layers.split_at_mut(l + 1);
             let next: &mut [f64] = match later.first_mut() {
@@ -423,9 +409,7 @@ impl Transformer {
             add_column_sums(d_out, &mut grad[o.down_bias..][..d]);
             gemm(1.0, Mat::new(&w.up_act, rows, m).t(), Mat::new(d_out, rows, d), 1.0, &mut grad[o.down_weights..][..m * d]);
             gemm(1.0, Mat::new(d_out, rows, d), Mat::new(&params[o.down_weights..], m, d).t(), 0.0, &mut wk.d_up);
-            for (g, &x) in wk.d_up[..rows * m].iter_mut().zip(&w.up[..rows * m]) {
-                *g *= gelu_derivative(x);
-            }
+            crate::vector_math::gelu_backward(&w.up[..rows * m], &mut wk.d_up[..rows * m]);
             add_column_sums(&wk.d_up[..rows * m], &mut grad[o.up_bias..][..m]);
             gemm(1.0, Mat::new(&w.ln2, rows, d).t(), Mat::new(&wk.d_up, rows, m), 1.0, &mut grad[o.up_weights..][..d * m]);
             gemm(1.0, Mat::new(&wk.d_up, rows, m), Mat::new(&params[o.up_weights..], d, m).t(), 0.0, &mut wk.d_a);
@@ -535,10 +519,10 @@ pub struct TransformerPolicy<'a> {
 
 impl Transformer {
     /// Layout of the KV-cache scratch: [cached count, T tokens, L × T × d keys, L × T × d values,
-    /// per-position work: x, normed, qkv (3d), heads (d), mlp (m), scores (T)].
+    /// per-position work: x, normed, qkv (3d), heads (d), mlp (2m), scores (T), xhat (d)].
     pub fn cache_len(&self) -> usize {
         let (t, d, m, l) = (self.config.length, self.config.width, self.config.mlp_width, self.config.layers);
-        1 + t + 2 * l * t * d + 6 * d + m + t + d
+        1 + t + 2 * l * t * d + 7 * d + 2 * m + t
     }
 
     /// Runs position i (0-based) on input token `token`, with positions < i in the cache, storing its
@@ -555,6 +539,7 @@ impl Transformer {
         let (qkv, rest) = rest.split_at_mut(3 * d);
         let (heads, rest) = rest.split_at_mut(d);
         let (hidden, rest) = rest.split_at_mut(m);
+        let (hidden_act, rest) = rest.split_at_mut(m);
         let (scores, rest) = rest.split_at_mut(t);
         let (hat, _) = rest.split_at_mut(d);
         let mut rstd = [0.0];
@@ -578,9 +563,9 @@ impl Transformer {
             layer_norm(x, &params[o.ln2_gain..][..d], &params[o.ln2_bias..][..d], hat, &mut rstd, normed);
             hidden.copy_from_slice(&params[o.up_bias..][..m]);
             gemm(1.0, Mat::new(normed, 1, d), Mat::new(&params[o.up_weights..], d, m), 1.0, hidden);
-            hidden.iter_mut().for_each(|v| *v = gelu(*v));
+            crate::vector_math::gelu_into(hidden, hidden_act);
             crate::mlp::axpy(1.0, &params[o.down_bias..][..d], x);
-            gemm(1.0, Mat::new(hidden, 1, m), Mat::new(&params[o.down_weights..], m, d), 1.0, x);
+            gemm(1.0, Mat::new(hidden_act, 1, m), Mat::new(&params[o.down_weights..], m, d), 1.0, x);
         }
         layer_norm(x, &params[self.final_gain..][..d], &params[self.final_bias..][..d], hat, &mut rstd, normed);
         logits.copy_from_slice(&params[self.head_bias..][..c.vocab]);

@@ -94,6 +94,23 @@ macro_rules! dispatch {
     };
 }
 
+const GELU_C: f64 = 0.797_884_560_802_865_4; // √(2/π)
+
+/// GELU, tanh form: x/2·(1 + tanh(√(2/π)(x + 0.044715x³))).
+#[inline(always)]
+fn gelu_slice<const FUSED: bool>(x: &[f64], out: &mut [f64]) {
+    out.iter_mut().zip(x).for_each(|(y, &x)| *y = 0.5 * x * (1.0 + tanh_kernel::<FUSED>(GELU_C * (x + 0.044715 * x * x * x))));
+}
+
+/// g[i] *= GELU'(x[i]).
+#[inline(always)]
+fn gelu_backward_slice<const FUSED: bool>(x: &[f64], g: &mut [f64]) {
+    g.iter_mut().zip(x).for_each(|(g, &x)| {
+        let t = tanh_kernel::<FUSED>(GELU_C * (x + 0.044715 * x * x * x));
+        *g *= 0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * GELU_C * (1.0 + 3.0 * 0.044715 * x * x);
+    });
+}
+
 #[inline(always)]
 fn tanh_slice<const FUSED: bool>(x: &[f64], out: &mut [f64]) {
     out.iter_mut().zip(x).for_each(|(y, &x)| *y = tanh_kernel::<FUSED>(x));
@@ -113,3 +130,9 @@ dispatch!(
 dispatch!(
     /// Turns logits into probabilities in place (shifted by the max, so every exponent is ≤ 0).
     softmax_in_place, softmax_slice, (x: &mut [f64]));
+dispatch!(
+    /// out[i] = GELU(x[i]) in its tanh form, x/2·(1 + tanh(√(2/π)(x + 0.044715x³))).
+    gelu_into, gelu_slice, (x: &[f64], out: &mut [f64]));
+dispatch!(
+    /// g[i] *= GELU'(x[i]): the backward pass of `gelu_into`.
+    gelu_backward, gelu_backward_slice, (x: &[f64], g: &mut [f64]));
