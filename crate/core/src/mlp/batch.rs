@@ -12,7 +12,7 @@ use crate::walk::NO_TOKEN;
 
 /// Rows one batched pass handles at a time: large enough for the GEMM kernels to run near their
 /// peak, small enough for the activations to stay in cache.
-pub const BATCH_ROWS: usize = 256;
+pub const BATCH_ROWS: usize = 512;
 
 /// Activations of a batch (row r = input r), kept by `forward_batch` for `backward_batch`.
 pub struct BatchWork {
