@@ -84,4 +84,12 @@ test('the score gradient equals finite differences of the reference Σ c·log π
     const fd = (objective(plus) - objective(minus)) / (2 * h);
     t.true(Math.abs(gradient[i]! - fd) <= 1e-6 * Math.max(1, Math.abs(fd)), `parameter ${i}: ${gradient[i]} against ${fd}`);
   }
+  // The per-position gradients sum to the whole.
+  const blocks = model.scoreGradientPerPosition(params, responses, coefficients);
+  t.is(blocks.length, 5 * model.numParams);
+  for (let i = 0; i < model.numParams; i++) {
+    let sum = 0;
+    for (let k = 0; k < 5; k++) sum += blocks[k * model.numParams + i]!;
+    t.true(Math.abs(sum - gradient[i]!) <= 1e-12, `Σ_t G_t[${i}]`);
+  }
 });

@@ -56,6 +56,11 @@ export class Transformer {
 
   /** (1/N) Σ_n Σ_t c_{n,t}·∇log π(y_{n,t} | y_{n,<t}) over N responses with coefficients c (N × T). */
   scoreGradient(params: Float64Array, responses: Uint32Array, coefficients: Float64Array): Float64Array {
-    return callNative(() => this.inner.scoreGradient(params, responses, coefficients));
+    return callNative(() => this.inner.scoreGradient(params, responses, coefficients, false));
+  }
+
+  /** The per-position terms G_t of `scoreGradient` (T × P, summing to it): one backward pass per position. */
+  scoreGradientPerPosition(params: Float64Array, responses: Uint32Array, coefficients: Float64Array): Float64Array {
+    return callNative(() => this.inner.scoreGradient(params, responses, coefficients, true));
   }
 }

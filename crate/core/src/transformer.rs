@@ -463,12 +463,25 @@ impl Transformer {
     /// c_{n,t} = coef(n, t, log π_θ(y_{n,t} | …)): one batched forward and one backward per
     /// BATCH_SEQUENCES responses, never a per-sample gradient.
     pub fn score_gradient(&self, params: &[f64], samples: &Samples, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync)) -> Vec<f64> {
-        let (t, v) = (self.config.length, self.config.vocab);
+        self.score_sums(params, samples, coef, false)
+    }
+
+    /// The per-position gradients Ĝ_t = Σ_n c_{n,t}·∇log π_θ(y_{n,t} | y_{n,<t}) / N, T × P (they sum
+    /// to `score_gradient`). The parameters are shared, so each position needs its own backward
+    /// pass: T backward passes per batch of responses, after one forward.
+    pub fn score_gradient_per_position(&self, params: &[f64], samples: &Samples, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync)) -> Vec<f64> {
+        self.score_sums(params, samples, coef, true)
+    }
+
+    fn score_sums(&self, params: &[f64], samples: &Samples, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync), per_position: bool) -> Vec<f64> {
+        let (t, v, p) = (self.config.length, self.config.vocab, self.num_params);
         assert_eq!(samples.length, t, "samples of length {} for a transformer of length {t}", samples.length);
+        let blocks = if per_position { t } else { 1 };
         let parts = map_chunks_of(samples.count, RESPONSES_PER_TASK, |range| {
-            let mut grad = vec![0.0; self.num_params];
+            let mut grad = vec![0.0; blocks * p];
             let mut work = self.work(BATCH_SEQUENCES);
             let mut delta = vec![0.0; BATCH_SEQUENCES * t * v];
+            let mut masked = if per_position { vec![0.0; BATCH_SEQUENCES * t * v] } else { vec![] };
             let mut start = range.start;
             while start < range.end {
                 let end = (start + BATCH_SEQUENCES).min(range.end);
@@ -488,12 +501,24 @@ impl Transformer {
                     d.iter_mut().for_each(|x| *x *= -c);
                     d[y as usize] += c;
                 }
-                self.backward_batch(params, responses, &mut work, &delta, &mut grad);
+                if per_position {
+                    // Position i's block: the output signal at position i only.
+                    for (i, block) in grad.chunks_exact_mut(p).enumerate() {
+                        masked.fill(0.0);
+                        for s in 0..end - start {
+                            let row = (s * t + i) * v;
+                            masked[row..row + v].copy_from_slice(&delta[row..row + v]);
+                        }
+                        self.backward_batch(params, responses, &mut work, &masked, block);
+                    }
+                } else {
+                    self.backward_batch(params, responses, &mut work, &delta, &mut grad);
+                }
                 start = end;
             }
             grad
         });
-        let mut total = vec![0.0; self.num_params];
+        let mut total = vec![0.0; blocks * p];
         for part in &parts {
             crate::mlp::axpy(1.0, part, &mut total);
         }

@@ -199,3 +199,46 @@ fn the_score_sum_does_not_depend_on_the_thread_count() {
         assert!(one.iter().zip(run(threads)).all(|(a, b)| a.to_bits() == b.to_bits()), "{threads} threads");
     }
 }
+
+/// Ĝ_t position by position: they sum to the whole gradient, and Ĝ_t is the derivative of the
+/// position-t terms alone (with shared parameters, an early position's gradient moves later ones).
+#[test]
+fn per_position_gradients_sum_to_the_whole_and_match_finite_differences() {
+    let spec = random_spec(14, 3, 2, 5, 4, true, false);
+    let track = Track::new(&spec, None);
+    let model = Transformer::new(config(3, 5, 1, 4, 2, 6)).unwrap();
+    let params = generic_params(&model, 21);
+    let policy = TransformerPolicy { model: &model, params: &params };
+    let samples = sample(&track, &policy, &SampleRequest { count: 40, seed: 2, prefix: None, first_index: 0 }).unwrap();
+    let (t, v, p) = (5, 3, model.num_params());
+    let coef = |n: usize, i: usize| 1.0 + samples.harm[n] - 0.3 * i as f64;
+    let blocks = model.score_gradient_per_position(&params, &samples, &|n, i, _| coef(n, i));
+    let total = model.score_gradient(&params, &samples, &|n, i, _| coef(n, i));
+    for j in 0..p {
+        let sum: f64 = (0..t).map(|i| blocks[i * p + j]).sum();
+        assert_close(sum, total[j], 1e-12, 1e-14, "Σ_t Ĝ_t");
+    }
+    let position_objective = |q: &[f64], i: usize| {
+        let mut work = model.work(samples.count);
+        model.forward_batch(q, &samples.tokens, &mut work);
+        let mut sum = 0.0;
+        for n in 0..samples.count {
+            let y = samples.tokens[n * t + i];
+            if y != NO_TOKEN {
+                sum += coef(n, i) * log_softmax(&work.logits[(n * t + i) * v..][..v], y as usize);
+            }
+        }
+        sum / samples.count as f64
+    };
+    let h = 1e-6;
+    for i in 0..t {
+        for j in (0..p).step_by(11) {
+            let mut plus = params.clone();
+            plus[j] += h;
+            let mut minus = params.clone();
+            minus[j] -= h;
+            let fd = (position_objective(&plus, i) - position_objective(&minus, i)) / (2.0 * h);
+            assert_close(blocks[i * p + j], fd, 1e-5, 1e-8, &format!("Ĝ_{i}[{j}]"));
+        }
+    }
+}

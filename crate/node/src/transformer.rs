@@ -96,9 +96,10 @@ impl Transformer {
     }
 
     /// Σ_n Σ_t c_{n,t}·∇log π(y_{n,t} | y_{n,<t}) / N over given responses (N × T, 0xFFFFFFFF after
-    /// the end) with coefficients c (N × T): one batched backward pass per batch of responses.
+    /// the end) with coefficients c (N × T): one batched backward pass per batch of responses. With
+    /// `perPosition`, the T per-position gradients G_t instead (T × P, one backward per position).
     #[napi]
-    pub fn score_gradient(&self, params: Float64Array, responses: Uint32Array, coefficients: Float64Array) -> napi::Result<Float64Array, String> {
+    pub fn score_gradient(&self, params: Float64Array, responses: Uint32Array, coefficients: Float64Array, per_position: Option<bool>) -> napi::Result<Float64Array, String> {
         guard(|| {
             self.check(&params, &responses)?;
             if coefficients.len() != responses.len() {
@@ -121,7 +122,12 @@ impl Transformer {
                 emitted,
                 states: None,
             };
-            Ok(self.inner.score_gradient(&params, &samples, &|n, i, _| coefficients[n * t + i]))
+            let coef = |n: usize, i: usize, _: f64| coefficients[n * t + i];
+            Ok(if per_position.unwrap_or(false) {
+                self.inner.score_gradient_per_position(&params, &samples, &coef)
+            } else {
+                self.inner.score_gradient(&params, &samples, &coef)
+            })
         })
         .map(Float64Array::new)
     }
