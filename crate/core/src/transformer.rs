@@ -79,7 +79,7 @@ impl Transformer {
         if c.width > 1024 || c.mlp_width > 4096 {
             return bad(if c.width > 1024 { "width" } else { "mlpWidth" }, "is too large (width ≤ 1024, mlpWidth ≤ 4096)".into());
         }
-        if c.width % c.heads != 0 {
+        if !c.width.is_multiple_of(c.heads) {
             return bad("heads", format!("({}) must divide transformer.width ({})", c.heads, c.width));
         }
         if c.length > 4096 || c.vocab > 1 << 20 {

@@ -7,8 +7,8 @@
 
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
 // ln 2 split in two so that k·LN2_HI is exact for the k that occur.
-const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
 /// 1.5·2^52: adding it rounds to an integer held in the low mantissa bits.
 const ROUND: f64 = 6_755_399_441_055_744.0;
 /// 1/k! for k = 13 down to 0.
