@@ -45,26 +45,25 @@ export interface NeuralRow {
   gemmFraction: number;
 }
 
-/** Transformer rows: batched score gradient (forward + backward) and batched forward, per sample. */
-export async function runNeuralBench(log: (line: string) => void): Promise<{ gemmRate: number; rows: NeuralRow[] }> {
-  const gemmRate = measureGemmRate();
-  log(`f64 GEMM FLOP/s of this machine (256 × 256 products, all threads): ${(gemmRate / 1e9).toFixed(2)} GFLOP/s`);
-  const shape: TransformerShape = { vocab: 16, length: 16, layers: 1, width: 32, heads: 2, mlpWidth: 128 };
-  const model = new Transformer(shape);
-  const params = model.initParams(1);
-  const N = 4096;
-  // Seeded responses and coefficients (a linear congruential stream: the values do not matter).
+/** Seeded responses and coefficients for N responses (a linear congruential stream: the values do not matter). */
+function workload(shape: TransformerShape, N: number): { responses: Uint32Array; coefficients: Float64Array } {
   let state = 12345;
   const next = () => (state = (Math.imul(state, 1103515245) + 12345) >>> 0) / 2 ** 32;
   const responses = Uint32Array.from({ length: N * shape.length }, () => Math.floor(next() * shape.vocab));
   const coefficients = Float64Array.from({ length: N * shape.length }, () => next() - 0.5);
+  return { responses, coefficients };
+}
+
+/** Times the batched score gradient (forward + backward) and, optionally, the forward alone. */
+async function timeShape(shape: TransformerShape, N: number, withForward: boolean, iterations: number, warmupIterations: number, gemmRate: number, log: (line: string) => void): Promise<NeuralRow[]> {
+  const model = new Transformer(shape);
+  const params = model.initParams(1);
+  const { responses, coefficients } = workload(shape, N);
   const tokenFlops = transformerTokenFlops(shape) * N * shape.length;
-  const label = `transformer 1 layer, width 32, 2 heads, mlp 128, V = T = 16, ${N} responses`;
-  const tasks: [string, number, () => void][] = [
-    [`${label}: forward + backward (score gradient)`, 3 * tokenFlops, () => model.scoreGradient(params, responses, coefficients)],
-    [`${label}: forward (logits)`, tokenFlops, () => model.logits(params, responses)],
-  ];
-  const bench = new Bench({ iterations: 5, time: 0, warmupIterations: 1 });
+  const label = `transformer ${shape.layers} layer(s), width ${shape.width}, ${shape.heads} heads, mlp ${shape.mlpWidth}, V = ${shape.vocab}, T = ${shape.length}, ${N} responses`;
+  const tasks: [string, number, () => void][] = [[`${label}: forward + backward (score gradient)`, 3 * tokenFlops, () => model.scoreGradient(params, responses, coefficients)]];
+  if (withForward) tasks.push([`${label}: forward (logits)`, tokenFlops, () => model.logits(params, responses)]);
+  const bench = new Bench({ iterations, time: 0, warmup: warmupIterations > 0, warmupIterations });
   for (const [name, , f] of tasks) bench.add(name, f);
   await bench.run();
   const rows: NeuralRow[] = [];
@@ -73,10 +72,26 @@ export async function runNeuralBench(log: (line: string) => void): Promise<{ gem
     const row = { name, responses: N, secondsPerCall: mean, microsecondsPerSample: (1e6 * mean) / N, usefulFlops: flops, gemmFraction: flops / mean / gemmRate };
     rows.push(row);
     log(
-      `${name}: ${(1000 * mean).toFixed(1)} ms, ${row.microsecondsPerSample.toFixed(1)} µs per sample (candle: ~215 µs forward + backward), ` +
+      `${name}: ${(1000 * mean).toFixed(1)} ms, ${row.microsecondsPerSample.toFixed(1)} µs per sample, ` +
         `${(flops / mean / 1e9).toFixed(2)} GFLOP/s = ${(100 * row.gemmFraction).toFixed(1)}% of the GEMM rate`,
     );
   }
+  return rows;
+}
+
+/**
+ * Transformer rows: (1) per-sample cost at V = T = 16, 1 layer (candle: ~215 µs per sample forward +
+ * backward); (2) one epoch of the issue's PPO-size step, forward + backward over 4096 × 64 tokens,
+ * 2 layers of width 64 (a single timed run: it takes tens of seconds).
+ */
+export async function runNeuralBench(log: (line: string) => void): Promise<{ gemmRate: number; rows: NeuralRow[] }> {
+  const gemmRate = measureGemmRate();
+  log(`f64 GEMM FLOP/s of this machine (256 × 256 products, all threads): ${(gemmRate / 1e9).toFixed(2)} GFLOP/s`);
+  const small: TransformerShape = { vocab: 16, length: 16, layers: 1, width: 32, heads: 2, mlpWidth: 128 };
+  const rows = await timeShape(small, 4096, true, 5, 1, gemmRate, log);
+  log('(candle and burn: about 215 µs per sample, forward + backward, at this size)');
+  const large: TransformerShape = { vocab: 32, length: 64, layers: 2, width: 64, heads: 4, mlpWidth: 256 };
+  rows.push(...(await timeShape(large, 4096, false, 1, 0, gemmRate, log)));
   return { gemmRate, rows };
 }
 

@@ -459,6 +459,18 @@ impl Transformer {
         }
     }
 
+    /// Logits of B responses (B × T tokens), B × T × V: batches of BATCH_SEQUENCES in parallel.
+    pub fn logits(&self, params: &[f64], responses: &[u32]) -> Vec<f64> {
+        let (t, v) = (self.config.length, self.config.vocab);
+        map_chunks_of(responses.len() / t, BATCH_SEQUENCES, |range| {
+            let mut work = self.work(range.len());
+            self.forward_batch(params, &responses[range.start * t..range.end * t], &mut work);
+            work.logits.truncate(range.len() * t * v);
+            work.logits
+        })
+        .concat()
+    }
+
     /// Σ_n Σ_t c_{n,t}·∇log π_θ(y_{n,t} | y_{n,<t}) / N over sampled responses, with
     /// c_{n,t} = coef(n, t, log π_θ(y_{n,t} | …)): one batched forward and one backward per
     /// BATCH_SEQUENCES responses, never a per-sample gradient.

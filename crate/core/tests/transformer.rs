@@ -135,6 +135,12 @@ fn sampling_and_the_score_sum_agree_with_the_batched_network() {
     assert!(samples.emitted.iter().any(|&e| (e as usize) < t), "some responses end early");
     let mut work = model.work(samples.count);
     model.forward_batch(&params, &samples.tokens, &mut work);
+    // The parallel batches of `logits` give the one large batch's logits.
+    let logits = model.logits(&params, &samples.tokens);
+    assert_eq!(logits.len(), samples.count * t * v);
+    for (a, b) in logits.iter().zip(&work.logits) {
+        assert_close(*a, *b, 1e-12, 1e-12, "logits in batches");
+    }
     for n in 0..samples.count {
         for i in 0..t {
             let y = samples.tokens[n * t + i];

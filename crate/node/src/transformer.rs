@@ -59,16 +59,7 @@ impl Transformer {
     pub fn logits(&self, params: Float64Array, responses: Uint32Array) -> napi::Result<Float64Array, String> {
         guard(|| {
             self.check(&params, &responses)?;
-            let (t, v) = (self.inner.config.length, self.inner.config.vocab);
-            let count = responses.len() / t;
-            let mut out = Vec::with_capacity(responses.len() * v);
-            for batch in responses.chunks(core::transformer::BATCH_SEQUENCES * t) {
-                let mut work = self.inner.work(batch.len() / t);
-                self.inner.forward_batch(&params, batch, &mut work);
-                out.extend_from_slice(&work.logits[..batch.len() * v]);
-            }
-            debug_assert_eq!(out.len(), count * t * v);
-            Ok(out)
+            Ok(self.inner.logits(&params, &responses))
         })
         .map(Float64Array::new)
     }
