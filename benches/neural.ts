@@ -19,9 +19,10 @@ export function measureGemmRate(): number {
 }
 
 /**
- * Matrix-product FLOPs of one mlp PPO step: every epoch runs each sampled token through the dense
- * layers forward (2·m·n per m × n layer) and backward (weight gradient and input signal, 4·m·n).
- * The one-hot first layer is a gather of weight rows, not counted.
+ * Token-equivalent matrix-product FLOPs of one mlp PPO step: every epoch, a pass for each sampled
+ * token through the dense layers forward (2·m·n per m × n layer) and backward (weight gradient and
+ * input signal, 4·m·n); the one-hot first layer is a gather of weight rows, not counted. The core
+ * shares one pass among the tokens with the same (position, context), so it performs fewer.
  */
 export function ppoUsefulFlops(o: { responses: number; length: number; vocab: number; hidden: number[]; epochs: number }): number {
   const widths = [...o.hidden, o.vocab];

@@ -4,9 +4,9 @@
  *   (1) exact descent: the standard objective's exact gradient over tabular logits on a `random`
  *       scenario of ~10^4 states, plus the Adam update;
  *   (2) PPO: sample 4096 responses of T = 64 from an mlp (width 64, order 2), 4 epochs of clipped
- *       surrogate gradients by batched forward and backward passes on the GEMM kernels, each
- *       followed by an Adam update. Its useful FLOP rate is reported as a fraction of this
- *       machine's f64 GEMM rate, measured in the same run (benches/neural.ts).
+ *       surrogate gradients by batched forward and backward passes on the GEMM kernels (one row per
+ *       distinct input), each followed by an Adam update. Its token-equivalent FLOP rate is reported
+ *       as a fraction of this machine's f64 GEMM rate, measured in the same run (benches/neural.ts).
  */
 import { Bench } from 'tinybench';
 import { ExactEngine, MonteCarlo, compileScenario, initMlp, randomScenario } from '../ts/index.ts';
@@ -20,7 +20,7 @@ export interface TrainingRow {
   stepsPerSecond: number;
   secondsPerStep: number;
   rme: number;
-  /** Matrix-product FLOPs of one step and their rate as a fraction of the GEMM rate (PPO only). */
+  /** Token-equivalent matrix-product FLOPs of one step and their rate as a fraction of the GEMM rate (PPO only). */
   usefulFlops?: number;
   gemmFraction?: number;
 }
@@ -70,7 +70,10 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
       const row = rows[rows.length - 1]!;
       row.usefulFlops = ppoFlops;
       row.gemmFraction = (ppoFlops * hz) / gemmRate;
-      log(`  useful FLOPs ${(ppoFlops / 1e9).toFixed(2)} G per step: ${((ppoFlops * hz) / 1e9).toFixed(2)} GFLOP/s = ${(100 * row.gemmFraction).toFixed(1)}% of the GEMM rate`);
+      log(
+        `  token-equivalent FLOPs ${(ppoFlops / 1e9).toFixed(2)} G per step (a pass per token; equal inputs share one, so fewer are performed): ` +
+          `${((ppoFlops * hz) / 1e9).toFixed(2)} GFLOP/s = ${(100 * row.gemmFraction).toFixed(1)}% of the GEMM rate`,
+      );
     }
   }
   return rows;

@@ -63,8 +63,8 @@ impl Family for MlpFamily<'_> {
         Ok(f(&MlpPolicy::new(self.0, params)))
     }
 
-    /// Batched forward and backward passes on the GEMM kernels (one of each per chunk of
-    /// responses), rather than one network pass per distinct input.
+    /// Batched forward and backward passes on the GEMM kernels over the distinct inputs of each
+    /// position (one of each per chunk of rows), rather than one scalar pass per distinct input.
     fn score_gradient(&self, _track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, _uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
         self.0.check_params(params)?;
         let blocks = self.0.score_blocks(params, samples, coef);

@@ -134,27 +134,47 @@ impl Mlp {
     /// Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π_θ(y_{n,t} | y_{n,<t}), with c_{n,t} = coef(n, t, log π_θ(y_{n,t} | …))
     /// (the coefficient may use the current log-probability, as PPO's ratio does).
     ///
-    /// One batched forward and one backward per chunk of BATCH_ROWS responses at a position; no
-    /// per-sample gradient is formed. Positions run in parallel, each one's chunks in response order.
+    /// The network reads only (t, context), so responses with the same context at t share one row:
+    /// its output signal is Σ_n c_n·(e_{y_n} − π) over them. Rows go through one batched forward and
+    /// one backward per chunk of BATCH_ROWS; no per-sample gradient is formed. Positions run in
+    /// parallel; within one, rows are in context order and responses in index order.
     pub fn score_blocks(&self, params: &[f64], samples: &Samples, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync)) -> Vec<f64> {
         let (count, t_max, v, p) = (samples.count, samples.length, self.config.vocab, self.num_params);
         let mut blocks = vec![0.0; t_max * p];
         blocks.par_chunks_mut(p).enumerate().for_each(|(t, block)| {
-            let alive: Vec<usize> = (0..count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).collect();
+            // (context, response) of every response with a token at t, sorted: equal contexts adjacent.
+            let mut entries: Vec<(usize, usize)> = (0..count)
+                .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
+                .map(|n| (self.context_of(&samples.tokens[n * t_max..n * t_max + t]), n))
+                .collect();
+            entries.sort_unstable();
+            let mut groups: Vec<(usize, usize)> = Vec::new(); // (context, first entry)
+            for (i, &(context, _)) in entries.iter().enumerate() {
+                if groups.last().is_none_or(|g| g.0 != context) {
+                    groups.push((context, i));
+                }
+            }
             let mut work = self.batch_work(BATCH_ROWS);
             let mut delta = vec![0.0; BATCH_ROWS * v];
-            for chunk in alive.chunks(BATCH_ROWS) {
-                let inputs: Vec<(usize, usize)> = chunk.iter().map(|&n| (t + 1, self.context_of(&samples.tokens[n * t_max..n * t_max + t]))).collect();
+            let mut at_tokens = vec![0.0; v];
+            for (chunk_index, chunk) in groups.chunks(BATCH_ROWS).enumerate() {
+                let inputs: Vec<(usize, usize)> = chunk.iter().map(|&(context, _)| (t + 1, context)).collect();
                 self.forward_batch(params, &inputs, &mut work);
-                for (r, &n) in chunk.iter().enumerate() {
-                    let (logits, d) = (&work.logits[r * v..(r + 1) * v], &mut delta[r * v..(r + 1) * v]);
-                    // ∇_logits log π(y) = e_y − π.
-                    d.copy_from_slice(logits);
+                for (r, &(_, first)) in chunk.iter().enumerate() {
+                    let next = groups.get(chunk_index * BATCH_ROWS + r + 1).map_or(entries.len(), |g| g.1);
+                    let d = &mut delta[r * v..(r + 1) * v];
+                    d.copy_from_slice(&work.logits[r * v..(r + 1) * v]);
                     softmax_in_place(d);
-                    let y = samples.tokens[n * t_max + t] as usize;
-                    let c = coef(n, t, d[y].ln());
-                    d.iter_mut().for_each(|x| *x *= -c);
-                    d[y] += c;
+                    // Σ_n c_n·(e_{y_n} − π): the coefficients' total times −π, plus each c_n at y_n.
+                    at_tokens.fill(0.0);
+                    let mut total = 0.0;
+                    for &(_, n) in &entries[first..next] {
+                        let y = samples.tokens[n * t_max + t] as usize;
+                        let c = coef(n, t, d[y].ln());
+                        at_tokens[y] += c;
+                        total += c;
+                    }
+                    d.iter_mut().zip(&at_tokens).for_each(|(x, &c)| *x = c - total * *x);
                 }
                 self.backward_batch(params, &inputs, &mut work, &delta[..chunk.len() * v], block);
             }
