@@ -125,17 +125,26 @@ fn batched_score_sums_equal_the_covariance_kernel() {
 
 #[test]
 fn batched_score_sums_do_not_depend_on_the_thread_count() {
-    let spec = random_spec(9, 5, 2, 9, 6, true, false);
+    let spec = random_spec(9, 30, 2, 6, 6, true, false);
     let track = Track::new(&spec, None);
-    let mlp = Mlp::new(MlpConfig { vocab: 5, order: 2, length: 9, hidden: vec![40, 24], activation: Activation::Tanh }).unwrap();
+    let mlp = Mlp::new(MlpConfig { vocab: 30, order: 2, length: 6, hidden: vec![40, 24], activation: Activation::Tanh }).unwrap();
     let params = generic_params(&mlp, 7);
-    // More responses than one batch, so that positions have several chunks.
-    let samples = mlp_samples(&mlp, &params, &track, 1500);
+    // More distinct contexts at a position than one chunk of BATCH_ROWS rows.
+    let samples = mlp_samples(&mlp, &params, &track, 3000);
+    let distinct: std::collections::BTreeSet<(u32, u32)> = (0..samples.count).filter(|&n| samples.tokens[n * 6 + 3] != u32::MAX).map(|n| (samples.tokens[n * 6 + 1], samples.tokens[n * 6 + 2])).collect();
+    assert!(distinct.len() > harm_horizon_core::mlp::BATCH_ROWS, "{} distinct contexts at t = 4", distinct.len());
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
         pool.install(|| (mlp.score_blocks(&params, &samples, &|n, t, lp| samples.harm[n] * lp + t as f64), mlp.probability_table(&params)))
     };
     let one = run(1);
+    // Across chunk boundaries the sums still equal the covariance kernel's.
+    let policy = MlpPolicy::new(&mlp, &params);
+    let current = replay_log_probs(&track, &policy, &samples);
+    let reference = accumulate_scores(&track, &policy, &samples, &|n, t| samples.harm[n] * current[n * 6 + t] + t as f64, None, false).unwrap();
+    for (i, (a, b)) in one.0.iter().zip(&reference.blocks).enumerate() {
+        assert_close(*a, *b, 1e-10, 1e-12, &format!("block entry {i}"));
+    }
     for threads in [2, 3, 5] {
         let other = run(threads);
         assert!(one.0.iter().zip(&other.0).all(|(a, b)| a.to_bits() == b.to_bits()), "score sums with {threads} threads");
