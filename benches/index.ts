@@ -414,6 +414,7 @@ let sweep: unknown = null;
 if (!args.skipWorkbench) {
   console.log('\n[training] one training step, Rust core (the reference has no training code)');
   training = await runTrainingBench((line) => console.log(`  ${line}`));
+  console.log('\n[neural] transformer per-sample cost against the GEMM rate (benches/neural.ts)'), await (await import('./neural.ts')).runNeuralBench((line) => console.log(`  ${line}`));
   console.log('\n[sweep] 10 000 exact-analysis cells on refusal, 2 workers (benches/sweep.ts)');
   const sweepJson = join(ROOT, 'bench-results', 'sweep.json');
   // The sweep sizes its own rayon pools (cores / workers) unless RAYON_NUM_THREADS is set.

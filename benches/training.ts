@@ -4,11 +4,14 @@
  *   (1) exact descent: the standard objective's exact gradient over tabular logits on a `random`
  *       scenario of ~10^4 states, plus the Adam update;
  *   (2) PPO: sample 4096 responses of T = 64 from an mlp (width 64, order 2), 4 epochs of clipped
- *       surrogate gradients through the covariance kernel, each followed by an Adam update.
+ *       surrogate gradients by batched forward and backward passes on the GEMM kernels (one row per
+ *       distinct input), each followed by an Adam update. Its token-equivalent FLOP rate is reported
+ *       as a fraction of this machine's f64 GEMM rate, measured in the same run (benches/neural.ts).
  */
 import { Bench } from 'tinybench';
 import { ExactEngine, MonteCarlo, compileScenario, initMlp, randomScenario } from '../ts/index.ts';
 import { native } from '../ts/native.ts';
+import { measureGemmRate, ppoUsefulFlops } from './neural.ts';
 
 export interface TrainingRow {
   name: string;
@@ -17,6 +20,9 @@ export interface TrainingRow {
   stepsPerSecond: number;
   secondsPerStep: number;
   rme: number;
+  /** Token-equivalent matrix-product FLOPs of one step and their rate as a fraction of the GEMM rate (PPO only). */
+  usefulFlops?: number;
+  gemmFraction?: number;
 }
 
 export async function runTrainingBench(log: (line: string) => void): Promise<TrainingRow[]> {
@@ -35,6 +41,9 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
   const mlpAdam = new native.Optimizer('adam', mlp.params.length, 0.001);
   let step = 0;
   const ppoName = `PPO step, 4096 responses × T=64, mlp width 64, order 2 (V=32)`;
+  const ppoFlops = ppoUsefulFlops({ responses: 4096, length: 64, vocab: 32, hidden: [64], epochs: 4 });
+  const gemmRate = measureGemmRate();
+  log(`f64 GEMM FLOP/s of this machine (256 × 256 products, all threads): ${(gemmRate / 1e9).toFixed(2)} GFLOP/s`);
 
   const bench = new Bench({ iterations: 5, time: 0, warmupIterations: 1 });
   bench.add(exactName, () => {
@@ -57,6 +66,15 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
       rme: r?.throughput?.rme ?? NaN,
     });
     log(`${task.name}: ${(1 / hz).toFixed(3)} s per step (${hz.toFixed(2)} steps/s ± ${(r?.throughput?.rme ?? NaN).toFixed(1)}%)`);
+    if (task.name === ppoName) {
+      const row = rows[rows.length - 1]!;
+      row.usefulFlops = ppoFlops;
+      row.gemmFraction = (ppoFlops * hz) / gemmRate;
+      log(
+        `  token-equivalent FLOPs ${(ppoFlops / 1e9).toFixed(2)} G per step (a pass per token; equal inputs share one, so fewer are performed): ` +
+          `${((ppoFlops * hz) / 1e9).toFixed(2)} GFLOP/s = ${(100 * row.gemmFraction).toFixed(1)}% of the GEMM rate`,
+      );
+    }
   }
   return rows;
 }

@@ -16,6 +16,9 @@ use crate::policy::softmax_in_place;
 use crate::sampling::StepPolicy;
 use crate::walk::Walk;
 
+mod batch;
+pub use batch::{BatchWork, BATCH_ROWS};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     Tanh,
@@ -25,7 +28,7 @@ pub enum Activation {
 impl Activation {
     fn apply(self, x: f64) -> f64 {
         match self {
-            Activation::Tanh => x.tanh(),
+            Activation::Tanh => crate::vector_math::tanh(x),
             Activation::Relu => x.max(0.0),
         }
     }
@@ -297,17 +300,7 @@ pub struct MlpPolicy<'a> {
 impl<'a> MlpPolicy<'a> {
     pub fn new(mlp: &'a Mlp, params: &'a [f64]) -> MlpPolicy<'a> {
         let (t_max, c, v) = (mlp.config.length, mlp.num_contexts(), mlp.config.vocab);
-        let cache = (t_max * c * v <= crate::policy::ROW_CACHE_MAX_ENTRIES).then(|| {
-            let mut table = vec![0.0; t_max * c * v];
-            table.par_chunks_mut(c * v).enumerate().for_each(|(t0, layer)| {
-                let mut scratch = vec![0.0; mlp.scratch_len()];
-                for (context, row) in layer.chunks_exact_mut(v).enumerate() {
-                    mlp.forward(params, t0 + 1, context, row, &mut scratch);
-                    softmax_in_place(row);
-                }
-            });
-            table
-        });
+        let cache = (t_max * c * v <= crate::policy::ROW_CACHE_MAX_ENTRIES).then(|| mlp.probability_table(params));
         MlpPolicy { mlp, params, cache }
     }
 }

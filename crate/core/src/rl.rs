@@ -24,9 +24,26 @@ pub fn replay_log_probs(track: &Track, policy: &dyn StepPolicy, samples: &Sample
     })
 }
 
+/// The coefficient of a score term: c(n, t, log π_θ(y_{n,t} | y_{n,<t})) under the current parameters.
+pub type ScoreCoefficient<'c> = &'c (dyn Fn(usize, usize, f64) -> f64 + Sync);
+
 /// A family of parametric policies: builds the policy for a parameter vector.
 pub trait Family: Sync {
     fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R>;
+
+    /// Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π_θ(y_{n,t} | y_{n,<t}) over the samples: the gradient with
+    /// respect to all parameters and ||Ĝ_t|| per position. `uses_log_prob` says whether the
+    /// coefficient reads the current log-probability (otherwise it is given NaN). By default, the
+    /// covariance kernel on the policy.
+    fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+        let t_max = samples.length;
+        self.with_params(params, |p| -> Result<_> {
+            let current = if uses_log_prob { replay_log_probs(track, p, samples) } else { vec![] };
+            let coef = |n: usize, t: usize| coef(n, t, current.get(n * t_max + t).copied().unwrap_or(f64::NAN));
+            let g = accumulate_scores(track, p, samples, &coef, None, false)?;
+            Ok((g.total(p.blocks_are_positions()), g.norm))
+        })?
+    }
 }
 
 pub struct TabularFamily<'m>(pub &'m Model);
@@ -44,6 +61,23 @@ impl Family for MlpFamily<'_> {
     fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R> {
         self.0.check_params(params)?;
         Ok(f(&MlpPolicy::new(self.0, params)))
+    }
+
+    /// Batched forward and backward passes on the GEMM kernels over the distinct inputs of each
+    /// position (one of each per chunk of rows), rather than one scalar pass per distinct input.
+    fn score_gradient(&self, _track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, _uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+        self.0.check_params(params)?;
+        let blocks = self.0.score_blocks(params, samples, coef);
+        let p = self.0.num_params();
+        let mut total = vec![0.0; p];
+        let norms = blocks
+            .chunks_exact(p)
+            .map(|block| {
+                crate::mlp::axpy(1.0, block, &mut total);
+                crate::mlp::dot(block, block).sqrt()
+            })
+            .collect();
+        Ok((total, norms))
     }
 }
 
@@ -143,28 +177,21 @@ pub fn rl_step<F: Family>(
     let mut grad_norm = vec![0.0; t_max];
     match algorithm {
         RlAlgorithm::Reinforce | RlAlgorithm::ReinforceInnovation => {
-            let (gradient, norms) = family.with_params(params, |p| -> Result<_> {
-                let g = accumulate_scores(track, p, &samples, &|n, t| advantage[n * t_max + t], None, false)?;
-                Ok((g.total(p.blocks_are_positions()), g.norm))
-            })??;
+            let (gradient, norms) = family.score_gradient(track, params, &samples, &|n, t, _| advantage[n * t_max + t], false)?;
             grad_norm = norms;
             update(params, &gradient);
         }
         RlAlgorithm::Ppo { clip, epochs } => {
+            // Minimising the clipped surrogate of the cost: −ρ·A with A = −advantage, zero where clipped.
+            let coef = |n: usize, t: usize, current: f64| {
+                let i = n * t_max + t;
+                let ratio = (current - samples.log_probs[i]).exp();
+                let gain = -advantage[i];
+                let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
+                if clipped { 0.0 } else { -ratio * gain }
+            };
             for _ in 0..epochs.max(1) {
-                let (gradient, norms) = family.with_params(params, |p| -> Result<_> {
-                    let current = replay_log_probs(track, p, &samples);
-                    // Minimising the clipped surrogate of the cost: −ρ·A with A = −advantage, zero where clipped.
-                    let coef = |n: usize, t: usize| {
-                        let i = n * t_max + t;
-                        let ratio = (current[i] - samples.log_probs[i]).exp();
-                        let gain = -advantage[i];
-                        let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
-                        if clipped { 0.0 } else { -ratio * gain }
-                    };
-                    let g = accumulate_scores(track, p, &samples, &coef, None, false)?;
-                    Ok((g.total(p.blocks_are_positions()), g.norm))
-                })??;
+                let (gradient, norms) = family.score_gradient(track, params, &samples, &coef, true)?;
                 grad_norm = norms;
                 update(params, &gradient);
             }

@@ -8,10 +8,12 @@
 
 mod exact;
 mod log_stats;
+mod gemm;
 mod mlp;
 mod monte_carlo;
 mod policy;
 mod train;
+mod transformer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 

@@ -1,0 +1,151 @@
+//! Transformer policies: configuration, seeded parameters, batched logits, sampling and the
+//! score-function gradient over given responses.
+
+use crate::core;
+use crate::{guard, invalid, seed_from};
+use core::sampling::Samples;
+use core::transformer::{Transformer as Model, TransformerConfig};
+use core::walk::NO_TOKEN;
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// The shape of a transformer policy over a vocabulary of `vocab` tokens and responses of `length`.
+#[napi(object)]
+pub struct TransformerShape {
+    pub vocab: u32,
+    pub length: u32,
+    pub layers: u32,
+    pub width: u32,
+    pub heads: u32,
+    pub mlp_width: u32,
+}
+
+/// A decoder-only transformer (its parameters are passed to each call).
+#[napi]
+pub struct Transformer {
+    inner: Model,
+}
+
+#[napi]
+impl Transformer {
+    /// Checks the shape. Throws HH_INVALID_ARGUMENT naming the bad field.
+    #[napi(constructor)]
+    pub fn new(shape: TransformerShape) -> napi::Result<Self, String> {
+        let config = TransformerConfig {
+            vocab: shape.vocab as usize,
+            length: shape.length as usize,
+            layers: shape.layers as usize,
+            width: shape.width as usize,
+            heads: shape.heads as usize,
+            mlp_width: shape.mlp_width as usize,
+        };
+        guard(|| Ok(Transformer { inner: Model::new(config)? }))
+    }
+
+    #[napi(getter)]
+    pub fn num_params(&self) -> u32 {
+        self.inner.num_params() as u32
+    }
+
+    /// Seeded initial parameters.
+    #[napi]
+    pub fn init_params(&self, seed: f64) -> napi::Result<Float64Array, String> {
+        guard(|| Ok(self.inner.init_params(seed_from(seed, "seed")?))).map(Float64Array::new)
+    }
+
+    /// Logits at every position of B responses (B × T tokens, 0xFFFFFFFF after the end): B × T × V,
+    /// row (b, i) the distribution of token i + 1 given the tokens before it.
+    #[napi]
+    pub fn logits(&self, params: Float64Array, responses: Uint32Array) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            self.check(&params, &responses)?;
+            Ok(self.inner.logits(&params, &responses))
+        })
+        .map(Float64Array::new)
+    }
+
+    /// Logits of the next token after each prefix by the KV cache, one position at a time (the
+    /// sampler's path): prefixes of B responses of `prefixLength` tokens each, B × V.
+    #[napi]
+    pub fn next_logits(&self, params: Float64Array, prefixes: Uint32Array, prefix_length: u32) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            self.inner.check_params(&params)?;
+            let (k, t, v) = (prefix_length as usize, self.inner.config.length, self.inner.config.vocab);
+            if k >= t || (k > 0 && prefixes.len() % k != 0) || (k == 0 && !prefixes.is_empty()) {
+                return Err(invalid(format!("prefixLength must be below T = {t} and divide the {} prefix tokens", prefixes.len())));
+            }
+            self.check_tokens(&prefixes, false)?;
+            let count = if k == 0 { 1 } else { prefixes.len() / k };
+            let mut cache = vec![0.0; self.inner.cache_len()];
+            let mut out = vec![0.0; count * v];
+            for (b, row) in out.chunks_exact_mut(v).enumerate() {
+                self.inner.next_logits(&params, &prefixes[b * k..(b + 1) * k], &mut cache, row);
+            }
+            Ok(out)
+        })
+        .map(Float64Array::new)
+    }
+
+    /// Σ_n Σ_t c_{n,t}·∇log π(y_{n,t} | y_{n,<t}) / N over given responses (N × T, 0xFFFFFFFF after
+    /// the end) with coefficients c (N × T): one batched backward pass per batch of responses. With
+    /// `perPosition`, the T per-position gradients G_t instead (T × P, one backward per position).
+    #[napi]
+    pub fn score_gradient(&self, params: Float64Array, responses: Uint32Array, coefficients: Float64Array, per_position: Option<bool>) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            self.check(&params, &responses)?;
+            if coefficients.len() != responses.len() {
+                return Err(invalid(format!("coefficients: {} entries, expected one per token ({})", coefficients.len(), responses.len())));
+            }
+            if let Some(i) = coefficients.iter().position(|c| !c.is_finite()) {
+                return Err(invalid(format!("coefficient {i} is {}", coefficients[i])));
+            }
+            let t = self.inner.config.length;
+            let count = responses.len() / t;
+            let emitted = responses.chunks_exact(t).map(|r| r.iter().take_while(|&&a| a != NO_TOKEN).count() as u32).collect();
+            let samples = Samples {
+                count,
+                first_index: 0,
+                length: t,
+                tokens: responses.to_vec(),
+                log_probs: vec![0.0; responses.len()],
+                harm: vec![0.0; count],
+                decision_time: vec![t as u32; count],
+                emitted,
+                states: None,
+            };
+            let coef = |n: usize, i: usize, _: f64| coefficients[n * t + i];
+            Ok(if per_position.unwrap_or(false) {
+                self.inner.score_gradient_per_position(&params, &samples, &coef)
+            } else {
+                self.inner.score_gradient(&params, &samples, &coef)
+            })
+        })
+        .map(Float64Array::new)
+    }
+}
+
+impl Transformer {
+    fn check(&self, params: &[f64], responses: &[u32]) -> core::Result<()> {
+        self.inner.check_params(params)?;
+        let t = self.inner.config.length;
+        if responses.is_empty() || responses.len() % t != 0 {
+            return Err(invalid(format!("responses: {} tokens, expected a positive multiple of T = {t}", responses.len())));
+        }
+        self.check_tokens(responses, true)?;
+        for (n, response) in responses.chunks_exact(t).enumerate() {
+            let end = response.iter().position(|&a| a == NO_TOKEN).unwrap_or(t);
+            if response[end..].iter().any(|&a| a != NO_TOKEN) {
+                return Err(invalid(format!("response {n} has a token after its end (0xFFFFFFFF)")));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_tokens(&self, tokens: &[u32], may_end: bool) -> core::Result<()> {
+        let v = self.inner.config.vocab;
+        match tokens.iter().position(|&a| a as usize >= v && !(may_end && a == NO_TOKEN)) {
+            Some(i) => Err(invalid(format!("token {i} is {}, not below V = {v}", tokens[i]))),
+            None => Ok(()),
+        }
+    }
+}
