@@ -109,7 +109,6 @@ impl Transformer {
                 tokens: responses.to_vec(),
                 log_probs: vec![0.0; responses.len()],
                 harm: vec![0.0; count],
-                decision_time: vec![t as u32; count],
                 emitted,
                 states: None,
             };
