@@ -367,7 +367,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     const command = trainCommand(o.scenario, plan, parameters, dir);
     const options: TrainOptions = {
       ...TRAIN_DEFAULTS,
-      objective: { kind: plan.objective, lambda: parameters.lambda, mu: parameters.mu, gamma: parameters.gamma, mix: 0.2 },
+      objective: { kind: plan.objective, lambda: parameters.lambda, mu: parameters.mu, gamma: parameters.gamma },
       algorithm: plan.algorithm,
       policy: 'tabular',
       mlp: { order: scenario.order, hidden: [32], activation: 'tanh' },

@@ -81,3 +81,4 @@ export { convert as convertProviderLog, importLog, type Provider } from './logs/
 export { keywordJudge, REFUSAL_PHRASES } from './logs/judge.js';
 export { clusterBootstrap, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type BootstrapInput, type BootstrapResult, type LawFit } from './logs/stats.js';
 export { ggufRolloutLog, type GgufOptions } from './logs/gguf-runner.js';
+export { END_OF_RESPONSE, Transformer, type TransformerShape } from './transformer.js';

@@ -29,7 +29,7 @@ import { loadPolicy } from './policy-file.js';
 import { Progress } from './progress.js';
 import { resolveScenario } from './resolve.js';
 import { BOS, builtinNames, builtinScenario, compileScenario, parseScenario, scenarioToJson, suggest, type Scenario, type ScenarioOptions } from './scenario.js';
-import { train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
+import { DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
 
 // ---------------------------------------------------------------------------------------------
 // Parameters
@@ -90,7 +90,7 @@ export const SWEEP_PARAMETERS: Record<SweepCommand, Record<string, ParamSpec>> =
     lambda: LAMBDA,
     mu: nonNegative('μ of the recovery penalty (default: the scenario\'s)'),
     gamma: { kind: { type: 'number', above: 0, max: 1, text: 'a number in (0, 1]' }, doc: 'γ of the weights w_t = γ^(t−1) (default: the scenario\'s)' },
-    mix: nonNegative('α, the KL weight of the augment objective (default 0.2)'),
+    mix: nonNegative(`α, the weight of the augment objective's recovery term (default ${DEFAULT_MIX})`),
     steps: wholeAtLeast(1, 'optimisation steps (default 1000)'),
     lr: nonNegative(`learning rate (default ${TRAIN_DEFAULTS.learningRate})`),
     optimizer: oneOf(['adam', 'sgd'], 'optimiser (default adam)'),
@@ -977,7 +977,7 @@ export class CellRunner {
               lambda: (p.lambda as number | undefined) ?? c.defaults.lambda,
               mu: (p.mu as number | undefined) ?? c.defaults.mu,
               gamma: (p.gamma as number | undefined) ?? c.defaults.gamma,
-              mix: (p.mix as number | undefined) ?? 0.2,
+              mix: (p.mix as number | undefined) ?? DEFAULT_MIX,
             },
             algorithm: ((p.algorithm as string | undefined) ?? 'exact') as Algorithm,
             policy: ((p.policy as string | undefined) ?? 'tabular') as 'tabular' | 'mlp',
