@@ -89,7 +89,7 @@ function policyWithDeadRow(): { engine: ExactEngine; logits: Float64Array; t: nu
   const logits = new Float64Array(compiled.length * S * V);
   for (let t = 1; t <= compiled.length; t++) for (let s = 0; s < S; s++) for (let a = 0; a < V; a++) logits[((t - 1) * S + s) * V + a] = Math.sin(t + 3 * s + 7 * a);
   // A live state at position 2 (an order-2 context has been filled by then).
-  const s = states.live.findIndex((live, i) => live && i > 0);
+  const s = states.live.findIndex((live, i) => Boolean(live) && i > 0);
   const t = 2;
   logits.fill(-Infinity, ((t - 1) * S + s) * V, ((t - 1) * S + s + 1) * V);
   return { engine, logits, t, s };

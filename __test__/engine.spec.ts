@@ -3,7 +3,7 @@
  * on the built-in scenarios and on seeded random ones.
  */
 import test from 'ava';
-import { BASE, ExactEngine, HarmHorizonError, builtinScenario, compileScenario, randomScenario, type Policy } from '../ts/index.js';
+import { ExactEngine, HarmHorizonError, builtinScenario, compileScenario, randomScenario, type Policy } from '../ts/index.js';
 import type { CompiledScenario } from '../ts/compiled.js';
 import * as ref from '../ts/reference/exact.js';
 import { bruteForceGibbs, bruteForceProfile } from '../ts/reference/enumerate.js';
@@ -38,9 +38,10 @@ function randomLogits(sc: CompiledScenario, states: number, seed: number): Float
   return out;
 }
 
-function policies(sc: CompiledScenario, states: number): { name: string; policy: Policy }[] {
+/** Policies both the engine and the reference take (the reference has no mlp). */
+function policies(sc: CompiledScenario, states: number): { name: string; policy: Policy & ref.RefPolicy }[] {
   return [
-    { name: 'base', policy: BASE },
+    { name: 'base', policy: { kind: 'base' } },
     { name: 'tabular', policy: { kind: 'tabular', logits: randomLogits(sc, states, 17) } },
     { name: 'gibbs', policy: { kind: 'gibbs', lambda: 2.5 } },
   ];

@@ -81,7 +81,7 @@ for (const [args, field] of [
   [['demo', '--rank', '0', '--out', out('demo-rank')], '--rank'],
   [['demo', '--seed', '-1', '--out', out('demo-seed')], '--seed'],
   [['demo', '--ppo-steps', '0', '--out', out('demo-ppo')], '--ppo-steps'],
-] as const) {
+] as [string[], string][]) {
   test(`${args.slice(0, 4).join(' ')}: exit 2 naming ${field}`, async (t) => {
     expectFailure(t, await runCli([...args]), new RegExp(field));
     if (args.includes('--out')) t.false(existsSync(args[args.indexOf('--out') + 1]), 'no output folder for bad input');

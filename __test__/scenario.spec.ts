@@ -19,7 +19,7 @@ import {
   ScenarioError,
   scenarioToJson,
 } from '../ts/scenario.js';
-import type { Scenario } from '../ts/scenario.js';
+import type { Scenario, ScenarioErrorCode } from '../ts/scenario.js';
 import { SplitMix64, softmax, splitMix64Reference } from '../ts/random.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -41,7 +41,7 @@ function tmpFile(name: string, text: string): string {
 }
 
 /** Asserts that `fn` throws a ScenarioError for `field` whose reason matches `reason`. */
-function refuses(t: ExecutionContext, fn: () => unknown, field: string, reason: RegExp, code = 'HH_SCENARIO_INVALID'): ScenarioError {
+function refuses(t: ExecutionContext, fn: () => unknown, field: string, reason: RegExp, code: ScenarioErrorCode = 'HH_SCENARIO_INVALID'): ScenarioError {
   const err = t.throws(fn, { instanceOf: ScenarioError }) as ScenarioError;
   t.is(err.code, code);
   t.is(err.field, field);

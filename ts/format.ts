@@ -20,8 +20,10 @@ export function num(x: number | null, digits = 4): string {
 export const ROUNDING_NOISE = 1e-12;
 
 /** `x` with rounding noise below 0 removed (see ROUNDING_NOISE); null and NaN pass through. */
-export function clampRounding<T extends number | null>(x: T): T {
-  return (x !== null && x < 0 && x >= -ROUNDING_NOISE ? 0 : x) as T;
+export function clampRounding(x: number): number;
+export function clampRounding(x: number | null): number | null;
+export function clampRounding(x: number | null): number | null {
+  return x !== null && x < 0 && x >= -ROUNDING_NOISE ? 0 : x;
 }
 
 /** `num` of a quantity that cannot be negative (a KL, a probability, I_t): never prints −1e-17. */
