@@ -4,11 +4,11 @@ import { Command, Option } from 'commander';
 import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack, type FineTuneStep } from './attack.js';
 import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
+import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
 
-export { outputFolder };
 import { ExactEngine } from './exact.js';
-import { num, sparkline, table } from './format.js';
+import { num, numNonNegative, sparkline, table } from './format.js';
 import { BASE, type MlpShape, type Policy } from './policy.js';
 import { loadPolicy, savePolicy } from './policy-file.js';
 import { resolveScenario } from './resolve.js';
@@ -69,6 +69,7 @@ export function addTrainCommands(program: Command, h: CliHelpers) {
     .option('--eval-every <K>', 'log the ASR curve and teacher-forced KL every K steps', h.positiveInteger('--eval-every'), TRAIN_DEFAULTS.evalEvery)
     .requiredOption('--out <dir>', 'output folder: policy.json, log.jsonl, summary.json')
     .option('--json', 'print the summary as JSON')
+    .addOption(memoryBudgetOption())
     .addHelpText(
       'after',
       `
@@ -78,8 +79,9 @@ Examples:
   $ harm-horizon train refusal --objective standard --algorithm ppo --policy mlp --steps 200 --out runs/ppo`,
     )
     .action(async (arg: string, opts: Record<string, any>) => {
-      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed }));
-      const engine = h.tryExactEngine(scenario, 4 * 1024 ** 3);
+      const budget = memoryBudget(opts.memoryBudget);
+      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), { memoryBudgetBytes: Infinity });
+      const engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
       const out = outputFolder(opts.out);
       const shape: MlpShape = { order: opts.mlpOrder ?? scenario.order, hidden: widths(opts.mlpHidden), activation: opts.mlpActivation };
       const start: 'tabular' | 'mlp' | Policy = opts.init ? loadPolicy(opts.init, scenario, engine?.numStates) : opts.policy;
@@ -120,7 +122,7 @@ Examples:
           log.append(record);
           firstRecord ??= record;
           lastRecord = record;
-          if (tty) process.stderr.write(`\rstep ${record.step}/${opts.steps}  J ${num(record.objective)}  E[H] ${num(record.expectedHarm)}  KL ${num(record.kl)}   `);
+          if (tty) process.stderr.write(`\rstep ${record.step}/${opts.steps}  J ${num(record.objective)}  E[H] ${numNonNegative(record.expectedHarm)}  KL ${numNonNegative(record.kl)}   `);
         }, () => stop);
       } catch (error) {
         log.close(false);
@@ -146,7 +148,7 @@ Examples:
       if (opts.json) h.json(summary);
       else if (lastRecord) {
         h.write(
-          `trained ${policy.kind} policy (${opts.objective}, ${opts.algorithm}) on ${scenario.name}: J ${num(lastRecord.objective)}, E[H] ${num(lastRecord.expectedHarm)}, KL ${num(lastRecord.kl)}` +
+          `trained ${policy.kind} policy (${opts.objective}, ${opts.algorithm}) on ${scenario.name}: J ${num(lastRecord.objective)}, E[H] ${numNonNegative(lastRecord.expectedHarm)}, KL ${numNonNegative(lastRecord.kl)}` +
             `\nper-position KL ${sparkline(lastRecord.klOnPolicy)}   recovery on harmful prefixes ${sparkline(lastRecord.recovery)}\n${converged.message}\nwrote ${out}/policy.json, log.jsonl, summary.json`,
         );
       }
@@ -169,6 +171,7 @@ Examples:
     .option('--finetune-floor <X>', 'floor of the token weights in the logged loss (Qi et al.: 1e-3)', h.nonNegative('--finetune-floor'), 1e-3)
     .option('--seed <S>', 'seed (sampled attacks, random scenario)', h.integer('--seed'), 0)
     .option('--json', 'print one JSON object')
+    .addOption(memoryBudgetOption())
     .addHelpText(
       'after',
       `
@@ -178,8 +181,9 @@ Examples:
   $ harm-horizon attack refusal --policy runs/standard/policy.json --finetune-steps 6 --finetune-objective constrained`,
     )
     .action((arg: string, opts: Record<string, any>) => {
-      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed }));
-      const engine = h.tryExactEngine(scenario, 4 * 1024 ** 3);
+      const budget = memoryBudget(opts.memoryBudget);
+      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), { memoryBudgetBytes: Infinity });
+      const engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
       const policy = opts.policy ? loadPolicy(opts.policy, scenario, engine?.numStates) : BASE;
       const report: Record<string, unknown> = { scenario: scenario.name, policy: opts.policy ?? 'base', rank: Math.min(opts.rank, scenario.tokens.length) };
       let prefill: number[];
@@ -211,12 +215,12 @@ Examples:
         report.finetune = { ...settings, batch: opts.finetuneBatch ?? 'full', steps: trace };
       }
       if (opts.json) return h.json(report);
-      const rows = prefill.map((asr, k) => [String(k), num(asr), rap ? num(rap[k]) : '—']);
+      const rows = prefill.map((asr, k) => [String(k), numNonNegative(asr), rap ? numNonNegative(rap[k]) : '—']);
       h.write(`attacks on ${report.policy} (${scenario.name}, ${report.method})\n${table(['k', 'prefill ASR', `rank-assisted ASR (r=${report.rank})`], rows)}`);
       const ft = report.finetune as { steps: FineTuneStep[] } | undefined;
       if (ft) {
         const how = `${opts.finetuneObjective}, ${opts.finetuneOptimizer}, ${opts.finetuneBatch ? `minibatches of ${opts.finetuneBatch}` : 'full batch'}`;
-        const rows = ft.steps.map((s) => [String(s.step), num(s.asr[0]), num(s.asr[1]), num(s.loss), num(s.loggedLoss), num(s.klToAligned.reduce((a, b) => a + b, 0))]);
+        const rows = ft.steps.map((s) => [String(s.step), numNonNegative(s.asr[0]), numNonNegative(s.asr[1]), num(s.loss), num(s.loggedLoss), numNonNegative(s.klToAligned.reduce((a, b) => a + b, 0))]);
         h.write(`\nfine-tuning (${how}):\n${table(['step', 'E[H]', 'ASR_1', 'Eq. 3 / SFT loss', 'logged loss', 'KL to aligned'], rows)}`);
       }
     });
