@@ -184,7 +184,7 @@ Examples:
     .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; proposal: Proposal; tilt?: number; json?: boolean; memoryBudget: number }) => {
       if (opts.tilt !== undefined && opts.proposal !== 'tilted') throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--tilt needs --proposal tilted');
       const budget = memoryBudget(opts.memoryBudget);
-      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), { memoryBudgetBytes: Infinity });
+      const compiled = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget, samplingOnly: true }), { memoryBudgetBytes: Infinity });
       const exact = tryExactEngine(compiled, budget.memoryBudgetBytes);
       const policy = opts.policy ? loadPolicy(opts.policy, compiled, exact?.numStates) : BASE;
       const request = { samples: opts.samples, seed: opts.seed, rollouts: opts.rollouts, estimator: opts.estimator, proposal: opts.proposal, tilt: opts.tilt };

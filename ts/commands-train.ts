@@ -80,7 +80,7 @@ Examples:
     )
     .action(async (arg: string, opts: Record<string, any>) => {
       const budget = memoryBudget(opts.memoryBudget);
-      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), { memoryBudgetBytes: Infinity });
+      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget, samplingOnly: true }), { memoryBudgetBytes: Infinity });
       const engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
       const out = outputFolder(opts.out);
       const shape: MlpShape = { order: opts.mlpOrder ?? scenario.order, hidden: widths(opts.mlpHidden), activation: opts.mlpActivation };
@@ -182,7 +182,7 @@ Examples:
     )
     .action((arg: string, opts: Record<string, any>) => {
       const budget = memoryBudget(opts.memoryBudget);
-      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget }), { memoryBudgetBytes: Infinity });
+      const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget, samplingOnly: true }), { memoryBudgetBytes: Infinity });
       const engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
       const policy = opts.policy ? loadPolicy(opts.policy, scenario, engine?.numStates) : BASE;
       const report: Record<string, unknown> = { scenario: scenario.name, policy: opts.policy ?? 'base', rank: Math.min(opts.rank, scenario.tokens.length) };

@@ -15,8 +15,9 @@ export function resolveScenario(arg: string, options: ResolveOptions = {}): Scen
   const isBuiltin = builtinNames().includes(arg) || arg.startsWith('random(');
   const isFile = existsSync(arg) && statSync(arg).isFile();
   if (isBuiltin && !isFile) {
-    const seeded = arg === 'random' && options.seed !== undefined ? { ...options, seed: options.seed } : options;
-    return builtinScenario(arg, seeded);
+    // --seed picks the bare `random` scenario; a full name such as random(seed=2,…) fixes its own.
+    const { seed, ...rest } = options;
+    return builtinScenario(arg, arg === 'random' && seed !== undefined ? { ...rest, seed } : rest);
   }
   if (!isFile) {
     throw new ScenarioError('', `no built-in scenario and no file named ${JSON.stringify(arg)} (built-ins: ${builtinNames().join(', ')})`, {

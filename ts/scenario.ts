@@ -59,6 +59,9 @@ export interface ScenarioOptions {
   memoryBudgetBytes?: number;
   /** How the budget is named in messages (default "memoryBudgetBytes"; the CLI says "--memory-budget"). */
   memoryBudgetName?: string;
+  /** Monte Carlo only: the budget bounds the base table alone, and the exact engine is tried
+   *  separately (and skipped when it does not fit), so a scenario too large for it is still accepted. */
+  samplingOnly?: boolean;
 }
 
 export interface RandomScenarioOptions {
@@ -380,7 +383,7 @@ function checkBudget(d: Dims, budget: Budget, ck: Checker): void {
       'HH_STATE_SPACE_TOO_LARGE',
     );
   }
-  if (est.engineBytes > budget.bytes) {
+  if (est.engineBytes > budget.bytes && !budget.samplingOnly) {
     const field = est.sequenceBound <= est.reachableContexts * d.D ? 'length' : 'harm.states';
     ck.fail(
       field,
@@ -436,6 +439,7 @@ interface Validated {
 interface Budget {
   bytes: number;
   name: string;
+  samplingOnly: boolean;
 }
 
 function budgetOf(options: ScenarioOptions | undefined): Budget {
@@ -444,7 +448,7 @@ function budgetOf(options: ScenarioOptions | undefined): Budget {
   if (typeof b !== 'number' || Number.isNaN(b) || b <= 0) {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `${name} must be a positive number, got ${String(b)}`, name);
   }
-  return { bytes: b, name };
+  return { bytes: b, name, samplingOnly: options?.samplingOnly === true };
 }
 
 function validate(json: unknown, source: string | undefined, options: ScenarioOptions | undefined): Validated {
@@ -1045,6 +1049,7 @@ export function builtinScenario(name: string, options: RandomScenarioOptions & S
   const budgetOpts: ScenarioOptions = {
     ...(options.memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: options.memoryBudgetBytes }),
     ...(options.memoryBudgetName === undefined ? {} : { memoryBudgetName: options.memoryBudgetName }),
+    ...(options.samplingOnly === undefined ? {} : { samplingOnly: options.samplingOnly }),
   };
   if (name === 'refusal') return parseScenario(refusalJson(), 'built-in refusal', budgetOpts);
   if (name === 'horizon') return parseScenario(horizonJson(), 'built-in horizon', budgetOpts);
@@ -1237,5 +1242,5 @@ export function randomScenario(options: RandomScenarioOptions & ScenarioOptions 
     harm: { states, start: 'd0', values, transitions },
     defaults: { lambda: 1, mu: 10, gamma: 1 },
   };
-  return parseScenario(json, 'built-in random', { memoryBudgetBytes: budget.bytes, memoryBudgetName: budget.name });
+  return parseScenario(json, 'built-in random', { memoryBudgetBytes: budget.bytes, memoryBudgetName: budget.name, samplingOnly: budget.samplingOnly });
 }
