@@ -39,6 +39,7 @@ const BAD_INPUT_CODES = new Set([
   'HH_INVALID_ARGUMENT',
   'HH_INVALID_SPEC',
   'HH_STATE_SPACE_TOO_LARGE',
+  'HH_LOG_INVALID',
 ]);
 
 /** Commands that write an --out folder: it is locked for the run and refused when occupied (unless --force). */

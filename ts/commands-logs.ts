@@ -116,7 +116,7 @@ Examples:
       badInputExits2(() => {
         const log = readLog(file);
         const profile = profileLog(log, { replicates: opts.bootstrap, seed: opts.seed });
-        if (opts.json) h.json({ log: file, ...profile });
+        if (opts.json) h.json({ log: file, policy: log.header.policy, reference: log.header.reference, judge: `${log.header.judge.name} (${log.header.judge.scores})`, ...profile });
         else h.write(renderProfile(file, log.header, profile));
       }),
     );

@@ -14,7 +14,7 @@ export function addReportCommands(program: Command, h: CliHelpers): void {
     .description('turn a results folder or a sweep file into one self-contained HTML page: plots (SVG, data as CSV), tables, parameters and command lines')
     .argument(
       '<input>',
-      'a results folder (analyze*.json, train run folders, attack*.json, lambda-scaling.json, manifest.json, *.jsonl sweep results) or a sweep file (JSON or YAML)',
+      'a results folder (analyze*.json, train run folders, attack*.json, lambda-scaling.json, manifest.json, *.jsonl sweep results or rollout logs, profile*.json), a sweep file (JSON or YAML) or a rollout log',
     )
     .requiredOption('--out <dir>', 'output folder: index.html, plots/<name>.svg, data/<name>.csv (nothing is written elsewhere)')
     .option('--results <path>', 'for a sweep file: its results (the folder harm-horizon sweep --out wrote, or a results .jsonl)')
@@ -30,6 +30,8 @@ A results folder may hold:
   lambda-scaling.json   rows {lambda, t, ratio}
   manifest.json         {"title": "...", "commands": ["harm-horizon ..."], "parameters": {...}}
   *.jsonl               sweep results (harm-horizon sweep --out DIR writes DIR/results.jsonl)
+  *.jsonl               rollout logs (harm-horizon rollouts / import), profiled as harm-horizon profile does
+  profile*.json         harm-horizon profile <log> --json > profile.json
 
 Examples:
   $ harm-horizon analyze refusal --json > results/analyze.json
@@ -38,7 +40,9 @@ Examples:
   $ harm-horizon report results --out report          # then open report/index.html
   $ harm-horizon sweep examples/sweeps/deep-gamma.yaml --out runs/deep-gamma
   $ harm-horizon report examples/sweeps/deep-gamma.yaml --results runs/deep-gamma --out deep-gamma-report
-  $ harm-horizon report runs/deep-gamma --out deep-gamma-report --json`,
+  $ harm-horizon report runs/deep-gamma --out deep-gamma-report --json
+  $ harm-horizon rollouts refusal --samples 2000 --out runs/refusal-log
+  $ harm-horizon report runs/refusal-log/log.jsonl --out refusal-log-report`,
     )
     .action(async (input: string, opts: { out: string; title?: string; results?: string; json?: boolean }) => {
       const result = await writeReport(input, opts.out, { command: commandLine(process.argv.slice(2)), title: opts.title, results: opts.results });

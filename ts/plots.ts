@@ -28,9 +28,9 @@ type Spec = Record<string, unknown>;
 /** Values at most this fraction of a plot's largest value count as zero on its log axis. */
 export const LOG_FLOOR_RELATIVE = 1e-12;
 
-const WIDTH = 440;
-const HEIGHT = 260;
-const ACCENT = '#c0392b';
+export const WIDTH = 440;
+export const HEIGHT = 260;
+export const ACCENT = '#c0392b';
 
 /** Shared look: legible fonts, left-anchored titles, white background. */
 const CONFIG = {
@@ -76,7 +76,7 @@ const metrics = (vega as unknown as { textMetrics?: { width: unknown; estimateWi
 if (metrics && metrics.width === metrics.estimateWidth) metrics.width = estimateTextWidth;
 
 /** Tick values at the powers of ten spanning [min, max] (a clean log axis). */
-function decades(values: number[]): number[] | undefined {
+export function decades(values: number[]): number[] | undefined {
   const positive = values.filter((v) => Number.isFinite(v) && v > 0);
   if (positive.length === 0) return undefined;
   const lo = Math.floor(Math.log10(Math.min(...positive)) + 1e-9);
@@ -116,7 +116,7 @@ function logFloor(values: unknown[], extra = 0): number {
   return Math.max(max * LOG_FLOOR_RELATIVE, extra);
 }
 
-function top(title: string, subtitle: string | string[] | undefined, body: Spec): Spec {
+export function top(title: string, subtitle: string | string[] | undefined, body: Spec): Spec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
     title: subtitle ? { text: title, subtitle } : { text: title },

@@ -9,7 +9,10 @@
  * - `attack*.json`: `harm-horizon attack … --json` output ({scenario, policy, prefill: [{k, asr}], rap, finetune?});
  * - `lambda-scaling.json`: rows {lambda, t, ratio} (an array, or {rows: [...]});
  * - `manifest.json`: {title?, commands: string[], parameters?: object};
- * - `*.jsonl` sweep results: one JSON object per line with `params` (object) and `result` (object of numbers).
+ * - `*.jsonl` sweep results: one JSON object per line with `params` (object) and `result` (object of numbers);
+ * - `*.jsonl` rollout logs (`harm-horizon rollouts`, `import`; recognised by their header line), profiled
+ *   as `harm-horizon profile` does, and `profile*.json` (`harm-horizon profile … --json`): plots of the KL
+ *   profile, the KL law, prefill success by depth, I by block and ĥ by depth (see report-profile.ts).
  *
  * A summary.json that is not a training run's (the demo's) contributes its notes.
  *
@@ -38,6 +41,8 @@ import {
 } from './plots.js';
 import { DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport } from './report.js';
 import { reportFindings } from './report-findings.js';
+import { isProfileJson, isRolloutLog, parseProfileJson, profileInput, profileSection, profilesFindings, type ProfileInput } from './report-profile.js';
+import type { Cell, Section, Table } from './report-types.js';
 import { loadSweep } from './sweep.js';
 import type { TrainRecord } from './train.js';
 
@@ -102,6 +107,8 @@ export interface Results {
   attacks: AttackInput[];
   lambdaScaling?: { file: string; rows: { lambda: number; t: number; ratio: number }[] };
   sweeps: SweepInput[];
+  /** Rollout logs, profiled, and saved `profile --json` outputs. */
+  profiles: ProfileInput[];
   /** Files read, relative to the input folder. */
   read: string[];
   /** Files present but not recognised. */
@@ -286,7 +293,7 @@ function readSweepFiles(files: string[], label: string): SweepInput | null {
 const OWN_OUTPUT = new Set(['index.html', 'plots', 'data']);
 
 function loadFolder(folder: string): Results {
-  const results: Results = { input: folder, kind: 'folder', analyses: [], runs: [], attacks: [], sweeps: [], read: [], skipped: [], notes: [] };
+  const results: Results = { input: folder, kind: 'folder', analyses: [], runs: [], attacks: [], sweeps: [], profiles: [], read: [], skipped: [], notes: [] };
   let entries: string[];
   try {
     entries = readdirSync(folder).sort();
@@ -334,10 +341,14 @@ function loadFolder(folder: string): Results {
     } else if (/^analy[sz]e.*\.json$/i.test(name)) {
       const stem = name.replace(/\.json$/i, '').replace(/^analy[sz]e[-_.]?/i, '');
       results.analyses.push({ label: stem, file: path, report: parseAnalysis(readJson(path), path) });
+    } else if (/^profile.*\.json$/i.test(name)) {
+      results.profiles.push(parseProfileJson(readJson(path), path));
     } else if (/^attack.*\.json$/i.test(name)) {
       attacks.push(parseAttack(readJson(path), path));
     } else if (name === 'lambda-scaling.json') {
       results.lambdaScaling = { file: path, rows: parseLambdaScaling(readJson(path), path) };
+    } else if (name.endsWith('.jsonl') && isRolloutLog(path)) {
+      results.profiles.push(profileInput(path));
     } else if (name.endsWith('.jsonl')) {
       // Shards of a results file count once, as one sweep, unless the merged file is there.
       const shard = SHARD.exec(name);
@@ -422,8 +433,12 @@ function findSweepResults(candidates: string[]): string[] | null {
 }
 
 function loadFile(file: string, options: { results?: string }): Results {
-  const results: Results = { input: file, kind: 'file', analyses: [], runs: [], attacks: [], sweeps: [], read: [basename(file)], skipped: [], notes: [] };
+  const results: Results = { input: file, kind: 'file', analyses: [], runs: [], attacks: [], sweeps: [], profiles: [], read: [basename(file)], skipped: [], notes: [] };
   const ext = extname(file).toLowerCase();
+  if (ext === '.jsonl' && isRolloutLog(file)) {
+    results.profiles.push(profileInput(file));
+    return results;
+  }
   if (ext === '.jsonl') {
     const sweep = readSweepFiles([file], basename(file, ext));
     if (!sweep) throw bad(`${file}: no sweep results in it (each line must be a JSON object with "params" and "result")`, file);
@@ -439,6 +454,10 @@ function loadFile(file: string, options: { results?: string }): Results {
     throw bad(`${file} is not valid ${ext === '.json' ? 'JSON' : 'YAML'}: ${(error as Error).message}`, file);
   }
   // A single result file is reported on its own.
+  if (isProfileJson(value)) {
+    results.profiles.push(parseProfileJson(value, file));
+    return results;
+  }
   if (isObject(value) && Array.isArray(value.positions)) {
     results.analyses.push({ label: '', file, report: parseAnalysis(value, file) });
     return results;
@@ -472,11 +491,11 @@ function loadFile(file: string, options: { results?: string }): Results {
 export function loadResults(input: string, options: { results?: string } = {}): Results {
   if (!existsSync(input)) throw new HarmHorizonError('HH_FILE_NOT_FOUND', `no such results folder or sweep file: ${input}`, 'input');
   const results = isDir(input) ? loadFolder(input) : loadFile(input, options);
-  const usable = results.analyses.length + results.runs.length + results.attacks.length + results.sweeps.length + (results.lambdaScaling ? 1 : 0);
+  const usable = results.analyses.length + results.runs.length + results.attacks.length + results.sweeps.length + results.profiles.length + (results.lambdaScaling ? 1 : 0);
   if (usable === 0) {
     const found = results.skipped.length ? ` (found only ${results.skipped.slice(0, 8).join(', ')}${results.skipped.length > 8 ? ', …' : ''})` : ' (it is empty)';
     throw bad(
-      `nothing to report in ${input}${found}: expected analyze.json, train run folders (summary.json), attack*.json, lambda-scaling.json or sweep results (*.jsonl)`,
+      `nothing to report in ${input}${found}: expected analyze.json, train run folders (summary.json), attack*.json, lambda-scaling.json, sweep results (*.jsonl), rollout logs (*.jsonl) or profile*.json`,
       'input',
     );
   }
@@ -484,25 +503,6 @@ export function loadResults(input: string, options: { results?: string } = {}): 
 }
 
 // ─── Plots and tables ──────────────────────────────────────────────────────────────────────────────
-
-type Cell = number | string | null;
-
-interface Table {
-  caption: string;
-  header: string[];
-  rows: Cell[][];
-  /** Collapsed by default (long per-position tables). */
-  collapsed?: boolean;
-}
-
-interface Section {
-  id: string;
-  title: string;
-  intro?: string;
-  tables: Table[];
-  plots: Plot[];
-  pre?: { caption: string; text: string }[];
-}
 
 function esc(text: unknown): string {
   return String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -987,7 +987,8 @@ function writeFile(path: string, text: string) {
  */
 export async function writeReport(input: string, out: string, options: ReportOptions = {}): Promise<ReportResult> {
   const results = loadResults(input, { results: options.results });
-  const sections = [...analysisSections(results), attackSection(results), trainingSection(results), lambdaSection(results), ...sweepSections(results)].filter(
+  const profiles = results.profiles.map((p, i) => profileSection(p, results.profiles.length > 1 ? `-${slug(p.label || String(i + 1))}` : ''));
+  const sections = [...analysisSections(results), attackSection(results), trainingSection(results), lambdaSection(results), ...sweepSections(results), ...profiles].filter(
     (s): s is Section => s !== null,
   );
   // Plot names are file names and element ids: make them unique.
@@ -1035,9 +1036,10 @@ export async function writeReport(input: string, out: string, options: ReportOpt
   };
   for (const c of results.manifest?.commands ?? []) addCommand(c, 'manifest.json');
   for (const run of results.runs) if (typeof run.summary.command === 'string') addCommand(run.summary.command, `${run.label}/summary.json`);
+  for (const p of results.profiles) addCommand(p.command, p.label);
   if (options.command) addCommand(options.command, 'this report');
 
-  const found = reportFindings(results);
+  const found = [...reportFindings(results), ...profilesFindings(results.profiles)];
   const findings =
     found.length > 0
       ? [`<section id="findings" class="findings">`, '<h2>Findings</h2>', `<ul>\n${found.map((f) => `<li>${esc(f)}</li>`).join('\n')}\n</ul>`, '</section>'].join('\n')
