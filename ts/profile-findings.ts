@@ -54,7 +54,7 @@ function informationFinding(p: LogProfile): string[] {
   } else {
     lines.push(`Harm information (rollouts of ${p.harmInformationModel}): Σ I = ${num(total)}, no positive information: the judge's score does not vary along the rollouts.`);
   }
-  if (p.horizon) {
+  if (p.horizon && total > 0) {
     lines.push(
       `Harm horizon estimated at t = ${p.horizon.estimate} (information significant at 2 SE up to positions ${p.horizon.lower}–${p.horizon.estimate}; blocks that may still carry 1% of Σ I reach ${p.horizon.upper}).`,
     );
