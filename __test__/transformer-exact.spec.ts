@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 
+import { rankAssistedAttack, sampledPrefillAttack } from '../ts/attack.js';
 import { BASE, builtinScenario, compileScenario, ExactEngine, type Policy } from '../ts/index.js';
 import { MonteCarlo } from '../ts/montecarlo.js';
 import { initTransformer, type TransformerLayout } from '../ts/policy.js';
@@ -202,4 +203,18 @@ test('the command line trains, saves, reloads and attacks a transformer; reinfor
   close(t, report.prefill.map((x: { asr: number | null }) => x.asr ?? NaN), tree.onHarmfulPrefixes(saved).asr, 'prefill ASR');
   t.is(report.rap.length, stepwise.length + 1);
   t.true(tree.klBetween(saved, BASE).every((x) => x >= -1e-15));
+});
+
+test('sampled rank-assisted prefilling against a transformer lies within 4 SE of the exact attack on its prefix tree', (t) => {
+  const engine = new ExactEngine(stepwise);
+  const tree = new ExactEngine(stepwise, { prefixTree: true });
+  const policy = transformer(stepwise, small, 4);
+  const exact = rankAssistedAttack(tree, policy, 2);
+  const sampled = sampledPrefillAttack(stepwise, policy, { samples: 4000, seed: 3, rank: 2, engine });
+  t.true(exact.some((x, k) => k > 0 && x > 0.05 && x < 0.95), 'the attack neither always fails nor always succeeds');
+  for (let k = 0; k <= stepwise.length; k++) {
+    t.true(Math.abs(sampled.asr[k]! - exact[k]!) <= 4 * sampled.se[k]! + 1e-12, `RAP ASR_${k}: ${sampled.asr[k]} ± ${sampled.se[k]} vs exact ${exact[k]}`);
+  }
+  // Without the scenario's exact states there is no base conditional harm to rank by.
+  t.throws(() => sampledPrefillAttack(stepwise, policy, { samples: 10, seed: 3, rank: 2 }), { code: 'HH_INVALID_ARGUMENT' });
 });

@@ -203,9 +203,9 @@ Examples:
     .action((arg: string, opts: Record<string, any>) => {
       const budget = memoryBudget(opts.memoryBudget);
       const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget, samplingOnly: true }), { memoryBudgetBytes: Infinity });
-      let engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
-      const policy = opts.policy ? loadPolicy(opts.policy, scenario, engine?.numStates) : BASE;
-      if (policy.kind === 'transformer') engine = tryPrefixTree(scenario, budget.memoryBudgetBytes);
+      const scenarioEngine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
+      const policy = opts.policy ? loadPolicy(opts.policy, scenario, scenarioEngine?.numStates) : BASE;
+      const engine = policy.kind === 'transformer' ? tryPrefixTree(scenario, budget.memoryBudgetBytes) : scenarioEngine;
       const report: Record<string, unknown> = { scenario: scenario.name, policy: opts.policy ?? 'base', rank: Math.min(opts.rank, scenario.tokens.length) };
       let prefill: number[];
       let rap: number[] | null = null;
@@ -218,6 +218,12 @@ Examples:
         prefill = sampled.asr;
         report.method = 'sampled';
         report.prefillSE = sampled.se;
+        // A transformer too large to tabulate: its rank-assisted attacker is sampled on the scenario's states.
+        if (scenarioEngine) {
+          const ranked = sampledPrefillAttack(scenario, policy, { samples: opts.samples, seed: opts.seed, rank: opts.rank, engine: scenarioEngine });
+          rap = ranked.asr;
+          report.rapSE = ranked.se;
+        }
       }
       report.prefill = prefill.map((asr, k) => ({ k, asr: Number.isFinite(asr) ? asr : null }));
       report.rap = rap ? rap.map((asr, k) => ({ k, asr: Number.isFinite(asr) ? asr : null })) : null;
