@@ -218,3 +218,16 @@ test('sampled rank-assisted prefilling against a transformer lies within 4 SE of
   // Without the scenario's exact states there is no base conditional harm to rank by.
   t.throws(() => sampledPrefillAttack(stepwise, policy, { samples: 10, seed: 3, rank: 2 }), { code: 'HH_INVALID_ARGUMENT' });
 });
+
+test('ppo on the deep objective (recovery penalty on sampled harmful responses) lowers the exact deep objective', async (t) => {
+  const tree = new ExactEngine(stepwise, { prefixTree: true });
+  const start = transformer(stepwise, small, 1);
+  const deep = { ...trainOptions({}).objective, kind: 'deep' as const };
+  const records = await run(tree, trainOptions({ algorithm: 'ppo', objective: deep, policy: start, samples: 256, steps: 20 }));
+  const [first, last] = [records[0]!, records.at(-1)!];
+  t.true(last.objective < first.objective - 1e-3, `J ${first.objective} → ${last.objective}`);
+  t.true(last.parts.penalty < first.parts.penalty, `penalty ${first.parts.penalty} → ${last.parts.penalty}`);
+  // The penalty is for transformers only; the other sampled objectives stay exact-only.
+  await t.throwsAsync(run(tree, trainOptions({ algorithm: 'ppo', objective: deep, policy: 'tabular', steps: 1 })), { code: 'HH_INVALID_ARGUMENT' });
+  await t.throwsAsync(run(tree, trainOptions({ algorithm: 'ppo', objective: { ...deep, kind: 'deep-anchored' }, policy: start, steps: 1 })), { code: 'HH_INVALID_ARGUMENT' });
+});

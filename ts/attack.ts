@@ -50,18 +50,7 @@ export function sampledPrefillAttack(
   if (options.rank !== undefined && !options.engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'sampled rank-assisted prefilling needs the exact engine of the scenario');
   const mc = new MonteCarlo(scenario, options.engine ? { exact: options.engine } : {});
   const t = scenario.length;
-  const prefixes: Uint32Array[] = [];
-  const weights: number[] = [];
-  for (let batch = 0; prefixes.length < options.samples && batch < MAX_PREFIX_BATCHES; batch++) {
-    const s = mc.sample(BASE, { count: options.samples, seed: options.seed, firstIndex: batch * options.samples });
-    for (let n = 0; n < s.count && prefixes.length < options.samples; n++) {
-      if (s.harm[n] > 0) {
-        prefixes.push(s.tokens.slice(n * t, (n + 1) * t));
-        weights.push(s.harm[n]);
-      }
-    }
-  }
-  if (prefixes.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'no harmful base response was drawn: nothing to prefill');
+  const { prefixes, weights } = harmfulBaseResponses(scenario, options);
   const count = prefixes.length;
   const out = { asr: [] as number[], se: [] as number[], support: [] as number[], prefixes: count, effectivePrefixes: kish(weights) };
   for (let k = 0; k <= t; k++) {
@@ -74,6 +63,28 @@ export function sampledPrefillAttack(
     out.support.push(e.support);
   }
   return out;
+}
+
+/**
+ * Q by sampling: the first N base responses with H > 0 (in RNG order; at most 64·N are drawn), each
+ * with its weight H. Throws when none is drawn.
+ */
+export function harmfulBaseResponses(scenario: CompiledScenario, options: { samples: number; seed: number }): { prefixes: Uint32Array[]; weights: number[] } {
+  const mc = new MonteCarlo(scenario);
+  const t = scenario.length;
+  const prefixes: Uint32Array[] = [];
+  const weights: number[] = [];
+  for (let batch = 0; prefixes.length < options.samples && batch < MAX_PREFIX_BATCHES; batch++) {
+    const s = mc.sample(BASE, { count: options.samples, seed: options.seed, firstIndex: batch * options.samples });
+    for (let n = 0; n < s.count && prefixes.length < options.samples; n++) {
+      if (s.harm[n] > 0) {
+        prefixes.push(s.tokens.slice(n * t, (n + 1) * t));
+        weights.push(s.harm[n]);
+      }
+    }
+  }
+  if (prefixes.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'no harmful base response was drawn: nothing to prefill');
+  return { prefixes, weights };
 }
 
 /** Kish's effective sample size (Σw)²/Σw². */

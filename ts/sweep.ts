@@ -611,7 +611,7 @@ function checkCell(source: string, command: SweepCommand, cell: RawCell, scenari
   if (command === 'train') {
     const objective = (p.objective as string | undefined) ?? 'standard';
     const algorithm = (p.algorithm as string | undefined) ?? 'exact';
-    if (SAMPLED.includes(algorithm) && objective !== 'standard') fail(p.algorithm !== undefined ? 'algorithm' : 'objective', `the sampled algorithm ${algorithm} trains the standard objective only, not ${objective}`);
+    if (SAMPLED.includes(algorithm) && objective !== 'standard' && !(objective === 'deep' && p.policy === 'transformer')) fail(p.algorithm !== undefined ? 'algorithm' : 'objective', `the sampled algorithm ${algorithm} trains the standard objective only, not ${objective}`);
     if (algorithm === 'fixed-point') {
       if (objective !== 'standard' && objective !== 'deep-anchored') fail('objective', `the fixed point solves the standard and deep-anchored objectives, not ${objective}`);
       if (p.policy === 'mlp' || p.policy === 'transformer') fail('policy', 'the fixed point gives a tabular policy');

@@ -7,6 +7,7 @@
 import type { CompiledScenario } from './compiled.js';
 import { callNative, HarmHorizonError } from './errors.js';
 import type { ExactEngine } from './exact.js';
+import { harmfulBaseResponses } from './attack.js';
 import { MonteCarlo } from './montecarlo.js';
 import { native } from './native.js';
 import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, toInput, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from './policy.js';
@@ -192,8 +193,9 @@ export async function train(
 ): Promise<Policy> {
   const o = options.objective;
   if (options.algorithm === 'fixed-point') return solveFixedPoint(scenario, engine, options, onRecord);
-  if (options.algorithm !== 'exact' && o.kind !== 'standard') {
-    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective; use --algorithm exact for ${o.kind}`);
+  const isTransformer = options.policy === 'transformer' || (typeof options.policy === 'object' && options.policy.kind === 'transformer');
+  if (options.algorithm !== 'exact' && o.kind !== 'standard' && !(o.kind === 'deep' && isTransformer)) {
+    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective (and deep, for transformers); use --algorithm exact for ${o.kind}`);
   }
   if (options.algorithm === 'exact' && !engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'exact descent needs the exact state space, which is too large here');
   if (o.kind !== 'standard' && scenario.recovery.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the ${o.kind} objective needs recovery tokens (the scenario has none)`);
@@ -210,6 +212,7 @@ export async function train(
   const params = parameters(policy);
   const optimizer = callNative(() => new native.Optimizer(options.optimizer, params.length, options.learningRate));
   const mc = options.algorithm === 'exact' ? null : new MonteCarlo(scenario, engine ? { exact: engine } : {});
+  const penalty = mc && o.kind === 'deep' ? recoveryPenalty(scenario, o, options) : undefined;
   const started = performance.now();
   for (let step = 0; step <= options.steps && !shouldStop(); step++) {
     const last = step === options.steps;
@@ -238,6 +241,7 @@ export async function train(
           lambda: o.lambda,
           clip: options.clip,
           epochs: options.epochs,
+          penalty,
         }, layout),
       );
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
@@ -255,6 +259,18 @@ export async function train(
     if (step % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
   return policy;
+}
+
+/**
+ * The deep objective's recovery penalty for sampled training of a transformer: Q as `samples` harmful
+ * base responses drawn once (seeded), weighted by their harm; w_t = γ^{t−1}.
+ */
+function recoveryPenalty(scenario: CompiledScenario, o: ObjectiveOptions, options: TrainOptions) {
+  const { prefixes, weights } = harmfulBaseResponses(scenario, { samples: options.samples, seed: options.seed + 1 });
+  const responses = new Uint32Array(prefixes.length * scenario.length);
+  prefixes.forEach((p, n) => responses.set(p, n * scenario.length));
+  const positionWeights = Float64Array.from({ length: scenario.length }, (_, t) => o.gamma ** t);
+  return { responses, weights: Float64Array.from(weights), mu: o.mu, positionWeights, recovery: scenario.recovery };
 }
 
 /** The fixed-point "training": one solve, logged as step 0 (the base) and step 1 (the optimum). */

@@ -266,20 +266,82 @@ fn sequence_log_ratios(net: &Transformer, params: &[f64], samples: &Samples) -> 
         .collect()
 }
 
+/// The deep objective's recovery penalty on sampled harmful responses (Q): N responses (N × T,
+/// NO_TOKEN after the end) with weights (their harm), μ, w_t and the recovery mask R.
+pub struct RecoveryPenalty<'a> {
+    pub responses: &'a [u32],
+    pub weights: &'a [f64],
+    pub mu: f64,
+    pub position_weights: &'a [f64],
+    pub recovery: &'a [bool],
+}
+
+impl RecoveryPenalty<'_> {
+    /// μ·Σ_n q_n Σ_t w_t·(1 − π_θ(R | y_{n,<t})) / Σ_n q_n over the positions where y_{n,<t} is live
+    /// (a token follows it), and its gradient: one batched forward and backward per batch, with
+    /// ∂π(R)/∂z_a = π_a·(1[a ∈ R] − π(R)) on the logits z.
+    pub fn value_and_gradient(&self, net: &Transformer, params: &[f64]) -> Result<(f64, Vec<f64>)> {
+        let (t_max, v, p) = (net.config.length, net.config.vocab, net.num_params());
+        let count = self.weights.len();
+        let total_weight: f64 = self.weights.iter().sum();
+        if count == 0 || self.responses.len() != count * t_max || self.position_weights.len() != t_max || self.recovery.len() != v || !(total_weight > 0.0) {
+            return Err(Error::InvalidArgument(format!("recovery penalty: {count} responses need N × T tokens, positive total weight, T position weights and a V-entry recovery mask")));
+        }
+        let parts = map_chunks_of(count, LEAVES_PER_TASK, |range| {
+            let (mut value, mut grad) = (0.0, vec![0.0; p]);
+            let mut work = net.work(BATCH_SEQUENCES);
+            let mut delta = vec![0.0; BATCH_SEQUENCES * t_max * v];
+            for first in range.clone().step_by(BATCH_SEQUENCES) {
+                let last = (first + BATCH_SEQUENCES).min(range.end);
+                let responses = &self.responses[first * t_max..last * t_max];
+                net.forward_batch(params, responses, &mut work);
+                for (r, (logits, d)) in work.logits.chunks_exact(v).zip(delta.chunks_exact_mut(v)).take(responses.len()).enumerate() {
+                    if responses[r] == NO_TOKEN {
+                        d.fill(0.0);
+                        continue;
+                    }
+                    let scale = self.mu * self.position_weights[r % t_max] * self.weights[first + r / t_max] / total_weight;
+                    d.copy_from_slice(logits);
+                    softmax_in_place(d);
+                    let recovered: f64 = d.iter().zip(self.recovery).filter(|(_, &r)| r).map(|(x, _)| x).sum();
+                    value += scale * (1.0 - recovered);
+                    d.iter_mut().zip(self.recovery).for_each(|(x, &r)| *x *= -scale * (if r { 1.0 } else { 0.0 } - recovered));
+                }
+                net.backward_batch(params, responses, &mut work, &delta, &mut grad);
+            }
+            (value, grad)
+        });
+        let (mut value, mut total) = (0.0, vec![0.0; p]);
+        for (part_value, part) in &parts {
+            value += part_value;
+            crate::mlp::axpy(1.0, part, &mut total);
+        }
+        Ok((value, total))
+    }
+}
+
 /// Transformers for sampled policy-gradient training: sampling by the KV cache, and score sums by
-/// one batched backward pass per batch of responses. Per-position gradient norms would take T
-/// backward passes per batch, so none are returned.
-pub struct TransformerFamily<'n>(pub &'n Transformer);
+/// one batched backward pass per batch of responses, plus the gradient of the deep objective's
+/// recovery penalty on sampled harmful responses when one is given. Per-position gradient norms
+/// would take T backward passes per batch, so none are returned.
+pub struct TransformerFamily<'n> {
+    pub net: &'n Transformer,
+    pub penalty: Option<RecoveryPenalty<'n>>,
+}
 
 impl Trainable for TransformerFamily<'_> {
     fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
-        self.0.check_params(params)?;
-        sample(track, &TransformerPolicy { model: self.0, params }, request)
+        self.net.check_params(params)?;
+        sample(track, &TransformerPolicy { model: self.net, params }, request)
     }
 
     fn score_gradient(&self, _track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, _uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
-        self.0.check_params(params)?;
-        Ok((self.0.score_gradient(params, samples, coef), vec![]))
+        self.net.check_params(params)?;
+        let mut grad = self.net.score_gradient(params, samples, coef);
+        if let Some(penalty) = &self.penalty {
+            crate::mlp::axpy(1.0, &penalty.value_and_gradient(self.net, params)?.1, &mut grad);
+        }
+        Ok((grad, vec![]))
     }
 }
 
@@ -351,6 +413,24 @@ mod tests {
             down[i] -= h;
             let fd = (f(&up) - f(&down)) / (2.0 * h);
             assert!((fd - grad[i]).abs() < 1e-6 * (1.0 + fd.abs()), "parameter {i}: {fd} vs {}", grad[i]);
+        }
+    }
+
+    #[test]
+    fn the_recovery_penalty_gradient_is_its_derivative() {
+        let net = net();
+        let params = net.init_params(8);
+        let responses = vec![0, 2, 1, 0, 1, 0, 2, NO_TOKEN, 2, 2, 2, 2];
+        let (weights, position_weights, recovery) = (vec![1.0, 0.5, 0.25], vec![1.0, 0.9, 0.81, 0.729], vec![false, true, false]);
+        let penalty = RecoveryPenalty { responses: &responses, weights: &weights, mu: 3.0, position_weights: &position_weights, recovery: &recovery };
+        let (_, grad) = penalty.value_and_gradient(&net, &params).unwrap();
+        let h = 1e-5;
+        for i in (0..params.len()).step_by(5) {
+            let (mut up, mut down) = (params.clone(), params.clone());
+            up[i] += h;
+            down[i] -= h;
+            let fd = (penalty.value_and_gradient(&net, &up).unwrap().0 - penalty.value_and_gradient(&net, &down).unwrap().0) / (2.0 * h);
+            assert!((fd - grad[i]).abs() < 1e-7 * (1.0 + fd.abs()), "parameter {i}: {fd} vs {}", grad[i]);
         }
     }
 

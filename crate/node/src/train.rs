@@ -14,7 +14,7 @@ use core::fixed_point::solve;
 use core::optim::{sgd_step, Adam};
 use core::policy::{BasePolicy, Policy, TabularPolicy};
 use core::rl::{rl_step, MlpFamily, RlAlgorithm, TabularFamily};
-use core::transformer_table::TransformerFamily;
+use core::transformer_table::{RecoveryPenalty, TransformerFamily};
 use core::walk::Track;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -394,6 +394,22 @@ pub struct RlOptions {
     /// PPO's clip ε (default 0.2) and epochs per batch (default 4).
     pub clip: Option<f64>,
     pub epochs: Option<u32>,
+    /// Transformer policies: also descend the deep objective's recovery penalty on these harmful responses.
+    pub penalty: Option<PenaltyInput>,
+}
+
+/// The deep objective's recovery penalty μ·E_Q[Σ_t w_t·(1 − π(R | y<t))] on sampled harmful responses.
+#[napi(object)]
+pub struct PenaltyInput {
+    /// N × T tokens, 0xFFFFFFFF after the end.
+    pub responses: Uint32Array,
+    /// Weight of each response (its harm).
+    pub weights: Float64Array,
+    pub mu: f64,
+    /// w_t, length T.
+    pub position_weights: Float64Array,
+    /// Recovery token ids R.
+    pub recovery: Vec<u32>,
 }
 
 #[napi(object)]
@@ -437,6 +453,9 @@ impl MonteCarlo {
             let mut update = |p: &mut [f64], g: &[f64]| {
                 let _ = optimizer.apply(p, g);
             };
+            if options.penalty.is_some() && kind != "transformer" {
+                return Err(invalid(format!("a sampled recovery penalty is for transformer policies, not {kind:?}")));
+            }
             let step = match kind.as_str() {
                 "tabular" => {
                     let model = model.ok_or_else(|| invalid("a tabular policy needs the exact model".into()))?;
@@ -463,7 +482,21 @@ impl MonteCarlo {
                         (RlAlgorithm::ReinforceInnovation, None) => return Err(invalid("the innovation variant needs the prefix-tree exact model for a transformer".into())),
                         _ => None,
                     };
-                    rl_step(&track, &TransformerFamily(&net), params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
+                    let mask = options.penalty.as_ref().map(|q| {
+                        let mut mask = vec![false; spec.vocab];
+                        q.recovery.iter().filter(|&&r| (r as usize) < spec.vocab).for_each(|&r| mask[r as usize] = true);
+                        mask
+                    });
+                    let penalty = match (&options.penalty, &mask) {
+                        (Some(q), Some(mask)) => {
+                            if !(q.mu.is_finite() && q.mu >= 0.0) || q.recovery.iter().any(|&r| r as usize >= spec.vocab) {
+                                return Err(invalid("penalty: mu must be finite and ≥ 0, recovery tokens below V".into()));
+                            }
+                            Some(RecoveryPenalty { responses: &q.responses, weights: &q.weights, mu: q.mu, position_weights: &q.position_weights, recovery: mask })
+                        }
+                        _ => None,
+                    };
+                    rl_step(&track, &TransformerFamily { net: &net, penalty }, params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
                 }
                 other => return Err(invalid(format!("sampled training takes tabular, mlp or transformer policies, got {other:?}"))),
             };
