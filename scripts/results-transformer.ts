@@ -76,7 +76,10 @@ out('term alone already moves it (toward the base, at every position); to isolat
 out('does beyond the horizon, each family is also trained from the same start with λ = 0 (the KL term');
 out('alone), and "harm-driven drift" is max_{t>4} KL(P_λ=1 ‖ P_λ=0) per position, on P_λ=1\'s prefixes.');
 out('||G_t|| is the norm of the gradient of E[H] with respect to position t\'s logits at the start: zero');
-out('beyond the horizon for every family, since h_t is constant there.');
+out('beyond the horizon for every family, since h_t is constant there. Each run is, on the command line,');
+out('`harm-horizon train horizon --lambda 1 --steps 200 --policy transformer --lr 0.01 --out runs/tf`');
+out('(`--policy mlp --lr 0.02`, `--policy tabular --lr 0.05`; `--lambda 0` for the control), then');
+out('`summary.json` holds the per-position KL.');
 out();
 out('| policy | parameters | fit KL(P_base‖P_init) | E[H] | KL_1..4 | max KL_5..10 at start | max KL_5..10 trained | harm-driven drift, max t > 4 | same, max t ≤ 4 | max ‖G_t‖, t > 4 | seconds |');
 out('|---|---|---|---|---|---|---|---|---|---|---|');
@@ -102,7 +105,7 @@ out(`it: harm-driven drift beyond the horizon of ${f(drift.mlp)} for the mlp and
 out('whose positions share every weight (embeddings, attention, MLP, head) and read the whole prefix,');
 out('where the mlp has the position among its inputs. The drift is a side effect, not depth in the sense');
 out('of the theory: no signal asks positions 5..10 for anything, and it stays orders of magnitude below');
-out('the change at positions 1..4 (last column but one).');
+out('the change at positions 1..4 (column "same, max t ≤ 4").');
 out();
 
 // ---------------------------------------------------------------------------------------------
@@ -154,6 +157,10 @@ out('gradient on them (one batched backward pass) is added to the PPO gradient a
 out('rows are exact (the per-state fixed point); transformer rows are sampled: prefilling on');
 out(`${samples} harmful base responses (one continuation per prefix and k), rank-assisted prefilling (r = 2) by`);
 out('the sampled attacker on the scenario\'s exact states, KL profiles on 20 000 responses; ± one SE.');
+out('On the command line: `harm-horizon train refusal --policy transformer --algorithm ppo --steps 150');
+out('--samples 1024 --lr 0.01 [--objective deep] --out runs/tf`, then `harm-horizon attack refusal --policy');
+out('runs/tf/policy.json --rank 2 --samples 4000 --seed 1` and `harm-horizon estimate refusal --policy');
+out('runs/tf/policy.json --samples 20000 --seed 2` (same seeds, same numbers).');
 out();
 out(`| policy | E[H] | ${ks.map((k) => `ASR_${k}`).join(' | ')} | ${ks.map((k) => `RAP r=2 ASR_${k}`).join(' | ')} |`);
 out(`|---|---|${ks.map(() => '---|').join('')}${ks.map(() => '---|').join('')}`);
