@@ -84,7 +84,7 @@ impl Leaves {
     fn of(model: &Model) -> Result<Leaves> {
         let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
         let not_tree = || Error::InvalidArgument("a transformer is analysed exactly on the prefix-tree state space (one state per prefix): build the exact engine with prefixTree".into());
-        if model.incoming_of(0).len() != 0 || (1..n).any(|s| model.incoming_of(s).len() != 1) {
+        if !model.incoming_of(0).is_empty() || (1..n).any(|s| model.incoming_of(s).len() != 1) {
             return Err(not_tree());
         }
         let parent = |s: usize| model.incoming_of(s)[0] as usize / v;
@@ -216,7 +216,7 @@ pub struct FitOptions {
 /// −(1/N) Σ_n Σ_t log π_θ(y_{n,t} | y_{n,<t}), whose expectation is KL(P_base ‖ P_θ) + const.
 pub fn fit_base(net: &Transformer, params: &mut [f64], spec: &ScenarioSpec, options: FitOptions) -> Result<()> {
     net.check_params(params)?;
-    if options.batch < 1 || !(options.learning_rate > 0.0) {
+    if options.batch < 1 || !(options.learning_rate.is_finite() && options.learning_rate > 0.0) {
         return Err(Error::InvalidArgument("fitting the base needs a batch ≥ 1 and a learning rate > 0".into()));
     }
     let track = Track::new(spec, None);
@@ -284,7 +284,7 @@ impl RecoveryPenalty<'_> {
         let (t_max, v, p) = (net.config.length, net.config.vocab, net.num_params());
         let count = self.weights.len();
         let total_weight: f64 = self.weights.iter().sum();
-        if count == 0 || self.responses.len() != count * t_max || self.position_weights.len() != t_max || self.recovery.len() != v || !(total_weight > 0.0) {
+        if count == 0 || self.responses.len() != count * t_max || self.position_weights.len() != t_max || self.recovery.len() != v || !(total_weight.is_finite() && total_weight > 0.0) {
             return Err(Error::InvalidArgument(format!("recovery penalty: {count} responses need N × T tokens, positive total weight, T position weights and a V-entry recovery mask")));
         }
         let parts = map_chunks_of(count, LEAVES_PER_TASK, |range| {
