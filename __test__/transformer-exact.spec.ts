@@ -231,3 +231,21 @@ test('ppo on the deep objective (recovery penalty on sampled harmful responses) 
   await t.throwsAsync(run(tree, trainOptions({ algorithm: 'ppo', objective: deep, policy: 'tabular', steps: 1 })), { code: 'HH_INVALID_ARGUMENT' });
   await t.throwsAsync(run(tree, trainOptions({ algorithm: 'ppo', objective: { ...deep, kind: 'deep-anchored' }, policy: start, steps: 1 })), { code: 'HH_INVALID_ARGUMENT' });
 });
+
+test('on refusal, whose prefix tree does not fit, a transformer is trained and attacked by sampling, rank-assisted included', (t) => {
+  const out = join(scratch, 'refusal-ppo');
+  const trained = runCli(['train', 'refusal', '--policy', 'transformer', '--width', '8', '--mlp-width', '8', '--algorithm', 'ppo', '--objective', 'deep', '--steps', '2', '--samples', '64', '--out', out]);
+  t.is(trained.status, 0, trained.stderr);
+  t.regex(trained.stdout, /fitted to the base: KL\(P_base ‖ P_init\) [0-9.e-]+ ± [0-9.e-]+ \(sampled\)/);
+  const attack = runCli(['attack', 'refusal', '--policy', join(out, 'policy.json'), '--rank', '2', '--samples', '300', '--json']);
+  t.is(attack.status, 0, attack.stderr);
+  const report = JSON.parse(attack.stdout);
+  t.is(report.method, 'sampled');
+  t.is(report.rap.length, 17);
+  t.is(report.rapSE.length, 17);
+  t.true(report.rap.every((x: { asr: number }) => x.asr >= 0 && x.asr <= 1));
+  // Exact descent needs the prefix tree: refused by name.
+  const exact = runCli(['train', 'refusal', '--policy', 'transformer', '--steps', '1', '--out', join(scratch, 'refusal-exact')]);
+  t.is(exact.status, 2, exact.stderr);
+  t.regex(exact.stderr, /exact state space/);
+});

@@ -29,6 +29,17 @@ pub fn prefix_tree(spec: ScenarioSpec, memory_budget: u64) -> Result<Model> {
     let (v, t_max) = (spec.vocab, spec.length);
     let per_state = bytes_per_state(t_max, v) + (t_max * v * 8) as u64;
     let max_states = (memory_budget / per_state).min((u32::MAX as u64 - 1) / v as u64) as usize;
+    // Count first: 1 + Σ_{d<T} V·(live prefixes of length d), a live prefix being one without the end token.
+    let continuing = (v - usize::from(spec.end_token.is_some())) as u128;
+    let (mut states, mut live_at_depth) = (1u128, 1u128);
+    for _ in 0..t_max {
+        states = states.saturating_add(live_at_depth.saturating_mul(v as u128));
+        live_at_depth = live_at_depth.saturating_mul(continuing);
+    }
+    if states > max_states as u128 {
+        let bytes = u64::try_from(states.saturating_mul(per_state as u128)).unwrap_or(u64::MAX);
+        return Err(Error::StateSpaceTooLarge { states: max_states, bytes, budget: memory_budget });
+    }
     let (mut context, mut automaton, mut depth, mut ended) = (vec![spec.start_context() as u32], vec![spec.start as u32], vec![0usize], vec![false]);
     let (mut live, mut next) = (Vec::new(), Vec::new());
     let mut s = 0;
@@ -44,9 +55,6 @@ pub fn prefix_tree(spec: ScenarioSpec, memory_budget: u64) -> Result<Model> {
                 automaton.push(spec.transitions[automaton[s] as usize * v + a]);
                 depth.push(depth[s] + 1);
                 ended.push(spec.end_token == Some(a));
-            }
-            if context.len() > max_states {
-                return Err(Error::StateSpaceTooLarge { states: max_states, bytes: context.len() as u64 * per_state, budget: memory_budget });
             }
         }
         s += 1;
@@ -369,6 +377,15 @@ mod tests {
         // Live prefixes: those without the end token, of length < 4: 1 + 2 + 4 + 8; all states: 1 + 3 + 6 + 12 + 24.
         assert_eq!(tree.num_states(), 46);
         assert_eq!(tree.live.iter().filter(|&&l| l).count(), 15);
+    }
+
+    #[test]
+    fn a_tree_beyond_the_budget_is_refused_before_it_is_built() {
+        let per_state = bytes_per_state(4, 3) + 4 * 3 * 8;
+        assert!(prefix_tree(spec(), 46 * per_state).is_ok());
+        assert!(matches!(prefix_tree(spec(), 45 * per_state), Err(Error::StateSpaceTooLarge { .. })));
+        let long = ScenarioSpec { length: 40, ..spec() };
+        assert!(matches!(prefix_tree(long, DEFAULT_MEMORY_BUDGET), Err(Error::StateSpaceTooLarge { .. })));
     }
 
     #[test]
