@@ -4,7 +4,7 @@
  *
  *   npm run results            # writes RESULTS.md (a few minutes on 2 cores)
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/attack.ts';
 import { ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.ts';
 import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type Convergence, type ObjectiveKind, type TrainOptions, type TrainRecord } from '../ts/train.ts';
@@ -250,5 +250,7 @@ for (const [label, trace] of traces) {
   out(`| ${label} | ${trace[0].tokenGradNorm.slice(0, 6).map((x) => f(x, 3)).join(' ')} | ${trace[6].klToAligned.slice(0, 6).map((x) => f(x, 3)).join(' ')} |`);
 }
 out();
-writeFileSync('RESULTS.md', `${lines.join('\n')}\n`);
+// The "Tiny transformers" section is written by scripts/results-transformer.ts: keep it.
+const transformers = existsSync('RESULTS.md') ? readFileSync('RESULTS.md', 'utf8').split(/^(?=## Tiny transformers$)/m)[1] : undefined;
+writeFileSync('RESULTS.md', `${lines.join('\n')}\n${transformers ?? ''}`);
 log('wrote RESULTS.md');

@@ -38,13 +38,38 @@ const MAX_PREFIX_BATCHES = 64;
  * each weighted by its H; for each k the policy continues every prefix of length k once, and ASR_k is
  * the self-normalised Σ H_n·X_{n,k} / Σ H_n, X the continuation's harm, with its delta-method SE and
  * effective support. `effectivePrefixes` is Kish's (ΣH)²/ΣH²: how many equally weighted prefixes the
- * weighted ones are worth.
+ * weighted ones are worth. With `rank` (and `engine`, the scenario's exact engine, for the base's
+ * conditional harm), the continuation is the rank-assisted attacker against the policy instead:
+ * sampled rank-assisted prefilling, for policies that cannot be tabulated on the exact states.
  */
 export function sampledPrefillAttack(
   scenario: CompiledScenario,
   policy: Policy,
-  options: { samples: number; seed: number },
+  options: { samples: number; seed: number; rank?: number; engine?: ExactEngine },
 ): { asr: number[]; se: number[]; support: number[]; prefixes: number; effectivePrefixes: number } {
+  if (options.rank !== undefined && !options.engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'sampled rank-assisted prefilling needs the exact engine of the scenario');
+  const mc = new MonteCarlo(scenario, options.engine ? { exact: options.engine } : {});
+  const t = scenario.length;
+  const { prefixes, weights } = harmfulBaseResponses(scenario, options);
+  const count = prefixes.length;
+  const out = { asr: [] as number[], se: [] as number[], support: [] as number[], prefixes: count, effectivePrefixes: kish(weights) };
+  for (let k = 0; k <= t; k++) {
+    const prefix = new Uint32Array(count * Math.max(k, 1)).fill(NO_TOKEN);
+    for (let n = 0; n < count; n++) prefix.set(prefixes[n].subarray(0, k), n * Math.max(k, 1));
+    const continued = mc.sample(policy, { count, seed: options.seed + 1, prefix: k > 0 ? prefix : undefined, prefixLength: k > 0 ? k : undefined, rankAssisted: options.rank });
+    const e = weightedMean(continued.harm, weights);
+    out.asr.push(e.mean);
+    out.se.push(e.se);
+    out.support.push(e.support);
+  }
+  return out;
+}
+
+/**
+ * Q by sampling: the first N base responses with H > 0 (in RNG order; at most 64·N are drawn), each
+ * with its weight H. Throws when none is drawn.
+ */
+export function harmfulBaseResponses(scenario: CompiledScenario, options: { samples: number; seed: number }): { prefixes: Uint32Array[]; weights: number[] } {
   const mc = new MonteCarlo(scenario);
   const t = scenario.length;
   const prefixes: Uint32Array[] = [];
@@ -59,18 +84,7 @@ export function sampledPrefillAttack(
     }
   }
   if (prefixes.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'no harmful base response was drawn: nothing to prefill');
-  const count = prefixes.length;
-  const out = { asr: [] as number[], se: [] as number[], support: [] as number[], prefixes: count, effectivePrefixes: kish(weights) };
-  for (let k = 0; k <= t; k++) {
-    const prefix = new Uint32Array(count * Math.max(k, 1)).fill(NO_TOKEN);
-    for (let n = 0; n < count; n++) prefix.set(prefixes[n].subarray(0, k), n * Math.max(k, 1));
-    const continued = mc.sample(policy, { count, seed: options.seed + 1, prefix: k > 0 ? prefix : undefined, prefixLength: k > 0 ? k : undefined });
-    const e = weightedMean(continued.harm, weights);
-    out.asr.push(e.mean);
-    out.se.push(e.se);
-    out.support.push(e.support);
-  }
-  return out;
+  return { prefixes, weights };
 }
 
 /** Kish's effective sample size (Σw)²/Σw². */

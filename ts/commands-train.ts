@@ -9,7 +9,7 @@ import { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
 
 import { ExactEngine } from './exact.js';
 import { num, numNonNegative, sparkline, table } from './format.js';
-import { BASE, type MlpShape, type Policy } from './policy.js';
+import { BASE, DEFAULT_TRANSFORMER, type MlpShape, type Policy, type TransformerLayout } from './policy.js';
 import { loadPolicy, savePolicy } from './policy-file.js';
 import { resolveScenario } from './resolve.js';
 import { compileScenario } from './scenario.js';
@@ -23,6 +23,16 @@ export interface CliHelpers {
   json: (value: unknown) => void;
   write: (text: string) => void;
   tryExactEngine: (scenario: CompiledScenario, budget: number) => ExactEngine | null;
+}
+
+/** The prefix-tree engine, on which a transformer is exact; null when the prefixes do not fit. */
+export function tryPrefixTree(scenario: CompiledScenario, memoryBudgetBytes: number): ExactEngine | null {
+  try {
+    return new ExactEngine(scenario, { memoryBudgetBytes, prefixTree: true });
+  } catch (error) {
+    if (error instanceof HarmHorizonError && error.code === 'HH_STATE_SPACE_TOO_LARGE') return null;
+    throw error;
+  }
 }
 
 function unitInterval(name: string) {
@@ -48,7 +58,7 @@ export function addTrainCommands(program: Command, h: CliHelpers) {
     .argument('<scenario>', 'a built-in scenario or a scenario JSON file')
     .addOption(new Option('--objective <name>', 'objective').choices(['standard', 'deep', 'deep-anchored', 'augment']).default('standard'))
     .addOption(new Option('--algorithm <name>', 'exact descent, per-state fixed point, or sampled RL').choices(['exact', 'fixed-point', 'reinforce', 'reinforce-innovation', 'ppo']).default('exact'))
-    .addOption(new Option('--policy <family>', 'policy family, initialised at the base (augment, tabular: at the Gibbs policy at λ)').choices(['tabular', 'mlp']).default('tabular'))
+    .addOption(new Option('--policy <family>', 'policy family, initialised at the base (augment, tabular: at the Gibbs policy at λ; mlp and transformer: fitted to it)').choices(['tabular', 'mlp', 'transformer']).default('tabular'))
     .option('--init <file>', 'start from this policy file instead (P_init, the augment objective\'s default anchor)')
     .option('--lambda <L>', 'λ (default: the scenario\'s)', h.nonNegative('--lambda'))
     .option('--mu <M>', 'μ of the recovery penalty (default: the scenario\'s)', h.nonNegative('--mu'))
@@ -66,6 +76,10 @@ export function addTrainCommands(program: Command, h: CliHelpers) {
     .option('--mlp-hidden <W>', 'mlp hidden widths, e.g. 32 or 32,16', '32')
     .option('--mlp-order <n>', 'tokens the mlp reads (default: the scenario\'s context order)', h.positiveInteger('--mlp-order'))
     .addOption(new Option('--mlp-activation <f>', 'mlp activation').choices(['tanh', 'relu']).default('tanh'))
+    .option('--layers <N>', 'transformer layers', h.positiveInteger('--layers'), DEFAULT_TRANSFORMER.layers)
+    .option('--width <D>', 'transformer width', h.positiveInteger('--width'), DEFAULT_TRANSFORMER.width)
+    .option('--heads <H>', 'transformer attention heads (dividing the width)', h.positiveInteger('--heads'), DEFAULT_TRANSFORMER.heads)
+    .option('--mlp-width <M>', 'width of the transformer\'s MLP blocks', h.positiveInteger('--mlp-width'), DEFAULT_TRANSFORMER.mlpWidth)
     .option('--eval-every <K>', 'log the ASR curve and teacher-forced KL every K steps', h.positiveInteger('--eval-every'), TRAIN_DEFAULTS.evalEvery)
     .requiredOption('--out <dir>', 'output folder: policy.json, log.jsonl, summary.json')
     .option('--json', 'print the summary as JSON')
@@ -76,15 +90,18 @@ export function addTrainCommands(program: Command, h: CliHelpers) {
 Examples:
   $ harm-horizon train refusal --objective standard --algorithm exact --out runs/standard
   $ harm-horizon train refusal --objective deep-anchored --algorithm fixed-point --out runs/deep
-  $ harm-horizon train refusal --objective standard --algorithm ppo --policy mlp --steps 200 --out runs/ppo`,
+  $ harm-horizon train refusal --objective standard --algorithm ppo --policy mlp --steps 200 --out runs/ppo
+  $ harm-horizon train horizon --lambda 1 --policy transformer --width 16 --steps 100 --out runs/transformer`,
     )
     .action(async (arg: string, opts: Record<string, any>) => {
       const budget = memoryBudget(opts.memoryBudget);
       const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget, samplingOnly: true }), { memoryBudgetBytes: Infinity });
-      const engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
+      let engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
       const out = outputFolder(opts.out);
       const shape: MlpShape = { order: opts.mlpOrder ?? scenario.order, hidden: widths(opts.mlpHidden), activation: opts.mlpActivation };
-      const start: 'tabular' | 'mlp' | Policy = opts.init ? loadPolicy(opts.init, scenario, engine?.numStates) : opts.policy;
+      const layout: TransformerLayout = { layers: opts.layers, width: opts.width, heads: opts.heads, mlpWidth: opts.mlpWidth };
+      const start: 'tabular' | 'mlp' | 'transformer' | Policy = opts.init ? loadPolicy(opts.init, scenario, engine?.numStates) : opts.policy;
+      if (start === 'transformer' || (typeof start === 'object' && start.kind === 'transformer')) engine = tryPrefixTree(scenario, budget.memoryBudgetBytes);
       const logPath = join(out, 'log.jsonl');
       const log = new JsonLinesWriter(logPath);
       let stop = false;
@@ -106,6 +123,7 @@ Examples:
         algorithm: opts.algorithm as Algorithm,
         policy: start,
         mlp: shape,
+        transformer: layout,
         steps: opts.steps,
         seed: opts.seed,
         optimizer: opts.optimizer,
@@ -140,6 +158,7 @@ Examples:
         command: ['harm-horizon', ...process.argv.slice(2)].join(' '),
         options: { ...options, policy: typeof start === 'string' ? start : `file:${opts.init}` },
         interrupted: stop,
+        ...(firstRecord?.fit ? { fit: firstRecord.fit } : {}),
         convergence: converged,
         final: lastRecord,
         files: { policy: join(out, 'policy.json'), log: logPath },
@@ -149,6 +168,7 @@ Examples:
       else if (lastRecord) {
         h.write(
           `trained ${policy.kind} policy (${opts.objective}, ${opts.algorithm}) on ${scenario.name}: J ${num(lastRecord.objective)}, E[H] ${numNonNegative(lastRecord.expectedHarm)}, KL ${numNonNegative(lastRecord.kl)}` +
+            (firstRecord?.fit ? `\nfitted to the base: KL(P_base ‖ P_init) ${num(firstRecord.fit.exactKl ?? firstRecord.fit.sampledKl)}${firstRecord.fit.exactKl === undefined ? ` ± ${num(firstRecord.fit.sampledKlSE)} (sampled)` : ' (exact)'}` : '') +
             `\nper-position KL ${sparkline(lastRecord.klOnPolicy)}   recovery on harmful prefixes ${sparkline(lastRecord.recovery)}\n${converged.message}\nwrote ${out}/policy.json, log.jsonl, summary.json`,
         );
       }
@@ -183,8 +203,9 @@ Examples:
     .action((arg: string, opts: Record<string, any>) => {
       const budget = memoryBudget(opts.memoryBudget);
       const scenario = compileScenario(resolveScenario(arg, { seed: opts.seed, ...budget, samplingOnly: true }), { memoryBudgetBytes: Infinity });
-      const engine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
-      const policy = opts.policy ? loadPolicy(opts.policy, scenario, engine?.numStates) : BASE;
+      const scenarioEngine = h.tryExactEngine(scenario, budget.memoryBudgetBytes);
+      const policy = opts.policy ? loadPolicy(opts.policy, scenario, scenarioEngine?.numStates) : BASE;
+      const engine = policy.kind === 'transformer' ? tryPrefixTree(scenario, budget.memoryBudgetBytes) : scenarioEngine;
       const report: Record<string, unknown> = { scenario: scenario.name, policy: opts.policy ?? 'base', rank: Math.min(opts.rank, scenario.tokens.length) };
       let prefill: number[];
       let rap: number[] | null = null;
@@ -197,6 +218,12 @@ Examples:
         prefill = sampled.asr;
         report.method = 'sampled';
         report.prefillSE = sampled.se;
+        // A transformer too large to tabulate: its rank-assisted attacker is sampled on the scenario's states.
+        if (scenarioEngine) {
+          const ranked = sampledPrefillAttack(scenario, policy, { samples: opts.samples, seed: opts.seed, rank: opts.rank, engine: scenarioEngine });
+          rap = ranked.asr;
+          report.rapSE = ranked.se;
+        }
       }
       report.prefill = prefill.map((asr, k) => ({ k, asr: Number.isFinite(asr) ? asr : null }));
       report.rap = rap ? rap.map((asr, k) => ({ k, asr: Number.isFinite(asr) ? asr : null })) : null;

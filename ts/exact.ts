@@ -77,18 +77,26 @@ export interface Analysis {
 export interface EngineOptions {
   /** Refuse state spaces whose engine memory would exceed this many bytes (default 4 GiB). */
   memoryBudgetBytes?: number;
+  /**
+   * One state per prefix (numbered breadth-first, children in token order) instead of one per
+   * (context, automaton state): the state space on which a transformer policy is exact.
+   */
+  prefixTree?: boolean;
 }
 
 /** The exact state space of a scenario, built once in the core and analysed many times. */
 export class ExactEngine {
   readonly scenario: CompiledScenario;
+  /** Whether the states are the prefixes (see EngineOptions.prefixTree). */
+  readonly prefixTree: boolean;
   readonly #model: InstanceType<typeof native.ExactModel>;
 
   constructor(scenario: CompiledScenario, options: EngineOptions = {}) {
     this.scenario = scenario;
+    this.prefixTree = options.prefixTree ?? false;
     this.#model = callNative(
       () =>
-        new native.ExactModel({ ...nativeScenario(scenario), memoryBudget: options.memoryBudgetBytes }),
+        new native.ExactModel({ ...nativeScenario(scenario), memoryBudget: options.memoryBudgetBytes, prefixTree: this.prefixTree }),
     );
   }
 
@@ -148,6 +156,11 @@ export class ExactEngine {
    */
   mlpPullBack(shape: MlpShape, params: Float64Array, logitGradient: Float64Array, perPosition = false): Float64Array {
     return callNative(() => this.#model.mlpPullBack(shape, params, logitGradient, perPosition));
+  }
+
+  /** Per-position KL(π_a ‖ π_b) on π_a's prefixes; their sum is the KL over whole responses. */
+  klBetween(a: Policy, b: Policy): Float64Array {
+    return callNative(() => this.#model.klBetween(toInput(a), toInput(b)));
   }
 
   /** The native model, for the Monte Carlo engine. @internal */

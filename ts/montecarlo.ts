@@ -29,6 +29,11 @@ export interface SampleOptions {
   prefixLength?: number;
   /** RNG index of the first response (default 0): a batch at offset b reproduces rows b.. of one big sample. */
   firstIndex?: number;
+  /**
+   * Sample the rank-assisted attacker against the policy instead: at each step, of the policy's top
+   * r tokens, the one leading to the highest base conditional harm (needs the exact engine).
+   */
+  rankAssisted?: number;
 }
 
 /** N sampled responses; per-position arrays are N × T (row n = response n). */

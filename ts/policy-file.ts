@@ -4,11 +4,12 @@
  *     {
  *       "format": "harm-horizon-policy",
  *       "version": 1,
- *       "kind": "base" | "gibbs" | "tabular" | "mlp",
+ *       "kind": "base" | "gibbs" | "tabular" | "mlp" | "transformer",
  *       "scenario": { "name": "refusal", "vocab": 5, "length": 16, "states": 26 },
  *       "lambda": 5,                                   // gibbs
  *       "mlp": { "order": 1, "hidden": [32], "activation": "tanh" },   // mlp
- *       "params": [ … ],                                // mlp: the flat parameter vector
+ *       "transformer": { "layers": 1, "width": 16, "heads": 2, "mlpWidth": 32 },   // transformer
+ *       "params": [ … ],                                // mlp, transformer: the flat parameter vector
  *       "logits": [ … ]                                 // tabular: T × S × V logits
  *     }
  *
@@ -32,6 +33,7 @@ export interface PolicyFile {
   scenario: { name: string; vocab: number; length: number; states?: number };
   lambda?: number;
   mlp?: { order: number; hidden: number[]; activation: string };
+  transformer?: { layers: number; width: number; heads: number; mlpWidth: number };
   params?: (number | null)[];
   logits?: (number | null)[];
 }
@@ -55,6 +57,10 @@ export function policyToJson(policy: Policy, scenario: CompiledScenario, states?
   if (policy.kind === 'tabular') file.logits = numbers(policy.logits);
   if (policy.kind === 'mlp') {
     file.mlp = { ...policy.mlp, hidden: [...policy.mlp.hidden] };
+    file.params = numbers(policy.params);
+  }
+  if (policy.kind === 'transformer') {
+    file.transformer = { ...policy.transformer };
     file.params = numbers(policy.params);
   }
   return file;
@@ -115,8 +121,17 @@ export function policyFromJson(json: unknown, scenario: CompiledScenario, states
       if (m.activation !== 'tanh' && m.activation !== 'relu') throw fail('mlp.activation', 'must be "tanh" or "relu"');
       return { kind: 'mlp', mlp: { order: m.order as number, hidden: m.hidden as number[], activation: m.activation }, params: vector('params', false) };
     }
+    case 'transformer': {
+      const m = f.transformer as Record<string, unknown> | undefined;
+      if (typeof m !== 'object' || m === null) throw fail('transformer', 'missing');
+      for (const field of ['layers', 'width', 'heads', 'mlpWidth']) {
+        if (!Number.isInteger(m[field]) || (m[field] as number) < 1) throw fail(`transformer.${field}`, 'must be a whole number ≥ 1');
+      }
+      const layout = { layers: m.layers as number, width: m.width as number, heads: m.heads as number, mlpWidth: m.mlpWidth as number };
+      return { kind: 'transformer', transformer: layout, params: vector('params', false) };
+    }
     default:
-      throw fail('kind', `must be base, gibbs, tabular or mlp, got ${JSON.stringify(f.kind)}`);
+      throw fail('kind', `must be base, gibbs, tabular, mlp or transformer, got ${JSON.stringify(f.kind)}`);
   }
 }
 

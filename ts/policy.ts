@@ -1,6 +1,9 @@
 /**
- * Policies: the base model, the Gibbs optimum, tabular softmax logits per (position, state), and the
- * `mlp` family (one network shared by all positions; see crate/core/src/mlp.rs for the layout).
+ * Policies: the base model, the Gibbs optimum, tabular softmax logits per (position, state), the
+ * `mlp` family (one network shared by all positions; see crate/core/src/mlp.rs for the layout) and
+ * the `transformer` family (a decoder-only transformer reading the whole prefix; see
+ * crate/core/src/transformer.rs). The exact engine analyses a transformer on the prefix tree
+ * (`new ExactEngine(scenario, { prefixTree: true })`), where it is a function of the state.
  */
 import type { CompiledScenario } from './compiled.js';
 import { callNative } from './errors.js';
@@ -20,7 +23,22 @@ export type Policy =
   /** Softmax logits per (position, state), T × S × V at ((t − 1)·S + s)·V + a. */
   | { kind: 'tabular'; logits: Float64Array }
   /** Parameters of an mlp, a flat vector (Float64Array, handed to the core without copying). */
-  | { kind: 'mlp'; mlp: MlpShape; params: Float64Array };
+  | { kind: 'mlp'; mlp: MlpShape; params: Float64Array }
+  /** Parameters of a transformer (layout in ts/transformer.ts), a flat vector. */
+  | { kind: 'transformer'; transformer: TransformerLayout; params: Float64Array };
+
+/** The layout of a transformer policy; its vocabulary and length are the scenario's. */
+export interface TransformerLayout {
+  layers: number;
+  width: number;
+  /** Attention heads (dividing the width). */
+  heads: number;
+  /** Width of each layer's MLP block. */
+  mlpWidth: number;
+}
+
+/** One layer of width 16, 2 heads, MLP width 32: small enough to train exactly on `horizon` in minutes. */
+export const DEFAULT_TRANSFORMER: TransformerLayout = { layers: 1, width: 16, heads: 2, mlpWidth: 32 };
 
 export const BASE: Policy = { kind: 'base' };
 
@@ -34,6 +52,39 @@ export function mlpNumParams(scenario: CompiledScenario, shape: MlpShape): numbe
 /** A seeded mlp (weights N(0, 1/fan-in), biases 0). */
 export function initMlp(scenario: CompiledScenario, shape: MlpShape = DEFAULT_MLP, seed = 0): Policy & { kind: 'mlp' } {
   return { kind: 'mlp', mlp: shape, params: callNative(() => native.mlpInit(scenario.tokens.length, scenario.length, shape, seed)) };
+}
+
+/** A seeded transformer (see `Transformer.initParams`). */
+export function initTransformer(scenario: CompiledScenario, layout: TransformerLayout = DEFAULT_TRANSFORMER, seed = 0): Policy & { kind: 'transformer' } {
+  const net = callNative(() => new native.Transformer({ vocab: scenario.tokens.length, length: scenario.length, ...layout }));
+  return { kind: 'transformer', transformer: { ...layout }, params: callNative(() => net.initParams(seed)) };
+}
+
+/** What fitting a transformer to the base reached: KL(P_base ‖ P_θ) over whole responses. */
+export interface TransformerFit {
+  /** Estimated on `klSamples` fresh base responses, with its standard error. */
+  sampledKl: number;
+  sampledKlSE: number;
+  steps: number;
+  batch: number;
+}
+
+/**
+ * Fits a transformer to the base by teacher forcing: Adam (cosine-decayed rate) on the
+ * cross-entropy of fresh base responses each step, an unbiased gradient of KL(P_base ‖ P_θ).
+ * Works on scenarios too large to enumerate; the exact KL is `engine.klBetween`'s on the prefix tree.
+ */
+export function fitTransformerToBase(
+  scenario: CompiledScenario,
+  policy: Policy & { kind: 'transformer' },
+  options: { steps?: number; batch?: number; learningRate?: number; seed?: number; klSamples?: number } = {},
+): { policy: Policy & { kind: 'transformer' }; fit: TransformerFit } {
+  const steps = options.steps ?? 300;
+  const batch = options.batch ?? 256;
+  const out = callNative(() =>
+    native.transformerFitBase(nativeScenario(scenario), policy.transformer, policy.params, { steps, batch, learningRate: options.learningRate ?? 0.01, seed: options.seed ?? 0, klSamples: options.klSamples }),
+  );
+  return { policy: { ...policy, params: out.params }, fit: { sampledKl: out.sampledKl, sampledKlSE: out.sampledKlSe, steps, batch } };
 }
 
 /** Numeric scenario in the form the core takes. */

@@ -24,7 +24,7 @@ import { estimateReport } from './estimate-report.js';
 import { writeAtomic } from './files.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
 import type { GradientEstimator } from './montecarlo.js';
-import { BASE, type Policy } from './policy.js';
+import { BASE, DEFAULT_TRANSFORMER, type Policy } from './policy.js';
 import { loadPolicy } from './policy-file.js';
 import { Progress } from './progress.js';
 import { resolveScenario } from './resolve.js';
@@ -86,7 +86,7 @@ export const SWEEP_PARAMETERS: Record<SweepCommand, Record<string, ParamSpec>> =
   train: {
     objective: oneOf(['standard', 'deep', 'deep-anchored', 'augment'], 'objective (default standard)'),
     algorithm: oneOf(['exact', 'fixed-point', 'reinforce', 'reinforce-innovation', 'ppo'], 'algorithm (default exact)'),
-    policy: oneOf(['tabular', 'mlp'], 'policy family (default tabular)'),
+    policy: oneOf(['tabular', 'mlp', 'transformer'], 'policy family (default tabular)'),
     lambda: LAMBDA,
     mu: nonNegative('μ of the recovery penalty (default: the scenario\'s)'),
     gamma: { kind: { type: 'number', above: 0, max: 1, text: 'a number in (0, 1]' }, doc: 'γ of the weights w_t = γ^(t−1) (default: the scenario\'s)' },
@@ -101,6 +101,10 @@ export const SWEEP_PARAMETERS: Record<SweepCommand, Record<string, ParamSpec>> =
     mlpHidden: { kind: { type: 'widths' }, doc: 'mlp hidden widths: 32 or [32, 16] (default [32])' },
     mlpActivation: oneOf(['tanh', 'relu'], 'mlp activation (default tanh)'),
     mlpOrder: wholeAtLeast(1, 'tokens the mlp reads (default: the scenario\'s context order)'),
+    layers: wholeAtLeast(1, `transformer layers (default ${DEFAULT_TRANSFORMER.layers})`),
+    width: wholeAtLeast(1, `transformer width (default ${DEFAULT_TRANSFORMER.width})`),
+    heads: wholeAtLeast(1, `transformer attention heads, dividing the width (default ${DEFAULT_TRANSFORMER.heads})`),
+    mlpWidth: wholeAtLeast(1, `width of the transformer's MLP blocks (default ${DEFAULT_TRANSFORMER.mlpWidth})`),
   },
   attack: {
     rank: wholeAtLeast(1, `rank-assisted prefilling: the policy's top R tokens (default ${DEFAULT_RANK}, capped at V)`),
@@ -607,10 +611,14 @@ function checkCell(source: string, command: SweepCommand, cell: RawCell, scenari
   if (command === 'train') {
     const objective = (p.objective as string | undefined) ?? 'standard';
     const algorithm = (p.algorithm as string | undefined) ?? 'exact';
-    if (SAMPLED.includes(algorithm) && objective !== 'standard') fail(p.algorithm !== undefined ? 'algorithm' : 'objective', `the sampled algorithm ${algorithm} trains the standard objective only, not ${objective}`);
+    if (SAMPLED.includes(algorithm) && objective !== 'standard' && !(objective === 'deep' && p.policy === 'transformer')) fail(p.algorithm !== undefined ? 'algorithm' : 'objective', `the sampled algorithm ${algorithm} trains the standard objective only, not ${objective}`);
     if (algorithm === 'fixed-point') {
       if (objective !== 'standard' && objective !== 'deep-anchored') fail('objective', `the fixed point solves the standard and deep-anchored objectives, not ${objective}`);
-      if (p.policy === 'mlp') fail('policy', 'the fixed point gives a tabular policy');
+      if (p.policy === 'mlp' || p.policy === 'transformer') fail('policy', 'the fixed point gives a tabular policy');
+    }
+    if (p.policy === 'transformer') {
+      const [width, heads] = [(p.width as number | undefined) ?? DEFAULT_TRANSFORMER.width, (p.heads as number | undefined) ?? DEFAULT_TRANSFORMER.heads];
+      if (width % heads !== 0) fail(p.heads !== undefined ? 'heads' : 'width', `the heads (${heads}) must divide the transformer width (${width})`);
     }
     if (objective !== 'standard' && scenario.recoveryTokens.length === 0) fail('objective', `the ${objective} objective needs recovery tokens, and scenario ${JSON.stringify(p.scenario)} has none`);
   }
@@ -857,6 +865,8 @@ interface WireResult {
 interface ScenarioEntry {
   compiled: CompiledScenario;
   engine?: ExactEngine | null;
+  /** The prefix-tree engine, for transformer policies. */
+  prefixTree?: ExactEngine | null;
   policies: Map<string, Policy>;
 }
 
@@ -899,6 +909,19 @@ export class CellRunner {
     }
     if (!entry.engine && required) throw new HarmHorizonError('HH_STATE_SPACE_TOO_LARGE', `the exact state space of ${entry.compiled.name} does not fit the memory budget`);
     return entry.engine;
+  }
+
+  /** The prefix-tree engine (transformer policies are exact there), or null when it does not fit. */
+  #prefixTree(entry: ScenarioEntry): ExactEngine | null {
+    if (entry.prefixTree === undefined) {
+      try {
+        entry.prefixTree = new ExactEngine(entry.compiled, { ...this.#budget, prefixTree: true });
+      } catch (error) {
+        if (!(error instanceof HarmHorizonError && error.code === 'HH_STATE_SPACE_TOO_LARGE')) throw error;
+        entry.prefixTree = null;
+      }
+    }
+    return entry.prefixTree;
   }
 
   #policyFile(entry: ScenarioEntry, path: string, engine: ExactEngine | null): Policy {
@@ -945,8 +968,9 @@ export class CellRunner {
         };
       }
       case 'estimate': {
-        const exact = this.#engine(entry, false);
+        let exact = this.#engine(entry, false);
         const policy = typeof p.policy === 'string' ? this.#policyFile(entry, p.policy, exact) : BASE;
+        if (policy.kind === 'transformer') exact = this.#prefixTree(entry);
         const r = await estimateReport(c, policy, { samples: p.samples as number, seed: cell.seed, rollouts: p.rollouts as number | undefined, estimator: ((p.estimator as string | undefined) ?? 'innovation') as GradientEstimator }, exact);
         return {
           harmSource: r.harmSource,
@@ -963,9 +987,10 @@ export class CellRunner {
         };
       }
       case 'train': {
-        const engine = this.#engine(entry, false);
+        const engine = p.policy === 'transformer' ? this.#prefixTree(entry) : this.#engine(entry, false);
         const steps = (p.steps as number | undefined) ?? 1000;
         const hidden = (p.mlpHidden as number[] | undefined) ?? [32];
+        let first: TrainRecord | undefined;
         let last: TrainRecord | undefined;
         await train(
           c,
@@ -980,8 +1005,14 @@ export class CellRunner {
               mix: (p.mix as number | undefined) ?? DEFAULT_MIX,
             },
             algorithm: ((p.algorithm as string | undefined) ?? 'exact') as Algorithm,
-            policy: ((p.policy as string | undefined) ?? 'tabular') as 'tabular' | 'mlp',
+            policy: ((p.policy as string | undefined) ?? 'tabular') as 'tabular' | 'mlp' | 'transformer',
             mlp: { order: (p.mlpOrder as number | undefined) ?? c.order, hidden, activation: ((p.mlpActivation as string | undefined) ?? 'tanh') as 'tanh' | 'relu' },
+            transformer: {
+              layers: (p.layers as number | undefined) ?? DEFAULT_TRANSFORMER.layers,
+              width: (p.width as number | undefined) ?? DEFAULT_TRANSFORMER.width,
+              heads: (p.heads as number | undefined) ?? DEFAULT_TRANSFORMER.heads,
+              mlpWidth: (p.mlpWidth as number | undefined) ?? DEFAULT_TRANSFORMER.mlpWidth,
+            },
             steps,
             seed: cell.seed,
             optimizer: ((p.optimizer as string | undefined) ?? TRAIN_DEFAULTS.optimizer) as 'adam' | 'sgd',
@@ -992,7 +1023,10 @@ export class CellRunner {
             epochs: (p.epochs as number | undefined) ?? TRAIN_DEFAULTS.epochs,
             evalEvery: steps,
           },
-          (record) => (last = record),
+          (record) => {
+            first ??= record;
+            last = record;
+          },
         );
         if (!last) throw new HarmHorizonError('HH_INTERNAL', 'training produced no record');
         return {
@@ -1007,12 +1041,14 @@ export class CellRunner {
           asr: last.asr ?? null,
           gradNorm: last.gradNorm,
           ...(last.batch ? { batch: last.batch } : {}),
+          ...(first?.fit ? { fit: first.fit } : {}),
         };
       }
       case 'attack': {
-        const engine = this.#engine(entry, false);
+        let engine = this.#engine(entry, false);
         const policy: Policy =
           typeof p.policy === 'string' ? this.#policyFile(entry, p.policy, engine) : typeof p.lambda === 'number' ? { kind: 'gibbs', lambda: p.lambda } : BASE;
+        if (policy.kind === 'transformer') engine = this.#prefixTree(entry);
         const rank = (p.rank as number | undefined) ?? DEFAULT_RANK;
         const out: Record<string, unknown> = { rank: Math.min(rank, c.tokens.length) };
         if (engine) {

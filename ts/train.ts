@@ -7,9 +7,10 @@
 import type { CompiledScenario } from './compiled.js';
 import { callNative, HarmHorizonError } from './errors.js';
 import type { ExactEngine } from './exact.js';
+import { harmfulBaseResponses } from './attack.js';
 import { MonteCarlo } from './montecarlo.js';
 import { native } from './native.js';
-import { fitMlpToBase, initMlp, toInput, type MlpShape, type Policy } from './policy.js';
+import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, toInput, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from './policy.js';
 
 export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
 /**
@@ -42,11 +43,14 @@ export interface TrainOptions {
   /**
    * The policy family to train, or a policy to start from. A family starts at the base, except that
    * a tabular policy trained on the augment objective starts at the Gibbs policy at λ (Qi et al.
-   * augment an already aligned model).
+   * augment an already aligned model). A transformer is fitted to the base first; its exact
+   * analysis needs `engine` built with `prefixTree` (or no engine: sampled training only).
    */
-  policy: 'tabular' | 'mlp' | Policy;
+  policy: 'tabular' | 'mlp' | 'transformer' | Policy;
   /** Shape of a new mlp (default one hidden layer of 32 tanh units reading the scenario's context). */
   mlp?: MlpShape;
+  /** Layout of a new transformer (default DEFAULT_TRANSFORMER). */
+  transformer?: TransformerLayout;
   steps: number;
   seed: number;
   optimizer: 'adam' | 'sgd';
@@ -92,6 +96,8 @@ export interface TrainRecord {
   asr?: number[];
   /** Sampled algorithms: the batch's mean harm and per-token KL. */
   batch?: { meanHarm: number; meanKl: number };
+  /** Step 0 of a new transformer: how well it was fitted to the base (exactKl on the prefix tree). */
+  fit?: TransformerFit & { exactKl?: number };
   seconds: number;
 }
 
@@ -100,11 +106,11 @@ const nulls = (a: ArrayLike<number>) => Array.from(a, (x) => (Number.isFinite(x)
 /** The policy's parameter vector (the array that is trained in place). */
 function parameters(policy: Policy): Float64Array {
   if (policy.kind === 'tabular') return policy.logits;
-  if (policy.kind === 'mlp') return policy.params;
+  if (policy.kind === 'mlp' || policy.kind === 'transformer') return policy.params;
   throw new HarmHorizonError('HH_INVALID_ARGUMENT', `a ${policy.kind} policy has no parameters to train`);
 }
 
-/** A fresh policy of the family, equal (tabular) or fitted (mlp) to the base. */
+/** A fresh policy of the family, equal (tabular) or fitted (mlp; transformer: see `initialTransformer`) to the base. */
 export function initialPolicy(scenario: CompiledScenario, engine: ExactEngine | null, family: 'tabular' | 'mlp', shape: MlpShape | undefined, seed: number): Policy {
   if (family === 'tabular') {
     if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'a tabular policy needs the exact state space, which is too large here');
@@ -112,6 +118,16 @@ export function initialPolicy(scenario: CompiledScenario, engine: ExactEngine | 
   }
   const mlp = initMlp(scenario, shape ?? { order: scenario.order, hidden: [32], activation: 'tanh' }, seed);
   return fitMlpToBase(scenario, mlp, { steps: 400 }).policy;
+}
+
+/**
+ * A seeded transformer fitted to the base, and the fit's KL(P_base ‖ P_θ): sampled, and exact when
+ * `engine` is the prefix tree.
+ */
+export function initialTransformer(scenario: CompiledScenario, engine: ExactEngine | null, layout: TransformerLayout, seed: number): { policy: Policy; fit: TransformerFit & { exactKl?: number } } {
+  const { policy, fit } = fitTransformerToBase(scenario, initTransformer(scenario, layout, seed), { seed });
+  const exactKl = engine?.prefixTree ? engine.klBetween(BASE, policy).reduce((a, b) => a + b, 0) : undefined;
+  return { policy, fit: exactKl === undefined ? fit : { ...fit, exactKl } };
 }
 
 function objectiveInput(scenario: CompiledScenario, o: ObjectiveOptions) {
@@ -177,21 +193,26 @@ export async function train(
 ): Promise<Policy> {
   const o = options.objective;
   if (options.algorithm === 'fixed-point') return solveFixedPoint(scenario, engine, options, onRecord);
-  if (options.algorithm !== 'exact' && o.kind !== 'standard') {
-    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective; use --algorithm exact for ${o.kind}`);
+  const isTransformer = options.policy === 'transformer' || (typeof options.policy === 'object' && options.policy.kind === 'transformer');
+  if (options.algorithm !== 'exact' && o.kind !== 'standard' && !(o.kind === 'deep' && isTransformer)) {
+    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective (and deep, for transformers); use --algorithm exact for ${o.kind}`);
   }
   if (options.algorithm === 'exact' && !engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'exact descent needs the exact state space, which is too large here');
   if (o.kind !== 'standard' && scenario.recovery.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the ${o.kind} objective needs recovery tokens (the scenario has none)`);
+  const fitted = options.policy === 'transformer' ? initialTransformer(scenario, engine, options.transformer ?? DEFAULT_TRANSFORMER, options.seed) : null;
   const policy: Policy =
     options.policy === 'tabular' && o.kind === 'augment' && engine
       ? { kind: 'tabular', logits: callNative(() => engine.native.policyLogits({ kind: 'gibbs', lambda: o.lambda })) }
-      : typeof options.policy === 'string'
-        ? initialPolicy(scenario, engine, options.policy, options.mlp, options.seed)
-        : structuredClone(options.policy);
+      : fitted
+        ? fitted.policy
+        : typeof options.policy === 'string'
+          ? initialPolicy(scenario, engine, options.policy as 'tabular' | 'mlp', options.mlp, options.seed)
+          : structuredClone(options.policy);
   const init = structuredClone(policy);
   const params = parameters(policy);
   const optimizer = callNative(() => new native.Optimizer(options.optimizer, params.length, options.learningRate));
   const mc = options.algorithm === 'exact' ? null : new MonteCarlo(scenario, engine ? { exact: engine } : {});
+  const penalty = mc && o.kind === 'deep' ? recoveryPenalty(scenario, o, options) : undefined;
   const started = performance.now();
   for (let step = 0; step <= options.steps && !shouldStop(); step++) {
     const last = step === options.steps;
@@ -206,9 +227,11 @@ export async function train(
     } else {
       record = { step, objective: NaN, parts: { expectedHarm: NaN, kl: NaN, penalty: 0, anchorKl: 0, sftLoss: 0 }, expectedHarm: NaN, kl: NaN, klOnPolicy: [], gradNorm: [], recovery: [], seconds: 0 };
     }
+    if (step === 0 && fitted) record.fit = fitted.fit;
     if (mc && !last) {
-      const kind = policy.kind === 'mlp' ? 'mlp' : 'tabular';
+      const kind = policy.kind === 'mlp' || policy.kind === 'transformer' ? policy.kind : 'tabular';
       const shape = policy.kind === 'mlp' ? policy.mlp : undefined;
+      const layout = policy.kind === 'transformer' ? policy.transformer : undefined;
       const out = callNative(() =>
         mc.native.rlStep(kind, shape, params, optimizer, {
           algorithm: options.algorithm,
@@ -218,7 +241,8 @@ export async function train(
           lambda: o.lambda,
           clip: options.clip,
           epochs: options.epochs,
-        }),
+          penalty,
+        }, layout),
       );
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
       if (!engine) {
@@ -226,7 +250,8 @@ export async function train(
         record.expectedHarm = out.meanHarm;
         record.kl = out.meanKl;
       }
-      record.gradNorm = Array.from(out.gradNorm);
+      // A transformer's sampled step gives no per-position norms (T backward passes): keep the exact ones.
+      if (out.gradNorm.length > 0 || !engine) record.gradNorm = Array.from(out.gradNorm);
     }
     record.seconds = (performance.now() - started) / 1000;
     onRecord(record);
@@ -234,6 +259,18 @@ export async function train(
     if (step % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
   return policy;
+}
+
+/**
+ * The deep objective's recovery penalty for sampled training of a transformer: Q as `samples` harmful
+ * base responses drawn once (seeded), weighted by their harm; w_t = γ^{t−1}.
+ */
+function recoveryPenalty(scenario: CompiledScenario, o: ObjectiveOptions, options: TrainOptions) {
+  const { prefixes, weights } = harmfulBaseResponses(scenario, { samples: options.samples, seed: options.seed + 1 });
+  const responses = new Uint32Array(prefixes.length * scenario.length);
+  prefixes.forEach((p, n) => responses.set(p, n * scenario.length));
+  const positionWeights = Float64Array.from({ length: scenario.length }, (_, t) => o.gamma ** t);
+  return { responses, weights: Float64Array.from(weights), mu: o.mu, positionWeights, recovery: scenario.recovery };
 }
 
 /** The fixed-point "training": one solve, logged as step 0 (the base) and step 1 (the optimum). */

@@ -246,3 +246,34 @@ pub fn fine_tune_loss(model: &Model, policy: &dyn Policy, weights: &[f64], objec
         token_grad_norm,
     })
 }
+
+/// The rank-assisted attacker against any samplable policy (a transformer on a scenario too large to
+/// tabulate, say): at each step the policy's top r tokens (ties: lower id), of which the one whose
+/// next state has the highest base conditional harm (ties: lower id), as `rank_assisted_logits`
+/// chooses on exact states. Walks need the scenario's exact model for the states of `h_base`.
+pub struct RankAssistedStep<'a> {
+    pub policy: &'a dyn crate::sampling::StepPolicy,
+    pub model: &'a Model,
+    /// h_t(s) under the base, (T+1) × S.
+    pub h_base: &'a [f64],
+    pub rank: usize,
+}
+
+impl crate::sampling::StepPolicy for RankAssistedStep<'_> {
+    fn scratch_len(&self) -> usize {
+        self.policy.scratch_len()
+    }
+    fn needs_exact_state(&self) -> bool {
+        true
+    }
+    fn probs(&self, walk: &crate::walk::Walk, out: &mut [f64], scratch: &mut [f64]) {
+        self.policy.probs(walk, out, scratch);
+        let (n, t, s) = (self.model.num_states(), walk.emitted() + 1, walk.state as usize);
+        let mut order: Vec<usize> = (0..out.len()).collect();
+        order.sort_by(|&a, &b| out[b].total_cmp(&out[a]).then(a.cmp(&b)));
+        let harm_of = |a: usize| self.h_base[t * n + self.model.next_row(s)[a] as usize];
+        let chosen = order[..self.rank.clamp(1, out.len())].iter().copied().max_by(|&a, &b| harm_of(a).total_cmp(&harm_of(b)).then(b.cmp(&a))).unwrap();
+        out.fill(0.0);
+        out[chosen] = 1.0;
+    }
+}

@@ -22,6 +22,7 @@ pub mod mlp;
 pub mod gemm;
 pub mod vector_math;
 pub mod transformer;
+pub mod transformer_table;
 pub mod estimate;
 pub mod fit;
 pub mod optim;

@@ -46,6 +46,23 @@ pub trait Family: Sync {
     }
 }
 
+/// What a training step needs of a policy family: sampling, and the score-function gradient as
+/// `Family::score_gradient` gives it. Every `Family` is trainable; families without a per-input
+/// score model (the transformer, whose scores come from batched passes) implement this directly.
+pub trait Trainable: Sync {
+    fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples>;
+    fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)>;
+}
+
+impl<F: Family> Trainable for F {
+    fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
+        self.with_params(params, |p| sample(track, p, request))?
+    }
+    fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
+        Family::score_gradient(self, track, params, samples, coef, uses_log_prob)
+    }
+}
+
 pub struct TabularFamily<'m>(pub &'m Model);
 
 impl Family for TabularFamily<'_> {
@@ -135,7 +152,7 @@ fn leave_one_out(values: &[f64], samples: &Samples) -> Vec<f64> {
 /// One training step: samples N responses from the current parameters, estimates the gradient of
 /// λ·E[H] + KL, and applies `update(params, gradient)` (once, or once per PPO epoch).
 #[allow(clippy::too_many_arguments)]
-pub fn rl_step<F: Family>(
+pub fn rl_step<F: Trainable>(
     track: &Track,
     family: &F,
     params: &mut [f64],
@@ -151,7 +168,7 @@ pub fn rl_step<F: Family>(
         return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
     }
     let request = SampleRequest { count, seed, prefix: None, first_index };
-    let samples = family.with_params(params, |p| sample(track, p, &request))??;
+    let samples = family.sample(track, params, &request)?;
     let t_max = samples.length;
     let base = BaseStep { spec: track.spec };
     let base_lp = replay_log_probs(track, &base, &samples);

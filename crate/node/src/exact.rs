@@ -29,7 +29,11 @@ impl ExactModel {
                 Some(b) if b.is_finite() && b > 0.0 => b as u64,
                 Some(b) => return Err(invalid(format!("memoryBudget must be a positive number of bytes, got {b}"))),
             };
-            Ok(ExactModel { inner: Arc::new(Model::new(spec.to_spec()?, budget)?) })
+            let model = match spec.prefix_tree {
+                Some(true) => core::transformer_table::prefix_tree(spec.to_spec()?, budget)?,
+                _ => Model::new(spec.to_spec()?, budget)?,
+            };
+            Ok(ExactModel { inner: Arc::new(model) })
         })
     }
 

@@ -85,6 +85,8 @@ pub struct ScenarioInput {
     pub start: u32,
     /// Memory budget of the exact engine in bytes (default 4 GiB).
     pub memory_budget: Option<f64>,
+    /// Exact engine: one state per prefix (for transformer policies) instead of (context, automaton state).
+    pub prefix_tree: Option<bool>,
 }
 
 
@@ -98,7 +100,7 @@ impl ScenarioInput {
     }
 
     /// The numeric specification, copied out of the JavaScript arrays.
-    fn to_spec(&self) -> core::Result<ScenarioSpec> {
+    pub(crate) fn to_spec(&self) -> core::Result<ScenarioSpec> {
         Ok(ScenarioSpec {
             vocab: self.vocab as usize,
             length: self.length as usize,

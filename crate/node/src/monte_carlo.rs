@@ -13,6 +13,8 @@ use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
 use core::proposal::{check_tilt, with_tilt, TiltMethod, DEFAULT_TILT};
 use core::sampling::{sample, Prefix, SampleRequest, Samples};
 use core::walk::Track;
+use core::attack::RankAssistedStep;
+use core::policy::BasePolicy;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -34,6 +36,9 @@ pub struct SampleOptions {
     pub prefix_length: Option<u32>,
     /// RNG index of the first response (default 0): batches with offsets reproduce one sample.
     pub first_index: Option<u32>,
+    /// Sample the rank-assisted attacker against the policy instead (top r tokens, the most harmful
+    /// under the base); needs the exact model.
+    pub rank_assisted: Option<u32>,
 }
 
 #[napi(object)]
@@ -288,7 +293,16 @@ impl MonteCarlo {
             let prefix = options.prefix.as_ref().map(|tokens| Prefix { tokens, length: options.prefix_length.unwrap_or(tokens.len() as u32) as usize });
             let request = SampleRequest { count, seed, prefix, first_index: options.first_index.unwrap_or(0) };
             let track = Track::new(&self.spec, self.model.as_deref());
-            choice.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| sample(&track, step, &request))
+            match options.rank_assisted {
+                None => choice.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| sample(&track, step, &request)),
+                Some(rank) => {
+                    let model = self.model.as_deref().ok_or_else(|| invalid("rank-assisted sampling needs the exact model (for the base's conditional harm)".into()))?;
+                    let h_base = conditional_harm(model, &BasePolicy { model });
+                    choice.with_sampler(&self.spec, Some(model), |step, _, _| {
+                        sample(&track, &RankAssistedStep { policy: step, model, h_base: &h_base, rank: rank as usize }, &request)
+                    })
+                }
+            }
         })
         .map(SamplesOutput::from)
     }

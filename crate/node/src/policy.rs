@@ -1,5 +1,5 @@
-//! Policies from JavaScript: `base`, `tabular` (logits T × S × V), `gibbs` (λ) and `mlp` (network
-//! shape and parameters), for the exact engine and for sampling.
+//! Policies from JavaScript: `base`, `tabular` (logits T × S × V), `gibbs` (λ), `mlp` and
+//! `transformer` (network shape and parameters), for the exact engine and for sampling.
 
 use std::borrow::Cow;
 
@@ -11,6 +11,7 @@ use core::mlp::{Activation, Mlp, MlpConfig, MlpPolicy};
 use core::model::{Model, ScenarioSpec};
 use core::policy::{BasePolicy, Policy, TabularPolicy};
 use core::sampling::{BaseStep, ExactStep, StepPolicy};
+use core::transformer::{Transformer, TransformerConfig, TransformerPolicy};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -37,8 +38,26 @@ impl MlpShape {
     }
 }
 
-/// Which policy: `base`, `tabular` (with `logits`, T×S×V), `gibbs` (with `lambda`) or `mlp` (with
-/// `mlp` and `params`).
+/// The layout of a `transformer` policy (its vocabulary and length are the scenario's).
+#[napi(object)]
+#[derive(Clone)]
+pub struct TransformerLayout {
+    pub layers: u32,
+    pub width: u32,
+    /// Attention heads (dividing the width).
+    pub heads: u32,
+    /// Width of each layer's MLP block.
+    pub mlp_width: u32,
+}
+
+impl TransformerLayout {
+    pub fn build(&self, vocab: usize, length: usize) -> core::Result<Transformer> {
+        Transformer::new(TransformerConfig { vocab, length, layers: self.layers as usize, width: self.width as usize, heads: self.heads as usize, mlp_width: self.mlp_width as usize })
+    }
+}
+
+/// Which policy: `base`, `tabular` (with `logits`, T×S×V), `gibbs` (with `lambda`), `mlp` (with
+/// `mlp` and `params`) or `transformer` (with `transformer` and `params`).
 #[napi(object)]
 pub struct PolicyInput {
     pub kind: String,
@@ -46,6 +65,7 @@ pub struct PolicyInput {
     pub lambda: Option<f64>,
     pub mlp: Option<MlpShape>,
     pub params: Option<Float64Array>,
+    pub transformer: Option<TransformerLayout>,
 }
 
 pub enum PolicyChoice<'a> {
@@ -53,6 +73,7 @@ pub enum PolicyChoice<'a> {
     Tabular(Cow<'a, [f64]>),
     Gibbs(f64),
     Mlp(Mlp, Cow<'a, [f64]>),
+    Transformer(Transformer, Cow<'a, [f64]>),
 }
 
 impl PolicyChoice<'_> {
@@ -76,7 +97,15 @@ impl PolicyChoice<'_> {
                 }
                 _ => Err(invalid("policy.mlp and policy.params are required for an mlp policy".into())),
             },
-            other => Err(invalid(format!("policy.kind must be base, tabular, gibbs or mlp, got {other:?}"))),
+            "transformer" => match (&input.transformer, &input.params) {
+                (Some(layout), Some(params)) => {
+                    let net = layout.build(spec.vocab, spec.length)?;
+                    net.check_params(params)?;
+                    Ok(PolicyChoice::Transformer(net, Cow::Borrowed(params.as_ref())))
+                }
+                _ => Err(invalid("policy.transformer and policy.params are required for a transformer policy".into())),
+            },
+            other => Err(invalid(format!("policy.kind must be base, tabular, gibbs, mlp or transformer, got {other:?}"))),
         }
     }
 
@@ -86,10 +115,12 @@ impl PolicyChoice<'_> {
             PolicyChoice::Tabular(l) => PolicyChoice::Tabular(Cow::Owned(l.into_owned())),
             PolicyChoice::Gibbs(l) => PolicyChoice::Gibbs(l),
             PolicyChoice::Mlp(m, p) => PolicyChoice::Mlp(m, Cow::Owned(p.into_owned())),
+            PolicyChoice::Transformer(n, p) => PolicyChoice::Transformer(n, Cow::Owned(p.into_owned())),
         }
     }
 
-    /// Calls `f` with the policy as the exact engine sees it (an mlp is tabulated over the states).
+    /// Calls `f` with the policy as the exact engine sees it (an mlp is tabulated over the states, a
+    /// transformer over the prefix tree, which the model must then be).
     pub fn with<T>(&self, model: &Model, f: impl FnOnce(&dyn Policy) -> T) -> core::Result<T> {
         Ok(match self {
             PolicyChoice::Base => f(&BasePolicy { model }),
@@ -97,6 +128,10 @@ impl PolicyChoice<'_> {
             PolicyChoice::Gibbs(lambda) => f(&GibbsPolicy::new(model, *lambda)?),
             PolicyChoice::Mlp(mlp, params) => {
                 let logits = mlp.tabulate(params, model)?;
+                f(&TabularPolicy::new(model, &logits)?)
+            }
+            PolicyChoice::Transformer(net, params) => {
+                let logits = core::transformer_table::tabulate(net, params, model)?;
                 f(&TabularPolicy::new(model, &logits)?)
             }
         })
@@ -137,6 +172,15 @@ impl PolicyChoice<'_> {
                         f(&policy, Some(&policy), Some(&TabularPolicy::new(model, &logits)?))
                     }
                     None => f(&policy, Some(&policy), None),
+                }
+            }
+            // No per-input score model (its scores come from batched passes); an exact view only on
+            // a prefix tree, where the transformer is a function of the state.
+            PolicyChoice::Transformer(net, params) => {
+                let policy = TransformerPolicy { model: net, params };
+                match model.map(|m| (m, core::transformer_table::tabulate(net, params, m))) {
+                    Some((model, Ok(logits))) => f(&policy, None, Some(&TabularPolicy::new(model, &logits)?)),
+                    _ => f(&policy, None, None),
                 }
             }
         }

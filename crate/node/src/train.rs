@@ -4,7 +4,7 @@
 use crate::core;
 use crate::exact::ExactModel;
 use crate::monte_carlo::MonteCarlo;
-use crate::policy::{MlpShape, PolicyChoice, PolicyInput};
+use crate::policy::{MlpShape, PolicyChoice, PolicyInput, TransformerLayout};
 use crate::{count_from, guard, invalid, seed_from};
 use core::attack::{default_betas, fine_tune_loss, harmful_response_logits, harmful_token_weights, rank_assisted_logits, token_weights_from_responses, FineTune, ADAMW_BETA1, DEFAULT_WEIGHT_FLOOR};
 use core::exact::{conditional_harm, kl_between};
@@ -14,6 +14,7 @@ use core::fixed_point::solve;
 use core::optim::{sgd_step, Adam};
 use core::policy::{BasePolicy, Policy, TabularPolicy};
 use core::rl::{rl_step, MlpFamily, RlAlgorithm, TabularFamily};
+use core::transformer_table::{RecoveryPenalty, TransformerFamily};
 use core::walk::Track;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
@@ -169,7 +170,7 @@ pub struct ObjectiveOutput {
     pub sft_loss: f64,
     /// Mean recovery probability on Q's prefixes per position (NaN where Q has none).
     pub recovery: Float64Array,
-    /// ∂J/∂θ: T × S × V for tabular policies, P for mlp policies.
+    /// ∂J/∂θ: T × S × V for tabular policies, P for mlp and transformer policies.
     pub gradient: Option<Float64Array>,
     /// ||∂J/∂θ_t|| per position (in logit space).
     pub grad_norm: Float64Array,
@@ -197,13 +198,20 @@ fn to_objective_output(v: ObjectiveValue, gradient: Option<Vec<f64>>, norms: Vec
     }
 }
 
-/// Runs `f` on the policy's exact view; for an mlp, also pulls a logit gradient back to parameters.
+/// Runs `f` on the policy's exact view; for an mlp or a transformer, also pulls a logit gradient
+/// back to parameters.
 fn with_exact<T>(model: &Model, choice: &PolicyChoice, f: impl FnOnce(&dyn Policy) -> core::Result<(T, Option<Vec<f64>>)>) -> core::Result<(T, Option<Vec<f64>>)> {
     match choice {
         PolicyChoice::Mlp(mlp, params) => {
             let logits = mlp.tabulate(params, model)?;
             let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
             let grad = logit_grad.map(|g| mlp.pull_back(params, model, &g)).transpose()?;
+            Ok((value, grad))
+        }
+        PolicyChoice::Transformer(net, params) => {
+            let logits = core::transformer_table::tabulate(net, params, model)?;
+            let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
+            let grad = logit_grad.map(|g| core::transformer_table::pull_back(net, params, model, &g)).transpose()?;
             Ok((value, grad))
         }
         other => other.with(model, f)?,
@@ -386,6 +394,22 @@ pub struct RlOptions {
     /// PPO's clip ε (default 0.2) and epochs per batch (default 4).
     pub clip: Option<f64>,
     pub epochs: Option<u32>,
+    /// Transformer policies: also descend the deep objective's recovery penalty on these harmful responses.
+    pub penalty: Option<PenaltyInput>,
+}
+
+/// The deep objective's recovery penalty μ·E_Q[Σ_t w_t·(1 − π(R | y<t))] on sampled harmful responses.
+#[napi(object)]
+pub struct PenaltyInput {
+    /// N × T tokens, 0xFFFFFFFF after the end.
+    pub responses: Uint32Array,
+    /// Weight of each response (its harm).
+    pub weights: Float64Array,
+    pub mu: f64,
+    /// w_t, length T.
+    pub position_weights: Float64Array,
+    /// Recovery token ids R.
+    pub recovery: Vec<u32>,
 }
 
 #[napi(object)]
@@ -399,10 +423,10 @@ pub struct RlStepOutput {
 #[napi]
 impl MonteCarlo {
     /// One sampled training step on λ·E[H] + KL for a tabular (`kind` "tabular", needs the exact
-    /// model) or mlp policy: samples a batch from `params`, estimates the gradient and updates
-    /// `params` in place with the optimizer.
+    /// model), mlp or transformer policy (its layout last): samples a batch from `params`,
+    /// estimates the gradient and updates `params` in place with the optimizer.
     #[napi]
-    pub fn rl_step(&self, kind: String, mlp: Option<MlpShape>, mut params: Float64Array, optimizer: &mut Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
+    pub fn rl_step(&self, kind: String, mlp: Option<MlpShape>, mut params: Float64Array, optimizer: &mut Optimizer, options: RlOptions, transformer: Option<TransformerLayout>) -> napi::Result<RlStepOutput, String> {
         guard(|| {
             let algorithm = match options.algorithm.as_str() {
                 "reinforce" => RlAlgorithm::Reinforce,
@@ -429,6 +453,9 @@ impl MonteCarlo {
             let mut update = |p: &mut [f64], g: &[f64]| {
                 let _ = optimizer.apply(p, g);
             };
+            if options.penalty.is_some() && kind != "transformer" {
+                return Err(invalid(format!("a sampled recovery penalty is for transformer policies, not {kind:?}")));
+            }
             let step = match kind.as_str() {
                 "tabular" => {
                     let model = model.ok_or_else(|| invalid("a tabular policy needs the exact model".into()))?;
@@ -447,7 +474,31 @@ impl MonteCarlo {
                     };
                     rl_step(&track, &MlpFamily(&net), params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
                 }
-                other => return Err(invalid(format!("sampled training takes tabular or mlp policies, got {other:?}"))),
+                "transformer" => {
+                    let layout = transformer.as_ref().ok_or_else(|| invalid("a transformer policy needs its layout".into()))?;
+                    let net = layout.build(spec.vocab, spec.length)?;
+                    let h = match (algorithm, model) {
+                        (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &core::transformer_table::tabulate(&net, params, model)?)?)),
+                        (RlAlgorithm::ReinforceInnovation, None) => return Err(invalid("the innovation variant needs the prefix-tree exact model for a transformer".into())),
+                        _ => None,
+                    };
+                    let mask = options.penalty.as_ref().map(|q| {
+                        let mut mask = vec![false; spec.vocab];
+                        q.recovery.iter().filter(|&&r| (r as usize) < spec.vocab).for_each(|&r| mask[r as usize] = true);
+                        mask
+                    });
+                    let penalty = match (&options.penalty, &mask) {
+                        (Some(q), Some(mask)) => {
+                            if !(q.mu.is_finite() && q.mu >= 0.0) || q.recovery.iter().any(|&r| r as usize >= spec.vocab) {
+                                return Err(invalid("penalty: mu must be finite and ≥ 0, recovery tokens below V".into()));
+                            }
+                            Some(RecoveryPenalty { responses: &q.responses, weights: &q.weights, mu: q.mu, position_weights: &q.position_weights, recovery: mask })
+                        }
+                        _ => None,
+                    };
+                    rl_step(&track, &TransformerFamily { net: &net, penalty }, params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
+                }
+                other => return Err(invalid(format!("sampled training takes tabular, mlp or transformer policies, got {other:?}"))),
             };
             Ok(RlStepOutput { mean_harm: step.mean_harm, mean_kl: step.mean_kl, objective: step.objective, grad_norm: Float64Array::new(step.grad_norm) })
         })

@@ -148,3 +148,42 @@ impl Transformer {
         }
     }
 }
+
+/// Settings of `transformerFitBase`.
+#[napi(object)]
+pub struct FitBaseOptions {
+    pub steps: u32,
+    /// Base responses per step.
+    pub batch: u32,
+    pub learning_rate: f64,
+    pub seed: f64,
+    /// Base responses of the KL estimate (default 4096).
+    pub kl_samples: Option<u32>,
+}
+
+#[napi(object)]
+pub struct FitBaseOutput {
+    pub params: Float64Array,
+    /// KL(P_base ‖ P_θ) over whole responses, estimated on fresh base responses, and its SE.
+    pub sampled_kl: f64,
+    pub sampled_kl_se: f64,
+}
+
+/// Fits a transformer to a scenario's base by teacher forcing on base samples (see
+/// crate/core/src/transformer_table.rs), starting from `params` (copied).
+#[napi]
+pub fn transformer_fit_base(scenario: crate::ScenarioInput, layout: crate::policy::TransformerLayout, params: Float64Array, options: FitBaseOptions) -> napi::Result<FitBaseOutput, String> {
+    use core::transformer_table::{fit_base, sampled_kl_from_base, FitOptions};
+    guard(|| {
+        let spec = scenario.to_spec()?.prepared()?;
+        let net = layout.build(spec.vocab, spec.length)?;
+        let seed = seed_from(options.seed, "seed")?;
+        let mut params = params.to_vec();
+        let fit = FitOptions { steps: options.steps as usize, batch: options.batch as usize, learning_rate: options.learning_rate, seed };
+        fit_base(&net, &mut params, &spec, fit)?;
+        // Fresh responses: indices after the fitting ones.
+        let first = u32::try_from(options.steps as u64 * options.batch as u64).map_err(|_| invalid("too many fitting samples".into()))?;
+        let (kl, se) = sampled_kl_from_base(&net, &params, &spec, options.kl_samples.unwrap_or(4096) as usize, seed, first)?;
+        Ok(FitBaseOutput { params: Float64Array::new(params), sampled_kl: kl, sampled_kl_se: se })
+    })
+}
