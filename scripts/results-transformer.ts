@@ -16,6 +16,7 @@ import { MonteCarlo } from '../ts/montecarlo.ts';
 import { DEFAULT_TRANSFORMER } from '../ts/policy.ts';
 import { initialPolicy, initialTransformer, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.ts';
 import type { CompiledScenario } from '../ts/compiled.ts';
+import { clampRounding } from '../ts/format.ts';
 
 const lines: string[] = [];
 const out = (s = '') => lines.push(s);
@@ -23,6 +24,8 @@ const f = (x: number | null | undefined, d = 4) => (x === null || x === undefine
 const log = (s: string) => process.stderr.write(`${s}\n`);
 const sum = (a: ArrayLike<number>) => Array.from(a).reduce((x, y) => x + y, 0);
 const max = (a: ArrayLike<number>) => Math.max(...Array.from(a));
+/** A KL, which cannot be negative: rounding noise below 0 shows as 0. */
+const kl = (x: number, d = 4) => f(clampRounding(x), d);
 const layout = DEFAULT_TRANSFORMER;
 const shape = `${layout.layers} layer, width ${layout.width}, ${layout.heads} heads, MLP width ${layout.mlpWidth}`;
 
@@ -91,7 +94,7 @@ for (const [name, engine, start, fitKl, extra] of families) {
   const g = engine.harmProfile(start).gradNorm;
   const params = start.kind === 'tabular' ? start.logits.length : start.kind === 'mlp' || start.kind === 'transformer' ? start.params.length : 0;
   drift[start.kind] = max(moved.slice(4));
-  out(`| ${name} | ${params} | ${f(fitKl)} | ${f(r.last.expectedHarm)} | ${r.last.klOnPolicy.slice(0, 4).map((x) => f(x, 3)).join(' ')} | ${f(max(r.first.klOnPolicy.slice(4)))} | ${f(max(r.last.klOnPolicy.slice(4)))} | ${f(max(moved.slice(4)))} | ${f(max(moved.slice(0, 4)))} | ${f(max(g.slice(4)))} | ${(r.seconds + control.seconds).toFixed(0)} |`);
+  out(`| ${name} | ${params} | ${kl(fitKl)} | ${f(r.last.expectedHarm)} | ${r.last.klOnPolicy.slice(0, 4).map((x) => kl(x, 3)).join(' ')} | ${kl(max(r.first.klOnPolicy.slice(4)))} | ${kl(max(r.last.klOnPolicy.slice(4)))} | ${kl(max(moved.slice(4)))} | ${kl(max(moved.slice(0, 4)))} | ${f(max(g.slice(4)))} | ${(r.seconds + control.seconds).toFixed(1)} |`);
   log(`  ${name}: ${(r.seconds + control.seconds).toFixed(1)} s`);
 }
 out();
