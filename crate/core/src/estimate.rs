@@ -123,7 +123,12 @@ pub fn harm_paths(track: &Track, policy: &dyn StepPolicy, samples: &Samples, sou
         HarmSource::Exact(table) => {
             let states = samples.states.as_ref().ok_or_else(|| Error::InvalidArgument("exact h needs samples drawn with the exact model".into()))?;
             let s_count = table.len() / stride;
-            let first = (0..samples.count * stride).map(|i| table[(i % stride) * s_count + states[i] as usize]).collect();
+            let mut first = vec![0.0; samples.count * stride];
+            first.par_chunks_mut(stride).zip(states.par_chunks(stride)).for_each(|(h, states)| {
+                for (t, (h, &s)) in h.iter_mut().zip(states).enumerate() {
+                    *h = table[t * s_count + s as usize];
+                }
+            });
             Ok(HarmPaths { first, second: None })
         }
         HarmSource::Rollouts(m) => {
@@ -193,8 +198,34 @@ impl PositionEstimates {
 /// Reduces per-(response, column) values (count × width) to per-column estimates, columns in
 /// parallel, responses in order.
 fn per_position(values: &[f64], count: usize, width: usize, weights: Option<&[f64]>) -> PositionEstimates {
-    let columns = (0..width).into_par_iter().map(|t| reduce(count, weights, |n| values[n * width + t])).collect();
-    PositionEstimates::from_columns(columns)
+    per_column(&transpose(values, count, width), count, weights)
+}
+
+/// Reduces columns laid end to end (width × count, column t = values of every response at t).
+fn per_column(columns: &[f64], count: usize, weights: Option<&[f64]>) -> PositionEstimates {
+    PositionEstimates::from_columns(columns.par_chunks(count).map(|column| reduce(count, weights, |n| column[n])).collect())
+}
+
+/// Columns read together by `transpose`: one cache line of each row.
+const TRANSPOSE_COLUMNS: usize = 8;
+
+/// count × width (row-major) to width × count, a few columns at a time so that each row's cache
+/// line is read once (the reductions then read their columns contiguously).
+fn transpose(values: &[f64], count: usize, width: usize) -> Vec<f64> {
+    let mut out = vec![0.0; values.len()];
+    if count == 0 || width == 0 {
+        return out;
+    }
+    out.par_chunks_mut(TRANSPOSE_COLUMNS * count).enumerate().for_each(|(group, out)| {
+        let first = group * TRANSPOSE_COLUMNS;
+        let columns = out.len() / count;
+        for (n, row) in values.chunks_exact(width).enumerate() {
+            for k in 0..columns {
+                out[k * count + n] = row[first + k];
+            }
+        }
+    });
+    out
 }
 
 /// E[H] (weighted: self-normalised under importance weights).
@@ -232,16 +263,16 @@ pub fn decision_time_histogram(times: &[u32], length: usize, weights: Option<&[f
 pub fn harm_information(samples: &Samples, paths: &HarmPaths, weights: Option<&[f64]>) -> PositionEstimates {
     let (t_max, stride) = (samples.length, samples.length + 1);
     let mut values = vec![0.0; samples.count * t_max];
-    for n in 0..samples.count {
+    values.par_chunks_mut(t_max).enumerate().for_each(|(n, row)| {
         for t in 1..=t_max {
             let d1 = paths.first[n * stride + t] - paths.first[n * stride + t - 1];
             let d2 = match &paths.second {
                 Some(h) => h[n * stride + t] - h[n * stride + t - 1],
                 None => d1,
             };
-            values[n * t_max + t - 1] = d1 * d2;
+            row[t - 1] = d1 * d2;
         }
-    }
+    });
     per_position(&values, samples.count, t_max, weights)
 }
 
@@ -254,6 +285,18 @@ pub fn kl_to_base_along(track: &Track, policy: &dyn StepPolicy, samples: &Sample
         if !(w.iter().sum::<f64>() > 0.0) {
             return Err(Error::InvalidArgument("the weights of the prefixes sum to 0 (no harmful sample)".into()));
         }
+    }
+    if let (Some(rows), Some(states), Some(model)) = (policy.exact_rows(), samples.states.as_ref(), track.model) {
+        // The rows' KL by the stored states, no replay.
+        let (stride, s_count) = (t_max + 1, model.num_states());
+        let mut values = vec![0.0; samples.count * t_max];
+        values.par_chunks_mut(t_max).enumerate().for_each(|(n, row)| {
+            let tokens = &samples.tokens[n * t_max..(n + 1) * t_max];
+            for (t, x) in row.iter_mut().enumerate().take_while(|&(t, _)| tokens[t] != NO_TOKEN) {
+                *x = rows.kl[t * s_count + states[n * stride + t] as usize];
+            }
+        });
+        return Ok(per_position(&values, samples.count, t_max, weights));
     }
     let scratch = || (vec![0.0; v], vec![0.0; policy.scratch_len()]);
     let values = map_tokens(track, samples, scratch, |(row, s), walk, _| policy.kl_to_base(track, walk, row, s));
@@ -269,6 +312,10 @@ pub trait ScoreModel: StepPolicy {
     fn blocks_are_positions(&self) -> bool;
     /// Identifies the policy's input at a walk: equal keys at a position have equal scores.
     fn input_key(&self, walk: &Walk) -> u64;
+    /// Whether the input key is the walk's exact state (then the stored states give the keys).
+    fn keys_are_states(&self) -> bool {
+        false
+    }
     /// At (position t, input key): adds Σ_a coef[a]·∇log π(a | input) to `block`; for every token a
     /// with want[a] writes ||∇log π(a|input)||² into norms[a] and, when a direction u (a block) is
     /// given, ⟨∇log π(a|input), u⟩ into proj[a].
@@ -361,54 +408,96 @@ pub fn accumulate_scores(
             return Err(Error::InvalidArgument(format!("directions: {} entries, expected T × block = {}", u.len(), t_max * block_len)));
         }
     }
-    // Input keys along each response.
-    let keys: Vec<u64> = map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk));
+    // With exact states stored and keys that are those states (tabular), the contributions are
+    // scatter-added per (state, token) in response order, which is the order of the grouping below.
+    let state_keys = match (policy.keys_are_states(), samples.states.as_ref(), track.model) {
+        (true, Some(states), Some(model)) => Some((states, model.num_states())),
+        _ => None,
+    };
+    // Otherwise, input keys along each response.
+    let keys: Vec<u64> = if state_keys.is_some() { Vec::new() } else { map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk)) };
+    let wanted = with_variance || directions.is_some();
     let per_t: Vec<(Vec<f64>, f64, [f64; 4])> = (0..t_max)
         .into_par_iter()
         .map(|t| {
-            // (key, token, coefficient) of every response with a token at t, grouped by key then token.
-            let mut entries: Vec<(u64, u32, f64)> = (0..count)
-                .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
-                .map(|n| (keys[n * t_max + t], samples.tokens[n * t_max + t], coef(n, t)))
-                .collect();
-            entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
             let mut block = vec![0.0; block_len];
             let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
             // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
             let mut sq_norm_sum = 0.0;
             let mut proj_sums = [0.0; 4];
-            let mut sum_c3 = vec![0.0; v];
-            let mut sum_c4 = vec![0.0; v];
-            let mut sum_c = vec![0.0; v];
-            let mut sum_c2 = vec![0.0; v];
-            let mut want = vec![false; v];
             let (mut norms, mut proj) = (vec![0.0; v], vec![0.0; v]);
             let mut scratch = vec![0.0; policy.scratch_len().max(1)];
-            let mut i = 0;
-            while i < entries.len() {
-                let key = entries[i].0;
-                sum_c.fill(0.0);
-                sum_c2.fill(0.0);
-                sum_c3.fill(0.0);
-                sum_c4.fill(0.0);
-                want.fill(false);
-                while i < entries.len() && entries[i].0 == key {
-                    let (_, a, c) = entries[i];
-                    sum_c[a as usize] += c;
-                    sum_c2[a as usize] += c * c;
-                    sum_c3[a as usize] += c * c * c;
-                    sum_c4[a as usize] += c * c * c * c;
-                    want[a as usize] = with_variance || directions.is_some();
-                    i += 1;
-                }
-                policy.accumulate(t + 1, key, &sum_c, &mut block, &want, &mut norms, u, &mut proj, &mut scratch);
+            // One input key with Σc^k per token (Σc³, Σc⁴ only with directions).
+            let mut add_key = |key: u64, sums: [&[f64]; 4], want: &[bool], block: &mut [f64]| {
+                let [sum_c, sum_c2, sum_c3, sum_c4] = sums;
+                policy.accumulate(t + 1, key, sum_c, block, want, &mut norms, u, &mut proj, &mut scratch);
                 for a in (0..v).filter(|&a| want[a]) {
                     sq_norm_sum += sum_c2[a] * norms[a];
-                    let p2 = proj[a] * proj[a];
-                    proj_sums[0] += sum_c[a] * proj[a];
-                    proj_sums[1] += sum_c2[a] * p2;
-                    proj_sums[2] += sum_c3[a] * (p2 * proj[a]);
-                    proj_sums[3] += sum_c4[a] * (p2 * p2);
+                    if u.is_some() {
+                        let p2 = proj[a] * proj[a];
+                        proj_sums[0] += sum_c[a] * proj[a];
+                        proj_sums[1] += sum_c2[a] * p2;
+                        proj_sums[2] += sum_c3[a] * (p2 * proj[a]);
+                        proj_sums[3] += sum_c4[a] * (p2 * p2);
+                    }
+                }
+            };
+            let higher = if directions.is_some() { v } else { 0 };
+            match state_keys {
+                Some((states, s_count)) => {
+                    let table = s_count * v;
+                    let (mut sum_c, mut sum_c2) = (vec![0.0; table], vec![0.0; table]);
+                    let (mut sum_c3, mut sum_c4) = (vec![0.0; s_count * higher], vec![0.0; s_count * higher]);
+                    let mut want = vec![false; table];
+                    let mut seen = vec![false; s_count];
+                    for n in 0..count {
+                        let a = samples.tokens[n * t_max + t];
+                        if a == NO_TOKEN {
+                            continue;
+                        }
+                        let s = states[n * (t_max + 1) + t] as usize;
+                        let at = s * v + a as usize;
+                        let c = coef(n, t);
+                        sum_c[at] += c;
+                        sum_c2[at] += c * c;
+                        if higher > 0 {
+                            sum_c3[at] += c * c * c;
+                            sum_c4[at] += c * c * c * c;
+                        }
+                        want[at] = wanted;
+                        seen[s] = true;
+                    }
+                    for s in (0..s_count).filter(|&s| seen[s]) {
+                        let (row, high) = (s * v..(s + 1) * v, s * higher..(s + 1) * higher);
+                        add_key(s as u64, [&sum_c[row.clone()], &sum_c2[row.clone()], &sum_c3[high.clone()], &sum_c4[high]], &want[row], &mut block);
+                    }
+                }
+                None => {
+                    // (key, token, coefficient) of every response with a token at t, grouped by key then token.
+                    let mut entries: Vec<(u64, u32, f64)> = (0..count)
+                        .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
+                        .map(|n| (keys[n * t_max + t], samples.tokens[n * t_max + t], coef(n, t)))
+                        .collect();
+                    entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
+                    let mut sums = vec![vec![0.0; v]; 4];
+                    let mut want = vec![false; v];
+                    let mut i = 0;
+                    while i < entries.len() {
+                        let key = entries[i].0;
+                        sums.iter_mut().for_each(|x| x.fill(0.0));
+                        want.fill(false);
+                        while i < entries.len() && entries[i].0 == key {
+                            let (_, a, c) = entries[i];
+                            let a = a as usize;
+                            sums[0][a] += c;
+                            sums[1][a] += c * c;
+                            sums[2][a] += c * c * c;
+                            sums[3][a] += c * c * c * c;
+                            want[a] = wanted;
+                            i += 1;
+                        }
+                        add_key(key, [&sums[0], &sums[1], &sums[2], &sums[3]], &want, &mut block);
+                    }
                 }
             }
             block.iter_mut().for_each(|g| *g /= count as f64);
@@ -448,11 +537,24 @@ impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
     fn input_key(&self, walk: &Walk) -> u64 {
         walk.state as u64
     }
+    fn keys_are_states(&self) -> bool {
+        true
+    }
     fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], _scratch: &mut [f64]) {
         let v = coef.len();
         let s = key as usize;
-        let mut pi = vec![0.0; v];
-        self.0.probs(t, s, &mut pi);
+        let mut own = Vec::new();
+        let pi: &[f64] = match self.0.row_cache() {
+            Some(rows) => {
+                let row = (t - 1) * self.0.model.num_states() + s;
+                &rows.probs[row * v..(row + 1) * v]
+            }
+            None => {
+                own.resize(v, 0.0);
+                self.0.probs(t, s, &mut own);
+                &own
+            }
+        };
         let total: f64 = coef.iter().sum();
         let row = &mut block[s * v..(s + 1) * v];
         for a in 0..v {
