@@ -29,6 +29,9 @@ use crate::walk::{Track, Walk, NO_TOKEN};
 
 const RESPONSES_PER_CHUNK: usize = 64;
 
+/// Positions whose columns the covariance kernel gathers in one sweep over the responses.
+const POSITIONS_PER_GROUP: usize = 8;
+
 /// (Σc²)² / Σc⁴: how many samples the variance rests on (0 when every term is 0). The c_n are the
 /// per-sample deviation terms whose squares make up the SE (x_n − mean, or w_n·(x_n − mean)/Σw for
 /// a weighted estimate): a few dominant terms give a small support, and then the SE is not to be
@@ -195,37 +198,29 @@ impl PositionEstimates {
     }
 }
 
-/// Reduces per-(response, column) values (count × width) to per-column estimates, columns in
-/// parallel, responses in order.
+/// Reduces per-(response, column) values (count × width) to per-column estimates, responses in order.
 fn per_position(values: &[f64], count: usize, width: usize, weights: Option<&[f64]>) -> PositionEstimates {
-    per_column(&transpose(values, count, width), count, weights)
+    per_position_of(count, width, weights, |n, t| values[n * width + t])
 }
 
-/// Reduces columns laid end to end (width × count, column t = values of every response at t).
-fn per_column(columns: &[f64], count: usize, weights: Option<&[f64]>) -> PositionEstimates {
-    PositionEstimates::from_columns(columns.par_chunks(count).map(|column| reduce(count, weights, |n| column[n])).collect())
-}
-
-/// Columns read together by `transpose`: one cache line of each row.
-const TRANSPOSE_COLUMNS: usize = 8;
-
-/// count × width (row-major) to width × count, a few columns at a time so that each row's cache
-/// line is read once (the reductions then read their columns contiguously).
-fn transpose(values: &[f64], count: usize, width: usize) -> Vec<f64> {
-    let mut out = vec![0.0; values.len()];
-    if count == 0 || width == 0 {
-        return out;
-    }
-    out.par_chunks_mut(TRANSPOSE_COLUMNS * count).enumerate().for_each(|(group, out)| {
-        let first = group * TRANSPOSE_COLUMNS;
-        let columns = out.len() / count;
-        for (n, row) in values.chunks_exact(width).enumerate() {
-            for k in 0..columns {
-                out[k * count + n] = row[first + k];
+/// Per-column estimates of x(n, t), t < width, responses in order. Columns are filled a group of
+/// POSITIONS_PER_GROUP at a time in one sweep over the responses (reading x along a response is
+/// contiguous, down a column it is not), groups in parallel, then reduced contiguously.
+fn per_position_of(count: usize, width: usize, weights: Option<&[f64]>, x: impl Fn(usize, usize) -> f64 + Sync) -> PositionEstimates {
+    let columns = (0..width.div_ceil(POSITIONS_PER_GROUP))
+        .into_par_iter()
+        .flat_map_iter(|group| {
+            let positions = group * POSITIONS_PER_GROUP..((group + 1) * POSITIONS_PER_GROUP).min(width);
+            let mut columns = vec![0.0; positions.len() * count];
+            for n in 0..count {
+                for (k, t) in positions.clone().enumerate() {
+                    columns[k * count + n] = x(n, t);
+                }
             }
-        }
-    });
-    out
+            columns.chunks_exact(count.max(1)).map(|column| reduce(count, weights, |n| column[n])).collect::<Vec<_>>()
+        })
+        .collect();
+    PositionEstimates::from_columns(columns)
 }
 
 /// E[H] (weighted: self-normalised under importance weights).
@@ -262,18 +257,15 @@ pub fn decision_time_histogram(times: &[u32], length: usize, weights: Option<&[f
 /// I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t (two independent rollout sets).
 pub fn harm_information(samples: &Samples, paths: &HarmPaths, weights: Option<&[f64]>) -> PositionEstimates {
     let (t_max, stride) = (samples.length, samples.length + 1);
-    let mut values = vec![0.0; samples.count * t_max];
-    values.par_chunks_mut(t_max).enumerate().for_each(|(n, row)| {
-        for t in 1..=t_max {
-            let d1 = paths.first[n * stride + t] - paths.first[n * stride + t - 1];
-            let d2 = match &paths.second {
-                Some(h) => h[n * stride + t] - h[n * stride + t - 1],
-                None => d1,
-            };
-            row[t - 1] = d1 * d2;
-        }
-    });
-    per_position(&values, samples.count, t_max, weights)
+    per_position_of(samples.count, t_max, weights, |n, t| {
+        let at = n * stride + t + 1;
+        let d1 = paths.first[at] - paths.first[at - 1];
+        let d2 = match &paths.second {
+            Some(h) => h[at] - h[at - 1],
+            None => d1,
+        };
+        d1 * d2
+    })
 }
 
 /// Per-position KL(π(·|prefix) ‖ base(·|prefix)) averaged over the sampled prefixes, optionally
@@ -289,14 +281,8 @@ pub fn kl_to_base_along(track: &Track, policy: &dyn StepPolicy, samples: &Sample
     if let (Some(rows), Some(states), Some(model)) = (policy.exact_rows(), samples.states.as_ref(), track.model) {
         // The rows' KL by the stored states, no replay.
         let (stride, s_count) = (t_max + 1, model.num_states());
-        let mut values = vec![0.0; samples.count * t_max];
-        values.par_chunks_mut(t_max).enumerate().for_each(|(n, row)| {
-            let tokens = &samples.tokens[n * t_max..(n + 1) * t_max];
-            for (t, x) in row.iter_mut().enumerate().take_while(|&(t, _)| tokens[t] != NO_TOKEN) {
-                *x = rows.kl[t * s_count + states[n * stride + t] as usize];
-            }
-        });
-        return Ok(per_position(&values, samples.count, t_max, weights));
+        let kl = |n: usize, t: usize| if samples.tokens[n * t_max + t] == NO_TOKEN { 0.0 } else { rows.kl[t * s_count + states[n * stride + t] as usize] };
+        return Ok(per_position_of(samples.count, t_max, weights, kl));
     }
     let scratch = || (vec![0.0; v], vec![0.0; policy.scratch_len()]);
     let values = map_tokens(track, samples, scratch, |(row, s), walk, _| policy.kl_to_base(track, walk, row, s));
@@ -417,91 +403,113 @@ pub fn accumulate_scores(
     // Otherwise, input keys along each response.
     let keys: Vec<u64> = if state_keys.is_some() { Vec::new() } else { map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk)) };
     let wanted = with_variance || directions.is_some();
-    let per_t: Vec<(Vec<f64>, f64, [f64; 4])> = (0..t_max)
+    // Position t from its columns: the token, input key and coefficient of every response at t.
+    let position = |t: usize, tokens: &[u32], keys: &[u64], coefs: &[f64]| {
+        let mut block = vec![0.0; block_len];
+        let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
+        // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
+        let mut sq_norm_sum = 0.0;
+        let mut proj_sums = [0.0; 4];
+        let (mut norms, mut proj) = (vec![0.0; v], vec![0.0; v]);
+        let mut scratch = vec![0.0; policy.scratch_len().max(1)];
+        // One input key with Σc^k per token (Σc³, Σc⁴ only with directions).
+        let mut add_key = |key: u64, sums: [&[f64]; 4], want: &[bool], block: &mut [f64]| {
+            let [sum_c, sum_c2, sum_c3, sum_c4] = sums;
+            policy.accumulate(t + 1, key, sum_c, block, want, &mut norms, u, &mut proj, &mut scratch);
+            for a in (0..v).filter(|&a| want[a]) {
+                sq_norm_sum += sum_c2[a] * norms[a];
+                if u.is_some() {
+                    let p2 = proj[a] * proj[a];
+                    proj_sums[0] += sum_c[a] * proj[a];
+                    proj_sums[1] += sum_c2[a] * p2;
+                    proj_sums[2] += sum_c3[a] * (p2 * proj[a]);
+                    proj_sums[3] += sum_c4[a] * (p2 * p2);
+                }
+            }
+        };
+        let higher = if directions.is_some() { v } else { 0 };
+        match state_keys {
+            Some((_, s_count)) => {
+                let table = s_count * v;
+                let (mut sum_c, mut sum_c2) = (vec![0.0; table], vec![0.0; table]);
+                let (mut sum_c3, mut sum_c4) = (vec![0.0; s_count * higher], vec![0.0; s_count * higher]);
+                let mut want = vec![false; table];
+                let mut seen = vec![false; s_count];
+                for n in 0..count {
+                    let a = tokens[n];
+                    if a == NO_TOKEN {
+                        continue;
+                    }
+                    let s = keys[n] as usize;
+                    let at = s * v + a as usize;
+                    let c = coefs[n];
+                    sum_c[at] += c;
+                    sum_c2[at] += c * c;
+                    if higher > 0 {
+                        sum_c3[at] += c * c * c;
+                        sum_c4[at] += c * c * c * c;
+                    }
+                    want[at] = wanted;
+                    seen[s] = true;
+                }
+                for s in (0..s_count).filter(|&s| seen[s]) {
+                    let (row, high) = (s * v..(s + 1) * v, s * higher..(s + 1) * higher);
+                    add_key(s as u64, [&sum_c[row.clone()], &sum_c2[row.clone()], &sum_c3[high.clone()], &sum_c4[high]], &want[row], &mut block);
+                }
+            }
+            None => {
+                // (key, token, coefficient) of every response with a token at t, grouped by key then token.
+                let mut entries: Vec<(u64, u32, f64)> = (0..count).filter(|&n| tokens[n] != NO_TOKEN).map(|n| (keys[n], tokens[n], coefs[n])).collect();
+                entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
+                let mut sums = vec![vec![0.0; v]; 4];
+                let mut want = vec![false; v];
+                let mut i = 0;
+                while i < entries.len() {
+                    let key = entries[i].0;
+                    sums.iter_mut().for_each(|x| x.fill(0.0));
+                    want.fill(false);
+                    while i < entries.len() && entries[i].0 == key {
+                        let (_, a, c) = entries[i];
+                        let a = a as usize;
+                        sums[0][a] += c;
+                        sums[1][a] += c * c;
+                        sums[2][a] += c * c * c;
+                        sums[3][a] += c * c * c * c;
+                        want[a] = wanted;
+                        i += 1;
+                    }
+                    add_key(key, [&sums[0], &sums[1], &sums[2], &sums[3]], &want, &mut block);
+                }
+            }
+        }
+        block.iter_mut().for_each(|g| *g /= count as f64);
+        (block, sq_norm_sum, proj_sums)
+    };
+    // Positions in groups: a group's columns are read off the responses in one sweep (one cache
+    // line of each response per array), not with a stride of T per position.
+    let per_t: Vec<(Vec<f64>, f64, [f64; 4])> = (0..t_max.div_ceil(POSITIONS_PER_GROUP))
         .into_par_iter()
-        .map(|t| {
-            let mut block = vec![0.0; block_len];
-            let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
-            // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
-            let mut sq_norm_sum = 0.0;
-            let mut proj_sums = [0.0; 4];
-            let (mut norms, mut proj) = (vec![0.0; v], vec![0.0; v]);
-            let mut scratch = vec![0.0; policy.scratch_len().max(1)];
-            // One input key with Σc^k per token (Σc³, Σc⁴ only with directions).
-            let mut add_key = |key: u64, sums: [&[f64]; 4], want: &[bool], block: &mut [f64]| {
-                let [sum_c, sum_c2, sum_c3, sum_c4] = sums;
-                policy.accumulate(t + 1, key, sum_c, block, want, &mut norms, u, &mut proj, &mut scratch);
-                for a in (0..v).filter(|&a| want[a]) {
-                    sq_norm_sum += sum_c2[a] * norms[a];
-                    if u.is_some() {
-                        let p2 = proj[a] * proj[a];
-                        proj_sums[0] += sum_c[a] * proj[a];
-                        proj_sums[1] += sum_c2[a] * p2;
-                        proj_sums[2] += sum_c3[a] * (p2 * proj[a]);
-                        proj_sums[3] += sum_c4[a] * (p2 * p2);
-                    }
-                }
-            };
-            let higher = if directions.is_some() { v } else { 0 };
-            match state_keys {
-                Some((states, s_count)) => {
-                    let table = s_count * v;
-                    let (mut sum_c, mut sum_c2) = (vec![0.0; table], vec![0.0; table]);
-                    let (mut sum_c3, mut sum_c4) = (vec![0.0; s_count * higher], vec![0.0; s_count * higher]);
-                    let mut want = vec![false; table];
-                    let mut seen = vec![false; s_count];
-                    for n in 0..count {
-                        let a = samples.tokens[n * t_max + t];
-                        if a == NO_TOKEN {
-                            continue;
-                        }
-                        let s = states[n * (t_max + 1) + t] as usize;
-                        let at = s * v + a as usize;
-                        let c = coef(n, t);
-                        sum_c[at] += c;
-                        sum_c2[at] += c * c;
-                        if higher > 0 {
-                            sum_c3[at] += c * c * c;
-                            sum_c4[at] += c * c * c * c;
-                        }
-                        want[at] = wanted;
-                        seen[s] = true;
-                    }
-                    for s in (0..s_count).filter(|&s| seen[s]) {
-                        let (row, high) = (s * v..(s + 1) * v, s * higher..(s + 1) * higher);
-                        add_key(s as u64, [&sum_c[row.clone()], &sum_c2[row.clone()], &sum_c3[high.clone()], &sum_c4[high]], &want[row], &mut block);
-                    }
-                }
-                None => {
-                    // (key, token, coefficient) of every response with a token at t, grouped by key then token.
-                    let mut entries: Vec<(u64, u32, f64)> = (0..count)
-                        .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
-                        .map(|n| (keys[n * t_max + t], samples.tokens[n * t_max + t], coef(n, t)))
-                        .collect();
-                    entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
-                    let mut sums = vec![vec![0.0; v]; 4];
-                    let mut want = vec![false; v];
-                    let mut i = 0;
-                    while i < entries.len() {
-                        let key = entries[i].0;
-                        sums.iter_mut().for_each(|x| x.fill(0.0));
-                        want.fill(false);
-                        while i < entries.len() && entries[i].0 == key {
-                            let (_, a, c) = entries[i];
-                            let a = a as usize;
-                            sums[0][a] += c;
-                            sums[1][a] += c * c;
-                            sums[2][a] += c * c * c;
-                            sums[3][a] += c * c * c * c;
-                            want[a] = wanted;
-                            i += 1;
-                        }
-                        add_key(key, [&sums[0], &sums[1], &sums[2], &sums[3]], &want, &mut block);
+        .flat_map_iter(|group| {
+            let positions = group * POSITIONS_PER_GROUP..((group + 1) * POSITIONS_PER_GROUP).min(t_max);
+            let width = positions.len();
+            let mut tokens = vec![NO_TOKEN; width * count];
+            let mut keys_at = vec![0u64; width * count];
+            let mut coefs = vec![0.0; width * count];
+            for n in 0..count {
+                for (k, t) in positions.clone().enumerate() {
+                    let a = samples.tokens[n * t_max + t];
+                    tokens[k * count + n] = a;
+                    if a != NO_TOKEN {
+                        keys_at[k * count + n] = match state_keys {
+                            Some((states, _)) => states[n * (t_max + 1) + t] as u64,
+                            None => keys[n * t_max + t],
+                        };
+                        coefs[k * count + n] = coef(n, t);
                     }
                 }
             }
-            block.iter_mut().for_each(|g| *g /= count as f64);
-            (block, sq_norm_sum, proj_sums)
+            let column = |k: usize| k * count..(k + 1) * count;
+            positions.enumerate().map(|(k, t)| position(t, &tokens[column(k)], &keys_at[column(k)], &coefs[column(k)])).collect::<Vec<_>>()
         })
         .collect();
 
