@@ -701,7 +701,7 @@ export async function runMonteCarloBench(): Promise<MonteCarloResults> {
   const timing =
     'tokens per second of one Monte Carlo estimate call (wall, tinybench), and process CPU time per token; ' +
     'Rust: MonteCarlo.estimate (sync, rayon pool); TS reference: the same stages from ts/reference ' +
-    '(the exact h table is computed inside the timed call on both sides in (a)); ' +
+    '(in (a) the reference builds its h table inside the timed call; Rust reuses the row and h tables its MonteCarlo kept from the first call with the same logits, and compares the logits with them) ' +
     'scenario, state space and policy prepared outside the timed functions';
   const before = loadavg();
   console.log(`\n== Monte Carlo ==\ntiming: ${timing}\nload average before: ${before.map((x) => x.toFixed(2)).join(' ')}`);
