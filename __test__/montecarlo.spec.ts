@@ -208,3 +208,19 @@ test('policy handles: batch logits, replayed log-probabilities and the score ker
   t.is(mc.accumulateScores(tabular, batch.tokens, 200, coefficients).blockLength, exact.numStates * 3);
   t.is(t.throws(() => mc.accumulateScores(mlp, batch.tokens, 200, new Float64Array(3)), { instanceOf: HarmHorizonError })?.code, 'HH_INVALID_ARGUMENT');
 });
+
+test('a MonteCarlo keeps the tables of the last tabular policy only while its logits are unchanged', (t) => {
+  const sc = compileScenario(randomScenario({ seed: 4, vocab: 5, order: 2, length: 8, states: 6, endToken: true }));
+  const exact = new ExactEngine(sc);
+  const logits = new Float64Array(sc.length * exact.numStates * sc.tokens.length).map((_, i) => Math.sin(i * 1.7));
+  const options = { samples: 500, seed: 2, harm: 'exact' as const, gradient: 'innovation' as const };
+  const mc = new MonteCarlo(sc, { exact });
+  const first = mc.estimate({ kind: 'tabular', logits }, options);
+  t.deepEqual(mc.estimate({ kind: 'tabular', logits }, options), first);
+  // Changed in place: the kept tables no longer hold these logits; a fresh MonteCarlo agrees.
+  logits[3] += 1;
+  const changed = mc.estimate({ kind: 'tabular', logits }, options);
+  t.notDeepEqual(changed, first);
+  t.deepEqual(changed, new MonteCarlo(sc, { exact }).estimate({ kind: 'tabular', logits }, options));
+  t.deepEqual(mc.sample({ kind: 'tabular', logits }, { count: 50, seed: 1 }), new MonteCarlo(sc, { exact }).sample({ kind: 'tabular', logits }, { count: 50, seed: 1 }));
+});

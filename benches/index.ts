@@ -202,7 +202,19 @@ interface Row {
   rustSamples: number;
   tsSamples: number;
   maxRelDiff: { klOnPolicy: number; harmInformation: number };
+  /**
+   * The analysis against this machine's random-lookup rate, measured right after this size's timing
+   * (`native.lookupRate`, all threads) on a table of the backward pass's cells (S × 32 bytes): the
+   * analysis gathers about 3·S·V·T random 8-byte values (next states' cells in the backward pass,
+   * sources in the forward pass), so boundMs = gathers / lookupsPerSecond, and fraction =
+   * boundMs / (prebuilt analyze ms) (1 = the analysis runs at the lookup bound).
+   */
+  lookupBound: { tableBytes: number; lookupsPerSecond: number; gathers: number; boundMs: number; analyzeMs: number; fraction: number };
 }
+
+/** Random reads timed for the lookup bound (best of LOOKUP_RUNS). */
+const LOOKUPS = 1 << 24;
+const LOOKUP_RUNS = 3;
 
 async function benchSize(size: Size): Promise<Row> {
   const sc = compileScenario(builtinScenario(size.scenario));
@@ -272,7 +284,18 @@ async function benchSize(size: Size): Promise<Row> {
   ] as const) {
     console.log(`  ${pad(name, 24)} ${pad(s.meanMs.toFixed(2), 10, true)} ms/op  ±${s.rme.toFixed(1)}%  (${s.samples} samples)`);
   }
+  const tableBytes = states * 32;
+  let lookupsPerSecond = 0;
+  for (let run = 0; run < LOOKUP_RUNS; run++) lookupsPerSecond = Math.max(lookupsPerSecond, native.lookupRate(tableBytes, LOOKUPS));
+  const gathers = 3 * states * sc.tokens.length * sc.length;
+  const boundMs = (gathers / lookupsPerSecond) * 1e3;
+  const lookupBound = { tableBytes, lookupsPerSecond, gathers, boundMs, analyzeMs: rustAnalyze.meanMs, fraction: boundMs / rustAnalyze.meanMs };
+  console.log(
+    `  lookup bound: ${(gathers / 1e6).toFixed(0)} M random reads at ${(lookupsPerSecond / 1e6).toFixed(0)} M/s (table ${(tableBytes / 1e6).toFixed(1)} MB, all threads) = ` +
+      `${boundMs.toFixed(1)} ms; analyze ${rustAnalyze.meanMs.toFixed(1)} ms: it runs at ${(lookupBound.fraction * 100).toFixed(0)}% of the lookup bound`,
+  );
   return {
+    lookupBound,
     name: size.scenario,
     label: size.label,
     states,

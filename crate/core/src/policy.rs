@@ -1,5 +1,7 @@
 //! Policies over the exact state space: π_t(a | s) at live states for positions t = 1..T.
 
+use std::borrow::Cow;
+
 use crate::error::{Error, Result};
 use crate::model::Model;
 
@@ -13,6 +15,11 @@ pub trait Policy: Sync {
     fn kl_to_base(&self, model: &Model, t: usize, s: usize, scratch: &mut [f64]) -> f64 {
         self.probs(t, s, scratch);
         kl_divergence(scratch, model.base_row(s))
+    }
+
+    /// The policy's precomputed rows, when it keeps them (the sampler's fast path reads them).
+    fn row_cache(&self) -> Option<&RowCache> {
+        None
     }
 }
 
@@ -50,7 +57,20 @@ pub const ROW_CACHE_MAX_ENTRIES: usize = 1 << 25;
 pub struct TabularPolicy<'m> {
     pub model: &'m Model,
     pub logits: &'m [f64],
-    cache: Option<(Vec<f64>, Vec<f64>)>,
+    cache: Option<Cow<'m, RowCache>>,
+}
+
+/// Per-(position, state) rows of a policy, ((t−1)·S + s)·V + a, computed once: a sampler then pays
+/// no sum, scan, exp or log per token.
+#[derive(Clone)]
+pub struct RowCache {
+    pub probs: Vec<f64>,
+    /// (running sum, ln π) of each entry: the running sums in token order (the last is the row's
+    /// total, summed as `rng::draw_index` sums it, so a binary search draws the same token), each
+    /// next to its log-probability, which is then in the cache line the search ended on.
+    pub draws: Vec<[f64; 2]>,
+    /// KL of each row to the base row, per (position, state).
+    pub kl: Vec<f64>,
 }
 
 impl<'m> TabularPolicy<'m> {
@@ -69,8 +89,33 @@ impl<'m> TabularPolicy<'m> {
             return Err(Error::PolicyInvalid(format!("logit {i} is {} (must be finite or -Infinity)", logits[i])));
         }
         check_rows(model, logits)?;
-        let cache = (logits.len() <= ROW_CACHE_MAX_ENTRIES).then(|| row_cache(model, logits));
+        let cache = (logits.len() <= ROW_CACHE_MAX_ENTRIES).then(|| Cow::Owned(row_cache(model, logits)));
         Ok(TabularPolicy { model, logits, cache })
+    }
+}
+
+/// Tabular logits with their row cache, owned, so that a binding can keep them between calls
+/// instead of copying the logits and rebuilding the rows every time.
+pub struct TabularTables {
+    logits: Vec<f64>,
+    cache: Option<RowCache>,
+}
+
+impl TabularTables {
+    /// Checks the logits against `model` and builds the rows (as `TabularPolicy::new`).
+    pub fn new(model: &Model, logits: Vec<f64>) -> Result<Self> {
+        let cache = TabularPolicy::new(model, &logits)?.cache.map(Cow::into_owned);
+        Ok(TabularTables { logits, cache })
+    }
+
+    /// Whether these are the tables of `logits` (bit for bit).
+    pub fn holds(&self, logits: &[f64]) -> bool {
+        self.logits.len() == logits.len() && self.logits.iter().zip(logits).all(|(a, b)| a.to_bits() == b.to_bits())
+    }
+
+    /// The policy over `model`, which must be the model the tables were built with.
+    pub fn policy<'a>(&'a self, model: &'a Model) -> TabularPolicy<'a> {
+        TabularPolicy { model, logits: &self.logits, cache: self.cache.as_ref().map(Cow::Borrowed) }
     }
 }
 
@@ -91,20 +136,27 @@ fn check_rows(model: &Model, logits: &[f64]) -> Result<()> {
     }
 }
 
-/// Softmax of every live row and its KL to the base row.
-fn row_cache(model: &Model, logits: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// Softmax of every live row, its running sums, logs and KL to the base row.
+fn row_cache(model: &Model, logits: &[f64]) -> RowCache {
     use rayon::prelude::*;
     let (n, v) = (model.num_states(), model.vocab());
     let mut probs = vec![0.0; logits.len()];
+    let mut draws = vec![[0.0; 2]; logits.len()];
     let mut kl = vec![0.0; logits.len() / v];
-    probs.par_chunks_mut(v).zip(kl.par_iter_mut()).enumerate().for_each(|(row, (p, k))| {
+    let rows = probs.par_chunks_mut(v).zip(draws.par_chunks_mut(v)).zip(kl.par_iter_mut());
+    rows.enumerate().for_each(|(row, ((p, d), k))| {
         let s = row % n;
         if model.live[s] {
             softmax(&logits[row * v..(row + 1) * v], p);
             *k = kl_divergence(p, model.base_row(s));
+            let mut acc = 0.0;
+            for (d, &p) in d.iter_mut().zip(p.iter()) {
+                acc += p;
+                *d = [acc, p.ln()];
+            }
         }
     });
-    (probs, kl)
+    RowCache { probs, draws, kl }
 }
 
 impl Policy for TabularPolicy<'_> {
@@ -112,19 +164,23 @@ impl Policy for TabularPolicy<'_> {
         let v = self.model.vocab();
         let row = (t - 1) * self.model.num_states() + s;
         match &self.cache {
-            Some((probs, _)) => out.copy_from_slice(&probs[row * v..(row + 1) * v]),
+            Some(cache) => out.copy_from_slice(&cache.probs[row * v..(row + 1) * v]),
             None => softmax(&self.logits[row * v..(row + 1) * v], out),
         }
     }
 
     fn kl_to_base(&self, model: &Model, t: usize, s: usize, scratch: &mut [f64]) -> f64 {
         match &self.cache {
-            Some((_, kl)) => kl[(t - 1) * self.model.num_states() + s],
+            Some(cache) => cache.kl[(t - 1) * self.model.num_states() + s],
             None => {
                 self.probs(t, s, scratch);
                 kl_divergence(scratch, model.base_row(s))
             }
         }
+    }
+
+    fn row_cache(&self) -> Option<&RowCache> {
+        self.cache.as_deref()
     }
 }
 

@@ -65,6 +65,34 @@ pub fn draw_index(weights: &[f64], u: f64) -> usize {
     last
 }
 
+/// The draw of `draw_index` from a row's running sums (cdf(i) = w_0 + … + w_i, added in token order
+/// as draw_index adds them, read from entry i of `row` by `cdf`), by binary search: the first i with
+/// u·total < cdf(i). Zero-weight entries repeat the sum before them, so they are never drawn;
+/// rounding at the top end falls back to the last positive entry. Bit for bit draw_index's token.
+#[inline]
+pub fn draw_from_cdf<E>(row: &[E], cdf: impl Fn(&E) -> f64, u: f64) -> usize {
+    let v = row.len();
+    let target = u * cdf(&row[v - 1]);
+    let (mut lo, mut len) = (0, v);
+    while len > 1 {
+        let half = len / 2;
+        // Branch-free (a multiply, not a jump): the comparison is a coin flip for the predictor.
+        lo += half * (cdf(&row[lo + half - 1]) <= target) as usize;
+        len -= half;
+    }
+    if target < cdf(&row[lo]) {
+        return lo;
+    }
+    (0..v).rev().find(|&i| cdf(&row[i]) > if i == 0 { 0.0 } else { cdf(&row[i - 1]) }).unwrap_or(0)
+}
+
+/// The uniform of a token draw: the first of `uniforms(seed, key)`.
+#[inline]
+pub fn token_uniform(seed: u64, index: u32, position: u32) -> f64 {
+    let w = philox4x32([index, position, 0, 0], [seed as u32, (seed >> 32) as u32]);
+    to_unit(w[0], w[1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +118,25 @@ mod tests {
         }
         assert_eq!(counts[1], 0);
         assert!((counts[0] as f64 / 30_000.0 - 0.2).abs() < 0.01, "{counts:?}");
+    }
+
+    #[test]
+    fn binary_search_on_running_sums_draws_what_draw_index_draws() {
+        let rows: [&[f64]; 4] = [&[0.2, 0.0, 0.8], &[0.0, 0.0, 1e-300, 0.0], &[0.1; 7], &[0.0, 0.5, 0.0, 0.25, 0.25, 0.0]];
+        for row in rows {
+            let mut acc = 0.0;
+            let cdf: Vec<f64> = row.iter().map(|w| {
+                acc += w;
+                acc
+            }).collect();
+            for i in 0..20_000 {
+                let u = uniforms(3, DrawKey { index: i, position: 1, stream: 0, substream: 0 })[0];
+                assert_eq!(draw_from_cdf(&cdf, |&c| c, u), draw_index(row, u), "{row:?} u = {u}");
+                assert_eq!(token_uniform(3, i, 1), u);
+            }
+            // The top end: u so close to 1 that u·total rounds to total.
+            let top = 1.0 - f64::EPSILON / 2.0;
+            assert_eq!(draw_from_cdf(&cdf, |&c| c, top), draw_index(row, top), "{row:?} at the top");
+        }
     }
 }

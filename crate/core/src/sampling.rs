@@ -4,10 +4,14 @@
 //! response does not depend on how responses are split across threads or batches. Forced prefixes
 //! (prefilling attacks) replace the first k draws by given tokens.
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
+use crate::fused::prefetch;
+use crate::model::Model;
 use crate::parallel::map_chunks_of;
-use crate::policy::Policy;
-use crate::rng::{draw_index, uniforms, DrawKey};
+use crate::policy::{Policy, RowCache};
+use crate::rng::{draw_from_cdf, draw_index, token_uniform, uniforms, DrawKey};
 use crate::walk::{Track, Walk, NO_STATE, NO_TOKEN};
 
 /// A policy that can be sampled: its next-token distribution given a walk.
@@ -28,6 +32,12 @@ pub trait StepPolicy: Sync {
     fn kl_to_base(&self, track: &Track, walk: &Walk, row: &mut [f64], scratch: &mut [f64]) -> f64 {
         self.probs(walk, row, scratch);
         crate::policy::kl_divergence(row, track.spec.base_row(walk.context))
+    }
+
+    /// Precomputed rows per (position, exact state), for policies defined on exact states that
+    /// keep them: sampling, KL and gradients then read them by state instead of walking.
+    fn exact_rows(&self) -> Option<&RowCache> {
+        None
     }
 }
 
@@ -59,6 +69,9 @@ impl<P: Policy + ?Sized> StepPolicy for ExactStep<'_, P> {
         // Exact policies are only sampled with their model (check_request).
         let model = track.model.expect("an exact-state policy walks with its model");
         self.0.kl_to_base(model, walk.emitted() + 1, walk.state as usize, row)
+    }
+    fn exact_rows(&self) -> Option<&RowCache> {
+        self.0.row_cache()
     }
 }
 
@@ -153,6 +166,11 @@ pub fn step(track: &Track, policy: &dyn StepPolicy, walk: &mut Walk, key: DrawKe
 
 pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -> Result<Samples> {
     check_request(track, policy, request)?;
+    if let (Some(model), Some(rows)) = (track.model, policy.exact_rows()) {
+        if track.spec.length > 0 {
+            return Ok(sample_rows(model, rows, request));
+        }
+    }
     let (n, t_max, v) = (request.count, track.spec.length, track.spec.vocab);
     let with_states = track.model.is_some();
     let chunks = map_chunks_of(n, RESPONSES_PER_CHUNK, |range| {
@@ -197,6 +215,81 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
     let mut all = concat(chunks, t_max);
     all.first_index = request.first_index;
     Ok(all)
+}
+
+/// Fewest responses per chunk of `sample_rows`. A chunk's walks share each position's rows while
+/// they sit in cache, so chunks are as large as the thread count allows (one per thread): the draws
+/// are keyed by (response, position) and nothing is summed across responses, so the split changes
+/// no result.
+const MIN_RESPONSES_PER_ROW_CHUNK: usize = 1024;
+
+/// `sample_rows` prefetches the row of the walk this many walks ahead.
+const PREFETCH_WALKS_AHEAD: usize = 4;
+
+/// `sample` for a policy with precomputed rows (bit-identical tokens, log-probabilities and states):
+/// all walks of a chunk advance one position at a time, so the position's S × V rows stay in cache,
+/// and each token is a binary search in its row's running sums (no sum, scan or log per token). The
+/// draws are keyed by (response, position), so this order gives the same tokens as any other.
+fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Samples {
+    let (n, t_max, v, states_count) = (request.count, model.length(), model.vocab(), model.num_states());
+    let stride = t_max + 1;
+    let mut tokens = vec![0u32; n * t_max];
+    let mut log_probs = vec![0.0; n * t_max];
+    let mut states = vec![0u32; n * stride];
+    let mut harm = vec![0.0; n];
+    let mut emitted = vec![0u32; n];
+    let size = n.div_ceil(rayon::current_num_threads()).max(MIN_RESPONSES_PER_ROW_CHUNK);
+    let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
+    let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
+    outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
+        let first = chunk * size;
+        let count = harm.len();
+        let mut at = vec![0u32; count];
+        // Walks still emitting, in response order.
+        let mut active: Vec<u32> = (0..count as u32).collect();
+        for t in 0..t_max {
+            let draws = &rows.draws[t * states_count * v..(t + 1) * states_count * v];
+            let mut kept = 0;
+            for j in 0..active.len() {
+                if let Some(&ahead) = active.get(j + PREFETCH_WALKS_AHEAD) {
+                    // The row a later walk will search: its total (last entry) and its middle.
+                    let row = at[ahead as usize] as usize * v;
+                    prefetch(&draws[row + v - 1]);
+                    prefetch(&draws[row + v / 2 - 1]);
+                }
+                let i = active[j] as usize;
+                let s = at[i] as usize;
+                states[i * stride + t] = s as u32;
+                let response = first + i;
+                let a = match request.prefix.and_then(|p| p.token(response, t)) {
+                    Some(a) => a as usize,
+                    None => draw_from_cdf(&draws[s * v..(s + 1) * v], |d| d[0], token_uniform(request.seed, request.first_index + response as u32, t as u32 + 1)),
+                };
+                tokens[i * t_max + t] = a as u32;
+                log_probs[i * t_max + t] = draws[s * v + a][1];
+                let next = model.next[s * v + a];
+                at[i] = next;
+                if model.spec.end_token == Some(a) {
+                    // Ended: no tokens after, and the sink state for the remaining positions.
+                    tokens[i * t_max + t + 1..(i + 1) * t_max].fill(NO_TOKEN);
+                    states[i * stride + t + 1..(i + 1) * stride].fill(next);
+                    emitted[i] = t as u32 + 1;
+                } else {
+                    active[kept] = i as u32;
+                    kept += 1;
+                }
+            }
+            active.truncate(kept);
+        }
+        for &i in &active {
+            states[i as usize * stride + t_max] = at[i as usize];
+            emitted[i as usize] = t_max as u32;
+        }
+        for (h, &s) in harm.iter_mut().zip(&at) {
+            *h = model.harm(s as usize);
+        }
+    });
+    Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
 }
 
 fn concat(parts: Vec<Samples>, length: usize) -> Samples {

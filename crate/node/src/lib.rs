@@ -9,6 +9,7 @@
 mod exact;
 mod log_stats;
 mod gemm;
+mod limits;
 mod mlp;
 mod monte_carlo;
 mod policy;

@@ -1,14 +1,15 @@
 //! Monte Carlo: sampling responses and estimating the theory's quantities with standard errors.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::core;
 use crate::exact::ExactModel;
-use crate::policy::{PolicyChoice, PolicyInput};
+use crate::policy::{CachedTabular, PolicyChoice, PolicyInput};
 use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
 use core::estimate::{Coefficient, GradientEstimate, PositionEstimates, Scalar};
 use core::exact::conditional_harm;
 use core::model::{Model, ScenarioSpec};
+use core::policy::TabularTables;
 use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
 use core::proposal::{check_tilt, with_tilt, TiltMethod, DEFAULT_TILT};
 use core::sampling::{sample, Prefix, SampleRequest, Samples};
@@ -24,6 +25,9 @@ use napi_derive::napi;
 pub struct MonteCarlo {
     spec: Arc<ScenarioSpec>,
     model: Option<Arc<Model>>,
+    /// The tables of the last tabular policy sampled or estimated: a call with the same logits
+    /// reuses them (and its h table) instead of copying the logits and rebuilding the rows.
+    tabular: Mutex<Option<Arc<CachedTabular>>>,
 }
 
 #[napi(object)]
@@ -209,8 +213,14 @@ impl EstimateJob {
                 Some("rollouts") => Some(HarmChoice::Rollouts(self.rollouts)),
                 Some("exact") => {
                     let (model, exact) = self.model.as_deref().zip(exact).ok_or_else(|| invalid("harm: \"exact\" needs the exact model".into()))?;
-                    table = conditional_harm(model, exact);
-                    Some(HarmChoice::Exact(&table))
+                    let kept = match &self.policy {
+                        PolicyChoice::Cached(c) => c.harm.get_or_init(|| conditional_harm(model, exact)),
+                        _ => {
+                            table = conditional_harm(model, exact);
+                            &table
+                        }
+                    };
+                    Some(HarmChoice::Exact(kept))
                 }
                 Some(other) => return Err(invalid(format!("harm must be \"exact\" or \"rollouts\", got {other:?}"))),
             };
@@ -238,6 +248,20 @@ impl MonteCarlo {
     pub(crate) fn parts(&self) -> (&ScenarioSpec, Option<&Model>) {
         (&self.spec, self.model.as_deref())
     }
+
+    /// A tabular policy through the kept tables: the same logits reuse them, others replace them.
+    fn cached<'a>(&self, choice: PolicyChoice<'a>) -> core::Result<PolicyChoice<'a>> {
+        let (PolicyChoice::Tabular(logits), Some(model)) = (&choice, self.model.as_deref()) else {
+            return Ok(choice);
+        };
+        let mut kept = self.tabular.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(c) = kept.as_ref().filter(|c| c.tables.holds(logits)) {
+            return Ok(PolicyChoice::Cached(c.clone()));
+        }
+        let c = Arc::new(CachedTabular { tables: TabularTables::new(model, logits.to_vec())?, harm: OnceLock::new() });
+        *kept = Some(c.clone());
+        Ok(PolicyChoice::Cached(c))
+    }
 }
 
 #[napi]
@@ -246,8 +270,8 @@ impl MonteCarlo {
     #[napi(constructor)]
     pub fn new(spec: ScenarioInput, exact: Option<&ExactModel>) -> napi::Result<Self, String> {
         guard(|| match exact {
-            Some(e) => Ok(MonteCarlo { spec: Arc::new(e.inner.spec.clone()), model: Some(e.inner.clone()) }),
-            None => Ok(MonteCarlo { spec: Arc::new(spec.to_spec()?.prepared()?), model: None }),
+            Some(e) => Ok(MonteCarlo { spec: Arc::new(e.inner.spec.clone()), model: Some(e.inner.clone()), tabular: Mutex::new(None) }),
+            None => Ok(MonteCarlo { spec: Arc::new(spec.to_spec()?.prepared()?), model: None, tabular: Mutex::new(None) }),
         })
     }
 
@@ -287,7 +311,7 @@ impl MonteCarlo {
     #[napi]
     pub fn sample(&self, policy: PolicyInput, options: SampleOptions) -> napi::Result<SamplesOutput, String> {
         guard(|| {
-            let choice = PolicyChoice::parse(&policy, &self.spec)?;
+            let choice = self.cached(PolicyChoice::parse(&policy, &self.spec)?)?;
             let count = count_from(options.count, "count")?;
             let seed = seed_from(options.seed, "seed")?;
             let prefix = options.prefix.as_ref().map(|tokens| Prefix { tokens, length: options.prefix_length.unwrap_or(tokens.len() as u32) as usize });
@@ -327,7 +351,7 @@ impl MonteCarlo {
         Ok(EstimateJob {
             spec: self.spec.clone(),
             model: self.model.clone(),
-            policy: PolicyChoice::parse(policy, &self.spec)?.into_owned(),
+            policy: self.cached(PolicyChoice::parse(policy, &self.spec)?)?.into_owned(),
             samples: count_from(options.samples, "samples")?,
             seed: seed_from(options.seed, "seed")?,
             harm: options.harm,

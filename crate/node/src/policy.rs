@@ -2,6 +2,7 @@
 //! `transformer` (network shape and parameters), for the exact engine and for sampling.
 
 use std::borrow::Cow;
+use std::sync::{Arc, OnceLock};
 
 use crate::core;
 use crate::invalid;
@@ -9,7 +10,7 @@ use core::estimate::ScoreModel;
 use core::gibbs::GibbsPolicy;
 use core::mlp::{Activation, Mlp, MlpConfig, MlpPolicy};
 use core::model::{Model, ScenarioSpec};
-use core::policy::{BasePolicy, Policy, TabularPolicy};
+use core::policy::{BasePolicy, Policy, TabularPolicy, TabularTables};
 use core::sampling::{BaseStep, ExactStep, StepPolicy};
 use core::transformer::{Transformer, TransformerConfig, TransformerPolicy};
 use napi::bindgen_prelude::*;
@@ -68,9 +69,18 @@ pub struct PolicyInput {
     pub transformer: Option<TransformerLayout>,
 }
 
+/// A tabular policy's tables that a MonteCarlo keeps between calls, with the policy's exact h
+/// table once computed.
+pub struct CachedTabular {
+    pub tables: TabularTables,
+    pub harm: OnceLock<Vec<f64>>,
+}
+
 pub enum PolicyChoice<'a> {
     Base,
     Tabular(Cow<'a, [f64]>),
+    /// Tabular logits whose tables were kept from an earlier call (same logits, same model).
+    Cached(Arc<CachedTabular>),
     Gibbs(f64),
     Mlp(Mlp, Cow<'a, [f64]>),
     Transformer(Transformer, Cow<'a, [f64]>),
@@ -113,6 +123,7 @@ impl PolicyChoice<'_> {
         match self {
             PolicyChoice::Base => PolicyChoice::Base,
             PolicyChoice::Tabular(l) => PolicyChoice::Tabular(Cow::Owned(l.into_owned())),
+            PolicyChoice::Cached(c) => PolicyChoice::Cached(c),
             PolicyChoice::Gibbs(l) => PolicyChoice::Gibbs(l),
             PolicyChoice::Mlp(m, p) => PolicyChoice::Mlp(m, Cow::Owned(p.into_owned())),
             PolicyChoice::Transformer(n, p) => PolicyChoice::Transformer(n, Cow::Owned(p.into_owned())),
@@ -125,6 +136,7 @@ impl PolicyChoice<'_> {
         Ok(match self {
             PolicyChoice::Base => f(&BasePolicy { model }),
             PolicyChoice::Tabular(logits) => f(&TabularPolicy::new(model, logits)?),
+            PolicyChoice::Cached(c) => f(&c.tables.policy(model)),
             PolicyChoice::Gibbs(lambda) => f(&GibbsPolicy::new(model, *lambda)?),
             PolicyChoice::Mlp(mlp, params) => {
                 let logits = mlp.tabulate(params, model)?;
@@ -158,6 +170,10 @@ impl PolicyChoice<'_> {
             },
             PolicyChoice::Tabular(logits) => {
                 let tabular = TabularPolicy::new(need_model()?, logits)?;
+                f(&ExactStep(&tabular), Some(&ExactStep(&tabular)), Some(&tabular))
+            }
+            PolicyChoice::Cached(c) => {
+                let tabular = c.tables.policy(need_model()?);
                 f(&ExactStep(&tabular), Some(&ExactStep(&tabular)), Some(&tabular))
             }
             PolicyChoice::Gibbs(lambda) => {
