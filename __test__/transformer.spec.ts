@@ -93,3 +93,29 @@ test('the score gradient equals finite differences of the reference Σ c·log π
     t.true(Math.abs(sum - gradient[i]!) <= 1e-12, `Σ_t G_t[${i}]`);
   }
 });
+
+test('batched sampling: log-probabilities of the reference forward, keyed draws, and PPO at ratio 1 is the score gradient', (t) => {
+  const model = new Transformer(tiny);
+  const params = parameters(model, 4);
+  const { tokens, logProbs } = model.sample(params, 40, 9);
+  t.true(tokens.every((a) => a < tiny.vocab));
+  const logits = transformerLogits(tiny, params, tokens);
+  const V = tiny.vocab;
+  let worst = 0;
+  for (let r = 0; r < tokens.length; r++) {
+    const row = logits.subarray(r * V, (r + 1) * V);
+    const max = Math.max(...row);
+    const logZ = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+    worst = Math.max(worst, Math.abs(logProbs[r]! - (row[tokens[r]!]! - logZ)));
+  }
+  t.true(worst <= 1e-12, `max |log π − reference| = ${worst}`);
+  // Response n draws with the keys of index firstIndex + n: a later slice is the same responses.
+  const later = model.sample(params, 10, 9, 25);
+  t.deepEqual(Array.from(later.tokens), Array.from(tokens.subarray(25 * tiny.length, 35 * tiny.length)));
+  // At the sampling parameters every ratio is 1: the clipped surrogate's gradient is Σ A·∇log π / N.
+  const advantages = Float64Array.from(tokens, (_, i) => Math.cos(i));
+  const ppo = model.ppoGradient(params, tokens, logProbs, advantages, 0.2);
+  const score = model.scoreGradient(params, tokens, advantages);
+  t.true(maxDiff(ppo, score) <= 1e-12, `max |ppo − score| = ${maxDiff(ppo, score)}`);
+  t.throws(() => model.ppoGradient(params, tokens, logProbs, advantages, 0), { message: /clip/ });
+});

@@ -37,6 +37,16 @@ export function transformerTokenFlops(s: TransformerShape): number {
   return L * (2 * d * 3 * d + 4 * T * d + 2 * d * d + 4 * d * m) + 2 * d * V;
 }
 
+/**
+ * Useful forward FLOPs of one response of T tokens: per token and layer 2·d·3d (QKV) + 2·d² (output)
+ * + 4·d·m (MLP), plus 2·d·V (head), and causal attention at position i (1-based) over its i keys:
+ * 4·i·d per layer (scores and values). Summed over i = 1..T: the attention term is 2·T(T+1)·d·L.
+ */
+export function transformerResponseFlops(s: TransformerShape): number {
+  const { width: d, mlpWidth: m, length: T, vocab: V, layers: L } = s;
+  return T * (L * (8 * d * d + 4 * d * m) + 2 * d * V) + L * 2 * T * (T + 1) * d;
+}
+
 export interface NeuralRow {
   name: string;
   responses: number;
@@ -82,8 +92,8 @@ async function timeShape(shape: TransformerShape, N: number, withForward: boolea
 
 /**
  * Transformer rows: (1) per-sample cost at V = T = 16, 1 layer (candle: ~215 µs per sample forward +
- * backward); (2) one epoch of the issue's PPO-size step, forward + backward over 4096 × 64 tokens,
- * 2 layers of width 64 (a single timed run: it takes tens of seconds).
+ * backward); (2) a batched sampling pass of 65 536 × 64 tokens and (3) one PPO step of 4096 × 64
+ * tokens, 2 layers of width 64 (single timed runs: they take tens of seconds).
  */
 export async function runNeuralBench(log: (line: string) => void): Promise<{ gemmRate: number; rows: NeuralRow[] }> {
   const gemmRate = measureGemmRate();
@@ -92,8 +102,55 @@ export async function runNeuralBench(log: (line: string) => void): Promise<{ gem
   const rows = await timeShape(small, 4096, true, 5, 1, gemmRate, log);
   log('(candle and burn: about 215 µs per sample, forward + backward, at this size)');
   const large: TransformerShape = { vocab: 32, length: 64, layers: 2, width: 64, heads: 4, mlpWidth: 256 };
-  rows.push(...(await timeShape(large, 4096, false, 1, 0, gemmRate, log)));
+  rows.push(timeSampling(large, 65536, gemmRate, log));
+  rows.push(timePpoStep(large, 4096, 4, gemmRate, log));
   return { gemmRate, rows };
+}
+
+function reportRow(name: string, responses: number, seconds: number, flops: number, gemmRate: number, log: (line: string) => void): NeuralRow {
+  const row = { name, responses, secondsPerCall: seconds, microsecondsPerSample: (1e6 * seconds) / responses, usefulFlops: flops, gemmFraction: flops / seconds / gemmRate };
+  log(
+    `${name}: ${seconds.toFixed(2)} s, ${row.microsecondsPerSample.toFixed(1)} µs per response, useful FLOPs ${(flops / 1e9).toFixed(1)} G: ` +
+      `${(flops / seconds / 1e9).toFixed(2)} GFLOP/s = ${(100 * row.gemmFraction).toFixed(1)}% of the GEMM rate`,
+  );
+  return row;
+}
+
+/** One batched sampling pass of N responses (a single timed run). */
+function timeSampling(shape: TransformerShape, N: number, gemmRate: number, log: (line: string) => void): NeuralRow {
+  const model = new Transformer(shape);
+  const params = model.initParams(1);
+  const start = performance.now();
+  model.sample(params, N, 5);
+  const seconds = (performance.now() - start) / 1000;
+  return reportRow(`transformer sampling, ${N} × ${shape.length} tokens, ${shape.layers} layers, width ${shape.width} (batched KV cache)`, N, seconds, N * transformerResponseFlops(shape), gemmRate, log);
+}
+
+/**
+ * One PPO step (a single timed run): sample N responses batch-wise, advantages from a stand-in
+ * reward (each response's share of token 0, minus the other responses' mean), then `epochs`
+ * clipped-surrogate gradients (ε = 0.2), each followed by a gradient-ascent update. Useful FLOPs:
+ * the sampling forward plus, per epoch, forward + backward = 3 × forward.
+ */
+function timePpoStep(shape: TransformerShape, N: number, epochs: number, gemmRate: number, log: (line: string) => void): NeuralRow {
+  const model = new Transformer(shape);
+  const params = model.initParams(1);
+  const T = shape.length;
+  const start = performance.now();
+  const { tokens, logProbs } = model.sample(params, N, 6);
+  const reward = Float64Array.from({ length: N }, (_, n) => tokens.subarray(n * T, (n + 1) * T).filter((a) => a === 0).length / T);
+  const total = reward.reduce((a, b) => a + b, 0);
+  const advantages = Float64Array.from({ length: N * T }, (_, i) => {
+    const n = Math.floor(i / T);
+    return reward[n]! - (total - reward[n]!) / (N - 1);
+  });
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const g = model.ppoGradient(params, tokens, logProbs, advantages, 0.2);
+    for (let i = 0; i < params.length; i++) params[i]! += 0.01 * g[i]!;
+  }
+  const seconds = (performance.now() - start) / 1000;
+  const flops = (1 + 3 * epochs) * N * transformerResponseFlops(shape);
+  return reportRow(`transformer PPO step, ${N} × ${T} tokens, ${shape.layers} layers, width ${shape.width}, ${epochs} epochs`, N, seconds, flops, gemmRate, log);
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

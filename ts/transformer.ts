@@ -63,4 +63,18 @@ export class Transformer {
   scoreGradientPerPosition(params: Float64Array, responses: Uint32Array, coefficients: Float64Array): Float64Array {
     return callNative(() => this.inner.scoreGradient(params, responses, coefficients, true));
   }
+
+  /**
+   * `count` responses of T tokens drawn batch-wise with the KV cache (no end token): response n uses
+   * the draw keys of index firstIndex + n, as the per-sample sampler does. Tokens and their
+   * log-probabilities, N × T each.
+   */
+  sample(params: Float64Array, count: number, seed: number, firstIndex = 0): { tokens: Uint32Array; logProbs: Float64Array } {
+    return callNative(() => this.inner.sample(params, count, seed, firstIndex));
+  }
+
+  /** Gradient of PPO's clipped surrogate (1/N) Σ min(ρ·A, clip(ρ, 1 ± clip)·A), ρ = π(y)/exp(oldLogProbs), A = advantages (N × T). */
+  ppoGradient(params: Float64Array, responses: Uint32Array, oldLogProbs: Float64Array, advantages: Float64Array, clip: number): Float64Array {
+    return callNative(() => this.inner.ppoGradient(params, responses, oldLogProbs, advantages, clip));
+  }
 }

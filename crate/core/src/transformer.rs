@@ -16,6 +16,10 @@ use crate::sampling::{Samples, StepPolicy};
 use crate::vector_math::softmax_in_place;
 use crate::walk::{Walk, NO_TOKEN};
 
+mod batch_sample;
+mod ppo;
+pub use batch_sample::SAMPLE_CHUNK;
+
 const LAYER_NORM_EPSILON: f64 = 1e-5;
 /// Sequences per batched pass: 16 × T rows keep the attention maps of a pass in cache.
 pub const BATCH_SEQUENCES: usize = 16;

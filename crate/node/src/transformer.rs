@@ -2,8 +2,10 @@
 //! score-function gradient over given responses.
 
 use crate::core;
-use crate::{guard, invalid, seed_from};
+use crate::{count_from, guard, invalid, seed_from};
+use core::model::ScenarioSpec;
 use core::sampling::Samples;
+use core::walk::Track;
 use core::transformer::{Transformer as Model, TransformerConfig};
 use core::walk::NO_TOKEN;
 use napi::bindgen_prelude::*;
@@ -18,6 +20,13 @@ pub struct TransformerShape {
     pub width: u32,
     pub heads: u32,
     pub mlp_width: u32,
+}
+
+/// Sampled responses: tokens N × T and their log-probabilities under the sampling parameters.
+#[napi(object)]
+pub struct TransformerSamples {
+    pub tokens: Uint32Array,
+    pub log_probs: Float64Array,
 }
 
 /// A decoder-only transformer (its parameters are passed to each call).
@@ -100,18 +109,7 @@ impl Transformer {
                 return Err(invalid(format!("coefficient {i} is {}", coefficients[i])));
             }
             let t = self.inner.config.length;
-            let count = responses.len() / t;
-            let emitted = responses.chunks_exact(t).map(|r| r.iter().take_while(|&&a| a != NO_TOKEN).count() as u32).collect();
-            let samples = Samples {
-                count,
-                first_index: 0,
-                length: t,
-                tokens: responses.to_vec(),
-                log_probs: vec![0.0; responses.len()],
-                harm: vec![0.0; count],
-                emitted,
-                states: None,
-            };
+            let samples = self.samples_of(&responses);
             let coef = |n: usize, i: usize, _: f64| coefficients[n * t + i];
             Ok(if per_position.unwrap_or(false) {
                 self.inner.score_gradient_per_position(&params, &samples, &coef)
@@ -120,6 +118,54 @@ impl Transformer {
             })
         })
         .map(Float64Array::new)
+    }
+
+    /// `count` responses of T tokens (no end token), drawn batch-wise with the KV cache; response
+    /// n uses the draw keys of index firstIndex + n, as the per-sample sampler does.
+    #[napi]
+    pub fn sample(&self, params: Float64Array, count: f64, seed: f64, first_index: Option<u32>) -> napi::Result<TransformerSamples, String> {
+        guard(|| {
+            let (count, seed) = (count_from(count, "count")?, seed_from(seed, "seed")?);
+            let (v, t) = (self.inner.config.vocab, self.inner.config.length);
+            // A scenario of the model's V and T that never ends a response and has no harm.
+            let spec = ScenarioSpec { vocab: v, length: t, end_token: None, order: 1, base: vec![1.0 / v as f64; (v + 1) * v], transitions: vec![0; v], harm: vec![0.0], start: 0 };
+            let samples = self.inner.sample_batched(&params, &Track::new(&spec, None), count, seed, first_index.unwrap_or(0))?;
+            Ok((samples.tokens, samples.log_probs))
+        })
+        .map(|(tokens, log_probs)| TransformerSamples { tokens: Uint32Array::new(tokens), log_probs: Float64Array::new(log_probs) })
+    }
+
+    /// Gradient of PPO's clipped surrogate (1/N) Σ min(ρ·A, clip(ρ, 1 ± clip)·A) over N responses,
+    /// with ρ = π(y)/exp(oldLogProbs) and advantages A (both N × T).
+    #[napi]
+    pub fn ppo_gradient(&self, params: Float64Array, responses: Uint32Array, old_log_probs: Float64Array, advantages: Float64Array, clip: f64) -> napi::Result<Float64Array, String> {
+        guard(|| {
+            self.check(&params, &responses)?;
+            for (field, values) in [("oldLogProbs", &old_log_probs), ("advantages", &advantages)] {
+                if values.len() != responses.len() {
+                    return Err(invalid(format!("{field}: {} entries, expected one per token ({})", values.len(), responses.len())));
+                }
+                if let Some(i) = values.iter().position(|c| !c.is_finite()) {
+                    return Err(invalid(format!("{field} entry {i} is {}", values[i])));
+                }
+            }
+            if !(clip.is_finite() && clip > 0.0) {
+                return Err(invalid(format!("clip must be positive, got {clip}")));
+            }
+            let samples = self.samples_of(&responses);
+            Ok(self.inner.ppo_gradient(&params, &samples, &old_log_probs, &advantages, clip))
+        })
+        .map(Float64Array::new)
+    }
+}
+
+impl Transformer {
+    /// Given responses as `Samples` (log-probabilities and harm unused).
+    fn samples_of(&self, responses: &[u32]) -> Samples {
+        let t = self.inner.config.length;
+        let count = responses.len() / t;
+        let emitted = responses.chunks_exact(t).map(|r| r.iter().take_while(|&&a| a != NO_TOKEN).count() as u32).collect();
+        Samples { count, first_index: 0, length: t, tokens: responses.to_vec(), log_probs: vec![0.0; responses.len()], harm: vec![0.0; count], emitted, states: None }
     }
 }
 

@@ -147,7 +147,7 @@ impl Mlp {
                 .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
                 .map(|n| (self.context_of(&samples.tokens[n * t_max..n * t_max + t]), n))
                 .collect();
-            entries.sort_unstable();
+            sort_by_context(&mut entries, self.num_contexts());
             let mut groups: Vec<(usize, usize)> = Vec::new(); // (context, first entry)
             for (i, &(context, _)) in entries.iter().enumerate() {
                 if groups.last().is_none_or(|g| g.0 != context) {
@@ -181,5 +181,43 @@ impl Mlp {
             block.iter_mut().for_each(|g| *g /= count as f64);
         });
         blocks
+    }
+}
+
+/// Sorts (context, response) pairs, each response once: by a counting sort over the contexts when
+/// there are few of them (it keeps response order within a context, the order a comparison sort of
+/// the pairs gives), else by a comparison sort.
+fn sort_by_context(entries: &mut Vec<(usize, usize)>, contexts: usize) {
+    if contexts > 4 * entries.len().max(1024) {
+        entries.sort_unstable();
+        return;
+    }
+    let mut starts = vec![0usize; contexts + 1];
+    for &(context, _) in entries.iter() {
+        starts[context + 1] += 1;
+    }
+    for c in 0..contexts {
+        starts[c + 1] += starts[c];
+    }
+    let mut sorted = vec![(0, 0); entries.len()];
+    for &entry in entries.iter() {
+        sorted[starts[entry.0]] = entry;
+        starts[entry.0] += 1;
+    }
+    *entries = sorted;
+}
+
+#[cfg(test)]
+mod tests {
+    /// The counting sort gives the comparison sort's order, with few contexts and with many.
+    #[test]
+    fn sorting_by_context_equals_sorting_the_pairs() {
+        for contexts in [7, 1 << 20] {
+            let mut entries: Vec<(usize, usize)> = (0..500).map(|n| ((n * 7919 + 13) % contexts.min(97) * (contexts / 97).max(1), n)).collect();
+            let mut expected = entries.clone();
+            expected.sort_unstable();
+            super::sort_by_context(&mut entries, contexts);
+            assert_eq!(entries, expected);
+        }
     }
 }
