@@ -39,16 +39,16 @@ test('τ on a non-binary scenario: histogram within 4 SE, P(τ > T) apart, rollo
     t.true(profile.decisionTime[2] > 0.01 && profile.decisionTime[3] > 0.01, 'decisions at t = 2 and 3, before any absorbing state');
     const est = mc.estimate(policy, { samples: 40_000, seed: 5, harm: 'exact' });
     const T = graded.length;
-    for (let k = 0; k <= T; k++) within4se(t, est.decisionTime!.mean[k], est.decisionTime!.se[k], profile.decisionTime[k], `${policy.kind} P(τ = ${k})`);
+    for (let k = 0; k <= T; k++) within4se(t, est.decisionTime![k], est.decisionTimeSE![k], profile.decisionTime[k], `${policy.kind} P(τ = ${k})`);
     within4se(t, est.undecided!.mean, est.undecided!.se, profile.undecided, `${policy.kind} P(τ > T)`);
-    const histogram = est.decisionTime!.mean.reduce((a, b) => a + b, 0);
+    const histogram = est.decisionTime!.reduce((a, b) => a + b, 0);
     t.true(Math.abs(histogram + est.undecided!.mean - 1) < 1e-12 && histogram < 0.95, `the histogram sums to ${histogram}`);
     // With rollouts τ̂ ≤ τ on every response, so its distribution function lies above τ's.
     const rolled = mc.estimate(policy, { samples: 4000, seed: 6, harm: 'rollouts', rollouts: 4 });
     let cdf = 0;
     let exactCdf = 0;
     for (let k = 0; k <= T; k++) {
-      cdf += rolled.decisionTime!.mean[k];
+      cdf += rolled.decisionTime![k];
       exactCdf += profile.decisionTime[k];
       t.true(cdf >= exactCdf - 4 * Math.sqrt((exactCdf * (1 - exactCdf)) / 4000) - 1e-12, `P(τ̂ ≤ ${k}) = ${cdf} vs P(τ ≤ ${k}) = ${exactCdf}`);
     }

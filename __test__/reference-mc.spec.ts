@@ -242,7 +242,8 @@ function sameScalar(t: import('ava').ExecutionContext, rust: { mean: number; se:
 function sameHarmAndDecisions(t: import('ava').ExecutionContext, rust: Estimates, samples: RefSamples, paths: Parameters<typeof decisionTimes>[0], what: string, weights?: Float64Array) {
   sameScalar(t, { mean: rust.expectedHarm, se: rust.expectedHarmSE, support: rust.expectedHarmSupport }, expectedHarm(samples, weights), `${what}: E[H]`);
   const { histogram, undecided } = decisionTimeHistogram(decisionTimes(paths, samples.count, samples.length), samples.length, weights);
-  sameEstimate(t, rust.decisionTime, histogram, `${what}: decision time`);
+  const decisionTime = rust.decisionTime && { mean: rust.decisionTime, se: rust.decisionTimeSE!, support: rust.decisionTimeSupport! };
+  sameEstimate(t, decisionTime, histogram, `${what}: decision time`);
   sameScalar(t, rust.undecided!, undecided, `${what}: P(τ > T)`);
 }
 

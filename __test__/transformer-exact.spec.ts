@@ -103,7 +103,7 @@ for (const [name, scenario] of [['horizon', horizon], ['graded', graded]] as con
       within(`KL_${i + 1}`, e.klOnPolicy.mean[i]!, e.klOnPolicy.se[i]!, kl[i]!);
       within(`I_${i + 1}`, e.harmInformation!.mean[i]!, e.harmInformation!.se[i]!, exact.harmInformation[i]!);
     }
-    for (let i = 0; i <= scenario.length; i++) within(`P(τ = ${i})`, e.decisionTime!.mean[i]!, e.decisionTime!.se[i]!, exact.decisionTime[i]!);
+    for (let i = 0; i <= scenario.length; i++) within(`P(τ = ${i})`, e.decisionTime![i]!, e.decisionTimeSE![i]!, exact.decisionTime[i]!);
     if (e.undecided) within('P(τ > T)', e.undecided.mean, e.undecided.se, exact.undecided);
   });
 }

@@ -354,7 +354,7 @@ function agreement(rust: Estimates, ref: RefRun): Record<string, number | boolea
     expectedHarmTs: ref.expectedHarm.mean,
     expectedHarmIdentical: rust.expectedHarm === ref.expectedHarm.mean,
     expectedHarmSE: Math.abs(rust.expectedHarmSE - ref.expectedHarm.se) / ref.expectedHarm.se,
-    decisionTime: maxRelDiff(rust.decisionTime!.mean, ref.decisionTime),
+    decisionTime: maxRelDiff(rust.decisionTime!, ref.decisionTime),
     harmInformation: maxRelDiff(rust.harmInformation!.mean, ref.harmInformation.mean),
     harmInformationSE: maxRelDiff(rust.harmInformation!.se, ref.harmInformation.se),
     klOnPolicy: maxRelDiff(rust.klOnPolicy.mean, ref.klOnPolicy.mean),

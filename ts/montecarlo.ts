@@ -111,8 +111,12 @@ export interface Estimates {
    * P̂(τ = t) for t = 0..T (length T + 1), τ the first t with h_t ∈ {0, 1} (tolerance 1e-12, as the
    * exact engine). With rollouts, the first t at which all 2M continuations from y_≤t have the same
    * harm, 0 or 1: never later than τ, equal to it as M grows. Present when h_t is (`harm` given).
+   * A plain array of the estimates (as in earlier versions, which tools read), with the SEs and
+   * supports beside it, as for E[H].
    */
-  decisionTime?: Estimate;
+  decisionTime?: Float64Array;
+  decisionTimeSE?: Float64Array;
+  decisionTimeSupport?: Uint32Array;
   /** P̂(τ > T): the harm never settles (non-binary harm). */
   undecided?: ScalarEstimate;
   /** I_t: mean of Δ_t² (exact h) or of Δ¹_t·Δ²_t from two independent rollout sets (unbiased). */
@@ -204,7 +208,11 @@ function toEstimates(e: NativeEstimates): Estimates {
     expectedHarmSupport: e.expectedHarm.support,
     klOnPolicy: e.klOnPolicy,
   };
-  if (e.decisionTime) out.decisionTime = e.decisionTime;
+  if (e.decisionTime) {
+    out.decisionTime = e.decisionTime.mean;
+    out.decisionTimeSE = e.decisionTime.se;
+    out.decisionTimeSupport = e.decisionTime.support;
+  }
   if (e.undecided) out.undecided = e.undecided;
   if (e.importance) out.importance = { method: e.importance.method as 'exact' | 'per-token', tilt: e.importance.tilt, effectiveSampleSize: e.importance.effectiveSampleSize };
   if (e.harmInformation) out.harmInformation = e.harmInformation;
