@@ -165,6 +165,7 @@ pub fn run_information(track: &Track, policy: &dyn StepPolicy, exact: &dyn Polic
         })
         .collect();
     let paths = HarmPaths { first: path, second: None };
+    let ess = effective_sample_size(&weights);
     let w = Some(weights.as_slice());
 
     let kl_teacher_forced = if request.teacher_forced {
@@ -200,7 +201,7 @@ pub fn run_information(track: &Track, policy: &dyn StepPolicy, exact: &dyn Polic
         kl_on_policy: kl_to_base_along(track, policy, &samples, w)?,
         kl_teacher_forced,
         gradient,
-        effective_sample_size: Some(effective_sample_size(&weights)),
+        effective_sample_size: Some(ess),
     };
     let summary = InformationSummary {
         positions: positions.iter().map(|&t| t as u32).collect(),
@@ -208,7 +209,7 @@ pub fn run_information(track: &Track, policy: &dyn StepPolicy, exact: &dyn Polic
         mean_weight: reduce(samples.count, None, |n| weights[n]),
         max_weight: weights.iter().copied().fold(0.0, f64::max),
         weight_bound: k as f64,
-        effective_sample_size: effective_sample_size(&weights),
+        effective_sample_size: ess,
     };
     Ok((report, summary))
 }

@@ -258,11 +258,16 @@ impl EstimateJob {
             };
             if self.information {
                 let (model, exact) = self.model.as_deref().zip(exact).ok_or_else(|| invalid(INFORMATION_NEEDS_EXACT.into()))?;
-                if matches!(request.harm, Some(HarmChoice::Rollouts(_))) {
-                    return Err(invalid("proposal \"information\" uses the exact h_t: rollouts do not apply".into()));
-                }
-                let table = conditional_harm(model, exact);
-                let (report, summary) = run_information(&track, step, exact, score, &table, &request)?;
+                let own;
+                let table = match &request.harm {
+                    Some(HarmChoice::Exact(table)) => *table,
+                    Some(HarmChoice::Rollouts(_)) => return Err(invalid("proposal \"information\" uses the exact h_t: rollouts do not apply".into())),
+                    None => {
+                        own = conditional_harm(model, exact);
+                        &own
+                    }
+                };
+                let (report, summary) = run_information(&track, step, exact, score, table, &request)?;
                 return Ok((report, None, Some(summary)));
             }
             match self.tilt {
