@@ -6,7 +6,7 @@
  * never above K = |S| + 1); it is reproducible whatever the thread count, and refused without the
  * exact engine.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -14,9 +14,7 @@ import { BASE, ExactEngine, MonteCarlo, asTabular, builtinScenario, compileScena
 import { runCli } from './helpers/cli.js';
 import { gradedScenario } from './helpers/graded.js';
 
-type Check = { true: (c: boolean, m?: string) => void };
-
-function within4se(t: Check, estimate: number, se: number, exact: number, what: string) {
+function within4se(t: ExecutionContext, estimate: number, se: number, exact: number, what: string) {
   t.true(Math.abs(estimate - exact) <= 4 * se + 1e-10 * Math.abs(exact), `${what}: ${estimate} ± ${se} vs exact ${exact} (${(Math.abs(estimate - exact) / se).toFixed(1)} SE)`);
 }
 
@@ -24,7 +22,7 @@ function within4se(t: Check, estimate: number, se: number, exact: number, what: 
  * Runs the information proposal on a policy and checks I_t and ⟨Ĝ_t, G_t⟩ (the gradient projected on
  * the exact one, with its SE) against the exact values at `positions` (0-based), and the weights.
  */
-function check(t: Check & { is: (a: unknown, b: unknown, m?: string) => void }, scenario: CompiledScenario, policy: Policy, positions: number[], samples: number, seed: number, what: string, minGradientSupport?: number) {
+function check(t: ExecutionContext, scenario: CompiledScenario, policy: Policy, positions: number[], samples: number, seed: number, what: string, minGradientSupport?: number) {
   const exact = new ExactEngine(scenario);
   const profile = exact.harmProfile(policy, { gradient: true });
   const g = profile.gradient!;
