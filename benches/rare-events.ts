@@ -1,13 +1,17 @@
 /**
- * How many samples plain and tilted sampling need for a 10% relative SE on I_t (refusal, t = 10..16).
+ * How many samples plain, tilted and information sampling need for a 10% relative SE on I_t
+ * (refusal, t = 10..16).
  *
  * Exact: the per-sample (asymptotic) variance of each estimator from the exact tables, so that the
  * count does not rest on a pilot that may have missed the rare events:
  *  - plain:  σ² = E_P[Δ_t⁴] − I_t²;
  *  - tilted q ∝ P·e^{κH}, self-normalised with w = P/q = Z·e^{−κH} (Z = E_P[e^{κH}]):
  *            σ² = E_q[w²(Δ_t² − I_t)²] = Z·E_P[e^{−κH}(Δ_t² − I_t)²];
- * then N = σ² / (0.1·I_t)². Measured: one run of `estimate` per proposal at N = PILOT, reporting
- * N·SE² / (0.1·I_t)², the support, and how many SE the estimate is from the exact value.
+ * then N = σ² / (0.1·I_t)². For the information proposal (a mixture of K − 1 components q_t ∝ P·Δ_t²
+ * and P, w = K/(1 + Σ_t Δ_t²/I_t)) σ² = E_P[w·(Δ_t² − I_t)²] is not a per-position sum; it is bounded
+ * exactly instead: w·Δ_t² ≤ K·I_t and E_P[w] = E_q[w²] ≤ K give σ² ≤ 2K·I_t², so N ≤ 200·K at every
+ * t in S. Measured: one run of `estimate` per proposal at N = PILOT, reporting N·SE² / (0.1·I_t)², the
+ * support, and how many SE the estimate is from the exact value.
  *
  *   node --import @oxc-node/core/register benches/rare-events.ts
  */
@@ -91,6 +95,8 @@ function report(name: string, policy: Policy): void {
   console.log(`\nmeasured at N = ${PILOT} (one run, seed 1): N·SE²/(0.1·I_t)², [support], (estimate − exact)/SE\n`);
   const runs: Array<[string, ReturnType<MonteCarlo['estimate']>]> = [['plain', mc.estimate(policy, { samples: PILOT, seed: 1, harm: 'exact' })]];
   runs.push([`tilted κ = ${DEFAULT_TILT}`, mc.estimate(policy, { samples: PILOT, seed: 1, harm: 'exact', proposal: 'tilted' })]);
+  const information = mc.estimate(policy, { samples: PILOT, seed: 1, harm: 'exact', proposal: 'information' });
+  runs.push(['information', information]);
   console.log(`| t | ${runs.map(([label]) => label).join(' | ')} |`);
   console.log(`|---|${runs.map(() => '---').join('|')}|`);
   POSITIONS.forEach((t, i) => {
@@ -103,6 +109,12 @@ function report(name: string, policy: Policy): void {
   });
   const ess = runs[1][1].importance!.effectiveSampleSize;
   console.log(`\nKish effective sample size of the tilted run: ${ess.toFixed(0)} of ${PILOT}.`);
+  const k = information.information!.weightBound;
+  console.log(
+    `Information proposal: K = ${k} (${k - 1} positions with I_t > 0, and the policy), so N ≤ 200·K = ${200 * k} at every position (exact bound);` +
+      ` mean weight ${information.information!.meanWeight.mean.toFixed(4)} ± ${information.information!.meanWeight.se.toFixed(4)}, max ${information.information!.maxWeight.toFixed(2)};` +
+      ` Kish effective sample size ${information.information!.effectiveSampleSize.toFixed(0)} of ${PILOT}.`,
+  );
 }
 
 report('the base policy', BASE);

@@ -166,8 +166,8 @@ Examples:
     .option('--seed <S>', 'seed of the samples (and of the random scenario)', integer('--seed'), 0)
     .option(
       '--proposal <name>',
-      'draw responses from the policy, or tilted: from q ∝ P·e^{κH} (exact with the exact engine, else per token), reweighted by P/q (no gradients then)',
-      oneOf('--proposal', ['policy', 'tilted']),
+      'draw responses from the policy; tilted: from q ∝ P·e^{κH} (exact with the exact engine, else per token), reweighted by P/q (no gradients then); information: from the mixture of the policy and the zero-variance proposals q_t ∝ P·Δ_t² of each I_t (needs the exact engine), reweighted by P/q ≤ |S| + 1',
+      oneOf('--proposal', ['policy', 'tilted', 'information']),
       'policy',
     )
     .option('--tilt <κ>', `κ of the tilted proposal (default ${DEFAULT_TILT}; negative tilts away from harm)`, tilt)
@@ -180,7 +180,8 @@ Examples:
   $ harm-horizon estimate refusal --samples 20000
   $ harm-horizon estimate horizon --samples 4096 --rollouts 8 --json
   $ harm-horizon estimate refusal --policy run/policy.json --samples 10000 --estimator reinforce
-  $ harm-horizon estimate refusal --samples 20000 --proposal tilted --tilt 3`,
+  $ harm-horizon estimate refusal --samples 20000 --proposal tilted --tilt 3
+  $ harm-horizon estimate refusal --samples 20000 --proposal information`,
     )
     .action(async (arg: string, opts: { policy?: string; samples: number; rollouts?: number; estimator: GradientEstimator; seed: number; proposal: Proposal; tilt?: number; json?: boolean; memoryBudget: number }) => {
       if (opts.tilt !== undefined && opts.proposal !== 'tilted') throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--tilt needs --proposal tilted');

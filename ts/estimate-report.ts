@@ -6,7 +6,7 @@ import type { CompiledScenario } from './compiled.js';
 import { HarmHorizonError } from './errors.js';
 import { ExactEngine } from './exact.js';
 import { num, table } from './format.js';
-import { DEFAULT_TILT, MonteCarlo, type Estimates, type GradientEstimator, type Proposal } from './montecarlo.js';
+import { DEFAULT_TILT, MonteCarlo, type Estimates, type GradientEstimator, type InformationProposalSummary, type Proposal } from './montecarlo.js';
 import type { Policy } from './policy.js';
 
 export interface EstimateRequest {
@@ -15,7 +15,7 @@ export interface EstimateRequest {
   /** Nested rollouts per prefix and set; when absent, h_t is exact if the exact engine applies, else 16 rollouts. */
   rollouts?: number;
   estimator: GradientEstimator;
-  /** Draw from the policy (default) or from the policy tilted toward harm, reweighted (no gradients then). */
+  /** Draw from the policy (default), from the policy tilted toward harm (no gradients then), or from the information proposal; reweighted. */
   proposal?: Proposal;
   /** κ of the tilted proposal (default DEFAULT_TILT). */
   tilt?: number;
@@ -50,7 +50,8 @@ export interface EstimateReport {
   rollouts: number | null;
   estimator: GradientEstimator | null;
   /** With the tilted proposal: its method ("exact" or "per-token"), κ and Kish's effective sample size. */
-  proposal: { kind: 'tilted'; method: 'exact' | 'per-token'; tilt: number; effectiveSampleSize: number } | null;
+  /** With the information proposal: its positions, component counts and weights (mean w with SE, max w ≤ K). */
+  proposal: { kind: 'tilted'; method: 'exact' | 'per-token'; tilt: number; effectiveSampleSize: number } | ({ kind: 'information' } & InformationProposalSummary) | null;
   expectedHarm: number;
   expectedHarmSE: number;
   expectedHarmSupport: number;
@@ -75,6 +76,9 @@ const finite = (x: number | undefined): number | null => (x === undefined || !Nu
 
 /** Runs the estimates (off the main thread) and the exact counterparts where they exist. */
 export async function estimateReport(scenario: CompiledScenario, policy: Policy, request: EstimateRequest, exact: ExactEngine | null): Promise<EstimateReport> {
+  if (!exact && request.proposal === 'information') {
+    throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--proposal information needs the exact engine (h_t exact on the exact states), and this scenario is over the memory budget');
+  }
   if (!exact && (policy.kind === 'tabular' || policy.kind === 'gibbs')) {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `a ${policy.kind} policy lives on exact states, and this scenario's state space is too large to build`);
   }
@@ -91,6 +95,7 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
     gradient: differentiable && !tilted ? request.estimator : undefined,
     teacherForced: true,
     ...(tilted ? { proposal: 'tilted' as const, tilt: request.tilt ?? DEFAULT_TILT } : {}),
+    ...(request.proposal === 'information' ? { proposal: 'information' as const } : {}),
   });
   let exactPositions: EstimatePosition['exact'][] | null = null;
   let exactExpectedHarm: number | null = null;
@@ -124,7 +129,7 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
     harmSource,
     rollouts,
     estimator: est.gradient ? request.estimator : null,
-    proposal: est.importance ? { kind: 'tilted', ...est.importance } : null,
+    proposal: est.importance ? { kind: 'tilted', ...est.importance } : est.information ? { kind: 'information', ...est.information } : null,
     expectedHarm: est.expectedHarm,
     expectedHarmSE: est.expectedHarmSE,
     expectedHarmSupport: est.expectedHarmSupport,
@@ -168,7 +173,11 @@ export const SUPPORT_LEGEND = `† the SE rests on fewer than ${MIN_SUPPORT} eff
 
 export function renderEstimateReport(r: EstimateReport): string {
   const source = r.harmSource === 'exact' ? 'exact' : `from ${r.rollouts} rollouts per prefix and set`;
-  const proposal = r.proposal ? `, proposal tilted (κ = ${r.proposal.tilt}, ${r.proposal.method}; Kish effective sample size ${num(r.proposal.effectiveSampleSize, 1)})` : '';
+  const proposal = !r.proposal
+    ? ''
+    : r.proposal.kind === 'tilted'
+      ? `, proposal tilted (κ = ${r.proposal.tilt}, ${r.proposal.method}; Kish effective sample size ${num(r.proposal.effectiveSampleSize, 1)})`
+      : `, proposal information (${r.proposal.positions.length} components + the policy; mean weight ${num(r.proposal.meanWeight.mean)} ± ${num(r.proposal.meanWeight.se)}, max ${num(r.proposal.maxWeight)} ≤ ${r.proposal.weightBound}; Kish effective sample size ${num(r.proposal.effectiveSampleSize, 1)})`;
   const exactOf = (x: number | null) => (x === null ? '' : `   (exact ${num(x)})`);
   const lines = [
     `scenario ${r.scenario}, policy ${r.policy}: ${r.samples} samples, seed ${r.seed}, h_t ${source}${proposal}` + (r.estimator ? `, gradient estimator ${r.estimator}` : ''),

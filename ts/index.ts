@@ -45,6 +45,7 @@ export {
   type Estimates,
   type GradientEstimator,
   type Proposal,
+  type InformationProposalSummary,
   type SampleBatch,
   type ScalarEstimate,
   type SampleOptions,

@@ -70,8 +70,11 @@ export interface ScalarEstimate {
   support: number;
 }
 
-/** Where `estimate` draws responses from: the policy, or the policy tilted toward harm (importance sampling). */
-export type Proposal = 'policy' | 'tilted';
+/**
+ * Where `estimate` draws responses from: the policy, the policy tilted toward harm, or the
+ * information proposal aimed at the innovations behind each I_t (importance sampling).
+ */
+export type Proposal = 'policy' | 'tilted' | 'information';
 
 /** κ of the tilted proposal when `tilt` is not given (the core's DEFAULT_TILT). */
 export const DEFAULT_TILT = 3;
@@ -96,6 +99,10 @@ export interface EstimateOptions {
    * "tilted": draw the responses from q ∝ P·e^{κH} (exactly through the exact states with the
    * ExactEngine, else per token by the harm of the automaton state each token leads to) and reweight
    * by P/q, self-normalised. Not with `gradient`.
+   * "information" (needs the ExactEngine): draw from the defensive mixture q = (p + Σ_{t∈S} q_t)/K,
+   * q_t = p·Δ_t²/I_t the zero-variance proposal for I_t, S the positions with I_t > 0, K = |S| + 1.
+   * The weights w = p/q = K/(1 + Σ_{t∈S} Δ_t²/I_t) are exact and at most K. Estimates are
+   * self-normalised, gradients (allowed here) the unnormalised (1/N)·Σ w·c·s.
    */
   proposal?: Proposal;
   /** κ of the tilted proposal (default DEFAULT_TILT), |κ| ≤ 700. */
@@ -135,6 +142,22 @@ export interface Estimates {
   };
   /** With the tilted proposal: how it was built, κ, and Kish's effective sample size (Σw)²/Σw². */
   importance?: { method: 'exact' | 'per-token'; tilt: number; effectiveSampleSize: number };
+  /** With the information proposal: its components and its weights w = p/q (mean 1, at most weightBound). */
+  information?: InformationProposalSummary;
+}
+
+export interface InformationProposalSummary {
+  /** The positions S of the mixture's components (1-based). */
+  positions: number[];
+  /** Responses drawn from each component: the policy first, then q_t for t in S. */
+  counts: number[];
+  /** The mean of w with its SE and support: 1 in expectation. */
+  meanWeight: ScalarEstimate;
+  maxWeight: number;
+  /** K = |S| + 1: no weight exceeds it. */
+  weightBound: number;
+  /** Kish's effective sample size (Σw)²/Σw². */
+  effectiveSampleSize: number;
 }
 
 export class MonteCarlo {
@@ -215,6 +238,7 @@ function toEstimates(e: NativeEstimates): Estimates {
   }
   if (e.undecided) out.undecided = e.undecided;
   if (e.importance) out.importance = { method: e.importance.method as 'exact' | 'per-token', tilt: e.importance.tilt, effectiveSampleSize: e.importance.effectiveSampleSize };
+  if (e.information) out.information = { ...e.information };
   if (e.harmInformation) out.harmInformation = e.harmInformation;
   if (e.klTeacherForced) out.klTeacherForced = e.klTeacherForced;
   if (e.gradient) {

@@ -32,5 +32,6 @@ pub mod rl;
 pub mod attack;
 pub mod fixed_point;
 pub mod proposal;
+pub mod information;
 pub mod log_stats;
 pub mod limits;

@@ -8,6 +8,7 @@ use crate::policy::{CachedTabular, PolicyChoice, PolicyInput};
 use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
 use core::estimate::{Coefficient, GradientEstimate, PositionEstimates, Scalar};
 use core::exact::conditional_harm;
+use core::information::{run_information, InformationSummary};
 use core::model::{Model, ScenarioSpec};
 use core::policy::TabularTables;
 use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
@@ -88,8 +89,9 @@ pub struct EstimateOptions {
     pub directions: Option<Float64Array>,
     /// Also estimate the KL on harmful base responses (teacher forcing).
     pub teacher_forced: Option<bool>,
-    /// Where responses are drawn from: "policy" (default) or "tilted" (importance sampling from the
-    /// policy tilted by e^{κH}, reweighted).
+    /// Where responses are drawn from: "policy" (default), "tilted" (importance sampling from the
+    /// policy tilted by e^{κH}, reweighted) or "information" (the defensive mixture of the
+    /// zero-variance proposals for each I_t; needs the exact model).
     pub proposal: Option<String>,
     /// κ of the tilted proposal (default DEFAULT_TILT).
     pub tilt: Option<f64>,
@@ -117,6 +119,35 @@ pub struct ImportanceOutput {
     pub tilt: f64,
     /// Kish's effective sample size (Σw)²/Σw² of the likelihood ratios.
     pub effective_sample_size: f64,
+}
+
+/// The information proposal of a run (core::information).
+#[napi(object)]
+pub struct InformationOutput {
+    /// The positions S of its components, 1-based.
+    pub positions: Vec<u32>,
+    /// Responses drawn from each component: the policy first, then q_t for t in S.
+    pub counts: Vec<u32>,
+    /// The mean of the likelihood ratios w = p/q (1 in expectation), with its SE.
+    pub mean_weight: ScalarEstimate,
+    pub max_weight: f64,
+    /// K = |S| + 1, the bound on w.
+    pub weight_bound: f64,
+    /// Kish's effective sample size (Σw)²/Σw².
+    pub effective_sample_size: f64,
+}
+
+impl From<InformationSummary> for InformationOutput {
+    fn from(s: InformationSummary) -> Self {
+        InformationOutput {
+            positions: s.positions,
+            counts: s.counts,
+            mean_weight: s.mean_weight.into(),
+            max_weight: s.max_weight,
+            weight_bound: s.weight_bound,
+            effective_sample_size: s.effective_sample_size,
+        }
+    }
 }
 
 /// Per-position estimates: mean, standard error, and the effective number of samples behind it.
@@ -170,9 +201,13 @@ pub struct EstimateOutput {
     pub kl_teacher_forced: Option<EstimateArrays>,
     pub gradient: Option<GradientOutput>,
     pub importance: Option<ImportanceOutput>,
+    pub information: Option<InformationOutput>,
 }
 
-fn to_output(job: &EstimateJob, (r, method): (RunReport, Option<TiltMethod>)) -> EstimateOutput {
+/// What a run returns: the estimates, and the proposal used beyond the policy itself.
+type RunOutput = (RunReport, Option<TiltMethod>, Option<InformationSummary>);
+
+fn to_output(job: &EstimateJob, (r, method, information): RunOutput) -> EstimateOutput {
     let (decision_time, undecided) = r.decision_time.map(|(d, u)| (d.into(), u.into())).unzip();
     EstimateOutput {
         samples: job.samples as u32,
@@ -180,6 +215,7 @@ fn to_output(job: &EstimateJob, (r, method): (RunReport, Option<TiltMethod>)) ->
         decision_time,
         undecided,
         importance: method.zip(job.tilt).zip(r.effective_sample_size).map(|((m, tilt), ess)| ImportanceOutput { method: m.name().into(), tilt, effective_sample_size: ess }),
+        information: information.map(Into::into),
         harm_information: r.harm_information.map(Into::into),
         kl_on_policy: r.kl_on_policy.into(),
         kl_teacher_forced: r.kl_teacher_forced.map(Into::into),
@@ -201,10 +237,12 @@ pub struct EstimateJob {
     teacher_forced: bool,
     /// κ of the tilted proposal, when importance sampling.
     tilt: Option<f64>,
+    /// Whether to sample from the information proposal.
+    information: bool,
 }
 
 impl EstimateJob {
-    fn run(&self) -> core::Result<(RunReport, Option<TiltMethod>)> {
+    fn run(&self) -> core::Result<RunOutput> {
         let track = Track::new(&self.spec, self.model.as_deref());
         self.policy.with_sampler(&self.spec, self.model.as_deref(), |step, score, exact| {
             let table;
@@ -233,10 +271,24 @@ impl EstimateJob {
                 teacher_forced: self.teacher_forced,
                 proposal: None,
             };
+            if self.information {
+                let (model, exact) = self.model.as_deref().zip(exact).ok_or_else(|| invalid(INFORMATION_NEEDS_EXACT.into()))?;
+                let own;
+                let table = match &request.harm {
+                    Some(HarmChoice::Exact(table)) => *table,
+                    Some(HarmChoice::Rollouts(_)) => return Err(invalid("proposal \"information\" uses the exact h_t: rollouts do not apply".into())),
+                    None => {
+                        own = conditional_harm(model, exact);
+                        &own
+                    }
+                };
+                let (report, summary) = run_information(&track, step, exact, score, table, &request)?;
+                return Ok((report, None, Some(summary)));
+            }
             match self.tilt {
-                None => Ok((run(&track, step, score, &request)?, None)),
+                None => Ok((run(&track, step, score, &request)?, None, None)),
                 Some(kappa) => with_tilt(&track, step, exact, kappa, |proposal, method| {
-                    Ok((run(&track, step, score, &RunRequest { proposal: Some(proposal), ..request })?, Some(method)))
+                    Ok((run(&track, step, score, &RunRequest { proposal: Some(proposal), ..request })?, Some(method), None))
                 }),
             }
         })
@@ -339,14 +391,18 @@ impl MonteCarlo {
             Some("innovation") => Some(Coefficient::Innovation),
             Some(other) => return Err(invalid(format!("gradient must be reinforce, leave-one-out or innovation, got {other:?}"))),
         };
+        let information = options.proposal.as_deref() == Some("information");
+        if information && self.model.is_none() {
+            return Err(invalid(INFORMATION_NEEDS_EXACT.into()));
+        }
         let tilt = match options.proposal.as_deref() {
-            None | Some("policy") => None,
+            None | Some("policy") | Some("information") => None,
             Some("tilted") => {
                 let kappa = options.tilt.unwrap_or(DEFAULT_TILT);
                 check_tilt(kappa)?;
                 Some(kappa)
             }
-            Some(other) => return Err(invalid(format!("proposal must be \"policy\" or \"tilted\", got {other:?}"))),
+            Some(other) => return Err(invalid(format!("proposal must be \"policy\", \"tilted\" or \"information\", got {other:?}"))),
         };
         Ok(EstimateJob {
             spec: self.spec.clone(),
@@ -360,6 +416,7 @@ impl MonteCarlo {
             directions: options.directions.map(|d| d.to_vec()),
             teacher_forced: options.teacher_forced.unwrap_or(false),
             tilt,
+            information,
         })
     }
 
@@ -382,9 +439,11 @@ impl MonteCarlo {
 
 pub struct EstimateTask(EstimateJob);
 
+const INFORMATION_NEEDS_EXACT: &str = "proposal \"information\" needs the exact engine (h_t exact on the exact states), and this scenario has no exact model (over the memory budget)";
+
 #[napi]
 impl Task for EstimateTask {
-    type Output = (RunReport, Option<TiltMethod>);
+    type Output = RunOutput;
     type JsValue = EstimateOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
