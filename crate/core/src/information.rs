@@ -33,7 +33,7 @@ use crate::parallel::CHUNK;
 use crate::policy::Policy;
 use crate::proposal::effective_sample_size;
 use crate::rng::{uniforms, DrawKey};
-use crate::sampling::{sample, BaseStep, ExactStep, SampleRequest, Samples, StepPolicy};
+use crate::sampling::{sample, BaseStep, ExactStep, SampleRequest, StepPolicy};
 use crate::walk::Track;
 
 /// Component t of the information proposal: q_t ∝ p·Δ_t².
@@ -152,7 +152,7 @@ pub fn run_information(track: &Track, policy: &dyn StepPolicy, exact: &dyn Polic
         });
         first_index += count as u32;
     }
-    let samples = concat(parts, t_max);
+    let samples = crate::sampling::concat(parts, t_max);
 
     // h along each response, and w = K/(1 + Σ_{t∈S} Δ_t²/I_t).
     let stride = t_max + 1;
@@ -214,16 +214,3 @@ pub fn run_information(track: &Track, policy: &dyn StepPolicy, exact: &dyn Polic
     Ok((report, summary))
 }
 
-/// The components' samples end to end (response indices stay those of the RNG keys).
-fn concat(parts: Vec<Samples>, length: usize) -> Samples {
-    let mut all = Samples { count: 0, first_index: 0, length, tokens: vec![], log_probs: vec![], harm: vec![], emitted: vec![], states: Some(vec![]) };
-    for p in parts {
-        all.count += p.count;
-        all.tokens.extend(p.tokens);
-        all.log_probs.extend(p.log_probs);
-        all.harm.extend(p.harm);
-        all.emitted.extend(p.emitted);
-        all.states.as_mut().unwrap().extend(p.states.expect("sampled with the exact model"));
-    }
-    all
-}

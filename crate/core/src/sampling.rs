@@ -292,7 +292,8 @@ fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Sampl
     Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
 }
 
-fn concat(parts: Vec<Samples>, length: usize) -> Samples {
+/// Parts sampled separately (chunks, mixture components), end to end; states kept when the first part has them.
+pub(crate) fn concat(parts: Vec<Samples>, length: usize) -> Samples {
     let mut all = Samples {
         count: 0,
         first_index: 0,

@@ -101,17 +101,8 @@ impl Transformer {
             }
             out
         });
-        let mut all = Samples { count: 0, first_index, length: t_max, tokens: vec![], log_probs: vec![], harm: vec![], emitted: vec![], states: with_states.then(Vec::new) };
-        for p in parts {
-            all.count += p.count;
-            all.tokens.extend(p.tokens);
-            all.log_probs.extend(p.log_probs);
-            all.harm.extend(p.harm);
-            all.emitted.extend(p.emitted);
-            if let (Some(a), Some(b)) = (all.states.as_mut(), p.states) {
-                a.extend(b);
-            }
-        }
+        let mut all = crate::sampling::concat(parts, t_max);
+        all.first_index = first_index;
         Ok(all)
     }
 
