@@ -4,7 +4,7 @@
  */
 import test from 'ava';
 import { ExactEngine, HarmHorizonError, builtinScenario, compileScenario, randomScenario, type Policy } from '../ts/index.js';
-import type { CompiledScenario } from '../ts/compiled.js';
+import type { CompiledScenario } from '../ts/scenario/compiled.js';
 import * as ref from '../ts/reference/exact.js';
 import { bruteForceGibbs, bruteForceProfile } from '../ts/reference/enumerate.js';
 import { assertArrayClose, assertClose } from './helpers/compare.js';

@@ -7,8 +7,8 @@
 import test from 'ava';
 import { fineTuneAttack } from '../ts/attack.js';
 import { ExactEngine, MonteCarlo, compileScenario, parseScenario, type Policy } from '../ts/index.js';
-import { native } from '../ts/native.js';
-import { toInput } from '../ts/policy.js';
+import { native } from '../ts/core/native.js';
+import { toInput } from '../ts/core/policy.js';
 import { runCli } from './helpers/cli.js';
 
 const W = ['go', 'x', 'no'];

@@ -6,10 +6,10 @@
  */
 import test from 'ava';
 import { readFileSync } from 'node:fs';
-import { HarmHorizonError } from '../ts/errors.js';
+import { HarmHorizonError } from '../ts/core/errors.js';
 import { LOG_FORMAT, parseLog } from '../ts/logs/format.js';
 import { passAt, profileLog } from '../ts/logs/profile.js';
-import { klFullRows, klLowerBoundRows, klTokenEstimates } from '../ts/logs/stats.js';
+import { klFullRows, klLowerBoundRows, klTokenEstimates } from '../ts/core/log-stats.js';
 import { runCli } from './helpers/cli.js';
 
 const header = {

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { HarmHorizonError } from '../ts/errors.js';
+import { HarmHorizonError } from '../ts/core/errors.js';
 import type { LogHeader, LogSample } from '../ts/logs/format.js';
 import { convert } from '../ts/logs/import.js';
 import { runCli } from './helpers/cli.js';

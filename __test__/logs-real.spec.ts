@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseLog } from '../ts/logs/format.js';
 import { profileLog } from '../ts/logs/profile.js';
-import { klLowerBoundRows } from '../ts/logs/stats.js';
+import { klLowerBoundRows } from '../ts/core/log-stats.js';
 import { runCli } from './helpers/cli.js';
 
 const model = process.env.HH_SMOLLM2_GGUF ?? join(process.env.HOME ?? '', '.cache/harm-horizon/SmolLM2-135M-Instruct.Q4_1.gguf');

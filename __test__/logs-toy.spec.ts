@@ -11,9 +11,9 @@ import { join } from 'node:path';
 import { ExactEngine, builtinScenario, compileScenario, loadScenarioFile, type Analysis } from '../ts/index.js';
 import { parseLog, type LogRecord } from '../ts/logs/format.js';
 import { profileLog, type LogProfile } from '../ts/logs/profile.js';
-import { fitKlLaw } from '../ts/logs/stats.js';
+import { fitKlLaw } from '../ts/core/log-stats.js';
 import { toyRolloutLog } from '../ts/logs/toy-runner.js';
-import type { CompiledScenario } from '../ts/compiled.js';
+import type { CompiledScenario } from '../ts/scenario/compiled.js';
 import { runCli } from './helpers/cli.js';
 
 function toyProfile(scenario: CompiledScenario, lambda: number, depths: number[], samples = 2000) {

@@ -1,9 +1,9 @@
 import test from 'ava';
 
-import type { CompiledScenario } from '../ts/compiled.js';
-import { ExactEngine } from '../ts/exact.js';
-import { MonteCarlo, type Estimate, type Estimates, type SampleBatch } from '../ts/montecarlo.js';
-import type { Policy } from '../ts/policy.js';
+import type { CompiledScenario } from '../ts/scenario/compiled.js';
+import { ExactEngine } from '../ts/core/exact.js';
+import { MonteCarlo, type Estimate, type Estimates, type SampleBatch } from '../ts/core/montecarlo.js';
+import type { Policy } from '../ts/core/policy.js';
 import { buildStateSpace, conditionalHarm, forwardProbabilities, harmfulPrefixWeights, harmProfile, klToBase, logitGradient, type RefStateSpace } from '../ts/reference/exact.js';
 import {
   decisionTimeHistogram,
@@ -27,8 +27,8 @@ import {
   type RefScalar,
 } from '../ts/reference/montecarlo.js';
 import { drawIndex, philox4x32, toUnit, uniforms } from '../ts/reference/philox.js';
-import { SplitMix64 } from '../ts/random.js';
-import { builtinScenario, compileScenario, randomScenario } from '../ts/scenario.js';
+import { SplitMix64 } from '../ts/scenario/random.js';
+import { builtinScenario, compileScenario, randomScenario } from '../ts/scenario/index.js';
 import { close } from './helpers/compare.js';
 
 // ------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 import test from 'ava';
 
-import type { CompiledScenario } from '../ts/compiled.js';
+import type { CompiledScenario } from '../ts/scenario/compiled.js';
 import { bruteForceGibbs, bruteForceProfile, enumerateResponses } from '../ts/reference/enumerate.js';
 import {
   analyze,

@@ -18,9 +18,9 @@ import {
   randomScenario,
   ScenarioError,
   scenarioToJson,
-} from '../ts/scenario.js';
-import type { Scenario, ScenarioErrorCode } from '../ts/scenario.js';
-import { SplitMix64, softmax, splitMix64Reference } from '../ts/random.js';
+} from '../ts/scenario/index.js';
+import type { Scenario, ScenarioErrorCode } from '../ts/scenario/index.js';
+import { SplitMix64, softmax, splitMix64Reference } from '../ts/scenario/random.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..');

@@ -9,11 +9,11 @@ import test from 'ava';
 
 import { rankAssistedAttack, sampledPrefillAttack } from '../ts/attack.js';
 import { BASE, builtinScenario, compileScenario, ExactEngine, type Policy } from '../ts/index.js';
-import { MonteCarlo } from '../ts/montecarlo.js';
-import { initTransformer, type TransformerLayout } from '../ts/policy.js';
+import { MonteCarlo } from '../ts/core/montecarlo.js';
+import { initTransformer, type TransformerLayout } from '../ts/core/policy.js';
 import { loadPolicy } from '../ts/policy-file.js';
 import { evaluateObjective, train, TRAIN_DEFAULTS, type ObjectiveKind, type TrainOptions, type TrainRecord } from '../ts/train.js';
-import { Transformer } from '../ts/transformer.js';
+import { Transformer } from '../ts/core/transformer.js';
 import { runCli } from './helpers/cli.js';
 import { gradedScenario } from './helpers/graded.js';
 import { STEPWISE, stepwiseScenario } from './helpers/stepwise.js';

@@ -1,7 +1,7 @@
 import test from 'ava';
 
 import { transformerLogits } from '../ts/reference/transformer.js';
-import { END_OF_RESPONSE, Transformer, type TransformerShape } from '../ts/transformer.js';
+import { END_OF_RESPONSE, Transformer, type TransformerShape } from '../ts/core/transformer.js';
 
 const tiny: TransformerShape = { vocab: 4, length: 5, layers: 2, width: 6, heads: 3, mlpWidth: 7 };
 

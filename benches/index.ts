@@ -42,7 +42,7 @@ import { fileURLToPath } from 'node:url';
 import { Bench, type Task } from 'tinybench';
 
 import { ExactEngine, builtinScenario, compileScenario } from '../ts/index.ts';
-import { native } from '../ts/native.ts';
+import { native } from '../ts/core/native.ts';
 import { analyze as refAnalyze, buildStateSpace as refBuildStateSpace } from '../ts/reference/exact.ts';
 import { maxRelDiff, runMonteCarloBench, type MonteCarloResults } from './montecarlo.ts';
 import { runTrainingBench, type TrainingRow } from './training.ts';

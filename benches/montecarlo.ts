@@ -45,10 +45,10 @@ import { loadavg } from 'node:os';
 import { Bench, type Task } from 'tinybench';
 
 import { ExactEngine, MonteCarlo, builtinScenario, compileScenario, initMlp, type Estimates } from '../ts/index.ts';
-import type { CompiledScenario } from '../ts/compiled.ts';
-import { native } from '../ts/native.ts';
-import type { Policy } from '../ts/policy.ts';
-import { SplitMix64 } from '../ts/random.ts';
+import type { CompiledScenario } from '../ts/scenario/compiled.ts';
+import { native } from '../ts/core/native.ts';
+import type { Policy } from '../ts/core/policy.ts';
+import { SplitMix64 } from '../ts/scenario/random.ts';
 import { buildStateSpace as refBuildStateSpace, conditionalHarm as refConditionalHarm, type RefStateSpace } from '../ts/reference/exact.ts';
 import {
   decisionTimeHistogram,

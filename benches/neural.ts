@@ -8,8 +8,8 @@
  */
 import { Bench } from 'tinybench';
 
-import { native } from '../ts/native.ts';
-import { Transformer, type TransformerShape } from '../ts/transformer.ts';
+import { native } from '../ts/core/native.ts';
+import { Transformer, type TransformerShape } from '../ts/core/transformer.ts';
 
 /** FLOP/s of 256 × 256 f64 products on every thread at once: the best of three runs of ~0.5 s. */
 export function measureGemmRate(): number {

@@ -16,7 +16,7 @@
  *   node --import @oxc-node/core/register benches/rare-events.ts
  */
 import { BASE, DEFAULT_TILT, ExactEngine, MonteCarlo, asTabular, builtinScenario, compileScenario, type Policy } from '../ts/index.ts';
-import type { CompiledScenario } from '../ts/compiled.ts';
+import type { CompiledScenario } from '../ts/scenario/compiled.ts';
 import { buildStateSpace, conditionalHarm, forwardProbabilities, type RefStateSpace } from '../ts/reference/exact.ts';
 
 const PILOT = 1_000_000;

@@ -10,7 +10,7 @@
  */
 import { Bench } from 'tinybench';
 import { ExactEngine, MonteCarlo, compileScenario, initMlp, randomScenario } from '../ts/index.ts';
-import { native } from '../ts/native.ts';
+import { native } from '../ts/core/native.ts';
 import { measureGemmRate, ppoUsefulFlops } from './neural.ts';
 
 export interface TrainingRow {

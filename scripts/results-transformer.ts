@@ -12,10 +12,10 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { prefillAttack, rankAssistedAttack, sampledPrefillAttack } from '../ts/attack.ts';
 import { BASE, ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.ts';
-import { MonteCarlo } from '../ts/montecarlo.ts';
-import { DEFAULT_TRANSFORMER } from '../ts/policy.ts';
+import { MonteCarlo } from '../ts/core/montecarlo.ts';
+import { DEFAULT_TRANSFORMER } from '../ts/core/policy.ts';
 import { initialPolicy, initialTransformer, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.ts';
-import type { CompiledScenario } from '../ts/compiled.ts';
+import type { CompiledScenario } from '../ts/scenario/compiled.ts';
 import { clampRounding } from '../ts/format.ts';
 
 const lines: string[] = [];

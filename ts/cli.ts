@@ -5,12 +5,12 @@
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { renderAnalyzeReport } from './analyze-text.js';
-import { HarmHorizonError } from './errors.js';
-import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
-import type { CompiledScenario } from './compiled.js';
+import { HarmHorizonError } from './core/errors.js';
+import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './core/exact.js';
+import type { CompiledScenario } from './scenario/compiled.js';
 import { estimateReport, renderEstimateReport } from './estimate-report.js';
-import { DEFAULT_TILT, type GradientEstimator, type Proposal } from './montecarlo.js';
-import { BASE } from './policy.js';
+import { DEFAULT_TILT, type GradientEstimator, type Proposal } from './core/montecarlo.js';
+import { BASE } from './core/policy.js';
 import { loadPolicy } from './policy-file.js';
 import { analyzeReport, DEFAULT_EFFECTIVE_FRACTION } from './report.js';
 import { addDemoCommands } from './commands-demo.js';
@@ -22,7 +22,7 @@ import { resolveScenario } from './resolve.js';
 import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import { claimOutputFolder } from './files.js';
 import { writeStdout, writeStdoutJson } from './stdout.js';
-import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, ScenarioError, scenarioToJson, type Scenario } from './scenario.js';
+import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, ScenarioError, scenarioToJson, type Scenario } from './scenario/index.js';
 
 /**
  * Codes of bad input (exit 2), among them an --out the user cannot write, one that holds another

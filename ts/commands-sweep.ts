@@ -4,7 +4,7 @@ import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import type { CliHelpers } from './commands-train.js';
-import { HarmHorizonError } from './errors.js';
+import { HarmHorizonError } from './core/errors.js';
 import { outputFolder } from './files.js';
 import { acquireLock } from './lock.js';
 import { memoryBudget, memoryBudgetOption } from './commands-options.js';

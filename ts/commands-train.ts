@@ -2,17 +2,17 @@
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
 import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack, type FineTuneStep } from './attack.js';
-import type { CompiledScenario } from './compiled.js';
-import { HarmHorizonError } from './errors.js';
+import type { CompiledScenario } from './scenario/compiled.js';
+import { HarmHorizonError } from './core/errors.js';
 import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
 
-import { ExactEngine } from './exact.js';
+import { ExactEngine } from './core/exact.js';
 import { num, numNonNegative, sparkline, table } from './format.js';
-import { BASE, DEFAULT_TRANSFORMER, type MlpShape, type Policy, type TransformerLayout } from './policy.js';
+import { BASE, DEFAULT_TRANSFORMER, type MlpShape, type Policy, type TransformerLayout } from './core/policy.js';
 import { loadPolicy, savePolicy } from './policy-file.js';
 import { resolveScenario } from './resolve.js';
-import { compileScenario } from './scenario.js';
+import { compileScenario } from './scenario/index.js';
 import { convergence, DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
 
 export interface CliHelpers {

@@ -22,15 +22,15 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { DEFAULT_RANK, prefillAttack, rankAssistedAttack } from './attack.js';
 import { JsonLinesWriter, writeAtomic } from './files.js';
-import type { CompiledScenario } from './compiled.js';
-import { HarmHorizonError } from './errors.js';
-import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './exact.js';
+import type { CompiledScenario } from './scenario/compiled.js';
+import { HarmHorizonError } from './core/errors.js';
+import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './core/exact.js';
 import { clampRounding } from './format.js';
-import type { Policy } from './policy.js';
+import type { Policy } from './core/policy.js';
 import { policyToJson } from './policy-file.js';
 import { analyzeReport, type AnalyzeReport } from './report.js';
 import { resolveScenario } from './resolve.js';
-import { compileScenario } from './scenario.js';
+import { compileScenario } from './scenario/index.js';
 import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainOptions, type TrainRecord } from './train.js';
 
 /** Options of {@link runDemo}; every field but `out` has a default ({@link DEMO_DEFAULTS}). */

@@ -2,12 +2,12 @@
  * `harm-horizon estimate`: Monte Carlo estimates of a policy's harm martingale, KL and gradients,
  * with the exact values beside them wherever the exact engine applies.
  */
-import type { CompiledScenario } from './compiled.js';
-import { HarmHorizonError } from './errors.js';
-import { ExactEngine } from './exact.js';
+import type { CompiledScenario } from './scenario/compiled.js';
+import { HarmHorizonError } from './core/errors.js';
+import { ExactEngine } from './core/exact.js';
 import { num, table } from './format.js';
-import { DEFAULT_TILT, MonteCarlo, type Estimates, type GradientEstimator, type InformationProposalSummary, type Proposal } from './montecarlo.js';
-import type { Policy } from './policy.js';
+import { DEFAULT_TILT, MonteCarlo, type Estimates, type GradientEstimator, type InformationProposalSummary, type Proposal } from './core/montecarlo.js';
+import type { Policy } from './core/policy.js';
 
 export interface EstimateRequest {
   samples: number;

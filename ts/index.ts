@@ -4,8 +4,8 @@
  * Load or build a scenario (`builtinScenario`, `loadScenarioFile`, `parseScenario`), compile it
  * (`compileScenario`), and analyse it exactly with an `ExactEngine`.
  */
-export type { CompiledScenario } from './compiled.js';
-export { HarmHorizonError } from './errors.js';
+export type { CompiledScenario } from './scenario/compiled.js';
+export { HarmHorizonError } from './core/errors.js';
 export {
   BASE,
   DEFAULT_HORIZON_TOLERANCE,
@@ -15,7 +15,7 @@ export {
   type HarmProfile,
   type Policy,
   type ProfileOptions,
-} from './exact.js';
+} from './core/exact.js';
 export { analyzeReport, DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport, type PositionRow, type PrefillRow } from './report.js';
 export { resolveScenario } from './resolve.js';
 export {
@@ -35,7 +35,7 @@ export {
   type Scenario,
   type ScenarioDefaults,
   type ScenarioOptions,
-} from './scenario.js';
+} from './scenario/index.js';
 export {
   DEFAULT_TILT,
   MonteCarlo,
@@ -49,8 +49,8 @@ export {
   type SampleBatch,
   type ScalarEstimate,
   type SampleOptions,
-} from './montecarlo.js';
-export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './policy.js';
+} from './core/montecarlo.js';
+export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './core/policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
 export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './attack.js';
@@ -59,7 +59,7 @@ export { DEMO_DEFAULTS, runDemo, type DemoOptions, type DemoSummary } from './de
 export { Progress } from './progress.js';
 export { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
 export type { ResolveOptions } from './resolve.js';
-export type { ScenarioErrorCode, ScenarioSizeEstimate } from './scenario.js';
+export type { ScenarioErrorCode, ScenarioSizeEstimate } from './scenario/index.js';
 export type { EstimateRequest } from './estimate-report.js';
 export {
   LOG_FORMAT,
@@ -80,6 +80,6 @@ export { profileLog, passAt, type LogProfile, type ProfileOptions as LogProfileO
 export { toyRolloutLog, type ToyRolloutOptions } from './logs/toy-runner.js';
 export { convert as convertProviderLog, importLog, type Provider } from './logs/import.js';
 export { keywordJudge, REFUSAL_PHRASES } from './logs/judge.js';
-export { clusterBootstrap, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type BootstrapInput, type BootstrapResult, type LawFit } from './logs/stats.js';
+export { clusterBootstrap, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type BootstrapInput, type BootstrapResult, type LawFit } from './core/log-stats.js';
 export { ggufRolloutLog, type GgufOptions } from './logs/gguf-runner.js';
-export { END_OF_RESPONSE, Transformer, type TransformerShape } from './transformer.js';
+export { END_OF_RESPONSE, Transformer, type TransformerShape } from './core/transformer.js';

@@ -24,7 +24,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync,
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { outputFolder } from './files.js';
-import { HarmHorizonError } from './errors.js';
+import { HarmHorizonError } from './core/errors.js';
 import { clampRounding, num } from './format.js';
 import {
   gradientPlot,

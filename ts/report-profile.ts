@@ -5,7 +5,7 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { HarmHorizonError } from './errors.js';
+import { HarmHorizonError } from './core/errors.js';
 import { num } from './format.js';
 import { LOG_FORMAT, readLog } from './logs/format.js';
 import { profileLog, type LogProfile } from './logs/profile.js';

@@ -9,7 +9,7 @@
  * number, kind, id and field.
  */
 import { readFileSync } from 'node:fs';
-import { HarmHorizonError } from '../errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 
 export const LOG_FORMAT = 'harm-horizon-rollout-log';
 export const LOG_VERSION = 1;

@@ -16,7 +16,7 @@
  */
 import { availableParallelism } from 'node:os';
 import { readFileSync } from 'node:fs';
-import { HarmHorizonError } from '../errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 import { LOG_FORMAT, LOG_VERSION, type LogHeader, type LogRecord, type LogSample } from './format.js';
 import { KEYWORD_JUDGE, keywordJudge } from './judge.js';
 

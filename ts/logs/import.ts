@@ -24,7 +24,7 @@
  * prompt's), ids must be below the declared vocabulary size. A mismatch names the line and record.
  */
 import { readFileSync } from 'node:fs';
-import { HarmHorizonError } from '../errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 import { writeAtomic } from '../files.js';
 import { LogValidator, type LogHeader, type LogPrompt, type LogRecord, type LogSample } from './format.js';
 

@@ -16,7 +16,7 @@
  */
 import type { RolloutLog, LogSample } from './format.js';
 import { lp } from './format.js';
-import { clusterBootstrap, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type LawFit } from './stats.js';
+import { clusterBootstrap, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type LawFit } from '../core/log-stats.js';
 
 export interface ProfileOptions {
   /** Bootstrap replicates (default 200). */

@@ -11,10 +11,10 @@
  *   the policy, weighted by its harm. Reference samples weighted by H are draws of THEORY's Q, so
  *   the weighted mean of these continuations estimates analyze's asrAligned.
  */
-import type { CompiledScenario } from '../compiled.js';
-import type { ExactEngine } from '../exact.js';
-import { MonteCarlo, NO_TOKEN, type SampleBatch } from '../montecarlo.js';
-import { BASE, type Policy } from '../policy.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
+import type { ExactEngine } from '../core/exact.js';
+import { MonteCarlo, NO_TOKEN, type SampleBatch } from '../core/montecarlo.js';
+import { BASE, type Policy } from '../core/policy.js';
 import { LOG_FORMAT, LOG_VERSION, type LogHeader, type LogRecord, type LogSample } from './format.js';
 
 export interface ToyRolloutOptions {

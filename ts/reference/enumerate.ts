@@ -6,7 +6,7 @@
  * from prefix masses M(y_≤t) = Σ_{y' extending y_≤t} P(y'). Only buildStateSpace is borrowed, to name
  * the state a prefix reaches (tabular logits and gradients are indexed by it).
  */
-import type { CompiledScenario } from '../compiled.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
 import { buildStateSpace, type RefPolicy, type RefStateSpace } from './exact.js';
 
 /** Refuse enumerations larger than this many responses. */

@@ -10,7 +10,7 @@
  *  - state tables have (T+1) × S entries, row-major, index t·S + s (t = 0..T);
  *  - tabular logits and gradients have T × S × V entries, index ((t−1)·S + s)·V + a.
  */
-import type { CompiledScenario } from '../compiled.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
 
 /** The reachable exact state space. */
 export interface RefStateSpace {

@@ -16,7 +16,7 @@
  *
  * Plain loops over typed arrays; no allocation per token.
  */
-import type { CompiledScenario } from '../compiled.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
 import type { RefStateSpace } from './exact.js';
 import { drawIndex, firstUniform, seedKey } from './philox.js';
 

@@ -4,7 +4,7 @@
  * GELU (tanh form) MLP, a final LayerNorm and a linear head. Same flat parameter order as
  * ts/transformer.ts.
  */
-import type { TransformerShape } from '../transformer.js';
+import type { TransformerShape } from '../core/transformer.js';
 
 const EPSILON = 1e-5;
 const END = 0xffffffff;

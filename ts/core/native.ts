@@ -3,10 +3,10 @@
  * `exact.ts`. The loader is CommonJS (native/index.cjs), built by `npm run build:native`.
  */
 import { createRequire } from 'node:module';
-import type * as Binding from '../native/index.cjs';
+import type * as Binding from '../../native/index.cjs';
 
 const require = createRequire(import.meta.url);
 
-export type { AnalysisOutput, ProfileOutput, PolicyInput, ScenarioInput } from '../native/index.cjs';
+export type { AnalysisOutput, ProfileOutput, PolicyInput, ScenarioInput } from '../../native/index.cjs';
 
-export const native: typeof Binding = require('../native/index.cjs');
+export const native: typeof Binding = require('../../native/index.cjs');

@@ -3,8 +3,8 @@
  * the two-stage cluster bootstrap over prompts, and the fit of D ≈ (λ²/2)·I. All synchronous: the
  * inputs are small next to the model runs that produce a log.
  */
-import { callNative } from '../errors.js';
-import { native } from '../native.js';
+import { callNative } from './errors.js';
+import { native } from './native.js';
 
 /** k1 = log p − log q and k3 = (r − 1) − log r, r = q/p, for tokens drawn from p. */
 export function klTokenEstimates(logP: Float64Array, logQ: Float64Array): { k1: Float64Array; k3: Float64Array } {

@@ -9,7 +9,7 @@
  * Tabular and Gibbs policies live on exact states and need the scenario's ExactEngine; the base and
  * mlp policies can be sampled on scenarios too large to enumerate.
  */
-import type { CompiledScenario } from './compiled.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
 import { callNative, callNativeAsync } from './errors.js';
 import type { ExactEngine } from './exact.js';
 import { native } from './native.js';

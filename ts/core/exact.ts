@@ -11,7 +11,7 @@
  * positions have (T+1) × S entries at t·S + s; logit tables have T × S × V entries at
  * ((t − 1)·S + s)·V + a. State numbering is described in `compiled.ts`.
  */
-import type { CompiledScenario } from './compiled.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
 import { callNative, callNativeAsync } from './errors.js';
 import { native, type AnalysisOutput, type ProfileOutput } from './native.js';
 import { BASE, nativeScenario, toInput, type MlpShape, type Policy } from './policy.js';

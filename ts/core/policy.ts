@@ -5,7 +5,7 @@
  * crate/core/src/transformer.rs). The exact engine analyses a transformer on the prefix tree
  * (`new ExactEngine(scenario, { prefixTree: true })`), where it is a function of the state.
  */
-import type { CompiledScenario } from './compiled.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
 import { callNative } from './errors.js';
 import { native, type PolicyInput } from './native.js';
 

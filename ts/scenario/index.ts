@@ -6,8 +6,8 @@
  * Everything is validated before any computation; an invalid scenario is refused with a
  * `ScenarioError` naming the offending field as a JSON path and the reason.
  */
-import { HarmHorizonError } from './errors.js';
-import { approx } from './format.js';
+import { HarmHorizonError } from '../core/errors.js';
+import { approx } from '../format.js';
 import { readFileSync } from 'node:fs';
 import type { CompiledScenario } from './compiled.js';
 import { SplitMix64, softmax } from './random.js';
