@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ExactEngine, HarmHorizonError, compileScenario, loadScenarioFile, type Policy } from '../ts/index.js';
-import { approx, clampRounding, numNonNegative, ROUNDING_NOISE } from '../ts/format.js';
-import { effectiveHorizon } from '../ts/report.js';
+import { approx, clampRounding, numNonNegative, ROUNDING_NOISE } from '../ts/report/format.js';
+import { effectiveHorizon } from '../ts/report/analysis.js';
 import { runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-bad-input-'));

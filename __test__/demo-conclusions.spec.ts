@@ -6,7 +6,7 @@ import test from 'ava';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { demoConclusions, type ConclusionInput } from '../ts/demo-conclusions.js';
+import { demoConclusions, type ConclusionInput } from '../ts/report/conclusions.js';
 import { runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-conclusions-'));

@@ -5,7 +5,7 @@
  * early, harm in [0, 1], a recovery token.
  */
 import test from 'ava';
-import { fineTuneAttack } from '../ts/attack.js';
+import { fineTuneAttack } from '../ts/workflows/attack.js';
 import { ExactEngine, MonteCarlo, compileScenario, parseScenario, type Policy } from '../ts/index.js';
 import { native } from '../ts/core/native.js';
 import { toInput } from '../ts/core/policy.js';

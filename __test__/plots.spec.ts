@@ -20,8 +20,8 @@ import {
   trainingPlot,
   writePlot,
   type Plot,
-} from '../ts/plots.js';
-import { train, TRAIN_DEFAULTS, type TrainRecord } from '../ts/train.js';
+} from '../ts/report/plots.js';
+import { train, TRAIN_DEFAULTS, type TrainRecord } from '../ts/workflows/train.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-plots-'));
 

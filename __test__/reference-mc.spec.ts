@@ -205,7 +205,7 @@ test('E[H], I_t, gradient and KL estimates agree with the exact reference within
 });
 
 // ------------------------------------------------------------------------------------------------
-// The Rust core (ts/montecarlo.ts) against the reference: same samples, same estimates
+// The Rust core (ts/core/montecarlo.ts) against the reference: same samples, same estimates
 // ------------------------------------------------------------------------------------------------
 
 const REL = 1e-12;

@@ -235,7 +235,7 @@ function softmaxRow(logits: Float64Array, at: number, V: number): Float64Array {
 // State space
 // ------------------------------------------------------------------------------------------------
 
-test('state numbering is breadth-first as in ts/compiled.ts', (t) => {
+test('state numbering is breadth-first as in ts/scenario/compiled.ts', (t) => {
   const sc = horizonScenario();
   const space = buildStateSpace(sc);
   // state 0 = (<bos>, start); then a, b, c from the start state in token order

@@ -14,7 +14,7 @@ import { pathToFileURL } from 'node:url';
 import { scenarioToJson } from '../ts/index.js';
 import { readLog } from '../ts/logs/format.js';
 import { profileLog, type LogProfile } from '../ts/logs/profile.js';
-import { profileFindings } from '../ts/profile-findings.js';
+import { profileFindings } from '../ts/report/profile-findings.js';
 import { browserTest, launchBrowser } from './helpers/browser.js';
 import { runCli } from './helpers/cli.js';
 import { gradedScenario } from './helpers/graded.js';

@@ -10,7 +10,7 @@ import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { writeReport } from '../ts/report-html.js';
+import { writeReport } from '../ts/report/html.js';
 import { browserTest, browserTestsRun, launchBrowser, SKIP_MESSAGE } from './helpers/browser.js';
 import { CLI, runCli } from './helpers/cli.js';
 

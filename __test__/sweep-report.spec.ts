@@ -9,8 +9,8 @@ import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { harmInformationPlot, trainingPlot } from '../ts/plots.js';
-import type { AnalyzeReport } from '../ts/report.js';
+import { harmInformationPlot, trainingPlot } from '../ts/report/plots.js';
+import type { AnalyzeReport } from '../ts/report/analysis.js';
 import { browserTest, launchBrowser } from './helpers/browser.js';
 import { runCli } from './helpers/cli.js';
 

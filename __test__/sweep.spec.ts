@@ -9,7 +9,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFi
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { cellId, commandParameters, derivedSeed, loadSweep, parseShard, parseSweep, shardCells, shardFromEnv, SWEEP_COMMANDS } from '../ts/sweep.js';
+import { cellId, commandParameters, derivedSeed, loadSweep, parseShard, parseSweep, shardCells, shardFromEnv, SWEEP_COMMANDS } from '../ts/sweep/index.js';
 import { CLI, runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-sweep-'));

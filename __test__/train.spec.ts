@@ -7,9 +7,9 @@ import test from 'ava';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/attack.js';
+import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/workflows/attack.js';
 import { ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.js';
-import { convergence, DEFAULT_MIX, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.js';
+import { convergence, DEFAULT_MIX, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/workflows/train.js';
 import { runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-train-'));

@@ -7,12 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import test from 'ava';
 
-import { rankAssistedAttack, sampledPrefillAttack } from '../ts/attack.js';
+import { rankAssistedAttack, sampledPrefillAttack } from '../ts/workflows/attack.js';
 import { BASE, builtinScenario, compileScenario, ExactEngine, type Policy } from '../ts/index.js';
 import { MonteCarlo } from '../ts/core/montecarlo.js';
 import { initTransformer, type TransformerLayout } from '../ts/core/policy.js';
-import { loadPolicy } from '../ts/policy-file.js';
-import { evaluateObjective, train, TRAIN_DEFAULTS, type ObjectiveKind, type TrainOptions, type TrainRecord } from '../ts/train.js';
+import { loadPolicy } from '../ts/io/policy-file.js';
+import { evaluateObjective, train, TRAIN_DEFAULTS, type ObjectiveKind, type TrainOptions, type TrainRecord } from '../ts/workflows/train.js';
 import { Transformer } from '../ts/core/transformer.js';
 import { runCli } from './helpers/cli.js';
 import { gradedScenario } from './helpers/graded.js';

@@ -16,7 +16,7 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { CellRunner, parseSweep, runSweep, type RunSummary } from '../ts/sweep.ts';
+import { CellRunner, parseSweep, runSweep, type RunSummary } from '../ts/sweep/index.ts';
 
 function arg(name: string, fallback?: string): string | undefined {
   const i = process.argv.indexOf(name);

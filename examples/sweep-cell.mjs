@@ -3,7 +3,7 @@
 // results line the sweep would append to its JSONL file.
 // Run after the build: node examples/sweep-cell.mjs [lambda]
 // (The sweep module is not re-exported by the package entry point; it is imported from its file.)
-import { CellRunner, parseSweep } from '../dist/sweep.js';
+import { CellRunner, parseSweep } from '../dist/sweep/index.js';
 
 const lambda = Number(process.argv[2] ?? 1);
 // The same object a sweep file holds (JSON or YAML): one command, one scenario, a grid of one value.

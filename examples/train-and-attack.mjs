@@ -5,8 +5,8 @@
 //   node examples/train-and-attack.mjs
 import { ExactEngine, builtinScenario, compileScenario } from '../dist/index.js';
 // train and the attacks are not (yet) re-exported by the package entry point.
-import { train, TRAIN_DEFAULTS } from '../dist/train.js';
-import { prefillAttack, rankAssistedAttack } from '../dist/attack.js';
+import { train, TRAIN_DEFAULTS } from '../dist/workflows/train.js';
+import { prefillAttack, rankAssistedAttack } from '../dist/workflows/attack.js';
 
 const scenario = compileScenario(builtinScenario('refusal'));
 const engine = new ExactEngine(scenario);

@@ -10,13 +10,13 @@
  * runs/transformer-capacity` (default path runs/transformer-capacity/results.jsonl).
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { prefillAttack, rankAssistedAttack, sampledPrefillAttack } from '../ts/attack.ts';
+import { prefillAttack, rankAssistedAttack, sampledPrefillAttack } from '../ts/workflows/attack.ts';
 import { BASE, ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.ts';
 import { MonteCarlo } from '../ts/core/montecarlo.ts';
 import { DEFAULT_TRANSFORMER } from '../ts/core/policy.ts';
-import { initialPolicy, initialTransformer, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/train.ts';
+import { initialPolicy, initialTransformer, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/workflows/train.ts';
 import type { CompiledScenario } from '../ts/scenario/compiled.ts';
-import { clampRounding } from '../ts/format.ts';
+import { clampRounding } from '../ts/report/format.ts';
 
 const lines: string[] = [];
 const out = (s = '') => lines.push(s);

@@ -5,9 +5,9 @@
  *   npm run results            # writes RESULTS.md (a few minutes on 2 cores)
  */
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/attack.ts';
+import { fineTuneAttack, prefillAttack, rankAssistedAttack } from '../ts/workflows/attack.ts';
 import { ExactEngine, builtinScenario, compileScenario, type Policy } from '../ts/index.ts';
-import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type Convergence, type ObjectiveKind, type TrainOptions, type TrainRecord } from '../ts/train.ts';
+import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type Convergence, type ObjectiveKind, type TrainOptions, type TrainRecord } from '../ts/workflows/train.ts';
 
 const lines: string[] = [];
 const out = (s = '') => lines.push(s);

@@ -4,24 +4,24 @@
  * input (the message names the bad field).
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { renderAnalyzeReport } from './analyze-text.js';
+import { renderAnalyzeReport } from './report/analyze-text.js';
 import { HarmHorizonError } from './core/errors.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './core/exact.js';
 import type { CompiledScenario } from './scenario/compiled.js';
 import { estimateReport, renderEstimateReport } from './estimate-report.js';
 import { DEFAULT_TILT, type GradientEstimator, type Proposal } from './core/montecarlo.js';
 import { BASE } from './core/policy.js';
-import { loadPolicy } from './policy-file.js';
-import { analyzeReport, DEFAULT_EFFECTIVE_FRACTION } from './report.js';
+import { loadPolicy } from './io/policy-file.js';
+import { analyzeReport, DEFAULT_EFFECTIVE_FRACTION } from './report/analysis.js';
 import { addDemoCommands } from './commands-demo.js';
 import { addLogCommands } from './commands-logs.js';
 import { addReportCommands } from './commands-report.js';
 import { addSweepCommands } from './commands-sweep.js';
 import { addTrainCommands, tryPrefixTree } from './commands-train.js';
-import { resolveScenario } from './resolve.js';
+import { resolveScenario } from './scenario/resolve.js';
 import { memoryBudget, memoryBudgetOption } from './commands-options.js';
-import { claimOutputFolder } from './files.js';
-import { writeStdout, writeStdoutJson } from './stdout.js';
+import { claimOutputFolder } from './io/files.js';
+import { writeStdout, writeStdoutJson } from './io/stdout.js';
 import { builtinNames, builtinScenario, compileScenario, estimateScenarioSize, ScenarioError, scenarioToJson, type Scenario } from './scenario/index.js';
 
 /**

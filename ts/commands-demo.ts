@@ -3,11 +3,11 @@ import type { Command } from 'commander';
 import { InvalidArgumentError } from 'commander';
 import { memoryBudget, memoryBudgetOption } from './commands-options.js';
 import type { CliHelpers } from './commands-train.js';
-import { outputFolder } from './files.js';
+import { outputFolder } from './io/files.js';
 import { DEMO_DEFAULTS, demoWorkUnits, loadDemoScenario, runDemo, type DemoSummary } from './demo.js';
-import { demoConclusions } from './demo-conclusions.js';
-import { numNonNegative as num, table } from './format.js';
-import { Progress } from './progress.js';
+import { demoConclusions } from './report/conclusions.js';
+import { numNonNegative as num, table } from './report/format.js';
+import { Progress } from './io/progress.js';
 
 function unitInterval(name: string) {
   return (value: string) => {

@@ -1,7 +1,7 @@
 /** The `report` command: a results folder or a sweep file → one self-contained HTML page with plots. */
 import type { Command } from 'commander';
 import type { CliHelpers } from './commands-train.js';
-import { writeReport } from './report-html.js';
+import { writeReport } from './report/html.js';
 
 /** A command line as the user could type it again (arguments with spaces or quotes are quoted). */
 function commandLine(args: string[]): string {

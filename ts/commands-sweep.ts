@@ -5,11 +5,11 @@ import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
 import type { CliHelpers } from './commands-train.js';
 import { HarmHorizonError } from './core/errors.js';
-import { outputFolder } from './files.js';
-import { acquireLock } from './lock.js';
+import { outputFolder } from './io/files.js';
+import { acquireLock } from './io/lock.js';
 import { memoryBudget, memoryBudgetOption } from './commands-options.js';
-import { writeStdout } from './stdout.js';
-import { loadSweep, mergeResults, parseShard, resultsFileName, runSweep, shardCells, shardFromEnv, type MergeReport, type RunSummary, type Shard } from './sweep.js';
+import { writeStdout } from './io/stdout.js';
+import { loadSweep, mergeResults, parseShard, resultsFileName, runSweep, shardCells, shardFromEnv, type MergeReport, type RunSummary, type Shard } from './sweep/index.js';
 
 function shardOption(value: string): Shard {
   try {

@@ -1,19 +1,19 @@
 /** The `train` and `attack` commands. */
 import { join } from 'node:path';
 import { Command, Option } from 'commander';
-import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack, type FineTuneStep } from './attack.js';
+import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack, type FineTuneStep } from './workflows/attack.js';
 import type { CompiledScenario } from './scenario/compiled.js';
 import { HarmHorizonError } from './core/errors.js';
 import { memoryBudget, memoryBudgetOption } from './commands-options.js';
-import { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
+import { JsonLinesWriter, outputFolder, writeAtomic } from './io/files.js';
 
 import { ExactEngine } from './core/exact.js';
-import { num, numNonNegative, sparkline, table } from './format.js';
+import { num, numNonNegative, sparkline, table } from './report/format.js';
 import { BASE, DEFAULT_TRANSFORMER, type MlpShape, type Policy, type TransformerLayout } from './core/policy.js';
-import { loadPolicy, savePolicy } from './policy-file.js';
-import { resolveScenario } from './resolve.js';
+import { loadPolicy, savePolicy } from './io/policy-file.js';
+import { resolveScenario } from './scenario/resolve.js';
 import { compileScenario } from './scenario/index.js';
-import { convergence, DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
+import { convergence, DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './workflows/train.js';
 
 export interface CliHelpers {
   nonNegative: (name: string) => (v: string) => number;

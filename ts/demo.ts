@@ -20,18 +20,18 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_RANK, prefillAttack, rankAssistedAttack } from './attack.js';
-import { JsonLinesWriter, writeAtomic } from './files.js';
+import { DEFAULT_RANK, prefillAttack, rankAssistedAttack } from './workflows/attack.js';
+import { JsonLinesWriter, writeAtomic } from './io/files.js';
 import type { CompiledScenario } from './scenario/compiled.js';
 import { HarmHorizonError } from './core/errors.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './core/exact.js';
-import { clampRounding } from './format.js';
+import { clampRounding } from './report/format.js';
 import type { Policy } from './core/policy.js';
-import { policyToJson } from './policy-file.js';
-import { analyzeReport, type AnalyzeReport } from './report.js';
-import { resolveScenario } from './resolve.js';
+import { policyToJson } from './io/policy-file.js';
+import { analyzeReport, type AnalyzeReport } from './report/analysis.js';
+import { resolveScenario } from './scenario/resolve.js';
 import { compileScenario } from './scenario/index.js';
-import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainOptions, type TrainRecord } from './train.js';
+import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainOptions, type TrainRecord } from './workflows/train.js';
 
 /** Options of {@link runDemo}; every field but `out` has a default ({@link DEMO_DEFAULTS}). */
 export interface DemoOptions {
@@ -515,7 +515,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     summary.seconds = (performance.now() - started) / 1000;
     writeJson(summaryPath, summary);
     writeManifest();
-    const { writeReport } = await import('./report-html.js');
+    const { writeReport } = await import('./report/html.js');
     await writeReport(out, out, { command: reportCommand, title: summary.title });
     tick();
   }

@@ -5,7 +5,7 @@
 import type { CompiledScenario } from './scenario/compiled.js';
 import { HarmHorizonError } from './core/errors.js';
 import { ExactEngine } from './core/exact.js';
-import { num, table } from './format.js';
+import { num, table } from './report/format.js';
 import { DEFAULT_TILT, MonteCarlo, type Estimates, type GradientEstimator, type InformationProposalSummary, type Proposal } from './core/montecarlo.js';
 import type { Policy } from './core/policy.js';
 

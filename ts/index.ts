@@ -16,8 +16,8 @@ export {
   type Policy,
   type ProfileOptions,
 } from './core/exact.js';
-export { analyzeReport, DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport, type PositionRow, type PrefillRow } from './report.js';
-export { resolveScenario } from './resolve.js';
+export { analyzeReport, DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport, type PositionRow, type PrefillRow } from './report/analysis.js';
+export { resolveScenario } from './scenario/resolve.js';
 export {
   DEFAULT_MEMORY_BUDGET_BYTES,
   ScenarioError,
@@ -51,14 +51,14 @@ export {
   type SampleOptions,
 } from './core/montecarlo.js';
 export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './core/policy.js';
-export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './policy-file.js';
+export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './io/policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
-export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './attack.js';
-export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './train.js';
+export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './workflows/attack.js';
+export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './workflows/train.js';
 export { DEMO_DEFAULTS, runDemo, type DemoOptions, type DemoSummary } from './demo.js';
-export { Progress } from './progress.js';
-export { JsonLinesWriter, outputFolder, writeAtomic } from './files.js';
-export type { ResolveOptions } from './resolve.js';
+export { Progress } from './io/progress.js';
+export { JsonLinesWriter, outputFolder, writeAtomic } from './io/files.js';
+export type { ResolveOptions } from './scenario/resolve.js';
 export type { ScenarioErrorCode, ScenarioSizeEstimate } from './scenario/index.js';
 export type { EstimateRequest } from './estimate-report.js';
 export {

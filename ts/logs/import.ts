@@ -25,7 +25,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { HarmHorizonError } from '../core/errors.js';
-import { writeAtomic } from '../files.js';
+import { writeAtomic } from '../io/files.js';
 import { LogValidator, type LogHeader, type LogPrompt, type LogRecord, type LogSample } from './format.js';
 
 export type Provider = 'vllm' | 'openai' | 'hf';

@@ -1,5 +1,5 @@
 /** The terminal report of `profile`. */
-import { num, sparkline, table } from '../format.js';
+import { num, sparkline, table } from '../report/format.js';
 import type { LogHeader } from './format.js';
 import type { LogProfile } from './profile.js';
 

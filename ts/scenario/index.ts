@@ -7,7 +7,7 @@
  * `ScenarioError` naming the offending field as a JSON path and the reason.
  */
 import { HarmHorizonError } from '../core/errors.js';
-import { approx } from '../format.js';
+import { approx } from '../report/format.js';
 import { readFileSync } from 'node:fs';
 import type { CompiledScenario } from './compiled.js';
 import { SplitMix64, softmax } from './random.js';

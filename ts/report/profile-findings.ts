@@ -4,7 +4,7 @@
  * grows with depth, and whether the equilibrium-KL law holds. Each sentence is chosen by the values.
  */
 import { num } from './format.js';
-import type { LogProfile } from './logs/profile.js';
+import type { LogProfile } from '../logs/profile.js';
 
 /** "Most of" the on-policy KL: the first positions that carry this share of Σ_t D_t are named. */
 export const KL_SHARE = 0.5;

@@ -1,6 +1,6 @@
 /** Turning a command-line scenario argument (a built-in name or a file path) into a scenario. */
 import { existsSync, statSync } from 'node:fs';
-import { builtinNames, builtinScenario, loadScenarioFile, ScenarioError, type Scenario, type ScenarioOptions } from './scenario/index.js';
+import { builtinNames, builtinScenario, loadScenarioFile, ScenarioError, type Scenario, type ScenarioOptions } from './index.js';
 
 export interface ResolveOptions extends ScenarioOptions {
   /** Seed of the `random` scenario (ignored by the others). */

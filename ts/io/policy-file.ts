@@ -19,10 +19,10 @@
  * emits) are written as null.
  */
 import { readFileSync } from 'node:fs';
-import type { CompiledScenario } from './scenario/compiled.js';
-import { HarmHorizonError } from './core/errors.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
+import { HarmHorizonError } from '../core/errors.js';
 import { writeAtomic } from './files.js';
-import type { Policy } from './core/policy.js';
+import type { Policy } from '../core/policy.js';
 
 export const POLICY_FORMAT = 'harm-horizon-policy';
 

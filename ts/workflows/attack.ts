@@ -3,12 +3,12 @@
  * responses (with Qi et al.'s token-wise constrained objective as the defence). Exact on enumerable
  * scenarios; prefilling is also estimated by sampling when the state space is too large.
  */
-import type { CompiledScenario } from './scenario/compiled.js';
-import { callNative, HarmHorizonError } from './core/errors.js';
-import type { ExactEngine } from './core/exact.js';
-import { MonteCarlo, NO_TOKEN } from './core/montecarlo.js';
-import { native } from './core/native.js';
-import { BASE, toInput, type Policy } from './core/policy.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
+import { callNative, HarmHorizonError } from '../core/errors.js';
+import type { ExactEngine } from '../core/exact.js';
+import { MonteCarlo, NO_TOKEN } from '../core/montecarlo.js';
+import { native } from '../core/native.js';
+import { BASE, toInput, type Policy } from '../core/policy.js';
 
 /** Default r of rank-assisted prefilling (capped at V). */
 export const DEFAULT_RANK = 20;

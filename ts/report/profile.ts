@@ -5,13 +5,13 @@
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { HarmHorizonError } from './core/errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 import { num } from './format.js';
-import { LOG_FORMAT, readLog } from './logs/format.js';
-import { profileLog, type LogProfile } from './logs/profile.js';
+import { LOG_FORMAT, readLog } from '../logs/format.js';
+import { profileLog, type LogProfile } from '../logs/profile.js';
 import { plotsForProfile } from './profile-plots.js';
 import { profileFindings } from './profile-findings.js';
-import type { Section, Table } from './report-types.js';
+import type { Section, Table } from './types.js';
 
 export interface ProfileInput {
   label: string;

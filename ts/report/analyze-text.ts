@@ -5,7 +5,7 @@
  * binned to at most SHAPE_WIDTH characters.
  */
 import { bar, numNonNegative as num, sparkline, table } from './format.js';
-import type { AnalyzeReport, PositionRow } from './report.js';
+import type { AnalyzeReport, PositionRow } from './analysis.js';
 
 /** Tables with more rows than this show the first HEAD and the last TAIL rows only. */
 const MAX_ROWS = 40;

@@ -17,19 +17,19 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { parseDocument } from 'yaml';
-import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack } from './attack.js';
-import type { CompiledScenario } from './scenario/compiled.js';
-import { HarmHorizonError } from './core/errors.js';
-import { estimateReport } from './estimate-report.js';
-import { writeAtomic } from './files.js';
-import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './core/exact.js';
-import type { GradientEstimator } from './core/montecarlo.js';
-import { BASE, DEFAULT_TRANSFORMER, type Policy } from './core/policy.js';
-import { loadPolicy } from './policy-file.js';
-import { Progress } from './progress.js';
-import { resolveScenario } from './resolve.js';
-import { BOS, builtinNames, builtinScenario, compileScenario, parseScenario, scenarioToJson, suggest, type Scenario, type ScenarioOptions } from './scenario/index.js';
-import { DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from './train.js';
+import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack } from '../workflows/attack.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
+import { HarmHorizonError } from '../core/errors.js';
+import { estimateReport } from '../estimate-report.js';
+import { writeAtomic } from '../io/files.js';
+import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from '../core/exact.js';
+import type { GradientEstimator } from '../core/montecarlo.js';
+import { BASE, DEFAULT_TRANSFORMER, type Policy } from '../core/policy.js';
+import { loadPolicy } from '../io/policy-file.js';
+import { Progress } from '../io/progress.js';
+import { resolveScenario } from '../scenario/resolve.js';
+import { BOS, builtinNames, builtinScenario, compileScenario, parseScenario, scenarioToJson, suggest, type Scenario, type ScenarioOptions } from '../scenario/index.js';
+import { DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainRecord } from '../workflows/train.js';
 
 // ---------------------------------------------------------------------------------------------
 // Parameters

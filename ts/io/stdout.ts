@@ -5,7 +5,7 @@
  * a truncated write. A reader that stopped early (`| head`, EPIPE) ends the process quietly.
  */
 import { writeSync } from 'node:fs';
-import { HarmHorizonError } from './core/errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 
 const STDOUT = 1;
 /** Writes are cut into pieces of this size, so a large JSON document is never one huge buffer. */

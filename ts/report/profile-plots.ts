@@ -6,7 +6,7 @@
  * A log axis cannot show zero or a negative lower end: values ≤ 0 are left out of log plots (the CSV
  * keeps them) and band ends below the axis floor are drawn at the floor, as the subtitles say.
  */
-import type { LogProfile } from './logs/profile.js';
+import type { LogProfile } from '../logs/profile.js';
 import { ACCENT, HEIGHT, WIDTH, decades, top, type Plot } from './plots.js';
 
 type Row = Record<string, number | string | null>;

@@ -8,7 +8,7 @@
  */
 import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { HarmHorizonError } from './core/errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 import { acquireLock, FOLDER_LOCK } from './lock.js';
 
 function writeFailure(path: string, error: unknown): HarmHorizonError {

@@ -1,8 +1,8 @@
 /**
  * The machine-readable result of `harm-horizon analyze` (the output contract of `--json`).
  */
-import type { CompiledScenario } from './scenario/compiled.js';
-import type { Analysis } from './core/exact.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
+import type { Analysis } from '../core/exact.js';
 import { clampRounding } from './format.js';
 
 /** Default share of Var H that the effective horizon must resolve. */

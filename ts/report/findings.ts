@@ -3,9 +3,9 @@
  * sits and the horizon (from the first analysis), shallow against deep prefilling success (from the
  * attacks), and the equilibrium-KL law (from the λ-scaling check, else from the analysis at its λ).
  */
-import { informationConclusions, prefillConclusions } from './demo-conclusions.js';
+import { informationConclusions, prefillConclusions } from './conclusions.js';
 import { num } from './format.js';
-import { DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport } from './report.js';
+import { DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport } from './analysis.js';
 
 export interface FindingsInput {
   analyses: { report: AnalyzeReport }[];

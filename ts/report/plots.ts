@@ -10,8 +10,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as vega from 'vega';
 import { compile } from 'vega-lite';
-import type { AnalyzeReport } from './report.js';
-import type { TrainRecord } from './train.js';
+import type { AnalyzeReport } from './analysis.js';
+import type { TrainRecord } from '../workflows/train.js';
 
 /** A plot: a Vega-Lite specification without its data, and the rows it plots. */
 export interface Plot {

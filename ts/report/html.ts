@@ -23,8 +23,8 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { basename, dirname, extname, join, relative, resolve } from 'node:path';
 import { parse as parseYaml } from 'yaml';
-import { outputFolder } from './files.js';
-import { HarmHorizonError } from './core/errors.js';
+import { outputFolder } from '../io/files.js';
+import { HarmHorizonError } from '../core/errors.js';
 import { clampRounding, num } from './format.js';
 import {
   gradientPlot,
@@ -39,12 +39,12 @@ import {
   trainingPlot,
   type Plot,
 } from './plots.js';
-import { DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport } from './report.js';
-import { reportFindings } from './report-findings.js';
-import { isProfileJson, isRolloutLog, parseProfileJson, profileInput, profileSection, profilesFindings, type ProfileInput } from './report-profile.js';
-import type { Cell, Section, Table } from './report-types.js';
-import { loadSweep } from './sweep.js';
-import type { TrainRecord } from './train.js';
+import { DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport } from './analysis.js';
+import { reportFindings } from './findings.js';
+import { isProfileJson, isRolloutLog, parseProfileJson, profileInput, profileSection, profilesFindings, type ProfileInput } from './profile.js';
+import type { Cell, Section, Table } from './types.js';
+import { loadSweep } from '../sweep/index.js';
+import type { TrainRecord } from '../workflows/train.js';
 
 // ─── The results model ─────────────────────────────────────────────────────────────────────────────
 

@@ -5,7 +5,7 @@
  * A second process finds the lock held and fails with HH_LOCKED (exit 2).
  */
 import { closeSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { HarmHorizonError } from './core/errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 
 /** The name of the lock file of an output folder. */
 export const FOLDER_LOCK = '.harm-horizon.lock';

@@ -4,13 +4,13 @@
  * REINFORCE/PPO. The loop lives here; every heavy step (exact passes, sampling, score kernels,
  * optimiser updates) runs in the Rust core.
  */
-import type { CompiledScenario } from './scenario/compiled.js';
-import { callNative, HarmHorizonError } from './core/errors.js';
-import type { ExactEngine } from './core/exact.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
+import { callNative, HarmHorizonError } from '../core/errors.js';
+import type { ExactEngine } from '../core/exact.js';
 import { harmfulBaseResponses } from './attack.js';
-import { MonteCarlo } from './core/montecarlo.js';
-import { native } from './core/native.js';
-import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, toInput, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from './core/policy.js';
+import { MonteCarlo } from '../core/montecarlo.js';
+import { native } from '../core/native.js';
+import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, toInput, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
 
 export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
 /**
