@@ -6,85 +6,14 @@
  * HH_OUTPUT_UNWRITABLE (a folder that cannot be made), HH_OUTPUT_OCCUPIED (another run's results are
  * there) and HH_LOCKED (another process is writing it).
  */
-import { closeSync, existsSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, rmSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { HarmHorizonError } from '../core/errors.js';
 import { acquireLock, FOLDER_LOCK } from './lock.js';
 
-function writeFailure(path: string, error: unknown): HarmHorizonError {
-  return new HarmHorizonError('HH_WRITE_FAILED', `cannot write ${path}: ${(error as Error).message}`);
-}
-
-/** Writes a file whole or not at all: to `<path>.tmp`, fsync, rename over `path`. */
-export function writeAtomic(path: string, text: string): void {
-  const tmp = `${path}.tmp`;
-  let fd: number | undefined;
-  try {
-    fd = openSync(tmp, 'w');
-    const bytes = Buffer.from(text, 'utf8');
-    for (let done = 0; done < bytes.length; ) done += writeSync(fd, bytes, done, bytes.length - done);
-    fsyncSync(fd);
-    closeSync(fd);
-    fd = undefined;
-    renameSync(tmp, path);
-  } catch (error) {
-    if (fd !== undefined) closeSync(fd);
-    rmSync(tmp, { force: true });
-    throw writeFailure(path, error);
-  }
-}
-
-/**
- * A JSON-lines log that stays valid when a write fails (disk full): a line is written whole or the
- * file is cut back to the previous line.
- */
-export class JsonLinesWriter {
-  readonly path: string;
-  #fd: number;
-  #size = 0;
-
-  constructor(path: string) {
-    this.path = path;
-    try {
-      this.#fd = openSync(path, 'w');
-    } catch (error) {
-      throw writeFailure(path, error);
-    }
-  }
-
-  append(value: unknown): void {
-    const bytes = Buffer.from(`${JSON.stringify(value)}\n`, 'utf8');
-    try {
-      for (let done = 0; done < bytes.length; ) done += writeSync(this.#fd, bytes, done, bytes.length - done);
-      this.#size += bytes.length;
-    } catch (error) {
-      try {
-        ftruncateSync(this.#fd, this.#size);
-      } catch {
-        // Keep the original error: the write failure is what the caller must see.
-      }
-      throw writeFailure(this.path, error);
-    }
-  }
-
-  /** Flushes to disk and closes; with `strict` false (already failing), never throws. */
-  close(strict = true): void {
-    try {
-      fsyncSync(this.#fd);
-    } catch (error) {
-      if (strict) {
-        closeSync(this.#fd);
-        throw writeFailure(this.path, error);
-      }
-    }
-    try {
-      closeSync(this.#fd);
-    } catch (error) {
-      if (strict) throw writeFailure(this.path, error);
-    }
-  }
-}
-
+// The one atomic writer and the one JSON-lines appender live in their own files.
+export { writeAtomic } from './atomic.js';
+export { JsonLinesWriter } from './jsonl.js';
 
 /** Creates `dir` one level at a time from its nearest existing ancestor; returns the folders it made. */
 function makeFolder(dir: string): string[] {
