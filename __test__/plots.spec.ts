@@ -15,12 +15,11 @@ import {
   lambdaScalingPlot,
   plotsForAnalysis,
   prefillPlot,
-  renderPlot,
   toCsv,
   trainingPlot,
-  writePlot,
   type Plot,
 } from '../ts/report/plots.js';
+import { renderPlot, writePlot } from '../ts/report/render.js';
 import { train, TRAIN_DEFAULTS, type TrainRecord } from '../ts/workflows/train.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-plots-'));

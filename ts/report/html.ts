@@ -34,11 +34,11 @@ import {
   lambdaScalingPlot,
   plotCsv,
   prefillPlot,
-  renderPlot,
   sweepLinePlot,
   trainingPlot,
   type Plot,
 } from './plots.js';
+import { renderPlot } from './render.js';
 import { DEFAULT_EFFECTIVE_FRACTION, effectiveHorizon, type AnalyzeReport } from './analysis.js';
 import { reportFindings } from './findings.js';
 import { isProfileJson, isRolloutLog, parseProfileJson, profileInput, profileSection, profilesFindings, type ProfileInput } from './profile.js';

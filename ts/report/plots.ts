@@ -1,15 +1,12 @@
 /**
- * Plots: Vega-Lite specifications rendered to SVG in Node (vega's headless renderer, no browser),
- * each written with its data beside it as CSV.
+ * Plots: Vega-Lite specifications with the rows they plot (rendered by render.ts, each written with
+ * its data beside it as CSV).
  *
  * A {@link Plot} is a Vega-Lite specification without its data plus the rows it plots; the rows are
  * exactly what the CSV holds. Log axes drop values that are zero up to rounding (a log axis cannot show
  * them); the CSV keeps every value.
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
-import * as vega from 'vega';
-import { compile } from 'vega-lite';
+import { dejaVuTextWidth } from './text-width.js';
 import type { AnalyzeReport } from './analysis.js';
 import type { TrainRecord } from '../workflows/train.js';
 
@@ -41,39 +38,6 @@ const CONFIG = {
   legend: { labelFontSize: 11, titleFontSize: 11, titleFontWeight: 'normal', labelLimit: 260 },
   view: { stroke: '#bbb' },
 };
-
-/**
- * Headless vega measures text with a crude estimate (0.8 em per character) when there is no canvas,
- * which makes plots much wider than their content. Replace it with DejaVu Sans advance widths (in
- * hundredths of an em, measured in Chromium); fonts such as Helvetica or Arial are narrower, so the
- * SVG is sized to hold what a browser draws.
- */
-const WIDTH_CHARS = ' !"#$%&\'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefghijklmnopqrstuvwxyz{|}~λΔΣ‖√·²≤≥≈∼→τ∂θμγ∈×−–—…αβ∞±';
-const WIDTHS_REGULAR =
-  '32,40,46,84,64,95,78,27,39,39,50,84,32,36,32,34,64,64,64,64,64,64,64,64,64,64,34,34,84,84,84,53,100,68,69,70,77,63,58,77,75,29,29,66,56,86,75,79,60,79,69,63,61,73,68,99,69,61,69,39,34,39,84,50,50,61,63,55,63,62,35,63,63,28,28,58,28,97,63,61,63,63,41,52,39,63,59,82,59,59,52,64,34,64,84,59,68,63,50,64,32,40,84,84,84,84,84,60,52,61,64,59,87,84,84,50,100,100,66,64,83,84';
-const WIDTHS_BOLD =
-  '35,46,52,84,70,100,87,31,46,46,52,84,38,42,38,37,70,70,70,70,70,70,70,70,70,70,40,40,84,84,84,58,100,77,76,73,83,68,68,82,84,37,37,77,64,100,84,85,73,85,77,72,68,81,77,110,77,72,73,46,37,46,84,50,50,67,72,59,72,68,44,72,71,34,34,67,34,104,71,69,72,72,49,60,48,71,65,92,65,65,58,71,37,71,84,63,77,68,50,67,38,44,84,84,84,84,84,64,54,69,74,68,90,84,84,50,100,100,69,72,83,84';
-
-function widthTable(list: string): Map<string, number> {
-  const widths = list.split(',').map((w) => Number(w) / 100);
-  return new Map([...WIDTH_CHARS].map((c, i) => [c, widths[i]]));
-}
-const REGULAR = widthTable(WIDTHS_REGULAR);
-const BOLD = widthTable(WIDTHS_BOLD);
-
-function estimateTextWidth(item: { fontSize?: number; fontWeight?: string | number }, text: unknown): number {
-  const value = text == null ? '' : String(text).trim();
-  const size = item.fontSize != null ? +item.fontSize || 0 : 11;
-  const bold = item.fontWeight === 'bold' || Number(item.fontWeight) >= 600;
-  const table = bold ? BOLD : REGULAR;
-  let em = 0;
-  // Combining marks (the bar of F̄) take no width; other characters not in the table count as wide.
-  for (const c of value) em += /\p{M}/u.test(c) ? 0 : (table.get(c) ?? 0.75);
-  return Math.ceil(em * size * 1.02);
-}
-
-const metrics = (vega as unknown as { textMetrics?: { width: unknown; estimateWidth: unknown } }).textMetrics;
-if (metrics && metrics.width === metrics.estimateWidth) metrics.width = estimateTextWidth;
 
 /** Tick values at the powers of ten spanning [min, max] (a clean log axis). */
 export function decades(values: number[]): number[] | undefined {
@@ -531,7 +495,7 @@ export function heatmapPlot(rows: Record<string, number | string | null>[], x: s
   const cellHeight = Math.max(showText ? 14 : MIN_CELL, fit(ys, MAP_HEIGHT));
   // Cells wide enough for their labels (the longest formatted value, 10px text).
   const label = (v: number) => (format === '.2~e' ? v.toExponential(2).replace(/\.?0+e/, 'e') : String(Number(v.toPrecision(3))));
-  const textWidth = showText ? Math.max(0, ...values.map((v) => estimateTextWidth({ fontSize: 10 }, label(v)))) + 8 : 0;
+  const textWidth = showText ? Math.max(0, ...values.map((v) => dejaVuTextWidth({ fontSize: 10 }, label(v)))) + 8 : 0;
   const cellWidth = Math.max(fit(xs, MAP_WIDTH), Math.min(90, textWidth));
   const layers: Spec[] = [
     {
@@ -608,49 +572,4 @@ export function toCsv(rows: Record<string, unknown>[]): string {
 /** A plot's data as CSV. */
 export function plotCsv(plot: Plot): string {
   return toCsv(plot.data);
-}
-
-/** A rendered plot: the SVG text and whatever Vega-Lite or Vega warned about (empty for a clean plot). */
-export interface RenderedPlot {
-  svg: string;
-  warnings: string[];
-}
-
-/** Vega numbers clip paths with a process-wide counter; number them from 1 within each SVG so that output is reproducible. */
-function renumberIds(svg: string): string {
-  const ids = new Map<string, string>();
-  const counts = new Map<string, number>();
-  for (const [, id, stem] of svg.matchAll(/\sid="(([A-Za-z_-]+)\d+)"/g)) {
-    if (ids.has(id)) continue;
-    const n = (counts.get(stem) ?? 0) + 1;
-    counts.set(stem, n);
-    ids.set(id, `${stem}${n}`);
-  }
-  if (ids.size === 0) return svg;
-  return svg.replace(/(\sid="|url\(#|href="#)([A-Za-z_-]+\d+)(?=[")])/g, (m, lead: string, id: string) => (ids.has(id) ? `${lead}${ids.get(id)}` : m));
-}
-
-/** Compiles a plot's Vega-Lite specification with its data and renders it to SVG, headless. */
-export async function renderPlot(plot: Plot): Promise<RenderedPlot> {
-  const warnings: string[] = [];
-  const logger = vega.logger(vega.Warn, undefined, (_method, level, args) => {
-    warnings.push(`${level} ${args.map((a) => (a instanceof Error ? a.message : String(a))).join(' ')}`);
-  });
-  const spec = { ...plot.spec, data: { values: plot.data } };
-  const compiled = compile(spec as never, { logger });
-  const view = new vega.View(vega.parse(compiled.spec), { renderer: 'none', logger, logLevel: vega.Warn });
-  try {
-    return { svg: renumberIds(await view.toSVG()), warnings };
-  } finally {
-    view.finalize();
-  }
-}
-
-/** Renders a plot to <dir>/<name>.svg and writes <dir>/<name>.csv; returns the SVG text. */
-export async function writePlot(dir: string, plot: Plot): Promise<string> {
-  const { svg } = await renderPlot(plot);
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, `${plot.name}.svg`), svg);
-  writeFileSync(join(dir, `${plot.name}.csv`), plotCsv(plot));
-  return svg;
 }
