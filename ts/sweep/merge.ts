@@ -1,7 +1,7 @@
 /** Merging shard results files against their sweep into one file in sweep order. */
 import { existsSync } from 'node:fs';
 import { HarmHorizonError } from '../core/errors.js';
-import { writeAtomic } from '../io/files.js';
+import { writeAtomic } from '../io/atomic.js';
 import { canonicalJson } from './ids.js';
 import { scanResults, type ResultLine } from './results.js';
 import type { Sweep } from './spec.js';

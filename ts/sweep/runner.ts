@@ -8,7 +8,7 @@ import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { HarmHorizonError } from '../core/errors.js';
-import { JsonLinesWriter } from '../io/files.js';
+import { JsonLinesWriter } from '../io/jsonl.js';
 import { Progress } from '../io/progress.js';
 import type { SweepCommand } from './params.js';
 import { scanResults } from './results.js';
