@@ -1,17 +1,15 @@
 /**
- * Writing results so that a failure (disk full, permissions) never leaves a corrupt file: whole files
- * are written to a temporary name, fsynced and renamed; JSON-lines logs are cut back to their last
- * whole line when an append fails; an output folder is claimed by one run at a time and never
- * silently written over. Failures are HarmHorizonErrors naming the file or folder: HH_WRITE_FAILED,
- * HH_OUTPUT_UNWRITABLE (a folder that cannot be made), HH_OUTPUT_OCCUPIED (another run's results are
- * there) and HH_LOCKED (another process is writing it).
+ * Output folders: made from their nearest existing ancestor, checked writable, claimed by one run at
+ * a time and never silently written over. Failures are HarmHorizonErrors naming the folder:
+ * HH_OUTPUT_UNWRITABLE (a folder that cannot be made or written), HH_OUTPUT_OCCUPIED (another run's
+ * results are there) and HH_LOCKED (another process is writing it). Files inside are written by the
+ * atomic writer (atomic.ts) and the JSON-lines appender (jsonl.ts), re-exported here.
  */
 import { existsSync, mkdirSync, readdirSync, rmdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { HarmHorizonError } from '../core/errors.js';
 import { acquireLock, FOLDER_LOCK } from './lock.js';
 
-// The one atomic writer and the one JSON-lines appender live in their own files.
 export { writeAtomic } from './atomic.js';
 export { JsonLinesWriter } from './jsonl.js';
 

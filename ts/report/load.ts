@@ -25,7 +25,7 @@ import { parse as parseYaml } from 'yaml';
 import { HarmHorizonError } from '../core/errors.js';
 import type { AnalyzeReport } from './analysis.js';
 import { isProfileJson, isRolloutLog, parseProfileJson, profileInput, type ProfileInput } from './profile.js';
-import { loadSweep } from '../sweep/index.js';
+import { loadSweep } from '../sweep/spec.js';
 import type { TrainRecord } from '../workflows/train.js';
 
 export interface Manifest {

@@ -16,6 +16,7 @@ import { DEFAULT_MIX, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind,
 import type { SweepCommand } from './params.js';
 import type { ResultLine } from './results.js';
 
+/** A cell as the main thread posts it to a worker. */
 export interface WireCell {
   id: string;
   seed: number;

@@ -4,7 +4,6 @@ import { DEFAULT_TRANSFORMER } from '../core/policy.js';
 import { DEFAULT_RANK } from '../workflows/attack.js';
 import { DEFAULT_MIX, TRAIN_DEFAULTS } from '../workflows/train.js';
 
-
 export const SWEEP_COMMANDS = ['analyze', 'estimate', 'train', 'attack'] as const;
 export type SweepCommand = (typeof SWEEP_COMMANDS)[number];
 

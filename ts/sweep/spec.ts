@@ -103,7 +103,6 @@ export function parseSweepText(text: string, source: string): unknown {
   }
 }
 
-/** Checks one parameter value; returns it normalised (widths become an array). */
 /** The spec of a parameter; unknown ones are refused at `path` (the parameter's key). */
 function paramSpec(source: string, command: SweepCommand, name: string, path: string): ParamSpec {
   const specs = commandParameters(command);
@@ -117,6 +116,7 @@ function paramSpec(source: string, command: SweepCommand, name: string, path: st
   );
 }
 
+/** Checks one parameter value; returns it normalised (widths become an array). */
 function checkValue(source: string, command: SweepCommand, name: string, value: unknown, path: string, generated = ''): unknown {
   const spec = paramSpec(source, command, name, path);
   const got = `got ${show(value)}${generated}`;
@@ -210,8 +210,10 @@ interface RawCell {
   sources: Record<string, string>;
 }
 
-/** Validates a parsed sweep file and expands its cells. `baseDir` resolves relative paths. */
-/** `options`: the memory budget the cells' scenarios are checked against (default 4 GiB). */
+/**
+ * Validates a parsed sweep file and expands its cells. `baseDir` resolves relative paths;
+ * `options` holds the memory budget the cells' scenarios are checked against (default 4 GiB).
+ */
 export function parseSweep(json: unknown, source: string, baseDir: string, options: ScenarioOptions = {}): Sweep {
   if (!isObject(json)) throw invalid(source, '', `a sweep file is an object with command, scenario, grid and/or list; got ${show(json)}`);
   for (const key of Object.keys(json)) {
