@@ -32,7 +32,7 @@ test('a failed atomic write (disk full) leaves the old file intact and no tempor
   symlinkSync('/dev/full', `${path}.tmp`);
   const error = t.throws(() => writeAtomic(path, `${'x'.repeat(100_000)}\n`));
   t.is((error as { code?: string }).code, 'HH_WRITE_FAILED');
-  t.regex(error!.message, /kept\.json: the disk is full \(ENOSPC\)/);
+  t.regex(error!.message, /kept\.json: the disk is full \(ENOSPC: no space left on device/);
   t.is(readFileSync(path, 'utf8'), '{"old": true}\n');
   t.false(existsSync(`${path}.tmp`));
 });
@@ -86,7 +86,7 @@ test('a failed append (disk full) leaves the earlier lines whole and names the f
       }
     });
     writer.close(false);
-    t.regex(error!.message, /results\.jsonl: the disk is full \(ENOSPC\); free space and resume/);
+    t.regex(error!.message, /results\.jsonl: the disk is full \(ENOSPC: no space left on device, write\); free space and resume/);
     const text = readFileSync(path, 'utf8');
     t.true(text.endsWith('\n'), 'no partial line');
     const lines = text.trimEnd().split('\n').map((l) => JSON.parse(l));

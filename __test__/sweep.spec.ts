@@ -458,7 +458,7 @@ test.serial('a full disk exits 1 with a clear message and leaves only whole line
     const big = sweepFile('disk-big', { command: 'analyze', scenario: 'refusal', grid: { lambda: [1, 2, 3] }, list: Array.from({ length: 60 }, (_, i) => ({ lambda: 4 + i })) });
     const r = runCli(['sweep', big, '--out', out, '--workers', '1']);
     t.is(r.status, 1, r.stderr);
-    t.regex(r.stderr, /disk is full \(ENOSPC\)/);
+    t.regex(r.stderr, /disk is full \(ENOSPC: no space left on device/);
     assertClean(t, r.stderr);
     const after = readFileSync(path, 'utf8');
     t.true(after.startsWith(before), 'the earlier lines are untouched');

@@ -8,7 +8,9 @@ import { HarmHorizonError } from '../core/errors.js';
 /** The error of a failed write, naming the file and, for a full disk, saying so plainly. */
 export function writeFailure(path: string, error: unknown, verb = 'write'): HarmHorizonError {
   const e = error as NodeJS.ErrnoException;
-  const what = e.code === 'ENOSPC' ? `the disk is full (ENOSPC)` : e.code === 'EDQUOT' ? `the disk quota is exceeded (EDQUOT)` : e.message;
+  // The plain words first, then the system's own message (which names the code).
+  const plain = e.code === 'ENOSPC' ? 'the disk is full' : e.code === 'EDQUOT' ? 'the disk quota is exceeded' : '';
+  const what = plain === '' ? e.message : `${plain} (${e.message})`;
   return new HarmHorizonError('HH_WRITE_FAILED', `cannot ${verb} ${path}: ${what}`);
 }
 
