@@ -6,7 +6,6 @@ import { SplitMix64, softmax } from './random.js';
 import { type RandomScenarioOptions, type Scenario, type ScenarioOptions } from './types.js';
 import { parseScenario } from './validate.js';
 
-
 const BUILTINS = ['refusal', 'horizon', 'random'] as const;
 
 /** Names of the built-in scenarios. */

@@ -1,8 +1,14 @@
+/** Compilation of a validated scenario to the numeric tables the engines consume. */
 import type { CompiledScenario } from './compiled.js';
 import { isPlainObject } from './check.js';
 import type { Scenario, ScenarioOptions } from './types.js';
 import { validate } from './validate.js';
 
+/**
+ * Compiles a scenario to the numeric form the engines consume. The scenario is validated again
+ * (so hand-built objects are checked too). Each row is normalised to sum to 1 by dividing by its
+ * sum; rows of unreachable and ended contexts are zero.
+ */
 export function compileScenario(s: Scenario, options?: ScenarioOptions): CompiledScenario {
   const { scenario, dims, tokenIndex, stateIndex, contextIds } = validate(
     s,
@@ -42,5 +48,3 @@ export function compileScenario(s: Scenario, options?: ScenarioOptions): Compile
     defaults: { ...scenario.defaults },
   };
 }
-
-/** Size estimate of a (valid) scenario's exact state space and engine memory. */

@@ -138,6 +138,7 @@ export function budgetOf(options: ScenarioOptions | undefined): Budget {
   return { bytes: b, name, samplingOnly: options?.samplingOnly === true };
 }
 
+/** Size estimate of a (valid) scenario's exact state space and engine memory. */
 export function estimateScenarioSize(s: Scenario): ScenarioSizeEstimate {
   const V = s.tokens.length;
   return estimateDims({
@@ -148,6 +149,3 @@ export function estimateScenarioSize(s: Scenario): ScenarioSizeEstimate {
     D: s.harm.states.length,
   });
 }
-
-/** The scenario in the file format (rows as arrays, all fields explicit); round-trips through
- *  `parseScenario`. */

@@ -1,3 +1,4 @@
+/** The error a refused scenario raises, with its field path and, for text, line and column. */
 import { HarmHorizonError } from '../core/errors.js';
 
 export type ScenarioErrorCode = 'HH_SCENARIO_INVALID' | 'HH_FILE_NOT_FOUND' | 'HH_STATE_SPACE_TOO_LARGE';

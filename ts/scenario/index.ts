@@ -5,6 +5,9 @@
  * The format is documented in docs/scenario-format.md and described by schema/scenario.schema.json.
  * Everything is validated before any computation; an invalid scenario is refused with a
  * `ScenarioError` naming the offending field as a JSON path and the reason.
+ *
+ * Modules: types (the Scenario type), json-text (JSON with positions, via yaml), load (file/text),
+ * validate (structure and semantics), contexts (state-space size and budget), compile, builtins.
  */
 export * from './types.js';
 export { ScenarioError, type ScenarioErrorCode } from './error.js';

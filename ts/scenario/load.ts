@@ -6,6 +6,12 @@ import { DuplicateKeyError, JsonSyntaxError, parseJsonText, type JsonText } from
 import type { Scenario, ScenarioOptions } from './types.js';
 import { validate } from './validate.js';
 
+/**
+ * Reads, parses and validates a scenario file (JSON). Throws `ScenarioError` with code
+ * 'HH_FILE_NOT_FOUND' if the file does not exist, and with field "" if the text is not valid JSON
+ * (the reason quotes the parser's error and the line/column). Repeated keys in a JSON object are
+ * refused too (JSON.parse would silently keep the last one).
+ */
 export function loadScenarioFile(path: string, options?: ScenarioOptions): Scenario {
   let text: string;
   try {

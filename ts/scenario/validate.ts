@@ -291,11 +291,8 @@ export function parseScenario(json: unknown, source?: string, options?: Scenario
   return validate(json, source, options).scenario;
 }
 
-/**
- * Compiles a scenario to the numeric form the engines consume. The scenario is validated again
- * (so hand-built objects are checked too). Each row is normalised to sum to 1 by dividing by its
- * sum; rows of unreachable and ended contexts are zero.
- */
+/** The scenario in the file format (rows as arrays, all fields explicit); round-trips through
+ *  `parseScenario`. */
 export function scenarioToJson(s: Scenario): Record<string, unknown> {
   const base: Record<string, number[]> = {};
   for (const [k, row] of Object.entries(s.base)) setOwn(base, k, [...row]);
@@ -320,10 +317,3 @@ export function scenarioToJson(s: Scenario): Record<string, unknown> {
     defaults: { ...s.defaults },
   };
 }
-
-/**
- * Reads, parses and validates a scenario file (JSON). Throws `ScenarioError` with code
- * 'HH_FILE_NOT_FOUND' if the file does not exist, and with field "" if the text is not valid JSON
- * (the reason quotes the parser's error and the line/column). Repeated keys in a JSON object are
- * refused too (JSON.parse would silently keep the last one).
- */
