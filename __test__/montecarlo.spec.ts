@@ -115,7 +115,10 @@ test('policy files round-trip and bad ones are refused naming the field', (t) =>
     t.is(error?.field, field);
   };
   bad({ format: 'x' }, 'format');
-  bad({ scenario: { vocab: 4, length: 10 } }, 'scenario.vocab');
+  bad({ scenario: { name: 'horizon', vocab: 4, length: 10 } }, 'scenario.vocab');
+  bad({ scenario: { vocab: 3, length: 10 } }, 'scenario.name');
+  bad({ mlp: { order: 1, hidden: [4, 0], activation: 'tanh' } }, 'mlp.hidden[1]');
+  bad({ kind: 'gibbs', lambda: -1 }, 'lambda');
   bad({ mlp: { order: 0, hidden: [4], activation: 'tanh' } }, 'mlp.order');
   bad({ mlp: { order: 1, hidden: [4], activation: 'sigmoid' } }, 'mlp.activation');
   bad({ params: [0, 'x'] }, 'params[1]');

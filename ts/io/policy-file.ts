@@ -18,25 +18,73 @@
  * JSON numbers, which round-trip doubles exactly; -Infinity logits (tokens a tabular policy never
  * emits) are written as null.
  */
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { readFileSync } from 'node:fs';
 import type { CompiledScenario } from '../scenario/compiled.js';
 import { HarmHorizonError } from '../core/errors.js';
 import { writeAtomic } from './files.js';
 import type { Policy } from '../core/policy.js';
+import { firstSchemaError } from './schema-check.js';
 
 export const POLICY_FORMAT = 'harm-horizon-policy';
 
-export interface PolicyFile {
-  format: typeof POLICY_FORMAT;
-  version: 1;
-  kind: Policy['kind'];
-  scenario: { name: string; vocab: number; length: number; states?: number };
-  lambda?: number;
-  mlp?: { order: number; hidden: number[]; activation: string };
-  transformer?: { layers: number; width: number; heads: number; mlpWidth: number };
-  params?: (number | null)[];
-  logits?: (number | null)[];
-}
+// The format, declared once: the TS type, the runtime check and schema/policy.schema.json all come
+// from these TypeBox schemas (which are JSON Schemas).
+
+const WholeNumber = Type.Integer({ minimum: 1 });
+/** A flat vector of numbers; `null` stands for −∞ where allowed. */
+const Numbers = Type.Array(Type.Number());
+const NumbersOrNull = Type.Array(Type.Union([Type.Number(), Type.Null()]));
+const KINDS = ['base', 'gibbs', 'tabular', 'mlp', 'transformer'] as const;
+
+const header = {
+  format: Type.Literal(POLICY_FORMAT),
+  version: Type.Literal(1),
+  scenario: Type.Object(
+    {
+      name: Type.String(),
+      vocab: WholeNumber,
+      length: WholeNumber,
+      states: Type.Optional(WholeNumber),
+    },
+    { description: 'What the policy was built for; loading checks V and T (and S for tabular policies) against the scenario.' },
+  ),
+};
+
+/** The fields every policy file has, `kind` being any of the kinds: checked first, so that a wrong
+ *  kind is reported as such rather than as a mismatch with every branch. */
+const PolicyHeaderSchema = Type.Object({ ...header, kind: Type.Union(KINDS.map((k) => Type.Literal(k))) });
+
+const BY_KIND = {
+  base: Type.Object({ ...header, kind: Type.Literal('base') }),
+  gibbs: Type.Object({ ...header, kind: Type.Literal('gibbs'), lambda: Type.Number({ minimum: 0 }) }),
+  tabular: Type.Object({ ...header, kind: Type.Literal('tabular'), logits: NumbersOrNull }, { description: 'logits: T × S × V, null for −∞' }),
+  mlp: Type.Object({
+    ...header,
+    kind: Type.Literal('mlp'),
+    mlp: Type.Object({
+      order: WholeNumber,
+      hidden: Type.Array(WholeNumber, { minItems: 1, maxItems: 2 }),
+      activation: Type.Union([Type.Literal('tanh'), Type.Literal('relu')]),
+    }),
+    params: Numbers,
+  }),
+  transformer: Type.Object({
+    ...header,
+    kind: Type.Literal('transformer'),
+    transformer: Type.Object({ layers: WholeNumber, width: WholeNumber, heads: WholeNumber, mlpWidth: WholeNumber }),
+    params: Numbers,
+  }),
+} satisfies Record<(typeof KINDS)[number], TSchema>;
+
+export const PolicyFileSchema = Type.Union(Object.values(BY_KIND), {
+  $id: 'urn:harm-horizon:policy.schema.json',
+  title: 'harm-horizon policy file',
+  description:
+    'A trained or initialised policy saved as JSON (see ts/io/policy-file.ts). Beyond this shape, loading checks that vocab and length match the scenario and that tabular logits have T × S × V entries.',
+});
+
+export type PolicyFile = Static<typeof PolicyFileSchema>;
 
 function invalid(field: string, reason: string, source?: string): HarmHorizonError {
   const where = source ? ` (${source})` : '';
@@ -45,25 +93,24 @@ function invalid(field: string, reason: string, source?: string): HarmHorizonErr
 
 /** The file object of a policy for a scenario (`states`: S of the exact model, for tabular policies). */
 export function policyToJson(policy: Policy, scenario: CompiledScenario, states?: number): PolicyFile {
-  const file: PolicyFile = {
-    format: POLICY_FORMAT,
-    version: 1,
-    kind: policy.kind,
-    scenario: { name: scenario.name, vocab: scenario.tokens.length, length: scenario.length },
+  const head = {
+    format: POLICY_FORMAT as typeof POLICY_FORMAT,
+    version: 1 as const,
+    scenario: { name: scenario.name, vocab: scenario.tokens.length, length: scenario.length, ...(states !== undefined ? { states } : {}) },
   };
-  if (states !== undefined) file.scenario.states = states;
   const numbers = (a: Float64Array) => Array.from(a, (x) => (Number.isFinite(x) ? x : null));
-  if (policy.kind === 'gibbs') file.lambda = policy.lambda;
-  if (policy.kind === 'tabular') file.logits = numbers(policy.logits);
-  if (policy.kind === 'mlp') {
-    file.mlp = { ...policy.mlp, hidden: [...policy.mlp.hidden] };
-    file.params = numbers(policy.params);
+  switch (policy.kind) {
+    case 'base':
+      return { ...head, kind: 'base' };
+    case 'gibbs':
+      return { ...head, kind: 'gibbs', lambda: policy.lambda };
+    case 'tabular':
+      return { ...head, kind: 'tabular', logits: numbers(policy.logits) };
+    case 'mlp':
+      return { ...head, kind: 'mlp', mlp: { ...policy.mlp, hidden: [...policy.mlp.hidden] }, params: Array.from(policy.params) };
+    case 'transformer':
+      return { ...head, kind: 'transformer', transformer: { ...policy.transformer }, params: Array.from(policy.params) };
   }
-  if (policy.kind === 'transformer') {
-    file.transformer = { ...policy.transformer };
-    file.params = numbers(policy.params);
-  }
-  return file;
 }
 
 /** Writes a policy file atomically (a failed write leaves no partial file). */
@@ -72,66 +119,34 @@ export function savePolicy(path: string, policy: Policy, scenario: CompiledScena
 }
 
 /**
- * Reads a policy file object, checking it against the scenario it will be used with. Tabular logits
- * must have T × S × V entries, S being the scenario's exact state count (`states`).
+ * Reads a policy file object, checking it against the scenario it will be used with. The shape is
+ * checked by the schema; by hand only what depends on the scenario: V, T, and for tabular logits
+ * T × S × V entries, S being the scenario's exact state count (`states`).
  */
 export function policyFromJson(json: unknown, scenario: CompiledScenario, states?: number, source?: string): Policy {
   const fail = (field: string, reason: string) => invalid(field, reason, source);
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) throw fail('', 'expected a JSON object');
-  const f = json as Record<string, unknown>;
-  if (f.format !== POLICY_FORMAT) throw fail('format', `must be "${POLICY_FORMAT}"`);
-  if (f.version !== 1) throw fail('version', `unsupported version ${JSON.stringify(f.version)} (this build reads 1)`);
-  const sc = f.scenario as Record<string, unknown> | undefined;
-  if (typeof sc !== 'object' || sc === null) throw fail('scenario', 'missing');
-  if (sc.vocab !== scenario.tokens.length) throw fail('scenario.vocab', `policy built for V = ${sc.vocab}, the scenario has V = ${scenario.tokens.length}`);
-  if (sc.length !== scenario.length) throw fail('scenario.length', `policy built for T = ${sc.length}, the scenario has T = ${scenario.length}`);
-  const vector = (field: 'params' | 'logits', allowNull: boolean): Float64Array => {
-    const a = f[field];
-    if (!Array.isArray(a)) throw fail(field, 'must be an array of numbers');
-    const out = new Float64Array(a.length);
-    for (let i = 0; i < a.length; i++) {
-      const x = a[i];
-      if (x === null && allowNull) out[i] = -Infinity;
-      else if (typeof x !== 'number' || !Number.isFinite(x)) throw fail(`${field}[${i}]`, `must be a finite number, got ${JSON.stringify(x)}`);
-      else out[i] = x;
-    }
-    return out;
-  };
+  const shapeError = firstSchemaError(PolicyHeaderSchema, json) ?? firstSchemaError(BY_KIND[(json as { kind: (typeof KINDS)[number] }).kind], json);
+  if (shapeError) throw fail(shapeError.field, shapeError.reason);
+  const f = json as PolicyFile;
+  if (f.scenario.vocab !== scenario.tokens.length) throw fail('scenario.vocab', `policy built for V = ${f.scenario.vocab}, the scenario has V = ${scenario.tokens.length}`);
+  if (f.scenario.length !== scenario.length) throw fail('scenario.length', `policy built for T = ${f.scenario.length}, the scenario has T = ${scenario.length}`);
   switch (f.kind) {
     case 'base':
       return { kind: 'base' };
-    case 'gibbs': {
-      if (typeof f.lambda !== 'number' || !(f.lambda >= 0) || !Number.isFinite(f.lambda)) throw fail('lambda', 'must be a finite number ≥ 0');
+    case 'gibbs':
       return { kind: 'gibbs', lambda: f.lambda };
-    }
     case 'tabular': {
-      const logits = vector('logits', true);
+      const logits = Float64Array.from(f.logits, (x) => (x === null ? -Infinity : x));
       if (states !== undefined) {
         const expected = scenario.length * states * scenario.tokens.length;
         if (logits.length !== expected) throw fail('logits', `${logits.length} entries, expected T × S × V = ${expected} for this scenario`);
       }
       return { kind: 'tabular', logits };
     }
-    case 'mlp': {
-      const m = f.mlp as Record<string, unknown> | undefined;
-      if (typeof m !== 'object' || m === null) throw fail('mlp', 'missing');
-      if (!Number.isInteger(m.order) || (m.order as number) < 1) throw fail('mlp.order', 'must be a whole number ≥ 1');
-      if (!Array.isArray(m.hidden) || m.hidden.length < 1 || m.hidden.length > 2 || !m.hidden.every((h) => Number.isInteger(h) && h >= 1))
-        throw fail('mlp.hidden', 'must list one or two widths ≥ 1');
-      if (m.activation !== 'tanh' && m.activation !== 'relu') throw fail('mlp.activation', 'must be "tanh" or "relu"');
-      return { kind: 'mlp', mlp: { order: m.order as number, hidden: m.hidden as number[], activation: m.activation }, params: vector('params', false) };
-    }
-    case 'transformer': {
-      const m = f.transformer as Record<string, unknown> | undefined;
-      if (typeof m !== 'object' || m === null) throw fail('transformer', 'missing');
-      for (const field of ['layers', 'width', 'heads', 'mlpWidth']) {
-        if (!Number.isInteger(m[field]) || (m[field] as number) < 1) throw fail(`transformer.${field}`, 'must be a whole number ≥ 1');
-      }
-      const layout = { layers: m.layers as number, width: m.width as number, heads: m.heads as number, mlpWidth: m.mlpWidth as number };
-      return { kind: 'transformer', transformer: layout, params: vector('params', false) };
-    }
-    default:
-      throw fail('kind', `must be base, gibbs, tabular, mlp or transformer, got ${JSON.stringify(f.kind)}`);
+    case 'mlp':
+      return { kind: 'mlp', mlp: { ...f.mlp, hidden: [...f.mlp.hidden] }, params: Float64Array.from(f.params) };
+    case 'transformer':
+      return { kind: 'transformer', transformer: { ...f.transformer }, params: Float64Array.from(f.params) };
   }
 }
 
