@@ -12,6 +12,11 @@ pub enum Error {
     PolicyInvalid(String),
     /// The reachable state space exceeds the memory budget.
     StateSpaceTooLarge { states: usize, bytes: u64, budget: u64 },
+    /// A table the exact engine would build (named by `what`) exceeds the memory budget.
+    OverBudget { what: String, bytes: u64, budget: u64 },
+    /// A buffer sized by the input (named by `what`) cannot be allocated: its size overflows or the
+    /// machine refuses it (`bytes` is infinite when the size overflows).
+    OutOfMemory { what: String, bytes: f64 },
 }
 
 impl Error {
@@ -21,7 +26,8 @@ impl Error {
             Error::InvalidSpec(_) => "HH_INVALID_SPEC",
             Error::InvalidArgument(_) => "HH_INVALID_ARGUMENT",
             Error::PolicyInvalid(_) => "HH_POLICY_INVALID",
-            Error::StateSpaceTooLarge { .. } => "HH_STATE_SPACE_TOO_LARGE",
+            Error::StateSpaceTooLarge { .. } | Error::OverBudget { .. } => "HH_STATE_SPACE_TOO_LARGE",
+            Error::OutOfMemory { .. } => "HH_OUT_OF_MEMORY",
         }
     }
 }
@@ -38,6 +44,16 @@ impl fmt::Display for Error {
                 *bytes as f64 / GIB,
                 *budget as f64 / GIB
             ),
+            Error::OverBudget { what, bytes, budget } => write!(
+                f,
+                "state space too large: the {what} would need about {:.2} GiB, over the memory budget of {:.2} GiB",
+                *bytes as f64 / GIB,
+                *budget as f64 / GIB
+            ),
+            Error::OutOfMemory { what, bytes } if bytes.is_finite() => {
+                write!(f, "out of memory: cannot allocate the {what} ({:.2} GiB)", bytes / GIB)
+            }
+            Error::OutOfMemory { what, .. } => write!(f, "out of memory: the size of the {what} overflows"),
         }
     }
 }

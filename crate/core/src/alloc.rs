@@ -1,0 +1,76 @@
+//! Checked allocation: every buffer whose size follows from user input (states, samples, rollouts,
+//! positions) is sized with overflow checks and reserved fallibly, so an impossible size becomes a
+//! coded error (`HH_OUT_OF_MEMORY`) instead of an abort of the whole process.
+
+use crate::error::{Error, Result};
+
+/// The product of `dims` elements of `T`, or an error naming `what` when the count or its bytes overflow.
+pub fn checked_len<T>(dims: &[usize], what: &str) -> Result<usize> {
+    let len = dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d));
+    match len {
+        Some(len) if len.checked_mul(std::mem::size_of::<T>()).is_some_and(|b| b <= isize::MAX as usize) => Ok(len),
+        _ => Err(Error::OutOfMemory { what: what.to_string(), bytes: f64::INFINITY }),
+    }
+}
+
+/// A vector of `len` copies of `value`, reserved fallibly.
+pub fn filled<T: Clone>(len: usize, value: T, what: &str) -> Result<Vec<T>> {
+    let bytes = len as f64 * std::mem::size_of::<T>() as f64;
+    let mut out = Vec::new();
+    out.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { what: what.to_string(), bytes })?;
+    out.resize(len, value);
+    Ok(out)
+}
+
+/// A table of dims[0]·dims[1]·… copies of `value`: `checked_len` then `filled`.
+pub fn table<T: Clone>(dims: &[usize], value: T, what: &str) -> Result<Vec<T>> {
+    filled(checked_len::<T>(dims, what)?, value, what)
+}
+
+/// Refuses a table of `dims` elements of `T` that would exceed `budget` bytes (a size check before
+/// allocating, for tables that the memory budget must bound and not only the machine).
+pub fn within_budget<T>(dims: &[usize], budget: u64, what: &str) -> Result<()> {
+    let len = checked_len::<T>(dims, what)?;
+    let bytes = len as u64 * std::mem::size_of::<T>() as u64;
+    if bytes > budget {
+        return Err(Error::OverBudget { what: what.to_string(), bytes, budget });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflowing_sizes_are_errors() {
+        let e = table::<f64>(&[usize::MAX / 2, 3], 0.0, "huge").unwrap_err();
+        assert_eq!(e.code(), "HH_OUT_OF_MEMORY");
+        assert!(e.to_string().contains("huge"));
+        assert!(checked_len::<f64>(&[1 << 40, 1 << 30], "x").is_err());
+        assert!(checked_len::<u8>(&[usize::MAX], "x").is_err());
+    }
+
+    #[test]
+    fn impossible_reservations_are_errors_not_aborts() {
+        // 2^61 bytes fits isize but no machine: the fallible reservation must fail cleanly.
+        let e = filled::<u8>(1usize << 61, 0, "buffer").unwrap_err();
+        assert_eq!(e.code(), "HH_OUT_OF_MEMORY");
+    }
+
+    #[test]
+    fn ordinary_sizes_are_allocated_and_filled() {
+        let v = table(&[3, 4, 5], 1.5f64, "t").unwrap();
+        assert_eq!(v.len(), 60);
+        assert!(v.iter().all(|&x| x == 1.5));
+        assert_eq!(table::<u32>(&[0, 7], 0, "empty").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn the_budget_check_counts_bytes() {
+        assert!(within_budget::<f64>(&[10, 10], 800, "t").is_ok());
+        let e = within_budget::<f64>(&[10, 10], 799, "t").unwrap_err();
+        assert_eq!(e.code(), "HH_STATE_SPACE_TOO_LARGE");
+        assert!(within_budget::<f64>(&[usize::MAX, 2], u64::MAX, "t").is_err());
+    }
+}
