@@ -38,6 +38,19 @@ pub fn within_budget<T>(dims: &[usize], budget: u64, what: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks that `len` elements of `T` could be allocated now (reserved, then released): for a
+/// result assembled in pieces whose total size is known before the first piece is made.
+pub fn check_reservable<T>(dims: &[usize], what: &str) -> Result<()> {
+    let len = checked_len::<T>(dims, what)?;
+    let mut probe: Vec<T> = Vec::new();
+    probe.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { what: what.to_string(), bytes: len as f64 * std::mem::size_of::<T>() as f64 })
+}
+
+/// Grows `vec` by room for `additional` more elements, fallibly (growth doubles as `push` would).
+pub fn grow<T>(vec: &mut Vec<T>, additional: usize, what: &str) -> Result<()> {
+    vec.try_reserve(additional).map_err(|_| Error::OutOfMemory { what: what.to_string(), bytes: ((vec.len() + additional) * std::mem::size_of::<T>()) as f64 })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,6 +77,16 @@ mod tests {
         assert_eq!(v.len(), 60);
         assert!(v.iter().all(|&x| x == 1.5));
         assert_eq!(table::<u32>(&[0, 7], 0, "empty").unwrap().len(), 0);
+    }
+
+    #[test]
+    fn reservations_are_probed_and_growth_is_fallible() {
+        assert!(check_reservable::<f64>(&[1000, 1000], "t").is_ok());
+        assert_eq!(check_reservable::<u64>(&[1 << 30, 1 << 27], "t").unwrap_err().code(), "HH_OUT_OF_MEMORY");
+        let mut v = vec![1u8];
+        grow(&mut v, 10, "v").unwrap();
+        assert!(v.capacity() >= 11);
+        assert_eq!(grow(&mut v, 1usize << 61, "v").unwrap_err().code(), "HH_OUT_OF_MEMORY");
     }
 
     #[test]
