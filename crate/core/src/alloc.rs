@@ -27,17 +27,6 @@ pub fn table<T: Clone>(dims: &[usize], value: T, what: &str) -> Result<Vec<T>> {
     filled(checked_len::<T>(dims, what)?, value, what)
 }
 
-/// Refuses a table of `dims` elements of `T` that would exceed `budget` bytes (a size check before
-/// allocating, for tables that the memory budget must bound and not only the machine).
-pub fn within_budget<T>(dims: &[usize], budget: u64, what: &str) -> Result<()> {
-    let len = checked_len::<T>(dims, what)?;
-    let bytes = len as u64 * std::mem::size_of::<T>() as u64;
-    if bytes > budget {
-        return Err(Error::OverBudget { what: what.to_string(), bytes, budget });
-    }
-    Ok(())
-}
-
 /// Checks that `len` elements of `T` could be allocated now (reserved, then released): for a
 /// result assembled in pieces whose total size is known before the first piece is made.
 pub fn check_reservable<T>(dims: &[usize], what: &str) -> Result<()> {
@@ -87,13 +76,5 @@ mod tests {
         grow(&mut v, 10, "v").unwrap();
         assert!(v.capacity() >= 11);
         assert_eq!(grow(&mut v, 1usize << 61, "v").unwrap_err().code(), "HH_OUT_OF_MEMORY");
-    }
-
-    #[test]
-    fn the_budget_check_counts_bytes() {
-        assert!(within_budget::<f64>(&[10, 10], 800, "t").is_ok());
-        let e = within_budget::<f64>(&[10, 10], 799, "t").unwrap_err();
-        assert_eq!(e.code(), "HH_STATE_SPACE_TOO_LARGE");
-        assert!(within_budget::<f64>(&[usize::MAX, 2], u64::MAX, "t").is_err());
     }
 }

@@ -12,8 +12,6 @@ pub enum Error {
     PolicyInvalid(String),
     /// The reachable state space exceeds the memory budget.
     StateSpaceTooLarge { states: usize, bytes: u64, budget: u64 },
-    /// A table the exact engine would build (named by `what`) exceeds the memory budget.
-    OverBudget { what: String, bytes: u64, budget: u64 },
     /// A buffer sized by the input (named by `what`) cannot be allocated: its size overflows or the
     /// machine refuses it (`bytes` is infinite when the size overflows).
     OutOfMemory { what: String, bytes: f64 },
@@ -26,7 +24,7 @@ impl Error {
             Error::InvalidSpec(_) => "HH_INVALID_SPEC",
             Error::InvalidArgument(_) => "HH_INVALID_ARGUMENT",
             Error::PolicyInvalid(_) => "HH_POLICY_INVALID",
-            Error::StateSpaceTooLarge { .. } | Error::OverBudget { .. } => "HH_STATE_SPACE_TOO_LARGE",
+            Error::StateSpaceTooLarge { .. } => "HH_STATE_SPACE_TOO_LARGE",
             Error::OutOfMemory { .. } => "HH_OUT_OF_MEMORY",
         }
     }
@@ -41,12 +39,6 @@ impl fmt::Display for Error {
             Error::StateSpaceTooLarge { states, bytes, budget } => write!(
                 f,
                 "state space too large: more than {states} reachable states would need about {:.2} GiB, over the memory budget of {:.2} GiB",
-                *bytes as f64 / GIB,
-                *budget as f64 / GIB
-            ),
-            Error::OverBudget { what, bytes, budget } => write!(
-                f,
-                "state space too large: the {what} would need about {:.2} GiB, over the memory budget of {:.2} GiB",
                 *bytes as f64 / GIB,
                 *budget as f64 / GIB
             ),
