@@ -27,3 +27,15 @@ test('a base table over the budget is refused with exit 2 naming --memory-budget
   t.is(r.status, 2);
   t.regex(r.stderr, /base table too large.*--memory-budget/);
 });
+
+test('a budget larger than the machine falls back to rollouts instead of aborting (estimate, attack)', (t) => {
+  // 1000 GiB admits the exact engine by the budget, but its T × S × V table (~318 GB) exceeds the
+  // machine: the build stops at a coded HH_OUT_OF_MEMORY and Monte Carlo with rollout h takes over.
+  const r = runCli(['estimate', BIG, '--samples', '50', '--rollouts', '2', '--memory-budget', '1000', '--json']);
+  t.is(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  t.is(out.harmSource, 'rollouts');
+  t.is(out.exactExpectedHarm, null);
+  const a = runCli(['attack', BIG, '--samples', '10', '--memory-budget', '1000', '--json']);
+  t.is(a.status, 0, a.stderr);
+});

@@ -39,8 +39,12 @@ const BAD_INPUT_CODES = new Set([
   'HH_INVALID_ARGUMENT',
   'HH_INVALID_SPEC',
   'HH_STATE_SPACE_TOO_LARGE',
+  'HH_OUT_OF_MEMORY',
   'HH_LOG_INVALID',
 ]);
+
+/** Codes of an exact engine that does not fit (the budget or the machine): Monte Carlo takes over. */
+const DOES_NOT_FIT = ['HH_STATE_SPACE_TOO_LARGE', 'HH_OUT_OF_MEMORY'];
 
 /** Commands that write an --out folder: it is locked for the run and refused when occupied (unless --force). */
 const OUT_FOLDER_COMMANDS = ['train', 'demo', 'report', 'rollouts'];
@@ -76,12 +80,15 @@ function oneOf<T extends string>(name: string, choices: T[]) {
   };
 }
 
-/** The exact engine when the state space fits the budget, else null (Monte Carlo only). */
+/**
+ * The exact engine when the state space and a T × S × V policy table fit the budget and the
+ * machine, else null (Monte Carlo only).
+ */
 function tryExactEngine(scenario: CompiledScenario, memoryBudgetBytes: number): ExactEngine | null {
   try {
-    return new ExactEngine(scenario, { memoryBudgetBytes });
+    return new ExactEngine(scenario, { memoryBudgetBytes, policyTables: true });
   } catch (error) {
-    if (error instanceof HarmHorizonError && error.code === 'HH_STATE_SPACE_TOO_LARGE') return null;
+    if (error instanceof HarmHorizonError && DOES_NOT_FIT.includes(error.code)) return null;
     throw error;
   }
 }

@@ -6,6 +6,8 @@
  * - `HH_INVALID_SPEC`         the numeric scenario handed to the core is malformed
  * - `HH_INVALID_ARGUMENT`     an argument (λ, tolerance, policy shape, …) is out of range
  * - `HH_STATE_SPACE_TOO_LARGE` the exact state space does not fit in the memory budget
+ * - `HH_OUT_OF_MEMORY`        a buffer sized by the input (states, samples × rollouts × T, T × S × V
+ *                             tables) overflows or the machine refuses it; nothing was aborted
  * - `HH_POLICY_INVALID`       a policy file or object is malformed (a row with no finite logit, …)
  * - `HH_OUTPUT_OCCUPIED`      an output folder already holds another run's results (CLI: use --force)
  * - `HH_LOCKED`               another process is writing the same output folder or results file

@@ -82,6 +82,11 @@ export interface EngineOptions {
    * (context, automaton state): the state space on which a transformer policy is exact.
    */
   prefixTree?: boolean;
+  /**
+   * Count one T × S × V table of logits per state in the budget: sampling on the engine, training
+   * and attacks build one (the base or a tabular policy as logits, a logit gradient).
+   */
+  policyTables?: boolean;
 }
 
 /** The exact state space of a scenario, built once in the core and analysed many times. */
@@ -96,7 +101,7 @@ export class ExactEngine {
     this.prefixTree = options.prefixTree ?? false;
     this.#model = callNative(
       () =>
-        new native.ExactModel({ ...nativeScenario(scenario), memoryBudget: options.memoryBudgetBytes, prefixTree: this.prefixTree }),
+        new native.ExactModel({ ...nativeScenario(scenario), memoryBudget: options.memoryBudgetBytes, prefixTree: this.prefixTree, policyTables: options.policyTables }),
     );
   }
 

@@ -10,6 +10,7 @@
 
 use rayon::prelude::*;
 
+use crate::alloc::table;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::parallel::CHUNK;
@@ -22,7 +23,7 @@ pub fn rank_assisted_logits(model: &Model, policy: &dyn Policy, h_base: &[f64], 
     }
     let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
     let rank = rank.min(v);
-    let mut logits = vec![f64::NEG_INFINITY; t_max * n * v];
+    let mut logits = table(&[t_max, n, v], f64::NEG_INFINITY, "attacker's T × S × V logits table")?;
     logits.par_chunks_mut(n * v).enumerate().for_each(|(t0, layer)| {
         let t = t0 + 1;
         let mut row = vec![0.0; v];
@@ -92,9 +93,9 @@ fn sigmoid(x: f64) -> f64 {
 
 /// The harmful responses as token weights W, T × S × V: W_t(s, a) = E_Q[1[state after t − 1 tokens
 /// is s and y_t = a]]. Exactly from the base (Q moves by p(a|s)·h^base_t(s·a)/h^base_{t−1}(s)).
-pub fn harmful_token_weights(model: &Model, h_base: &[f64], q: &[f64]) -> Vec<f64> {
+pub fn harmful_token_weights(model: &Model, h_base: &[f64], q: &[f64]) -> Result<Vec<f64>> {
     let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
-    let mut w = vec![0.0; t_max * n * v];
+    let mut w = table(&[t_max, n, v], 0.0, "T × S × V token weights table")?;
     w.par_chunks_mut(n * v).enumerate().for_each(|(t0, layer)| {
         let (q_prev, h_prev, h_next) = (&q[t0 * n..(t0 + 1) * n], &h_base[t0 * n..(t0 + 1) * n], &h_base[(t0 + 1) * n..(t0 + 2) * n]);
         for (s, out) in layer.chunks_exact_mut(v).enumerate() {
@@ -106,7 +107,7 @@ pub fn harmful_token_weights(model: &Model, h_base: &[f64], q: &[f64]) -> Vec<f6
             }
         }
     });
-    w
+    Ok(w)
 }
 
 /// Token weights of N given responses (N × T tokens, NO_TOKEN after the end), each weighing 1/N: a minibatch.
@@ -115,7 +116,7 @@ pub fn token_weights_from_responses(model: &Model, tokens: &[u32], count: usize)
     if count == 0 || tokens.len() != count * t_max {
         return Err(Error::InvalidArgument(format!("responses: expected N × T = {count} × {t_max} tokens")));
     }
-    let mut w = vec![0.0; t_max * n * v];
+    let mut w = table(&[t_max, n, v], 0.0, "T × S × V token weights table")?;
     for row in tokens.chunks_exact(t_max) {
         let mut s = 0usize;
         for (t0, &a) in row.iter().enumerate() {
@@ -134,9 +135,9 @@ pub fn token_weights_from_responses(model: &Model, tokens: &[u32], count: usize)
 
 /// Q as a tabular policy: logits log p(a|s) + log h^base_t(s·a), whose responses are the base's
 /// harmful ones (weighted by H). Rows Q never reaches keep the base's.
-pub fn harmful_response_logits(model: &Model, h_base: &[f64]) -> Vec<f64> {
+pub fn harmful_response_logits(model: &Model, h_base: &[f64]) -> Result<Vec<f64>> {
     let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
-    let mut logits = vec![0.0; t_max * n * v];
+    let mut logits = table(&[t_max, n, v], 0.0, "T × S × V logits table")?;
     logits.par_chunks_mut(n * v).enumerate().for_each(|(t0, layer)| {
         for (s, out) in layer.chunks_exact_mut(v).enumerate() {
             if !model.live[s] {
@@ -150,7 +151,7 @@ pub fn harmful_response_logits(model: &Model, h_base: &[f64]) -> Vec<f64> {
             }
         }
     });
-    logits
+    Ok(logits)
 }
 
 /// The fine-tuning loss on harmful responses given as token weights W (see harmful_token_weights),
@@ -169,7 +170,7 @@ pub fn fine_tune_loss(model: &Model, policy: &dyn Policy, weights: &[f64], objec
     if !(floor.is_finite() && floor >= 0.0) {
         return Err(Error::InvalidArgument(format!("the weight floor must be a finite number ≥ 0, got {floor}")));
     }
-    let mut gradient = vec![0.0; t_max * n * v];
+    let mut gradient = table(&[t_max, n, v], 0.0, "T × S × V gradient table")?;
     let mut loss_per_position = vec![0.0; t_max];
     let mut grad_norm = vec![0.0; t_max];
     let mut token_grad_norm = vec![f64::NAN; t_max];

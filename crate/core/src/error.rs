@@ -12,6 +12,9 @@ pub enum Error {
     PolicyInvalid(String),
     /// The reachable state space exceeds the memory budget.
     StateSpaceTooLarge { states: usize, bytes: u64, budget: u64 },
+    /// A buffer sized by the input (named by `what`) cannot be allocated: its size overflows or the
+    /// machine refuses it (`bytes` is infinite when the size overflows).
+    OutOfMemory { what: String, bytes: f64 },
 }
 
 impl Error {
@@ -22,6 +25,7 @@ impl Error {
             Error::InvalidArgument(_) => "HH_INVALID_ARGUMENT",
             Error::PolicyInvalid(_) => "HH_POLICY_INVALID",
             Error::StateSpaceTooLarge { .. } => "HH_STATE_SPACE_TOO_LARGE",
+            Error::OutOfMemory { .. } => "HH_OUT_OF_MEMORY",
         }
     }
 }
@@ -38,6 +42,10 @@ impl fmt::Display for Error {
                 *bytes as f64 / GIB,
                 *budget as f64 / GIB
             ),
+            Error::OutOfMemory { what, bytes } if bytes.is_finite() => {
+                write!(f, "out of memory: cannot allocate the {what} ({:.2} GiB)", bytes / GIB)
+            }
+            Error::OutOfMemory { what, .. } => write!(f, "out of memory: the size of the {what} overflows"),
         }
     }
 }

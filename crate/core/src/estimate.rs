@@ -126,7 +126,7 @@ pub fn harm_paths(track: &Track, policy: &dyn StepPolicy, samples: &Samples, sou
         HarmSource::Exact(table) => {
             let states = samples.states.as_ref().ok_or_else(|| Error::InvalidArgument("exact h needs samples drawn with the exact model".into()))?;
             let s_count = table.len() / stride;
-            let mut first = vec![0.0; samples.count * stride];
+            let mut first = crate::alloc::table(&[samples.count, stride], 0.0, "samples × (T+1) table of h")?;
             first.par_chunks_mut(stride).zip(states.par_chunks(stride)).for_each(|(h, states)| {
                 for (t, (h, &s)) in h.iter_mut().zip(states).enumerate() {
                     *h = table[t * s_count + s as usize];

@@ -5,6 +5,7 @@
 //! Gibbs optimum of λ·E[H] + KL(P ‖ P_base), per-position KL and prefilling-attack success.
 //! See THEORY.md of the project for the definitions.
 
+pub mod alloc;
 pub mod analysis;
 pub mod error;
 pub mod exact;

@@ -354,7 +354,7 @@ impl Mlp {
         self.check_model(model)?;
         self.check_params(params)?;
         let (n, v) = (model.num_states(), self.config.vocab);
-        let mut logits = vec![0.0; self.config.length * n * v];
+        let mut logits = crate::alloc::table(&[self.config.length, n, v], 0.0, "mlp's T × S × V logits table")?;
         logits.par_chunks_mut(n * v).enumerate().for_each(|(t0, layer)| {
             let mut scratch = vec![0.0; self.scratch_len()];
             for (s, row) in layer.chunks_exact_mut(v).enumerate() {

@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use crate::alloc::{check_reservable, filled, grow};
 use crate::error::{Error, Result};
 
 /// Row sums of the base conditionals may be off by at most this much.
@@ -159,17 +160,37 @@ pub struct Model {
     pub incoming: Vec<u32>,
 }
 
-/// Bytes the exact engine needs per state: three (T+1)-tables of f64 plus the graph and one flow row.
-pub fn bytes_per_state(length: usize, vocab: usize) -> u64 {
-    (3 * (length as u64 + 1) * 8) + (vocab as u64) * (4 + 4 + 8) + 16
+/// Bytes the exact engine needs per state, counting what is really built: the breadth-first build
+/// (hash index entry with its control byte and resize copy, depth, context, automaton, live flag,
+/// each with a vector's doubling headroom), the successor table with its headroom, the incoming-edge
+/// arrays, one flow row, three (T+1)-tables of f64 and, when `policy_tables` is set, one T × V table
+/// of f64 (tabular logits, the base as logits or a logit gradient).
+pub fn bytes_per_state(length: usize, vocab: usize, policy_tables: bool) -> u64 {
+    let build = 2 * (8 + 4 + 1) + 2 * (8 + 4 + 4 + 1);
+    let graph = vocab as u64 * (2 * 4 + 4) + 4;
+    build + graph + table_bytes_per_state(length, vocab, policy_tables)
+}
+
+/// The part of `bytes_per_state` allocated after the build: one flow row, three (T+1)-tables and
+/// the optional T × V policy table.
+fn table_bytes_per_state(length: usize, vocab: usize, policy_tables: bool) -> u64 {
+    let (t, v) = (length as u64, vocab as u64);
+    let policy = if policy_tables { t * v * 8 } else { 0 };
+    v * 8 + 3 * (t + 1) * 8 + policy
 }
 
 impl Model {
     /// Builds the reachable state space, refusing it when it would not fit in `memory_budget` bytes.
-    pub fn new(mut spec: ScenarioSpec, memory_budget: u64) -> Result<Model> {
+    pub fn new(spec: ScenarioSpec, memory_budget: u64) -> Result<Model> {
+        Model::with_budget(spec, memory_budget, false)
+    }
+
+    /// `new`, counting one T × S × V table of f64 in the budget when `policy_tables` is set (the
+    /// sampler's view of the base or of a tabular policy, and gradients, build one).
+    pub fn with_budget(mut spec: ScenarioSpec, memory_budget: u64, policy_tables: bool) -> Result<Model> {
         spec.check_shapes()?;
         let v = spec.vocab;
-        let per_state = bytes_per_state(spec.length, v);
+        let per_state = bytes_per_state(spec.length, v, policy_tables);
         let max_states = (memory_budget / per_state).min((u32::MAX as u64 - 1) / v as u64) as usize;
 
         let d_count = spec.harm.len() as u64;
@@ -181,16 +202,33 @@ impl Model {
 
         let mut live = Vec::new();
         let mut next: Vec<u32> = Vec::new();
-        let mut checked_rows = vec![false; spec.num_contexts()];
+        let mut checked_rows = filled(spec.num_contexts(), false, "checked-row flags")?;
+        // Whenever the state count doubles, the tables that follow the build must still be
+        // allocatable for the states found so far: a budget larger than the machine fails early.
+        let mut probe_at = 1 << 16;
+        let table_bytes = table_bytes_per_state(spec.length, v, policy_tables) as usize;
         let mut s = 0;
         while s < context.len() {
+            if context.len() >= probe_at {
+                check_reservable::<u8>(&[context.len(), table_bytes], "exact engine's tables")?;
+                probe_at *= 2;
+            }
             let c = context[s] as usize;
             let d = automaton[s] as usize;
             let expand = depth[s] < spec.length && !spec.has_ended(c);
+            grow(&mut live, 1, "exact state space")?;
             live.push(expand);
             if !expand {
+                grow(&mut next, v, "exact state space")?;
                 next.extend(std::iter::repeat(s as u32).take(v));
             } else {
+                // Room for this state's V successors, reserved fallibly (the budget may exceed the machine).
+                let what = "exact state space";
+                grow(&mut next, v, what)?;
+                grow(&mut context, v, what)?;
+                grow(&mut automaton, v, what)?;
+                grow(&mut depth, v, what)?;
+                index.try_reserve(v).map_err(|_| Error::OutOfMemory { what: what.into(), bytes: (index.len() * 16) as f64 })?;
                 if !checked_rows[c] {
                     spec.check_and_normalise_row(c)?;
                     checked_rows[c] = true;
@@ -219,7 +257,8 @@ impl Model {
         }
 
         let n = context.len();
-        let (incoming_start, incoming) = incoming_edges(&live, &next, n, v);
+        check_reservable::<u8>(&[n, table_bytes], "exact engine's tables")?;
+        let (incoming_start, incoming) = incoming_edges(&live, &next, n, v)?;
         Ok(Model { spec, context, automaton, live, next, incoming_start, incoming })
     }
 
@@ -250,8 +289,8 @@ impl Model {
 }
 
 /// Counting sort of the live edges by their target: a gather layout for the forward pass.
-fn incoming_edges(live: &[bool], next: &[u32], n: usize, v: usize) -> (Vec<u32>, Vec<u32>) {
-    let mut start = vec![0u32; n + 1];
+fn incoming_edges(live: &[bool], next: &[u32], n: usize, v: usize) -> Result<(Vec<u32>, Vec<u32>)> {
+    let mut start = filled(n + 1, 0u32, "incoming-edge offsets")?;
     for s in (0..n).filter(|&s| live[s]) {
         for &t in &next[s * v..(s + 1) * v] {
             start[t as usize + 1] += 1;
@@ -260,8 +299,9 @@ fn incoming_edges(live: &[bool], next: &[u32], n: usize, v: usize) -> (Vec<u32>,
     for i in 0..n {
         start[i + 1] += start[i];
     }
-    let mut fill = start.clone();
-    let mut edges = vec![0u32; start[n] as usize];
+    let mut fill = filled(n + 1, 0u32, "incoming-edge offsets")?;
+    fill.copy_from_slice(&start);
+    let mut edges = filled(start[n] as usize, 0u32, "incoming edges")?;
     for s in (0..n).filter(|&s| live[s]) {
         for a in 0..v {
             let t = next[s * v + a] as usize;
@@ -269,5 +309,5 @@ fn incoming_edges(live: &[bool], next: &[u32], n: usize, v: usize) -> (Vec<u32>,
             fill[t] += 1;
         }
     }
-    (start, edges)
+    Ok((start, edges))
 }

@@ -287,7 +287,10 @@ pub fn evaluate(model: &Model, policy: &dyn Policy, objective: &Objective, prefi
         });
     }
 
-    let mut gradient = with_gradient.then(|| vec![0.0; t_max * n * v]);
+    let mut gradient = match with_gradient {
+        true => Some(crate::alloc::table(&[t_max, n, v], 0.0, "T × S × V gradient table")?),
+        false => None,
+    };
     let mut kl_per_position = vec![0.0; t_max];
     let mut reference_kl = 0.0;
     // On-policy gradient and per-position KL, layer by layer along the forward pass.

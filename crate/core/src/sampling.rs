@@ -130,6 +130,9 @@ pub fn check_request(track: &Track, policy: &dyn StepPolicy, request: &SampleReq
     if request.count == 0 {
         return Err(Error::InvalidArgument("the number of samples must be at least 1".into()));
     }
+    // The samples' tokens, log-probabilities and states (N × (T+1) of 16 bytes at most), which are
+    // assembled from chunks: twice that must be available before the first chunk is drawn.
+    crate::alloc::check_reservable::<[u32; 4]>(&[2, request.count, track.spec.length + 1], "sample buffers (samples × (T+1))")?;
     if (request.first_index as u64 + request.count as u64) > u32::MAX as u64 {
         return Err(Error::InvalidArgument("at most 2^32 − 1 responses per seed".into()));
     }

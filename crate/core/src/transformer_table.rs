@@ -27,7 +27,7 @@ const LEAVES_PER_TASK: usize = 256;
 pub fn prefix_tree(spec: ScenarioSpec, memory_budget: u64) -> Result<Model> {
     let spec = spec.prepared()?;
     let (v, t_max) = (spec.vocab, spec.length);
-    let per_state = bytes_per_state(t_max, v) + (t_max * v * 8) as u64;
+    let per_state = bytes_per_state(t_max, v, true);
     let max_states = (memory_budget / per_state).min((u32::MAX as u64 - 1) / v as u64) as usize;
     // Count first: 1 + Σ_{d<T} V·(live prefixes of length d), a live prefix being one without the end token.
     let continuing = (v - usize::from(spec.end_token.is_some())) as u128;
@@ -381,7 +381,7 @@ mod tests {
 
     #[test]
     fn a_tree_beyond_the_budget_is_refused_before_it_is_built() {
-        let per_state = bytes_per_state(4, 3) + 4 * 3 * 8;
+        let per_state = bytes_per_state(4, 3, true);
         assert!(prefix_tree(spec(), 46 * per_state).is_ok());
         assert!(matches!(prefix_tree(spec(), 45 * per_state), Err(Error::StateSpaceTooLarge { .. })));
         let long = ScenarioSpec { length: 40, ..spec() };

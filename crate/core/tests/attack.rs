@@ -18,7 +18,7 @@ fn own_scenario() -> Model {
 
 fn exact_weights(m: &Model) -> Vec<f64> {
     let h = conditional_harm(m, &BasePolicy { model: m });
-    harmful_token_weights(m, &h, &base_harmful_prefixes(m, &h).unwrap().states)
+    harmful_token_weights(m, &h, &base_harmful_prefixes(m, &h).unwrap().states).unwrap()
 }
 
 /// Every complete response of the base: (probability, tokens, state before each token).
@@ -172,7 +172,7 @@ fn the_logged_loss_and_token_gradient_norms_match_enumeration() {
 fn the_harmful_response_policy_is_q() {
     let m = own_scenario();
     let h = conditional_harm(&m, &BasePolicy { model: &m });
-    let logits = harmful_response_logits(&m, &h);
+    let logits = harmful_response_logits(&m, &h).unwrap();
     let q = TabularPolicy::new(&m, &logits).unwrap();
     let mut total = 0.0;
     for (p, tokens, states) in responses(&m) {

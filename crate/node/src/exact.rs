@@ -31,7 +31,7 @@ impl ExactModel {
             };
             let model = match spec.prefix_tree {
                 Some(true) => core::transformer_table::prefix_tree(spec.to_spec()?, budget)?,
-                _ => Model::new(spec.to_spec()?, budget)?,
+                _ => Model::with_budget(spec.to_spec()?, budget, spec.policy_tables.unwrap_or(false))?,
             };
             Ok(ExactModel { inner: Arc::new(model) })
         })
@@ -118,7 +118,7 @@ impl ExactModel {
             let model = &self.inner;
             PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| {
                 let (n, v) = (model.num_states(), model.vocab());
-                let mut logits = vec![0.0; model.length() * n * v];
+                let mut logits = core::alloc::table(&[model.length(), n, v], 0.0, "T × S × V logits table")?;
                 for (i, row) in logits.chunks_exact_mut(v).enumerate() {
                     let (t, s) = (i / n + 1, i % n);
                     if model.live[s] {
@@ -126,8 +126,8 @@ impl ExactModel {
                         row.iter_mut().for_each(|x| *x = if *x > 0.0 { x.ln() } else { -1e300 });
                     }
                 }
-                logits
-            })
+                Ok(logits)
+            })?
         })
         .map(Float64Array::new)
     }
@@ -139,19 +139,19 @@ impl ExactModel {
             let model = &self.inner;
             let n = model.num_states();
             PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| {
-                let mut table = vec![0.0; (model.length() + 1) * n];
+                let mut table = core::alloc::table(&[model.length() + 1, n], 0.0, "(T+1) × S state distribution table")?;
                 let last = core::exact::forward(model, p, |t, layer| table[(t - 1) * n..t * n].copy_from_slice(layer));
                 table[model.length() * n..].copy_from_slice(&last);
-                table
-            })
+                Ok(table)
+            })?
         })
         .map(Float64Array::new)
     }
 
     /// The base model as tabular logits, log p at every (position, live state): T × S × V.
     #[napi]
-    pub fn base_logits(&self) -> Float64Array {
-        Float64Array::new(crate::policy::base_logits(&self.inner))
+    pub fn base_logits(&self) -> napi::Result<Float64Array, String> {
+        guard(|| crate::policy::base_logits(&self.inner)).map(Float64Array::new)
     }
 
     /// Logits of an mlp at every (position, live state): its tabular form, T × S × V.
@@ -223,9 +223,13 @@ pub struct ProfileData {
 }
 
 fn run_profile(model: &Model, choice: &PolicyChoice, request: &ProfileRequest) -> core::Result<ProfileData> {
+    let dims = [model.length(), model.num_states(), model.vocab()];
+    let mut gradient = match request.gradient {
+        true => Some(core::alloc::table(&dims, 0.0, "T × S × V gradient table")?),
+        false => None,
+    };
     choice.with(model, |policy| {
         let h = conditional_harm(model, policy);
-        let mut gradient = request.gradient.then(|| vec![0.0; model.length() * model.num_states() * model.vocab()]);
         let profile = harm_profile(model, policy, &h, request.tolerance, gradient.as_deref_mut());
         ProfileData { profile, gradient, conditional_harm: request.conditional_harm.then_some(h) }
     })

@@ -88,6 +88,9 @@ pub struct ScenarioInput {
     pub memory_budget: Option<f64>,
     /// Exact engine: one state per prefix (for transformer policies) instead of (context, automaton state).
     pub prefix_tree: Option<bool>,
+    /// Count one T × S × V table of f64 per state in the memory budget (sampling, training and
+    /// attacks build one; default false).
+    pub policy_tables: Option<bool>,
 }
 
 

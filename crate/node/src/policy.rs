@@ -162,7 +162,7 @@ impl PolicyChoice<'_> {
         match self {
             PolicyChoice::Base => match model {
                 Some(model) => {
-                    let logits = base_logits(model);
+                    let logits = base_logits(model)?;
                     let tabular = TabularPolicy::new(model, &logits)?;
                     f(&BaseStep { spec }, Some(&ExactStep(&tabular)), Some(&BasePolicy { model }))
                 }
@@ -204,14 +204,14 @@ impl PolicyChoice<'_> {
 }
 
 /// The base as tabular logits: log p at every (position, live state).
-pub fn base_logits(model: &Model) -> Vec<f64> {
+pub fn base_logits(model: &Model) -> core::Result<Vec<f64>> {
     let (n, v) = (model.num_states(), model.vocab());
-    let mut logits = vec![0.0; model.length() * n * v];
+    let mut logits = core::alloc::table(&[model.length(), n, v], 0.0, "base's T × S × V logits table")?;
     for (i, row) in logits.chunks_exact_mut(v).enumerate() {
         let s = i % n;
         if model.live[s] {
             row.iter_mut().zip(model.base_row(s)).for_each(|(l, p)| *l = p.ln());
         }
     }
-    logits
+    Ok(logits)
 }

@@ -309,7 +309,7 @@ impl ExactModel {
                 Some(tokens) => token_weights_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
                 None => {
                     let h = conditional_harm(model, &BasePolicy { model });
-                    harmful_token_weights(model, &h, &base_harmful_prefixes(model, &h)?.states)
+                    harmful_token_weights(model, &h, &base_harmful_prefixes(model, &h)?.states)?
                 }
             };
             let choice = PolicyChoice::parse(&policy, &model.spec)?;
@@ -347,7 +347,7 @@ impl ExactModel {
     pub fn harmful_response_policy(&self) -> napi::Result<Float64Array, String> {
         guard(|| {
             let model = &self.inner;
-            Ok(harmful_response_logits(model, &conditional_harm(model, &BasePolicy { model })))
+            harmful_response_logits(model, &conditional_harm(model, &BasePolicy { model }))
         })
         .map(Float64Array::new)
     }
