@@ -3,7 +3,7 @@
  * HTML page that renders in headless Chromium with no console errors and every plot present; sweep
  * files become heat maps; bad input exits 2 with a message naming what is wrong.
  *
- * Runs the built CLI (dist/cli.js; `npm test` builds it first).
+ * Runs the built CLI (dist/cli/main.js; `npm test` builds it first).
  */
 import test, { type ExecutionContext } from 'ava';
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';

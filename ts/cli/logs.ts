@@ -2,20 +2,20 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Argument, type Command } from 'commander';
-import type { CliHelpers } from './commands-train.js';
-import { HarmHorizonError } from './core/errors.js';
-import { ExactEngine } from './core/exact.js';
-import { JsonLinesWriter, outputFolder } from './io/files.js';
-import { loadPolicy } from './io/policy-file.js';
-import { resolveScenario } from './scenario/resolve.js';
-import { compileScenario } from './scenario/index.js';
-import { readLog } from './logs/format.js';
-import { importLog, type Provider } from './logs/import.js';
-import { profileLog } from './logs/profile.js';
-import { renderProfile } from './logs/render.js';
-import { toyRolloutLog } from './logs/toy-runner.js';
+import * as h from './helpers.js';
+import { HarmHorizonError } from '../core/errors.js';
+import { ExactEngine } from '../core/exact.js';
+import { JsonLinesWriter, outputFolder } from '../io/files.js';
+import { loadPolicy } from '../io/policy-file.js';
+import { resolveScenario } from '../scenario/resolve.js';
+import { compileScenario } from '../scenario/index.js';
+import { readLog } from '../logs/format.js';
+import { importLog, type Provider } from '../logs/import.js';
+import { profileLog } from '../logs/profile.js';
+import { renderProfile } from '../logs/render.js';
+import { toyRolloutLog } from '../logs/toy-runner.js';
 
-/** Codes of bad input that ts/cli.ts does not know about: exit 2 with the message. */
+/** Codes of bad input of the log commands: exit 2 with the message. */
 const LOG_INPUT_CODES = new Set(['HH_LOG_INVALID', 'HH_IMPORT_INVALID', 'HH_MISSING_DEPENDENCY']);
 
 async function badInputExits2(action: () => Promise<void> | void): Promise<void> {
@@ -39,7 +39,7 @@ function depthList(value: string): number[] {
   return [...new Set(depths)].sort((a, b) => a - b);
 }
 
-export function addLogCommands(program: Command, h: CliHelpers) {
+export function addLogCommands(program: Command) {
   program
     .command('rollouts')
     .description('write a rollout log (DIR/log.jsonl): samples with log-probs under policy and reference, rollout trees, prefills')
@@ -77,7 +77,7 @@ Examples:
         };
         try {
           if (target.toLowerCase().endsWith('.gguf')) {
-            const { ggufRolloutLog } = await import('./logs/gguf-runner.js');
+            const { ggufRolloutLog } = await import('../logs/gguf-runner.js');
             const options = { prompts: opts.prompts, reference: opts.reference, systemPrompt: opts.systemPrompt, samples: opts.samples ?? 4, rollouts: opts.rollouts, depths, maxTokens: opts.maxTokens, threads: opts.threads, seed: opts.seed };
             await ggufRolloutLog(target, options, append);
           } else {

@@ -1,14 +1,14 @@
 /** The `report` command: a results folder or a sweep file → one self-contained HTML page with plots. */
 import type { Command } from 'commander';
-import type { CliHelpers } from './commands-train.js';
-import { writeReport } from './report/html.js';
+import * as h from './helpers.js';
+import { writeReport } from '../report/html.js';
 
 /** A command line as the user could type it again (arguments with spaces or quotes are quoted). */
 function commandLine(args: string[]): string {
   return ['harm-horizon', ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 
-export function addReportCommands(program: Command, h: CliHelpers): void {
+export function addReportCommands(program: Command): void {
   program
     .command('report')
     .description('turn a results folder or a sweep file into one self-contained HTML page: plots (SVG, data as CSV), tables, parameters and command lines')
