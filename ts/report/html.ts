@@ -186,6 +186,8 @@ function parseAnalysis(value: unknown, file: string): AnalyzeReport & { aligned?
 
 function asrCurve(rows: unknown, file: string, field: string): (number | null)[] {
   if (!Array.isArray(rows)) throw bad(`${file}: field "${field}" must be an array of {k, asr}`, `${file}#${field}`);
+  // `attack --json` since the command declarations: the curve itself, indexed by k.
+  if (rows.every((x) => nullableNumber(x))) return rows as (number | null)[];
   const curve: (number | null)[] = [];
   rows.forEach((row, i) => {
     if (!isObject(row) || !Number.isInteger(row.k) || row.k < 0 || !nullableNumber(row.asr)) {
@@ -526,6 +528,20 @@ function flatten(value: Record<string, unknown>, prefix = '', out: Record<string
   return out;
 }
 
+/** Arrays of rows (analyze's positions: [{t, harmInformation, …}]) as one number column per field. */
+function rowColumns(result: Record<string, unknown>): Record<string, (number | null)[]> {
+  const out: Record<string, (number | null)[]> = {};
+  for (const [k, rows] of Object.entries(result)) {
+    if (!Array.isArray(rows) || !rows.every(isObject)) continue;
+    for (const field of Object.keys(rows[0] ?? {})) {
+      if (rows.every((r) => nullableNumber(r[field]))) out[field] = rows.map((r) => r[field] as number | null);
+    }
+    delete out.t;
+    delete out.k;
+  }
+  return out;
+}
+
 function scalar(v: unknown): Cell {
   if (v === null || v === undefined) return null;
   if (typeof v === 'number' || typeof v === 'string') return v;
@@ -752,7 +768,7 @@ function sweepSections(results: Results): Section[] {
       const params = flatten(cell.params);
       const result = flatten(cell.result);
       for (const k of Object.keys(params)) if (!paramKeys.includes(k)) paramKeys.push(k);
-      for (const [k, v] of Object.entries(result)) {
+      for (const [k, v] of Object.entries({ ...result, ...rowColumns(result) })) {
         if (!Array.isArray(v) || v.length < 2 || !v.every((x) => x === null || typeof x === 'number')) continue;
         if (!perPosition.has(k)) perPosition.set(k, []);
         perPosition.get(k)![index] = v.map((x) => (finite(x) ? x : null));
