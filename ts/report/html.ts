@@ -6,7 +6,7 @@
  * - `analyze*.json`: an {@link AnalyzeReport} (`harm-horizon analyze … --json`);
  * - training run folders (`summary.json`, `log.jsonl`, `policy.json`, as `harm-horizon train --out` writes them),
  *   directly inside the folder or one level deeper; the folder itself may be a run;
- * - `attack*.json`: `harm-horizon attack … --json` output ({scenario, policy, prefill: [{k, asr}], rap, finetune?});
+ * - `attack*.json`: `harm-horizon attack … --json` output ({scenario, policy, prefill and rap: ASR_k curves indexed by k (older files: [{k, asr}]), finetune?});
  * - `lambda-scaling.json`: rows {lambda, t, ratio} (an array, or {rows: [...]});
  * - `manifest.json`: {title?, commands: string[], parameters?: object};
  * - `*.jsonl` sweep results: one JSON object per line with `params` (object) and `result` (object of numbers);
