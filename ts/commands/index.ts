@@ -7,6 +7,8 @@ import { scenarioList, scenarioShow, scenarioValidate } from './scenario.js';
 import { train } from './train.js';
 
 export { analyze, attack, estimate, scenarioList, scenarioShow, scenarioValidate, train };
+export type { AttackResult } from './attack.js';
+export type { TrainResult } from './train.js';
 
 /** The commands a sweep cell can run. */
 export const cellCommands = { analyze, estimate, train, attack } as const;
