@@ -227,6 +227,44 @@ export function demoWorkUnits(scenario: CompiledScenario, options: Omit<DemoOpti
 }
 
 /**
+ * The λ-scaling check of the equilibrium-KL law D_t ≈ (λ²/2)·I_t: the ratio per λ and position
+ * inside the horizon, and the largest KL beyond it (0 in theory).
+ */
+async function lambdaScalingCheck(engine: ExactEngine, lambdas: number[], tick: () => void) {
+  const length = engine.scenario.length;
+  const rows: LambdaScalingRow[] = [];
+  const perLambda: NonNullable<DemoSummary['lambdaScaling']>['perLambda'] = [];
+  let beyond = 0;
+  let belowFloor = 0;
+  for (const lambda of lambdas) {
+    const a = await engine.analyzeAsync(lambda, DEFAULT_HORIZON_TOLERANCE);
+    const ratios: number[] = [];
+    for (let i = 0; i < length; i++) {
+      const I = a.base.harmInformation[i];
+      if (i + 1 > a.base.horizon) beyond = Math.max(beyond, Math.abs(a.klOnPolicy[i]));
+      if (!(I > LAMBDA_SCALING_THRESHOLD)) continue;
+      const predicted = ((lambda * lambda) / 2) * I;
+      if (predicted < KL_ROUNDING_FLOOR) {
+        belowFloor++;
+        continue;
+      }
+      const ratio = a.klOnPolicy[i] / predicted;
+      rows.push({ lambda, t: i + 1, ratio });
+      ratios.push(ratio);
+    }
+    perLambda.push({
+      lambda,
+      min: ratios.length ? Math.min(...ratios) : NaN,
+      max: ratios.length ? Math.max(...ratios) : NaN,
+      maxDeviation: ratios.length ? Math.max(...ratios.map((r) => Math.abs(r - 1))) : NaN,
+      positions: ratios.length,
+    });
+    tick();
+  }
+  return { rows, perLambda, beyond, belowFloor };
+}
+
+/**
  * Resolves and compiles the demo's scenario argument (a built-in name or a scenario file) within a
  * memory budget (`budget`: bytes and the name messages give it, e.g. "--memory-budget").
  */
@@ -371,35 +409,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   let lambdaScaling: DemoSummary['lambdaScaling'] = null;
   if (!interrupted && !stop()) {
     hooks.onStage?.('λ-scaling check of D_t ≈ (λ²/2)·I_t', units.lambdas);
-    const rows: LambdaScalingRow[] = [];
-    const perLambda: NonNullable<DemoSummary['lambdaScaling']>['perLambda'] = [];
-    let beyond = 0;
-    let belowFloor = 0;
-    for (const lambda of parameters.lambdas) {
-      const a = await engine.analyzeAsync(lambda, DEFAULT_HORIZON_TOLERANCE);
-      const ratios: number[] = [];
-      for (let i = 0; i < scenario.length; i++) {
-        const I = a.base.harmInformation[i];
-        if (i + 1 > a.base.horizon) beyond = Math.max(beyond, Math.abs(a.klOnPolicy[i]));
-        if (!(I > LAMBDA_SCALING_THRESHOLD)) continue;
-        const predicted = ((lambda * lambda) / 2) * I;
-        if (predicted < KL_ROUNDING_FLOOR) {
-          belowFloor++;
-          continue;
-        }
-        const ratio = a.klOnPolicy[i] / predicted;
-        rows.push({ lambda, t: i + 1, ratio });
-        ratios.push(ratio);
-      }
-      perLambda.push({
-        lambda,
-        min: ratios.length ? Math.min(...ratios) : NaN,
-        max: ratios.length ? Math.max(...ratios) : NaN,
-        maxDeviation: ratios.length ? Math.max(...ratios.map((r) => Math.abs(r - 1))) : NaN,
-        positions: ratios.length,
-      });
-      tick();
-    }
+    const { rows, perLambda, beyond, belowFloor } = await lambdaScalingCheck(engine, parameters.lambdas, () => tick());
     const path = join(out, 'lambda-scaling.json');
     writeJson(path, { scenario: scenario.name, threshold: LAMBDA_SCALING_THRESHOLD, klFloor: KL_ROUNDING_FLOOR, rows });
     const perLambdaCommands = parameters.lambdas.map((lambda) => `${commandLine(analyzeCommand, { ...analyzeParams, lambda })} --json`);

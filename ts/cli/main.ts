@@ -12,7 +12,6 @@ import { writeStdout } from '../io/stdout.js';
 import { addDemoCommands } from './demo.js';
 import { addLogCommands } from './logs.js';
 import { addDeclaredCommand } from './program.js';
-import { addReportCommands } from './report.js';
 import { addSweepCommands } from './sweep.js';
 
 /** Commands that write an --out folder: it is locked for the run and refused when occupied (unless --force). */
@@ -25,10 +24,9 @@ export function buildProgram(): Command {
     .showHelpAfterError('(run with --help for usage)')
     // Help and version go through the checked writer too (`--help > /dev/full` is exit 1, one line).
     .configureOutput({ writeOut: writeStdout });
-  program.command('scenario').description('list, show and validate scenarios');
   for (const declaration of commands) addDeclaredCommand(program, declaration);
+  program.commands.find((c) => c.name() === 'scenario')?.description('list, show and validate scenarios');
   addSweepCommands(program);
-  addReportCommands(program);
   addDemoCommands(program);
   addLogCommands(program);
   for (const command of program.commands.filter((c) => OUT_FOLDER_COMMANDS.includes(c.name()))) {

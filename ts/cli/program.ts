@@ -58,7 +58,7 @@ export function addDeclaredCommand<P extends Params, R>(program: Command, declar
   const requires = new Set<string>(declaration.commandLineRequires ?? []);
   for (const [key, param] of Object.entries(declaration.params)) {
     if (param.positional) {
-      const argument = new Argument(param.required ? `<${param.flag}>` : `[${param.flag}]`, param.help);
+      const argument = new Argument(param.required ? `<${param.flag}>` : `[${param.flag}]`, param.help).argParser(parser(param));
       if (param.default !== undefined) argument.default(param.default);
       command.addArgument(argument);
     } else command.addOption(option(param, param.required === true || requires.has(key)));
