@@ -103,7 +103,7 @@ test('the report folder holds every file, and nothing is written outside it', (t
     const log = readLines(join(out, name, 'log.jsonl'));
     t.is(log.length, steps + 1, `${name}: log lines`);
     const summary = readJson(join(out, name, 'summary.json'));
-    t.deepEqual(summary.final, log[log.length - 1], `${name}: summary.final`);
+    t.deepEqual(summary.final, withoutSeconds(log[log.length - 1]), `${name}: summary.final`);
     t.regex(summary.command, /^harm-horizon train refusal /);
     t.false(summary.interrupted);
   }
@@ -111,7 +111,7 @@ test('the report folder holds every file, and nothing is written outside it', (t
   t.deepEqual(Object.keys(attack), ['scenario', 'policy', 'rank', 'method', 'prefill', 'rap']);
   t.is(attack.policy, 'report/deep/policy.json');
   t.is(attack.prefill.length, 17);
-  t.deepEqual(Object.keys(attack.prefill[0]), ['k', 'asr']);
+  t.true(attack.prefill.every((x: unknown) => x === null || typeof x === 'number'), 'the ASR_k curve, indexed by k');
 });
 
 test('the manifest\'s commands reproduce the files exactly', (t) => {
@@ -167,6 +167,11 @@ test('demo on a scenario without recovery tokens skips the deep policies', (t) =
   t.true(s.lambdaScaling.beyondHorizonMaxKl <= 1e-12, `${s.lambdaScaling.beyondHorizonMaxKl}`);
 });
 
+/** A log record without its wall-clock time: the summary's final record (reproducible) leaves it out. */
+function withoutSeconds({ seconds: _, ...record }: Record<string, unknown>) {
+  return record;
+}
+
 test('Ctrl-C stops after the current step and keeps what is done', async (t) => {
   const dir = join(scratch, 'interrupted');
   const child = spawn(process.execPath, [CLI, 'demo', '--out', dir, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -194,7 +199,7 @@ test('Ctrl-C stops after the current step and keeps what is done', async (t) => 
   t.true(log.length > 0 && log.length < 3001, `${log.length} log lines`);
   const summary = readJson(join(dir, 'deep', 'summary.json'));
   t.true(summary.interrupted);
-  t.deepEqual(summary.final, log[log.length - 1]);
+  t.deepEqual(summary.final, withoutSeconds(log[log.length - 1]));
   t.true(existsSync(join(dir, 'deep', 'policy.json')));
   t.false(existsSync(join(dir, 'deep-anchored')));
   t.true(readJson(join(dir, 'manifest.json')).interrupted);

@@ -18,6 +18,14 @@ function runExample(name: string, args: string[] = []) {
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+test('the examples import the package by its name (Node resolves it through package.json "exports")', (t) => {
+  for (const name of readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs'))) {
+    const imports = [...readFileSync(`${EXAMPLES}${name}`, 'utf8').matchAll(/from '([^']+)'/g)].map((m) => m[1]);
+    t.true(imports.some((s) => s.startsWith('harm-horizon')), name);
+    t.false(imports.some((s) => s.includes('dist/')), `${name} imports no dist/ path`);
+  }
+});
+
 test('every example script is covered here', (t) => {
   t.deepEqual(readdirSync(EXAMPLES).filter((f) => f.endsWith('.mjs')).sort(), ['analyze-scenario.mjs', 'sweep-cell.mjs', 'train-and-attack.mjs']);
 });
@@ -63,7 +71,7 @@ test('sweep-cell.mjs runs one cell and prints the line `harm-horizon sweep` writ
   t.is(cell.command, 'analyze');
   t.deepEqual(cell.params, { lambda: 1, scenario: 'refusal' });
   const analysis = new ExactEngine(compileScenario(builtinScenario('refusal'))).analyze(1);
-  t.true(Math.abs(cell.result.expectedHarmAligned - analysis.alignedExpectedHarm) < 1e-12);
+  t.true(Math.abs(cell.result.expectedHarm.aligned - analysis.alignedExpectedHarm) < 1e-12);
   t.regex(second, /^λ = 1: E\[H\] 0\.7401 → 0\.5116/);
   // The same cell through the command line gives the same results line.
   const dir = mkdtempSync(join(tmpdir(), 'hh-example-sweep-'));
@@ -74,7 +82,7 @@ test('sweep-cell.mjs runs one cell and prints the line `harm-horizon sweep` writ
   // At small λ the KL of the optimum is (λ²/2)·Σ I_t.
   const small = runExample('sweep-cell.mjs', ['0.01']).stdout.trim().split('\n')[0];
   const { result } = JSON.parse(small);
-  const kl = result.klOnPolicy.reduce((a: number, b: number) => a + b, 0);
-  const predicted = (0.01 ** 2 / 2) * result.harmInformation.reduce((a: number, b: number) => a + b, 0);
+  const kl = result.positions.reduce((a: number, p: { klOnPolicy: number }) => a + p.klOnPolicy, 0);
+  const predicted = (0.01 ** 2 / 2) * result.positions.reduce((a: number, p: { harmInformation: number }) => a + p.harmInformation, 0);
   t.true(Math.abs(kl / predicted - 1) < 0.01, `${kl} vs ${predicted}`);
 });

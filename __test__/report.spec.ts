@@ -3,7 +3,7 @@
  * HTML page that renders in headless Chromium with no console errors and every plot present; sweep
  * files become heat maps; bad input exits 2 with a message naming what is wrong.
  *
- * Runs the built CLI (dist/cli.js; `npm test` builds it first).
+ * Runs the built CLI (dist/cli/main.js; `npm test` builds it first).
  */
 import test, { type ExecutionContext } from 'ava';
 import { appendFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -181,9 +181,9 @@ test('a sweep file (YAML) and its results become heat maps over the first two va
     json.plots.join(', '),
   );
   t.true(json.plots.includes('heatmap-klonpolicy-by-lambda-position'));
-  t.true(json.plots.includes('heatmap-expectedharmaligned-by-lambda-length'));
-  const csv = readFileSync(join(sweepOut, 'data', 'heatmap-expectedharmaligned-by-lambda-length.csv'), 'utf8').trim().split('\r\n');
-  t.is(csv[0], 'lambda,length,expectedHarmAligned,n');
+  t.true(json.plots.includes('heatmap-expectedharm-aligned-by-lambda-length'));
+  const csv = readFileSync(join(sweepOut, 'data', 'heatmap-expectedharm-aligned-by-lambda-length.csv'), 'utf8').trim().split('\r\n');
+  t.is(csv[0], 'lambda,length,expectedHarm.aligned,n');
   t.is(csv.length, 1 + 6, 'one row per (λ, length) cell');
   t.true(
     csv.slice(1).every((line) => line.endsWith(',2')),
@@ -229,7 +229,7 @@ test('the page opens with findings computed from the results, above the command 
   t.true(html.includes(`I_1 carries ${(100 * share).toFixed(1)}% of Var(H)`), 'where the I_t mass sits');
   t.true(html.includes(`99% of Var(H) is resolved by position ${analysis.effectiveHorizon.k}`), 'the effective horizon');
   const standard = JSON.parse(readFileSync(join(results, 'attack-standard.json'), 'utf8'));
-  const asr4 = standard.prefill[4].asr as number;
+  const asr4 = standard.prefill[4] as number;
   t.true(html.includes(`to ASR_4 = ${asr4.toFixed(4)}`), 'shallow prefilling success of the standard run');
   t.regex(html, /KL law: at λ = 5, D_t \/ \(\(λ²\/2\)·I_t\) lies in/);
 });

@@ -37,12 +37,12 @@ grid:
 
 test('a 1-D sweep is drawn as line plots against its parameter, with per-position maps', (t) => {
   const plots = sweepReport('one-d', 'command: analyze\nscenario: refusal\ngrid:\n  lambda: { log: [0.01, 100, 12] }\n');
-  t.true(plots.includes('line-expectedharmaligned-by-lambda'), plots.join(', '));
+  t.true(plots.includes('line-expectedharm-aligned-by-lambda'), plots.join(', '));
   t.false(plots.some((p) => p.startsWith('heatmap-expectedharm')), 'no one-row heat map');
   // Per-position results vary with λ and are drawn as position × λ maps; the base's I_t does not vary and is not.
   t.true(plots.includes('heatmap-klonpolicy-by-lambda-position'));
   t.false(plots.includes('heatmap-harminformation-by-lambda-position'));
-  const csv = readFileSync(join(scratch, 'one-d-report', 'data', 'line-expectedharmaligned-by-lambda.csv'), 'utf8').trim().split('\n');
+  const csv = readFileSync(join(scratch, 'one-d-report', 'data', 'line-expectedharm-aligned-by-lambda.csv'), 'utf8').trim().split('\n');
   t.is(csv.length, 13, 'one row per λ');
   // E[H] under the Gibbs optimum falls as λ grows.
   const values = csv.slice(1).map((line) => Number(line.split(',')[1]));
@@ -51,7 +51,7 @@ test('a 1-D sweep is drawn as line plots against its parameter, with per-positio
 
 browserTest(test)('a 400 × 4 heat map has a bounded size and rounded, non-overlapping labels (screenshot at real size)', async (t) => {
   const plots = sweepReport('grid', GRID);
-  const name = 'heatmap-expectedharmaligned-by-lambda-scenarioseed';
+  const name = 'heatmap-expectedharm-aligned-by-lambda-scenarioseed';
   t.true(plots.includes(name), plots.join(', '));
   t.true(plots.includes('heatmap-klonpolicy-by-lambda-position'), 'per-position KL across λ');
   const browser = await launchBrowser(t);

@@ -124,18 +124,18 @@ test('attack --json: prefill and rank-assisted curves, exact', (t) => {
   t.is(r.status, 0, r.stderr);
   const report = JSON.parse(r.stdout);
   t.is(report.prefill.length, 17);
-  t.deepEqual(Object.keys(report.prefill[0]), ['k', 'asr']);
+  t.true(report.prefill.every((x: unknown) => typeof x === 'number'), 'the curve indexed by k');
   t.is(report.rap.length, 17);
   const analyzed = JSON.parse(runCli(['analyze', 'refusal', '--json']).stdout);
   const full = JSON.parse(runCli(['attack', 'refusal', '--json']).stdout);
   t.is(full.rank, 5, 'r = 20 is capped at V');
   for (let k = 0; k <= 16; k++) {
-    t.true(Math.abs(report.prefill[k].asr - analyzed.prefill[k].asrBase) < 1e-12);
+    t.true(Math.abs(report.prefill[k] - analyzed.prefill[k].asrBase) < 1e-12);
     // With every token a candidate, steering to the most harmful continuation beats sampling.
-    t.true(full.rap[k].asr >= full.prefill[k].asr - 1e-12);
+    t.true(full.rap[k] >= full.prefill[k] - 1e-12);
   }
   const engine = new ExactEngine(compileScenario(builtinScenario('refusal')));
-  t.deepEqual(report.rap.map((x: { asr: number }) => x.asr), Array.from(rankAssistedAttack(engine, { kind: 'base' }, 2)));
+  t.deepEqual(report.rap, Array.from(rankAssistedAttack(engine, { kind: 'base' }, 2)));
 });
 
 test('train refuses bad options with exit 2', (t) => {

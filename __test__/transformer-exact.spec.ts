@@ -200,7 +200,7 @@ test('the command line trains, saves, reloads and attacks a transformer; reinfor
   t.is(report.method, 'exact');
   // The exact prefill ASR on the tree = the engine's, on the reloaded policy.
   const tree = new ExactEngine(stepwise, { prefixTree: true });
-  close(t, report.prefill.map((x: { asr: number | null }) => x.asr ?? NaN), tree.onHarmfulPrefixes(saved).asr, 'prefill ASR');
+  close(t, report.prefill.map((x: number | null) => x ?? NaN), tree.onHarmfulPrefixes(saved).asr, 'prefill ASR');
   t.is(report.rap.length, stepwise.length + 1);
   t.true(tree.klBetween(saved, BASE).every((x) => x >= -1e-15));
 });
@@ -243,7 +243,7 @@ test('on refusal, whose prefix tree does not fit, a transformer is trained and a
   t.is(report.method, 'sampled');
   t.is(report.rap.length, 17);
   t.is(report.rapSE.length, 17);
-  t.true(report.rap.every((x: { asr: number }) => x.asr >= 0 && x.asr <= 1));
+  t.true(report.rap.every((x: number) => x >= 0 && x <= 1));
   // Exact descent needs the prefix tree: refused by name.
   const exact = runCli(['train', 'refusal', '--policy', 'transformer', '--steps', '1', '--out', join(scratch, 'refusal-exact')]);
   t.is(exact.status, 2, exact.stderr);

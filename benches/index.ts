@@ -17,7 +17,7 @@
  * prepared outside the timed functions. Rust build-only and analyze-only (state space prebuilt)
  * times, and the reference's build-only time, are measured as well and written to the JSON.
  *
- * Part 2 runs the CLI (`node dist/cli.js analyze <random scenario> --json`) in a
+ * Part 2 runs the CLI (`node dist/cli/main.js analyze <random scenario> --json`) in a
  * child process on a scenario of about 10^6 states (report not printed; only its `states` field is
  * read) and reports the child's wall time (scenario generation included) and peak RSS; the
  * benchmark exits non-zero if the peak RSS exceeds 4 GiB or the CLI fails.
@@ -338,9 +338,9 @@ interface MemoryResult {
 }
 
 function memoryRun(scenario: string): MemoryResult {
-  const cli = resolve(ROOT, 'dist/cli.js');
+  const cli = resolve(ROOT, 'dist/cli/main.js');
   if (!existsSync(cli)) fail(`${cli} not found: run npm run build first`);
-  console.log(`\n[memory] node dist/cli.js analyze "${scenario}" --json  (report not printed)`);
+  console.log(`\n[memory] node dist/cli/main.js analyze "${scenario}" --json  (report not printed)`);
 
   let peakKiB: number;
   let wallMs: number;

@@ -1,7 +1,7 @@
 // Analyse a custom scenario file exactly: the harm information I_t per position, the horizon and
 // the gradient norms against their bound. Run after the build: node examples/analyze-scenario.mjs
 import { fileURLToPath } from 'node:url';
-import { ExactEngine, compileScenario, loadScenarioFile } from '../dist/index.js';
+import { ExactEngine, compileScenario, loadScenarioFile } from 'harm-horizon';
 
 const file = fileURLToPath(new URL('./scenarios/three-token.json', import.meta.url));
 const scenario = compileScenario(loadScenarioFile(file));

@@ -3,10 +3,8 @@
 // from λ alone (weak at the default λ = 5: ASR_4 stays near the base's 0.99); the deep-anchored
 // policy's comes from the recovery penalty μ and barely depends on λ. Run after the build:
 //   node examples/train-and-attack.mjs
-import { ExactEngine, builtinScenario, compileScenario } from '../dist/index.js';
+import { ExactEngine, builtinScenario, compileScenario, prefillAttack, rankAssistedAttack, train, TRAIN_DEFAULTS } from 'harm-horizon';
 // train and the attacks are not (yet) re-exported by the package entry point.
-import { train, TRAIN_DEFAULTS } from '../dist/workflows/train.js';
-import { prefillAttack, rankAssistedAttack } from '../dist/workflows/attack.js';
 
 const scenario = compileScenario(builtinScenario('refusal'));
 const engine = new ExactEngine(scenario);

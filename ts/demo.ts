@@ -20,18 +20,21 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { DEFAULT_RANK, prefillAttack, rankAssistedAttack } from './workflows/attack.js';
-import { JsonLinesWriter, writeAtomic } from './io/files.js';
+import { analyze as analyzeCommand, attack as attackCommand, train as trainCommand } from './commands/index.js';
+import { commandLine } from './commands/command-line.js';
+import { createContext } from './commands/context.js';
+import { completeParams } from './commands/declare.js';
+import { DEFAULT_RANK } from './workflows/attack.js';
+import { writeAtomic } from './io/files.js';
 import type { CompiledScenario } from './scenario/compiled.js';
 import { HarmHorizonError } from './core/errors.js';
 import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './core/exact.js';
 import { clampRounding } from './report/format.js';
 import type { Policy } from './core/policy.js';
 import { policyToJson } from './io/policy-file.js';
-import { analyzeReport, type AnalyzeReport } from './report/analysis.js';
 import { resolveScenario } from './scenario/resolve.js';
 import { compileScenario } from './scenario/index.js';
-import { convergence, train, TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind, type TrainOptions, type TrainRecord } from './workflows/train.js';
+import { TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind } from './workflows/train.js';
 
 /** Options of {@link runDemo}; every field but `out` has a default ({@link DEMO_DEFAULTS}). */
 export interface DemoOptions {
@@ -162,9 +165,7 @@ export function shellQuote(arg: string): string {
   return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
 }
 
-const commandLine = (args: (string | number)[]) => ['harm-horizon', ...args.map((a) => shellQuote(String(a)))].join(' ');
-
-const nulls = (a: ArrayLike<number>) => Array.from(a, (x) => (Number.isFinite(x) ? x : null));
+const argsLine = (args: (string | number)[]) => ['harm-horizon', ...args.map((a) => shellQuote(String(a)))].join(' ');
 
 const writeJson = (path: string, value: unknown) => writeAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
 
@@ -201,16 +202,9 @@ function trainedPlans(scenario: CompiledScenario, o: Omit<DemoOptions, 'out'>): 
   return plans;
 }
 
-/** The `train` command line equivalent to a plan (the defaults it relies on are the CLI's). */
-function trainCommand(scenarioArg: string, plan: TrainedPlan, p: DemoSummary['parameters'], dir: string): string {
-  const args: (string | number)[] = ['train', scenarioArg, '--objective', plan.objective, '--algorithm', plan.algorithm, '--policy', 'tabular'];
-  args.push('--lambda', p.lambda);
-  if (plan.objective !== 'standard') args.push('--mu', p.mu, '--gamma', p.gamma);
-  args.push('--steps', plan.steps, '--seed', p.seed);
-  if (plan.algorithm !== 'fixed-point') args.push('--optimizer', plan.optimizer, '--lr', plan.learningRate);
-  if (plan.algorithm === 'ppo') args.push('--samples', plan.samples);
-  args.push('--out', dir);
-  return commandLine(args);
+/** The `train` parameters of a plan (the rest are the command's defaults). */
+function trainParams(plan: TrainedPlan, p: DemoSummary['parameters']) {
+  return { objective: plan.objective, algorithm: plan.algorithm, policy: 'tabular', lambda: p.lambda, mu: p.mu, gamma: p.gamma, steps: plan.steps, optimizer: plan.optimizer, lr: plan.learningRate, samples: plan.samples };
 }
 
 /** Work units of one training step: a sampled step costs about 10 exact steps per 1000 responses. */
@@ -230,6 +224,44 @@ function stageUnits(plans: TrainedPlan[], o: Omit<DemoOptions, 'out'>) {
 export function demoWorkUnits(scenario: CompiledScenario, options: Omit<DemoOptions, 'out'>): number {
   const u = stageUnits(trainedPlans(scenario, options), options);
   return u.analyze + u.train.reduce((a, b) => a + b, 0) + u.attacks + u.lambdas + (options.html ? 1 : 0);
+}
+
+/**
+ * The λ-scaling check of the equilibrium-KL law D_t ≈ (λ²/2)·I_t: the ratio per λ and position
+ * inside the horizon, and the largest KL beyond it (0 in theory).
+ */
+async function lambdaScalingCheck(engine: ExactEngine, lambdas: number[], tick: () => void) {
+  const length = engine.scenario.length;
+  const rows: LambdaScalingRow[] = [];
+  const perLambda: NonNullable<DemoSummary['lambdaScaling']>['perLambda'] = [];
+  let beyond = 0;
+  let belowFloor = 0;
+  for (const lambda of lambdas) {
+    const a = await engine.analyzeAsync(lambda, DEFAULT_HORIZON_TOLERANCE);
+    const ratios: number[] = [];
+    for (let i = 0; i < length; i++) {
+      const I = a.base.harmInformation[i];
+      if (i + 1 > a.base.horizon) beyond = Math.max(beyond, Math.abs(a.klOnPolicy[i]));
+      if (!(I > LAMBDA_SCALING_THRESHOLD)) continue;
+      const predicted = ((lambda * lambda) / 2) * I;
+      if (predicted < KL_ROUNDING_FLOOR) {
+        belowFloor++;
+        continue;
+      }
+      const ratio = a.klOnPolicy[i] / predicted;
+      rows.push({ lambda, t: i + 1, ratio });
+      ratios.push(ratio);
+    }
+    perLambda.push({
+      lambda,
+      min: ratios.length ? Math.min(...ratios) : NaN,
+      max: ratios.length ? Math.max(...ratios) : NaN,
+      maxDeviation: ratios.length ? Math.max(...ratios.map((r) => Math.abs(r - 1))) : NaN,
+      positions: ratios.length,
+    });
+    tick();
+  }
+  return { rows, perLambda, beyond, belowFloor };
 }
 
 /**
@@ -276,8 +308,6 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   };
   const plans = trainedPlans(scenario, o);
   const units = stageUnits(plans, o);
-  // Arguments every reproducing command needs: the random scenario is fixed by its seed.
-  const scenarioArgs = o.scenario === 'random' ? ['--seed', o.seed] : [];
   const files: string[] = [];
   const artefacts: { file: string; commands: string[]; note?: string }[] = [];
   const notes: string[] = [];
@@ -290,60 +320,50 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     artefacts.push({ file, commands: typeof commands === 'string' ? [commands] : commands, ...(note ? { note } : {}) });
   };
 
-  const attack = (row: Omit<DemoPolicyRow, 'expectedHarm' | 'kl' | 'prefill' | 'rap'>, policy: Policy) => {
-    const prefill = nulls(prefillAttack(engine, policy));
-    const rap = nulls(rankAssistedAttack(engine, policy, parameters.rank));
+  // Each step is a declared command's run(), its file that command's --json result, and the
+  // manifest holds the command line the same declaration prints for it.
+  let onStep = () => {};
+  const context = createContext({ shouldStop: stop, status: () => onStep() });
+  const common = { scenario: o.scenario, seed: o.seed, memoryBudget: (o.memoryBudgetBytes ?? 4 * 1024 ** 3) / 1024 ** 3 };
+
+  const attackStep = async (row: Omit<DemoPolicyRow, 'expectedHarm' | 'kl' | 'prefill' | 'rap'>, policy: Policy) => {
+    const params = completeParams(attackCommand.params, { ...common, policy: row.policyFile ?? undefined, rank: o.rank });
+    const result = await attackCommand.run(params, context);
     const file = join(out, `attack-${row.name}.json`);
-    writeJson(file, {
-      scenario: scenario.name,
-      policy: row.policyFile ?? 'base',
-      rank: parameters.rank,
-      method: 'exact',
-      prefill: prefill.map((asr, k) => ({ k, asr })),
-      rap: rap.map((asr, k) => ({ k, asr })),
-    });
-    const args: (string | number)[] = ['attack', o.scenario, ...scenarioArgs];
-    if (row.policyFile) args.push('--policy', row.policyFile);
-    if (parameters.rank !== Math.min(DEFAULT_RANK, V)) args.push('--rank', o.rank);
-    args.push('--json');
-    record(file, `${commandLine(args)} > ${shellQuote(file)}`);
+    writeJson(file, result);
+    record(file, `${commandLine(attackCommand, params)} --json > ${shellQuote(file)}`);
     policies.push({
       ...row,
       expectedHarm: engine.conditionalHarm(policy)[0],
       kl: clampRounding(engine.klOnPolicy(policy).reduce((a, b) => a + b, 0)),
-      prefill,
-      rap,
+      prefill: result.prefill,
+      rap: result.rap ?? [],
     });
     tick();
   };
 
-  // 1. The exact analysis of the base and the Gibbs optimum, as `analyze --json` prints it.
+  // 1. The exact analysis of the base and the Gibbs optimum.
   hooks.onStage?.('exact analysis of the base', units.analyze);
-  const analysis = await engine.analyzeAsync(parameters.lambda, DEFAULT_HORIZON_TOLERANCE);
-  const report: AnalyzeReport & { aligned: string } = {
-    ...analyzeReport(scenario, analysis, engine.numStates, DEFAULT_HORIZON_TOLERANCE),
-    aligned: `gibbs(λ=${parameters.lambda})`,
-  };
+  const analyzeParams = completeParams(analyzeCommand.params, { ...common, lambda: o.lambda });
+  const report = await analyzeCommand.run(analyzeParams, context);
   const analyzePath = join(out, 'analyze.json');
   writeJson(analyzePath, report);
-  const analyzeArgs: (string | number)[] = ['analyze', o.scenario, ...scenarioArgs];
-  if (o.lambda !== undefined) analyzeArgs.push('--lambda', o.lambda);
-  record(analyzePath, `${commandLine([...analyzeArgs, '--json'])} > ${shellQuote(analyzePath)}`);
+  record(analyzePath, `${commandLine(analyzeCommand, analyzeParams)} --json > ${shellQuote(analyzePath)}`);
   tick();
-  const info = Array.from(analysis.base.harmInformation);
+  const info = report.positions.map((x) => x.harmInformation);
   const horizon = {
-    k: analysis.base.horizon,
+    k: report.horizon,
     length: scenario.length,
     tolerance: DEFAULT_HORIZON_TOLERANCE,
-    harmVariance: analysis.base.harmVariance,
-    firstTokenShare: analysis.base.harmVariance > 0 ? info[0] / analysis.base.harmVariance : 0,
+    harmVariance: report.harmVariance,
+    firstTokenShare: report.harmVariance > 0 ? info[0] / report.harmVariance : 0,
     effective: report.effectiveHorizon,
     harmInformation: info,
   };
 
   // 2–4. The base and the Gibbs optimum, then each trained policy, each attacked as soon as it exists.
   hooks.onStage?.('attacks on the base and the Gibbs optimum', 2);
-  attack({ name: 'base', label: 'base', kind: 'base', objective: null, algorithm: null, steps: null, policyFile: null }, { kind: 'base' });
+  await attackStep({ name: 'base', label: 'base', kind: 'base', objective: null, algorithm: null, steps: null, policyFile: null }, { kind: 'base' });
   const gibbsDir = join(out, 'gibbs');
   makeFolder(gibbsDir);
   const gibbsFile = join(gibbsDir, 'policy.json');
@@ -354,7 +374,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     `printf '%s\\n' ${shellQuote(JSON.stringify(policyToJson(gibbs, scenario)))} > ${shellQuote(gibbsFile)}`,
     'the Gibbs optimum as a policy file (no command writes one; this is its whole content)',
   );
-  attack({ name: 'gibbs', label: 'Gibbs optimum (standard)', kind: 'gibbs', objective: 'standard', algorithm: null, steps: null, policyFile: gibbsFile }, gibbs);
+  await attackStep({ name: 'gibbs', label: 'Gibbs optimum (standard)', kind: 'gibbs', objective: 'standard', algorithm: null, steps: null, policyFile: gibbsFile }, gibbs);
 
   for (const [i, plan] of plans.entries()) {
     if (stop()) {
@@ -364,57 +384,21 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     hooks.onStage?.(`training ${plan.label} (${plan.algorithm === 'fixed-point' ? 'one solve' : `${plan.steps} steps`})`, units.train[i]);
     const dir = join(out, plan.name);
     makeFolder(dir);
-    const command = trainCommand(o.scenario, plan, parameters, dir);
-    const options: TrainOptions = {
-      ...TRAIN_DEFAULTS,
-      objective: { kind: plan.objective, lambda: parameters.lambda, mu: parameters.mu, gamma: parameters.gamma },
-      algorithm: plan.algorithm,
-      policy: 'tabular',
-      mlp: { order: scenario.order, hidden: [32], activation: 'tanh' },
-      steps: plan.steps,
-      seed: o.seed,
-      optimizer: plan.optimizer,
-      learningRate: plan.learningRate,
-      samples: plan.samples,
-    };
-    const log = new JsonLinesWriter(join(dir, 'log.jsonl'));
-    let first: TrainRecord | undefined;
-    let last: TrainRecord | undefined;
-    let policy: Policy;
-    try {
-      policy = await train(scenario, engine, options, (r) => {
-        log.append(r);
-        first ??= r;
-        last = r;
-        tick(plan.algorithm === 'fixed-point' ? 1 : stepWeight(plan));
-      }, stop);
-    } catch (error) {
-      log.close(false);
-      throw error;
-    }
-    log.close();
-    const runInterrupted = plan.algorithm !== 'fixed-point' && (last?.step ?? -1) < plan.steps;
-    const converged = convergence(first, last);
+    onStep = () => tick(plan.algorithm === 'fixed-point' ? 1 : stepWeight(plan));
+    const params = completeParams(trainCommand.params, { ...common, ...trainParams(plan, parameters), out: dir });
+    const result = await trainCommand.run(params, context);
     const policyFile = join(dir, 'policy.json');
-    writeAtomic(policyFile, JSON.stringify(policyToJson(policy, scenario, engine.numStates)));
-    writeJson(join(dir, 'summary.json'), {
-      scenario: scenario.name,
-      command,
-      options: { ...options, policy: 'tabular' },
-      interrupted: runInterrupted,
-      convergence: converged,
-      final: last,
-      files: { policy: policyFile, log: log.path },
-    });
-    files.push(log.path, join(dir, 'summary.json'));
-    record(policyFile, command);
-    if (converged.converged === false) notes.push(`${plan.label}: ${converged.message}.`);
+    files.push(join(dir, 'log.jsonl'), join(dir, 'summary.json'));
+    record(policyFile, commandLine(trainCommand, params));
+    const runInterrupted = plan.algorithm !== 'fixed-point' && (result.final?.step ?? -1) < plan.steps;
+    if (result.convergence.converged === false) notes.push(`${plan.label}: ${result.convergence.message}.`);
     if (runInterrupted) {
       interrupted = true;
-      notes.push(`${plan.label}: interrupted after ${last?.step ?? 0} of ${plan.steps} steps; its run folder is kept, it was not attacked.`);
+      notes.push(`${plan.label}: interrupted after ${result.final?.step ?? 0} of ${plan.steps} steps; its run folder is kept, it was not attacked.`);
       break;
     }
-    attack({ name: plan.name, label: plan.label, kind: 'trained', objective: plan.objective, algorithm: plan.algorithm, steps: plan.steps, policyFile }, policy);
+    const policy = context.policy(policyFile, scenario, engine);
+    await attackStep({ name: plan.name, label: plan.label, kind: 'trained', objective: plan.objective, algorithm: plan.algorithm, steps: plan.steps, policyFile }, policy);
   }
   if (parameters.rank >= V) notes.push(`RAP with r = ${parameters.rank} = V: every token is a candidate, so the attacker ignores the policy's ranking and always succeeds (try --rank 2).`);
   if (scenario.recovery.length === 0) notes.push(`${scenario.name} has no recovery tokens: the deep-alignment policies were skipped.`);
@@ -425,38 +409,10 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   let lambdaScaling: DemoSummary['lambdaScaling'] = null;
   if (!interrupted && !stop()) {
     hooks.onStage?.('λ-scaling check of D_t ≈ (λ²/2)·I_t', units.lambdas);
-    const rows: LambdaScalingRow[] = [];
-    const perLambda: NonNullable<DemoSummary['lambdaScaling']>['perLambda'] = [];
-    let beyond = 0;
-    let belowFloor = 0;
-    for (const lambda of parameters.lambdas) {
-      const a = await engine.analyzeAsync(lambda, DEFAULT_HORIZON_TOLERANCE);
-      const ratios: number[] = [];
-      for (let i = 0; i < scenario.length; i++) {
-        const I = a.base.harmInformation[i];
-        if (i + 1 > a.base.horizon) beyond = Math.max(beyond, Math.abs(a.klOnPolicy[i]));
-        if (!(I > LAMBDA_SCALING_THRESHOLD)) continue;
-        const predicted = ((lambda * lambda) / 2) * I;
-        if (predicted < KL_ROUNDING_FLOOR) {
-          belowFloor++;
-          continue;
-        }
-        const ratio = a.klOnPolicy[i] / predicted;
-        rows.push({ lambda, t: i + 1, ratio });
-        ratios.push(ratio);
-      }
-      perLambda.push({
-        lambda,
-        min: ratios.length ? Math.min(...ratios) : NaN,
-        max: ratios.length ? Math.max(...ratios) : NaN,
-        maxDeviation: ratios.length ? Math.max(...ratios.map((r) => Math.abs(r - 1))) : NaN,
-        positions: ratios.length,
-      });
-      tick();
-    }
+    const { rows, perLambda, beyond, belowFloor } = await lambdaScalingCheck(engine, parameters.lambdas, () => tick());
     const path = join(out, 'lambda-scaling.json');
     writeJson(path, { scenario: scenario.name, threshold: LAMBDA_SCALING_THRESHOLD, klFloor: KL_ROUNDING_FLOOR, rows });
-    const perLambdaCommands = parameters.lambdas.map((l) => commandLine(['analyze', o.scenario, ...scenarioArgs, '--lambda', l, '--json']));
+    const perLambdaCommands = parameters.lambdas.map((lambda) => `${commandLine(analyzeCommand, { ...analyzeParams, lambda })} --json`);
     record(path, perLambdaCommands, `rows: for each λ, ratio = positions[].klOnPolicy / positions[].klPredicted at the positions with harmInformation > ${LAMBDA_SCALING_THRESHOLD} and klPredicted ≥ ${KL_ROUNDING_FLOOR}`);
     if (belowFloor > 0) notes.push(`λ-scaling: ${belowFloor} point(s) with (λ²/2)·I_t below ${KL_ROUNDING_FLOOR} (the rounding floor of the KL) were left out.`);
     lambdaScaling = {
@@ -498,7 +454,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
     writeJson(manifestPath, {
       title: summary.title,
       scenario: scenario.name,
-      commands: [commandLine(demoArgs), ...artefacts.flatMap((a) => a.commands)],
+      commands: [argsLine(demoArgs), ...artefacts.flatMap((a) => a.commands)],
       artefacts,
       parameters,
       interrupted,
@@ -509,7 +465,7 @@ export async function runDemo(options: Partial<DemoOptions> & { out: string }, h
   if (o.html && !interrupted) {
     hooks.onStage?.('HTML report', 1);
     // The report is written into the results folder itself, which holds the demo's files: --force.
-    const reportCommand = commandLine(['report', out, '--out', out, '--force']);
+    const reportCommand = argsLine(['report', out, '--out', out, '--force']);
     artefacts.push({ file: join(out, 'index.html'), commands: [reportCommand] });
     summary.files.push(join(out, 'index.html'));
     summary.seconds = (performance.now() - started) / 1000;

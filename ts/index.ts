@@ -56,8 +56,12 @@ export { estimateReport, type EstimatePosition, type EstimateReport } from './es
 export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './workflows/attack.js';
 export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './workflows/train.js';
 export { DEMO_DEFAULTS, runDemo, type DemoOptions, type DemoSummary } from './demo.js';
-export { Progress } from './io/progress.js';
-export { JsonLinesWriter, outputFolder, writeAtomic } from './io/files.js';
+// The commands, as the CLI and the sweep run them: completeParams(command.params, {...}) then
+// command.run(params, createContext()), which returns what `harm-horizon <command> --json` prints.
+export { analyze as analyzeCommand, attack as attackCommand, estimate as estimateCommand, train as trainCommand, type AttackResult, type TrainResult } from './commands/index.js';
+export { createContext, type CommandContext, type ContextOptions } from './commands/context.js';
+export { completeParams, type CommandDeclaration, type Param, type ValuesOf } from './commands/declare.js';
+export { commandLine } from './commands/command-line.js';
 export type { ResolveOptions } from './scenario/resolve.js';
 export type { ScenarioErrorCode, ScenarioSizeEstimate } from './scenario/index.js';
 export type { EstimateRequest } from './estimate-report.js';

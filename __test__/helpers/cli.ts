@@ -1,8 +1,8 @@
-/** Runs the built command line (dist/cli.js, as `npx harm-horizon` does) in a child process. */
+/** Runs the built command line (dist/cli/main.js, as `npx harm-horizon` does) in a child process. */
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 
-export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+export const CLI = fileURLToPath(new URL('../../dist/cli/main.js', import.meta.url));
 
 export interface CliResult {
   status: number | null;

@@ -5,7 +5,7 @@
  * - `analyze*.json`: an {@link AnalyzeReport} (`harm-horizon analyze … --json`);
  * - training run folders (`summary.json`, `log.jsonl`, `policy.json`, as `harm-horizon train --out` writes them),
  *   directly inside the folder or one level deeper; the folder itself may be a run;
- * - `attack*.json`: `harm-horizon attack … --json` output ({scenario, policy, prefill: [{k, asr}], rap, finetune?});
+ * - `attack*.json`: `harm-horizon attack … --json` output ({scenario, policy, prefill and rap: ASR_k curves indexed by k (older files: [{k, asr}]), finetune?});
  * - `lambda-scaling.json`: rows {lambda, t, ratio} (an array, or {rows: [...]});
  * - `manifest.json`: {title?, commands: string[], parameters?: object};
  * - `*.jsonl` sweep results: one JSON object per line with `params` (object) and `result` (object of numbers);
@@ -167,6 +167,8 @@ function parseAnalysis(value: unknown, file: string): AnalyzeReport & { aligned?
 
 function asrCurve(rows: unknown, file: string, field: string): (number | null)[] {
   if (!Array.isArray(rows)) throw bad(`${file}: field "${field}" must be an array of {k, asr}`, `${file}#${field}`);
+  // `attack --json` since the command declarations: the curve itself, indexed by k.
+  if (rows.every((x) => nullableNumber(x))) return rows as (number | null)[];
   const curve: (number | null)[] = [];
   rows.forEach((row, i) => {
     if (!isObject(row) || typeof row.k !== 'number' || !Number.isInteger(row.k) || row.k < 0 || !nullableNumber(row.asr)) {

@@ -20,6 +20,23 @@ const CELL_INDEX = '#cell';
 /** Axis of per-position maps: the position (array index + 1; for k = 0..T arrays, k + 1). */
 const POSITION = 'position';
 
+const isRow = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
+const numberOrNull = (x: unknown) => x === null || typeof x === 'number';
+
+/** Arrays of rows (analyze's positions: [{t, harmInformation, …}]) as one number column per field. */
+function rowColumns(result: Record<string, unknown>): Record<string, (number | null)[]> {
+  const out: Record<string, (number | null)[]> = {};
+  for (const rows of Object.values(result)) {
+    if (!Array.isArray(rows) || !rows.every(isRow)) continue;
+    for (const field of Object.keys(rows[0] ?? {})) {
+      if (rows.every((r) => numberOrNull(r[field]))) out[field] = rows.map((r) => r[field] as number | null);
+    }
+    delete out.t;
+    delete out.k;
+  }
+  return out;
+}
+
 export function sweepSections(results: Results): Section[] {
   return results.sweeps.map((sweep, i) => {
     const id = results.sweeps.length > 1 ? `sweep-${slug(sweep.label || String(i + 1))}` : 'sweep';
@@ -31,7 +48,7 @@ export function sweepSections(results: Results): Section[] {
       const params = flatten(cell.params);
       const result = flatten(cell.result);
       for (const k of Object.keys(params)) if (!paramKeys.includes(k)) paramKeys.push(k);
-      for (const [k, v] of Object.entries(result)) {
+      for (const [k, v] of Object.entries({ ...result, ...rowColumns(result) })) {
         if (!Array.isArray(v) || v.length < 2 || !v.every((x) => x === null || typeof x === 'number')) continue;
         if (!perPosition.has(k)) perPosition.set(k, []);
         perPosition.get(k)![index] = v.map((x) => (finite(x) ? x : null));

@@ -1,21 +1,13 @@
 /** The `demo` command: the whole story on one scenario, written as a report folder (see ts/demo.ts). */
 import type { Command } from 'commander';
-import { InvalidArgumentError } from 'commander';
-import { memoryBudget, memoryBudgetOption } from './commands-options.js';
-import type { CliHelpers } from './commands-train.js';
-import { outputFolder } from './io/files.js';
-import { DEMO_DEFAULTS, demoWorkUnits, loadDemoScenario, runDemo, type DemoSummary } from './demo.js';
-import { demoConclusions } from './report/conclusions.js';
-import { numNonNegative as num, table } from './report/format.js';
-import { Progress } from './io/progress.js';
+import { memoryBudget, memoryBudgetOption } from './options.js';
+import * as h from './helpers.js';
+import { outputFolder } from '../io/files.js';
+import { DEMO_DEFAULTS, demoWorkUnits, loadDemoScenario, runDemo, type DemoSummary } from '../demo.js';
+import { demoConclusions } from '../report/conclusions.js';
+import { numNonNegative as num, table } from '../report/format.js';
+import { Progress } from '../io/progress.js';
 
-function unitInterval(name: string) {
-  return (value: string) => {
-    const x = Number(value);
-    if (value.trim() === '' || !(x > 0 && x <= 1)) throw new InvalidArgumentError(`${name} must be in (0, 1].`);
-    return x;
-  };
-}
 
 const pct = (x: number) => `${(100 * x).toFixed(x < 0.01 ? 2 : 1)}%`;
 
@@ -54,7 +46,7 @@ export function renderDemoSummary(s: DemoSummary): string {
   return lines.join('\n');
 }
 
-export function addDemoCommands(program: Command, h: CliHelpers): void {
+export function addDemoCommands(program: Command): void {
   program
     .command('demo')
     .description('the whole story on one scenario: exact analysis, standard and deep alignment (trained), attacks and the λ-scaling check, as a report folder')
@@ -63,7 +55,7 @@ export function addDemoCommands(program: Command, h: CliHelpers): void {
     .option('--seed <S>', 'seed of the PPO batches (and of the random scenario)', h.integer('--seed'), DEMO_DEFAULTS.seed)
     .option('--lambda <L>', 'λ of the objectives (default: the scenario\'s)', h.nonNegative('--lambda'))
     .option('--mu <M>', 'μ of the recovery penalty (default: the scenario\'s)', h.nonNegative('--mu'))
-    .option('--gamma <G>', 'γ of the weights w_t = γ^(t−1) (default: the scenario\'s)', unitInterval('--gamma'))
+    .option('--gamma <G>', 'γ of the weights w_t = γ^(t−1) (default: the scenario\'s)', h.unitInterval('--gamma'))
     .option('--rank <R>', 'rank-assisted prefilling: the policy\'s top R tokens (capped at V)', h.positiveInteger('--rank'), DEMO_DEFAULTS.rank)
     .option('--ppo-steps <N>', 'PPO optimisation steps', h.positiveInteger('--ppo-steps'), DEMO_DEFAULTS.ppoSteps)
     .option('--ppo-samples <N>', 'PPO responses per batch', h.positiveInteger('--ppo-samples'), DEMO_DEFAULTS.ppoSamples)

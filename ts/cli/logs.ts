@@ -1,21 +1,20 @@
-/** The `rollouts`, `profile` and `import` commands: rollout logs of real or toy models. */
+/** The `rollouts` and `profile` commands: rollout logs of real or toy models. */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Argument, type Command } from 'commander';
-import type { CliHelpers } from './commands-train.js';
-import { HarmHorizonError } from './core/errors.js';
-import { ExactEngine } from './core/exact.js';
-import { JsonLinesWriter, outputFolder } from './io/files.js';
-import { loadPolicy } from './io/policy-file.js';
-import { resolveScenario } from './scenario/resolve.js';
-import { compileScenario } from './scenario/index.js';
-import { readLog } from './logs/format.js';
-import { importLog, type Provider } from './logs/import.js';
-import { profileLog } from './logs/profile.js';
-import { renderProfile } from './logs/render.js';
-import { toyRolloutLog } from './logs/toy-runner.js';
+import type { Command } from 'commander';
+import * as h from './helpers.js';
+import { HarmHorizonError } from '../core/errors.js';
+import { ExactEngine } from '../core/exact.js';
+import { JsonLinesWriter, outputFolder } from '../io/files.js';
+import { loadPolicy } from '../io/policy-file.js';
+import { resolveScenario } from '../scenario/resolve.js';
+import { compileScenario } from '../scenario/index.js';
+import { readLog } from '../logs/format.js';
+import { profileLog } from '../logs/profile.js';
+import { renderProfile } from '../logs/render.js';
+import { toyRolloutLog } from '../logs/toy-runner.js';
 
-/** Codes of bad input that ts/cli.ts does not know about: exit 2 with the message. */
+/** Codes of bad input of the log commands: exit 2 with the message. */
 const LOG_INPUT_CODES = new Set(['HH_LOG_INVALID', 'HH_IMPORT_INVALID', 'HH_MISSING_DEPENDENCY']);
 
 async function badInputExits2(action: () => Promise<void> | void): Promise<void> {
@@ -39,7 +38,7 @@ function depthList(value: string): number[] {
   return [...new Set(depths)].sort((a, b) => a - b);
 }
 
-export function addLogCommands(program: Command, h: CliHelpers) {
+export function addLogCommands(program: Command) {
   program
     .command('rollouts')
     .description('write a rollout log (DIR/log.jsonl): samples with log-probs under policy and reference, rollout trees, prefills')
@@ -77,7 +76,7 @@ Examples:
         };
         try {
           if (target.toLowerCase().endsWith('.gguf')) {
-            const { ggufRolloutLog } = await import('./logs/gguf-runner.js');
+            const { ggufRolloutLog } = await import('../logs/gguf-runner.js');
             const options = { prompts: opts.prompts, reference: opts.reference, systemPrompt: opts.systemPrompt, samples: opts.samples ?? 4, rollouts: opts.rollouts, depths, maxTokens: opts.maxTokens, threads: opts.threads, seed: opts.seed };
             await ggufRolloutLog(target, options, append);
           } else {
@@ -118,20 +117,6 @@ Examples:
         const profile = profileLog(log, { replicates: opts.bootstrap, seed: opts.seed });
         if (opts.json) h.json({ log: file, policy: log.header.policy, reference: log.header.reference, judge: `${log.header.judge.name} (${log.header.judge.scores})`, ...profile });
         else h.write(renderProfile(file, log.header, profile));
-      }),
-    );
-
-  program
-    .command('import')
-    .description('convert provider outputs (vLLM, OpenAI-style chat completions, Hugging Face JSONL) into a rollout log')
-    .addArgument(new Argument('<provider>', 'vllm, openai or hf').choices(['vllm', 'openai', 'hf']))
-    .argument('<file>', 'JSON lines: the rollout log header, then one sampled response per line in the provider\'s format (docs/rollout-log.md)')
-    .requiredOption('--out <log>', 'the rollout log to write')
-    .addHelpText('after', '\nExamples:\n  $ harm-horizon import vllm examples/logs/vllm-outputs.jsonl --out runs/vllm-log.jsonl\n  $ harm-horizon import hf examples/logs/hf-rollouts.jsonl --out runs/hf-log.jsonl')
-    .action((provider: Provider, file: string, opts: { out: string }) =>
-      badInputExits2(() => {
-        const count = importLog(provider, file, opts.out);
-        h.write(`wrote ${opts.out} (${count} records)`);
       }),
     );
 }

@@ -3,13 +3,13 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { InvalidArgumentError, Option } from 'commander';
-import type { CliHelpers } from './commands-train.js';
-import { HarmHorizonError } from './core/errors.js';
-import { outputFolder } from './io/files.js';
-import { acquireLock } from './io/lock.js';
-import { memoryBudget, memoryBudgetOption } from './commands-options.js';
-import { writeStdout } from './io/stdout.js';
-import { loadSweep, mergeResults, parseShard, resultsFileName, runSweep, shardCells, shardFromEnv, type MergeReport, type RunSummary, type Shard } from './sweep/index.js';
+import * as h from './helpers.js';
+import { HarmHorizonError } from '../core/errors.js';
+import { outputFolder } from '../io/files.js';
+import { acquireLock } from '../io/lock.js';
+import { memoryBudget, memoryBudgetOption } from './options.js';
+import { writeStdout } from '../io/stdout.js';
+import { loadSweep, mergeResults, parseShard, resultsFileName, runSweep, shardCells, shardFromEnv, type MergeReport, type RunSummary, type Shard } from '../sweep/index.js';
 
 function shardOption(value: string): Shard {
   try {
@@ -57,7 +57,7 @@ function renderMerge(r: MergeReport): string {
   return lines.join('\n');
 }
 
-export function addSweepCommands(program: Command, h: CliHelpers): void {
+export function addSweepCommands(program: Command): void {
   program
     .command('sweep')
     .description('run a sweep file (a grid and/or list of analyze, estimate, train or attack cells) in parallel; resumable and shardable')

@@ -1,0 +1,98 @@
+/** The commander program, built from the command declarations (ts/commands/). */
+import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import type { CommandDeclaration, Param, Params } from '../commands/declare.js';
+import { createContext } from '../commands/context.js';
+import { writeStdout, writeStdoutJson } from '../io/stdout.js';
+
+/** A parser for commander: the parameter's check, its error as commander's usage error (exit 2). */
+function parser(param: Param<unknown>) {
+  return (text: string) => {
+    try {
+      return param.read(text);
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message);
+    }
+  };
+}
+
+function option(param: Param<unknown>, mandatory: boolean): Option {
+  if (param.kind === 'flag') return new Option(param.flag, param.help);
+  const o = new Option(`${param.flag} ${param.placeholder ?? '<value>'}`, param.help).argParser(parser(param));
+  if (param.default !== undefined) o.default(param.default, Array.isArray(param.default) ? param.default.join(',') : undefined);
+  return mandatory ? o.makeOptionMandatory() : o;
+}
+
+/** The values of a run: the positional arguments by name, then the options by key. */
+function values(params: Params, args: unknown[], opts: Record<string, unknown>): Record<string, unknown> {
+  const positional = Object.keys(params).filter((k) => params[k].positional);
+  const out: Record<string, unknown> = {};
+  positional.forEach((key, i) => (out[key] = args[i]));
+  for (const key of Object.keys(params)) {
+    if (params[key].positional) continue;
+    // `--no-html` is commander's `html`.
+    const name = params[key].kind === 'flag' && params[key].flag.startsWith('--no-') ? key.replace(/^no(.)/, (_, c: string) => c.toLowerCase()) : key;
+    if (opts[name] !== undefined) out[key] = params[key].kind === 'flag' ? opts[name] === true : opts[name];
+    if (params[key].kind === 'flag' && out[key] === undefined) out[key] = params[key].default;
+  }
+  return out;
+}
+
+/** Ctrl-C asks a long run to stop after its current step; a second one leaves at once (130). */
+function stopOnSigint(): { stopped: () => boolean; release: () => void } {
+  let stop = false;
+  const onSigint = () => {
+    if (stop) process.exit(130);
+    stop = true;
+    process.stderr.write('\nstopping after the current step (Ctrl-C again to quit at once) …\n');
+  };
+  process.on('SIGINT', onSigint);
+  return { stopped: () => stop, release: () => process.off('SIGINT', onSigint) };
+}
+
+/** Adds a declared command (under `parent`, found or made from the declaration's first words). */
+export function addDeclaredCommand<P extends Params, R>(program: Command, declaration: CommandDeclaration<P, R>): Command {
+  const words = declaration.name.split(' ');
+  let parent = program;
+  for (const word of words.slice(0, -1)) parent = parent.commands.find((c) => c.name() === word) ?? parent.command(word);
+  const command = parent.command(words[words.length - 1]).description(declaration.description);
+  const requires = new Set<string>(declaration.commandLineRequires ?? []);
+  for (const [key, param] of Object.entries(declaration.params)) {
+    if (param.positional) {
+      const argument = new Argument(param.required ? `<${param.flag}>` : `[${param.flag}]`, param.help).argParser(parser(param));
+      if (param.default !== undefined) argument.default(param.default);
+      command.addArgument(argument);
+    } else command.addOption(option(param, param.required === true || requires.has(key)));
+  }
+  command.option('--json', 'print the result as one JSON object');
+  if (declaration.helpAfter) command.addHelpText('after', declaration.helpAfter);
+  command.action(async (...args: unknown[]) => {
+    const opts = (args[args.length - 1] as Command).opts<Record<string, unknown>>();
+    const tty = process.stderr.isTTY === true;
+    const sigint = stopOnSigint();
+    let shown = false;
+    const context = createContext({
+      shouldStop: sigint.stopped,
+      status: (line) => {
+        if (!tty) return;
+        process.stderr.write(`\r${line}   `);
+        shown = true;
+      },
+    });
+    let result: R;
+    try {
+      result = await declaration.run(values(declaration.params, args.slice(0, -2), opts) as never, context);
+    } finally {
+      sigint.release();
+      if (shown) process.stderr.write('\n');
+    }
+    const failure = declaration.failure?.(result);
+    // A failure's message goes to stderr (the CLI's error line); with --json its verdict is on stdout too.
+    if (opts.json) writeStdoutJson(result);
+    else if (!failure) writeStdout(declaration.render(result));
+    for (const warning of declaration.warnings?.(result) ?? []) process.stderr.write(`warning: ${warning}\n`);
+    if (failure) throw failure;
+    const code = declaration.exitCode?.(result) ?? 0;
+    if (code !== 0) process.exitCode = code;
+  });
+  return command;
+}

@@ -1,0 +1,96 @@
+/**
+ * What a command's run() gets from its caller: scenarios, engines and policy files (cached, so a
+ * sweep runs many cells on one engine), and the caller's stop signal and progress.
+ */
+import { resolve } from 'node:path';
+import { HarmHorizonError } from '../core/errors.js';
+import { ExactEngine } from '../core/exact.js';
+import { BASE, type Policy } from '../core/policy.js';
+import { loadPolicy } from '../io/policy-file.js';
+import type { CompiledScenario } from '../scenario/compiled.js';
+import { compileScenario, type Scenario } from '../scenario/index.js';
+import { resolveScenario, type ResolveOptions } from '../scenario/resolve.js';
+
+export interface ScenarioRequest {
+  seed?: number;
+  memoryBudgetBytes: number;
+  memoryBudgetName?: string;
+  /** Monte Carlo only: the budget bounds the base table; the exact engine is tried separately. */
+  samplingOnly?: boolean;
+}
+
+export interface CommandContext {
+  /** The compiled scenario of a scenario argument. */
+  scenario(arg: string, request: ScenarioRequest): CompiledScenario;
+  /** The exact engine (the prefix tree for transformer policies), or null when it does not fit the budget. */
+  /**
+   * The exact engine when it fits the budget and the machine, else null (Monte Carlo only). With
+   * `policyTables` (the default) the budget also counts a T × S × V policy table.
+   */
+  engine(scenario: CompiledScenario, memoryBudgetBytes: number, prefixTree?: boolean, policyTables?: boolean): ExactEngine | null;
+  /** A policy file (resolved against the caller's folder), or the base without one. */
+  policy(path: string | undefined, scenario: CompiledScenario, engine: ExactEngine | null): Policy;
+  /** Asked between steps of long runs: true stops them early (Ctrl-C). */
+  shouldStop(): boolean;
+  /** A one-line status of a long run (the CLI shows it on a terminal). */
+  status(line: string): void;
+}
+
+export interface ContextOptions {
+  /** How a scenario argument becomes a scenario (default: a built-in name or a file). */
+  resolveScenario?: (arg: string, options: ResolveOptions) => Scenario;
+  /** Folder that relative policy paths are resolved against (default: the working directory). */
+  baseDir?: string;
+  shouldStop?: () => boolean;
+  status?: (line: string) => void;
+}
+
+/** A context with caches of compiled scenarios (the last 8), engines and policies. */
+/** Codes of an exact engine that does not fit (the budget or the machine): Monte Carlo takes over. */
+const DOES_NOT_FIT = ['HH_STATE_SPACE_TOO_LARGE', 'HH_OUT_OF_MEMORY'];
+
+export function createContext(options: ContextOptions = {}): CommandContext {
+  const resolveArg = options.resolveScenario ?? resolveScenario;
+  const scenarios = new Map<string, CompiledScenario>();
+  const engines = new WeakMap<CompiledScenario, Map<string, ExactEngine | null>>();
+  const policies = new WeakMap<CompiledScenario, Map<string, Policy>>();
+  return {
+    scenario(arg, request) {
+      const key = JSON.stringify([arg, request.seed, request.samplingOnly ?? false]);
+      let compiled = scenarios.get(key);
+      if (!compiled) {
+        const budget = { memoryBudgetBytes: request.memoryBudgetBytes, memoryBudgetName: request.memoryBudgetName };
+        const s = resolveArg(arg, { seed: request.seed, ...budget, samplingOnly: request.samplingOnly });
+        compiled = compileScenario(s, request.samplingOnly ? { memoryBudgetBytes: Infinity } : budget);
+        if (scenarios.size >= 8) scenarios.delete(scenarios.keys().next().value!);
+        scenarios.set(key, compiled);
+      }
+      return compiled;
+    },
+    engine(scenario, memoryBudgetBytes, prefixTree = false, policyTables = true) {
+      let byKind = engines.get(scenario);
+      if (!byKind) engines.set(scenario, (byKind = new Map()));
+      const key = `${prefixTree}:${policyTables}:${memoryBudgetBytes}`;
+      if (!byKind.has(key)) {
+        try {
+          byKind.set(key, new ExactEngine(scenario, { memoryBudgetBytes, prefixTree, policyTables }));
+        } catch (error) {
+          if (!(error instanceof HarmHorizonError && DOES_NOT_FIT.includes(error.code))) throw error;
+          byKind.set(key, null);
+        }
+      }
+      return byKind.get(key)!;
+    },
+    policy(path, scenario, engine) {
+      if (path === undefined) return BASE;
+      let byPath = policies.get(scenario);
+      if (!byPath) policies.set(scenario, (byPath = new Map()));
+      const full = options.baseDir === undefined ? path : resolve(options.baseDir, path);
+      let policy = byPath.get(full);
+      if (!policy) byPath.set(full, (policy = loadPolicy(full, scenario, engine?.numStates)));
+      return policy;
+    },
+    shouldStop: options.shouldStop ?? (() => false),
+    status: options.status ?? (() => {}),
+  };
+}

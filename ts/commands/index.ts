@@ -1,0 +1,18 @@
+/** Every declared command, by name: the CLI, the sweep cells and the demo run these. */
+import { analyze } from './analyze.js';
+import type { AnyCommand } from './declare.js';
+import { attack } from './attack.js';
+import { estimate } from './estimate.js';
+import { importCommand } from './import.js';
+import { report } from './report.js';
+import { scenarioList, scenarioShow, scenarioValidate } from './scenario.js';
+import { train } from './train.js';
+
+export { analyze, attack, estimate, importCommand, report, scenarioList, scenarioShow, scenarioValidate, train };
+export type { AttackResult } from './attack.js';
+export type { TrainResult } from './train.js';
+
+/** The commands a sweep cell can run. */
+export const cellCommands = { analyze, estimate, train, attack } as const;
+
+export const commands: readonly AnyCommand[] = [analyze, estimate, train, attack, report, importCommand, scenarioList, scenarioShow, scenarioValidate];
