@@ -4,7 +4,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::core;
 use crate::exact::ExactModel;
-use crate::policy::{CachedTabular, PolicyChoice, PolicyInput};
+use crate::policy::{policy_spec, PolicyInput};
+use core::policy_spec::{CachedTabular, PolicySpec};
 use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
 use core::estimate::{Coefficient, GradientEstimate, PositionEstimates, Scalar};
 use core::exact::conditional_harm;
@@ -227,7 +228,7 @@ fn to_output(job: &EstimateJob, (r, method, information): RunOutput) -> Estimate
 pub struct EstimateJob {
     spec: Arc<ScenarioSpec>,
     model: Option<Arc<Model>>,
-    policy: PolicyChoice<'static>,
+    policy: PolicySpec<'static>,
     samples: usize,
     seed: u64,
     harm: Option<String>,
@@ -252,7 +253,7 @@ impl EstimateJob {
                 Some("exact") => {
                     let (model, exact) = self.model.as_deref().zip(exact).ok_or_else(|| invalid("harm: \"exact\" needs the exact model".into()))?;
                     let kept = match &self.policy {
-                        PolicyChoice::Cached(c) => c.harm.get_or_init(|| conditional_harm(model, exact)),
+                        PolicySpec::Cached(c) => c.harm.get_or_init(|| conditional_harm(model, exact)),
                         _ => {
                             table = conditional_harm(model, exact);
                             &table
@@ -302,17 +303,17 @@ impl MonteCarlo {
     }
 
     /// A tabular policy through the kept tables: the same logits reuse them, others replace them.
-    fn cached<'a>(&self, choice: PolicyChoice<'a>) -> core::Result<PolicyChoice<'a>> {
-        let (PolicyChoice::Tabular(logits), Some(model)) = (&choice, self.model.as_deref()) else {
+    fn cached<'a>(&self, choice: PolicySpec<'a>) -> core::Result<PolicySpec<'a>> {
+        let (PolicySpec::Tabular(logits), Some(model)) = (&choice, self.model.as_deref()) else {
             return Ok(choice);
         };
         let mut kept = self.tabular.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(c) = kept.as_ref().filter(|c| c.tables.holds(logits)) {
-            return Ok(PolicyChoice::Cached(c.clone()));
+            return Ok(PolicySpec::Cached(c.clone()));
         }
         let c = Arc::new(CachedTabular { tables: TabularTables::new(model, logits.to_vec())?, harm: OnceLock::new() });
         *kept = Some(c.clone());
-        Ok(PolicyChoice::Cached(c))
+        Ok(PolicySpec::Cached(c))
     }
 }
 
@@ -334,7 +335,7 @@ impl MonteCarlo {
         guard(|| {
             let samples = given_responses(&self.spec, &tokens, count)?;
             let track = Track::new(&self.spec, self.model.as_deref());
-            PolicyChoice::parse(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| Ok(core::rl::replay_log_probs(&track, step, &samples)))
+            policy_spec(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| Ok(core::rl::replay_log_probs(&track, step, &samples)))
         })
         .map(Float64Array::new)
     }
@@ -351,7 +352,7 @@ impl MonteCarlo {
             }
             let t_max = self.spec.length;
             let track = Track::new(&self.spec, self.model.as_deref());
-            PolicyChoice::parse(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |_, score, _| {
+            policy_spec(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |_, score, _| {
                 let score = score.ok_or_else(|| invalid("scores need a policy with parameters (tabular or mlp)".into()))?;
                 core::estimate::accumulate_scores(&track, score, &samples, &|n, t| coefficients[n * t_max + t], None, true)
             })
@@ -363,7 +364,7 @@ impl MonteCarlo {
     #[napi]
     pub fn sample(&self, policy: PolicyInput, options: SampleOptions) -> napi::Result<SamplesOutput, String> {
         guard(|| {
-            let choice = self.cached(PolicyChoice::parse(&policy, &self.spec)?)?;
+            let choice = self.cached(policy_spec(&policy, &self.spec)?)?;
             let count = count_from(options.count, "count")?;
             let seed = seed_from(options.seed, "seed")?;
             let prefix = options.prefix.as_ref().map(|tokens| Prefix { tokens, length: options.prefix_length.unwrap_or(tokens.len() as u32) as usize });
@@ -407,7 +408,7 @@ impl MonteCarlo {
         Ok(EstimateJob {
             spec: self.spec.clone(),
             model: self.model.clone(),
-            policy: self.cached(PolicyChoice::parse(policy, &self.spec)?)?.into_owned(),
+            policy: self.cached(policy_spec(policy, &self.spec)?)?.into_owned(),
             samples: count_from(options.samples, "samples")?,
             seed: seed_from(options.seed, "seed")?,
             harm: options.harm,
@@ -443,15 +444,15 @@ const INFORMATION_NEEDS_EXACT: &str = "proposal \"information\" needs the exact 
 
 #[napi]
 impl Task for EstimateTask {
-    type Output = RunOutput;
+    type Output = crate::Computed<RunOutput>;
     type JsValue = EstimateOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guard_task(|| self.0.run())
     }
 
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(to_output(&self.0, output))
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        crate::settle(&env, output).map(|output| to_output(&self.0, output))
     }
 }
 

@@ -4,7 +4,8 @@
 use crate::core;
 use crate::exact::ExactModel;
 use crate::monte_carlo::MonteCarlo;
-use crate::policy::{MlpShape, PolicyChoice, PolicyInput, TransformerLayout};
+use crate::policy::{policy_spec, MlpShape, PolicyInput, TransformerLayout};
+use core::policy_spec::PolicySpec;
 use crate::{count_from, guard, invalid, seed_from};
 use core::attack::{default_betas, fine_tune_loss, harmful_response_logits, harmful_token_weights, rank_assisted_logits, token_weights_from_responses, FineTune, ADAMW_BETA1, DEFAULT_WEIGHT_FLOOR};
 use core::exact::{conditional_harm, kl_between};
@@ -200,15 +201,15 @@ fn to_objective_output(v: ObjectiveValue, gradient: Option<Vec<f64>>, norms: Vec
 
 /// Runs `f` on the policy's exact view; for an mlp or a transformer, also pulls a logit gradient
 /// back to parameters.
-fn with_exact<T>(model: &Model, choice: &PolicyChoice, f: impl FnOnce(&dyn Policy) -> core::Result<(T, Option<Vec<f64>>)>) -> core::Result<(T, Option<Vec<f64>>)> {
+fn with_exact<T>(model: &Model, choice: &PolicySpec, f: impl FnOnce(&dyn Policy) -> core::Result<(T, Option<Vec<f64>>)>) -> core::Result<(T, Option<Vec<f64>>)> {
     match choice {
-        PolicyChoice::Mlp(mlp, params) => {
+        PolicySpec::Mlp(mlp, params) => {
             let logits = mlp.tabulate(params, model)?;
             let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
             let grad = logit_grad.map(|g| mlp.pull_back(params, model, &g)).transpose()?;
             Ok((value, grad))
         }
-        PolicyChoice::Transformer(net, params) => {
+        PolicySpec::Transformer(net, params) => {
             let logits = core::transformer_table::tabulate(net, params, model)?;
             let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
             let grad = logit_grad.map(|g| core::transformer_table::pull_back(net, params, model, &g)).transpose()?;
@@ -243,8 +244,8 @@ impl ExactModel {
                 Some(tokens) => prefixes_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
                 None => base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?,
             };
-            let choice = PolicyChoice::parse(&policy, &model.spec)?;
-            let init = init.as_ref().map(|p| PolicyChoice::parse(p, &model.spec)).transpose()?;
+            let choice = policy_spec(&policy, &model.spec)?;
+            let init = init.as_ref().map(|p| policy_spec(p, &model.spec)).transpose()?;
             let mut norms = vec![];
             let mut run = |reference: Option<&dyn Policy>| {
                 with_exact(model, &choice, |p| {
@@ -280,7 +281,7 @@ impl ExactModel {
     pub fn kl_between(&self, a: PolicyInput, b: PolicyInput) -> napi::Result<Float64Array, String> {
         guard(|| {
             let model = &self.inner;
-            let (ca, cb) = (PolicyChoice::parse(&a, &model.spec)?, PolicyChoice::parse(&b, &model.spec)?);
+            let (ca, cb) = (policy_spec(&a, &model.spec)?, policy_spec(&b, &model.spec)?);
             ca.with(model, |pa| cb.with(model, |pb| kl_between(model, pa, pb)))?
         })
         .map(Float64Array::new)
@@ -292,7 +293,7 @@ impl ExactModel {
         guard(|| {
             let model = &self.inner;
             let h = conditional_harm(model, &BasePolicy { model });
-            PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| rank_assisted_logits(model, p, &h, rank as usize))?
+            policy_spec(&policy, &model.spec)?.with(model, |p| rank_assisted_logits(model, p, &h, rank as usize))?
         })
         .map(|l| Float64Array::new(l.into_iter().map(|x| if x.is_infinite() { -1e300 } else { x }).collect()))
     }
@@ -312,7 +313,7 @@ impl ExactModel {
                     harmful_token_weights(model, &h, &base_harmful_prefixes(model, &h)?.states)
                 }
             };
-            let choice = PolicyChoice::parse(&policy, &model.spec)?;
+            let choice = policy_spec(&policy, &model.spec)?;
             let betas = options.beta.as_ref().map(|b| b.to_vec()).unwrap_or_else(|| default_betas(model.length()));
             let floor = options.floor.unwrap_or(DEFAULT_WEIGHT_FLOOR);
             let run = |objective: &FineTune| {
@@ -326,7 +327,7 @@ impl ExactModel {
                 "sft" => run(&FineTune::Sft)?,
                 "constrained" => {
                     let aligned = aligned.as_ref().ok_or_else(|| invalid("the constrained objective needs the aligned policy".into()))?;
-                    let reference = PolicyChoice::parse(aligned, &model.spec)?;
+                    let reference = policy_spec(aligned, &model.spec)?;
                     reference.with(model, |r| run(&FineTune::Constrained { aligned: r, beta: &betas }))??
                 }
                 other => return Err(invalid(format!("fine-tuning objective must be sft or constrained, got {other:?}"))),
@@ -467,7 +468,7 @@ impl MonteCarlo {
                 }
                 "mlp" => {
                     let shape = mlp.as_ref().ok_or_else(|| invalid("an mlp policy needs its shape".into()))?;
-                    let net = shape.build(spec.vocab, spec.length)?;
+                    let net = core::mlp::Mlp::new(shape.config(spec.vocab, spec.length))?;
                     let h = match (algorithm, model) {
                         (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &net.tabulate(params, model)?)?)),
                         _ => None,
@@ -476,7 +477,7 @@ impl MonteCarlo {
                 }
                 "transformer" => {
                     let layout = transformer.as_ref().ok_or_else(|| invalid("a transformer policy needs its layout".into()))?;
-                    let net = layout.build(spec.vocab, spec.length)?;
+                    let net = core::transformer::Transformer::new(layout.config(spec.vocab, spec.length))?;
                     let h = match (algorithm, model) {
                         (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &core::transformer_table::tabulate(&net, params, model)?)?)),
                         (RlAlgorithm::ReinforceInnovation, None) => return Err(invalid("the innovation variant needs the prefix-tree exact model for a transformer".into())),
