@@ -76,6 +76,27 @@ impl<'a> PolicySpec<'a> {
         })
     }
 
+    /// `with` for a computation that also returns a gradient over the policy's logits (T × S × V):
+    /// for an mlp or a transformer the gradient is pulled back to its parameters (chain rule through
+    /// the tabulated logits); for the other kinds it stays over the logits.
+    pub fn with_gradient<T>(&self, model: &Model, f: impl FnOnce(&dyn Policy) -> Result<(T, Option<Vec<f64>>)>) -> Result<(T, Option<Vec<f64>>)> {
+        match self {
+            PolicySpec::Mlp(mlp, params) => {
+                let logits = mlp.tabulate(params, model)?;
+                let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
+                let grad = logit_grad.map(|g| mlp.pull_back(params, model, &g)).transpose()?;
+                Ok((value, grad))
+            }
+            PolicySpec::Transformer(net, params) => {
+                let logits = crate::transformer_table::tabulate(net, params, model)?;
+                let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
+                let grad = logit_grad.map(|g| crate::transformer_table::pull_back(net, params, model, &g)).transpose()?;
+                Ok((value, grad))
+            }
+            other => other.with(model, f)?,
+        }
+    }
+
     /// Calls `f` with the policy as the sampler sees it, its differentiable view (tabular and mlp,
     /// and the base as tabular logits log p when the exact model is there) and, when the exact model
     /// is there, its exact-engine view (for exact h_t).

@@ -12,7 +12,7 @@ use core::exact::conditional_harm;
 use core::information::{run_information, InformationSummary};
 use core::model::{Model, ScenarioSpec};
 use core::policy::TabularTables;
-use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
+use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest, DEFAULT_ROLLOUTS};
 use core::proposal::{check_tilt, with_tilt, TiltMethod, DEFAULT_TILT};
 use core::sampling::{sample, Prefix, SampleRequest, Samples};
 use core::walk::Track;
@@ -76,24 +76,52 @@ impl From<Samples> for SamplesOutput {
     }
 }
 
+/// Where an estimate's h_t comes from.
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum HarmSource {
+    /// The exact table (needs the exact model).
+    Exact,
+    /// M rollouts per prefix and set.
+    Rollouts,
+}
+
+/// The coefficient of a per-position gradient estimate.
+#[napi(string_enum = "kebab-case")]
+pub enum GradientEstimator {
+    Reinforce,
+    LeaveOneOut,
+    Innovation,
+}
+
+/// Where an estimate's responses are drawn from.
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ProposalName {
+    /// The policy itself.
+    Policy,
+    /// Importance sampling from the policy tilted by e^{κH}, reweighted.
+    Tilted,
+    /// The defensive mixture of the zero-variance proposals for each I_t (needs the exact model).
+    Information,
+}
+
 #[napi(object)]
 pub struct EstimateOptions {
     pub samples: f64,
     pub seed: f64,
-    /// Where h_t comes from: "exact" (needs the exact model), "rollouts", or absent (no I_t).
-    pub harm: Option<String>,
+    /// Where h_t comes from (absent: no I_t).
+    pub harm: Option<HarmSource>,
     /// M, the rollouts per prefix and set (default 16).
     pub rollouts: Option<u32>,
-    /// "reinforce", "leave-one-out" or "innovation": estimate the per-position gradients.
-    pub gradient: Option<String>,
+    /// Estimate the per-position gradients with this coefficient.
+    pub gradient: Option<GradientEstimator>,
     /// Directions (T × block) to project the gradient estimates on, with standard errors.
     pub directions: Option<Float64Array>,
     /// Also estimate the KL on harmful base responses (teacher forcing).
     pub teacher_forced: Option<bool>,
-    /// Where responses are drawn from: "policy" (default), "tilted" (importance sampling from the
-    /// policy tilted by e^{κH}, reweighted) or "information" (the defensive mixture of the
-    /// zero-variance proposals for each I_t; needs the exact model).
-    pub proposal: Option<String>,
+    /// Where responses are drawn from (default: the policy).
+    pub proposal: Option<ProposalName>,
     /// κ of the tilted proposal (default DEFAULT_TILT).
     pub tilt: Option<f64>,
 }
@@ -231,7 +259,7 @@ pub struct EstimateJob {
     policy: PolicySpec<'static>,
     samples: usize,
     seed: u64,
-    harm: Option<String>,
+    harm: Option<HarmSource>,
     rollouts: usize,
     gradient: Option<Coefficient>,
     directions: Option<Vec<f64>>,
@@ -247,10 +275,10 @@ impl EstimateJob {
         let track = Track::new(&self.spec, self.model.as_deref());
         self.policy.with_sampler(&self.spec, self.model.as_deref(), |step, score, exact| {
             let table;
-            let harm = match self.harm.as_deref() {
+            let harm = match self.harm {
                 None => None,
-                Some("rollouts") => Some(HarmChoice::Rollouts(self.rollouts)),
-                Some("exact") => {
+                Some(HarmSource::Rollouts) => Some(HarmChoice::Rollouts(self.rollouts)),
+                Some(HarmSource::Exact) => {
                     let (model, exact) = self.model.as_deref().zip(exact).ok_or_else(|| invalid("harm: \"exact\" needs the exact model".into()))?;
                     let kept = match &self.policy {
                         PolicySpec::Cached(c) => c.harm.get_or_init(|| conditional_harm(model, exact)),
@@ -261,7 +289,6 @@ impl EstimateJob {
                     };
                     Some(HarmChoice::Exact(kept))
                 }
-                Some(other) => return Err(invalid(format!("harm must be \"exact\" or \"rollouts\", got {other:?}"))),
             };
             let request = RunRequest {
                 samples: self.samples,
@@ -385,25 +412,22 @@ impl MonteCarlo {
     }
 
     fn job(&self, policy: &PolicyInput, options: EstimateOptions) -> core::Result<EstimateJob> {
-        let gradient = match options.gradient.as_deref() {
-            None => None,
-            Some("reinforce") => Some(Coefficient::Reinforce),
-            Some("leave-one-out") => Some(Coefficient::LeaveOneOut),
-            Some("innovation") => Some(Coefficient::Innovation),
-            Some(other) => return Err(invalid(format!("gradient must be reinforce, leave-one-out or innovation, got {other:?}"))),
-        };
-        let information = options.proposal.as_deref() == Some("information");
+        let gradient = options.gradient.map(|g| match g {
+            GradientEstimator::Reinforce => Coefficient::Reinforce,
+            GradientEstimator::LeaveOneOut => Coefficient::LeaveOneOut,
+            GradientEstimator::Innovation => Coefficient::Innovation,
+        });
+        let information = options.proposal == Some(ProposalName::Information);
         if information && self.model.is_none() {
             return Err(invalid(INFORMATION_NEEDS_EXACT.into()));
         }
-        let tilt = match options.proposal.as_deref() {
-            None | Some("policy") | Some("information") => None,
-            Some("tilted") => {
+        let tilt = match options.proposal {
+            None | Some(ProposalName::Policy) | Some(ProposalName::Information) => None,
+            Some(ProposalName::Tilted) => {
                 let kappa = options.tilt.unwrap_or(DEFAULT_TILT);
                 check_tilt(kappa)?;
                 Some(kappa)
             }
-            Some(other) => return Err(invalid(format!("proposal must be \"policy\", \"tilted\" or \"information\", got {other:?}"))),
         };
         Ok(EstimateJob {
             spec: self.spec.clone(),
@@ -412,7 +436,7 @@ impl MonteCarlo {
             samples: count_from(options.samples, "samples")?,
             seed: seed_from(options.seed, "seed")?,
             harm: options.harm,
-            rollouts: options.rollouts.unwrap_or(16) as usize,
+            rollouts: options.rollouts.map_or(DEFAULT_ROLLOUTS, |m| m as usize),
             gradient,
             directions: options.directions.map(|d| d.to_vec()),
             teacher_forced: options.teacher_forced.unwrap_or(false),
