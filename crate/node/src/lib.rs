@@ -12,6 +12,7 @@ mod gemm;
 mod limits;
 mod mlp;
 mod monte_carlo;
+mod optimizer;
 mod policy;
 mod train;
 mod transformer;
