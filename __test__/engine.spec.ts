@@ -149,7 +149,7 @@ test('bad arguments reach JavaScript as HarmHorizonErrors with stable codes, syn
   expectCode(() => engine.analyze(Number.NaN), 'HH_INVALID_ARGUMENT', /lambda/);
   expectCode(() => engine.analyze(1, -3), 'HH_INVALID_ARGUMENT', /tolerance/);
   expectCode(() => engine.harmProfile({ kind: 'tabular', logits: new Float64Array(5) }), 'HH_INVALID_ARGUMENT', /logits have 5 entries/);
-  expectCode(() => engine.harmProfile({ kind: 'nonsense' } as unknown as Policy), 'HH_INVALID_ARGUMENT', /policy.kind/);
+  expectCode(() => engine.harmProfile({ kind: 'nonsense' } as unknown as Policy), 'HH_INVALID_ARGUMENT', /PolicyInput\.kind/);
   const rejected = await t.throwsAsync(engine.analyzeAsync(-2), { instanceOf: HarmHorizonError });
   t.is(rejected?.code, 'HH_INVALID_ARGUMENT');
   const rejectedProfile = await t.throwsAsync(engine.harmProfileAsync({ kind: 'tabular', logits: new Float64Array(1) }), { instanceOf: HarmHorizonError });

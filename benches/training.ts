@@ -10,7 +10,8 @@
  */
 import { Bench } from 'tinybench';
 import { ExactEngine, MonteCarlo, compileScenario, initMlp, randomScenario } from '../ts/index.ts';
-import { native } from '../ts/core/native.ts';
+import { Optimizer } from '../ts/core/optimizer.ts';
+import { baseLogits, objectiveValue, rlStep, type ObjectiveInput } from '../ts/core/training.ts';
 import { measureGemmRate, ppoUsefulFlops } from './neural.ts';
 
 export interface TrainingRow {
@@ -30,15 +31,15 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
 
   const exactScenario = compileScenario(randomScenario({ seed: 3, vocab: 16, order: 1, length: 64, states: 600 }));
   const engine = new ExactEngine(exactScenario);
-  const logits = engine.native.baseLogits();
-  const adam = new native.Optimizer('adam', logits.length, 0.05);
-  const objective = { kind: 'standard', lambda: 1, mu: 10, gamma: 1, recovery: [] as number[] };
+  const logits = baseLogits(engine);
+  const adam = new Optimizer('adam', logits.length, 0.05);
+  const objective: ObjectiveInput = { kind: 'standard', lambda: 1, mu: 10, gamma: 1, recovery: [] };
   const exactName = `exact descent step, standard objective, tabular (${exactScenario.name})`;
 
   const mlpScenario = compileScenario(randomScenario({ seed: 4, vocab: 32, order: 2, length: 64, states: 50 }), { memoryBudgetBytes: Infinity });
   const mc = new MonteCarlo(mlpScenario);
   const mlp = initMlp(mlpScenario, { order: 2, hidden: [64], activation: 'tanh' }, 1);
-  const mlpAdam = new native.Optimizer('adam', mlp.params.length, 0.001);
+  const mlpAdam = new Optimizer('adam', mlp.params.length, 0.001);
   let step = 0;
   const ppoName = `PPO step, 4096 responses × T=64, mlp width 64, order 2 (V=32)`;
   const ppoFlops = ppoUsefulFlops({ responses: 4096, length: 64, vocab: 32, hidden: [64], epochs: 4 });
@@ -47,11 +48,11 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
 
   const bench = new Bench({ iterations: 5, time: 0, warmupIterations: 1 });
   bench.add(exactName, () => {
-    const value = engine.native.objective({ kind: 'tabular', logits } as never, objective, true, undefined);
+    const value = objectiveValue(engine, { kind: 'tabular', logits }, objective, true);
     adam.step(logits, value.gradient!);
   });
   bench.add(ppoName, () => {
-    mc.native.rlStep('mlp', mlp.mlp, mlp.params, mlpAdam, { algorithm: 'ppo', samples: 4096, seed: 7, firstIndex: 4096 * step++, lambda: 1, clip: 0.2, epochs: 4 });
+    rlStep(mc, mlp, mlp.params, mlpAdam, { algorithm: 'ppo', samples: 4096, seed: 7, firstIndex: 4096 * step++, lambda: 1, clip: 0.2, epochs: 4 });
   });
   await bench.run();
   for (const task of bench.tasks) {

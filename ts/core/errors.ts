@@ -27,8 +27,6 @@ export class HarmHorizonError extends Error {
   }
 }
 
-const CODE_PREFIX = /^(HH_[A-Z_]+): (.*)$/s;
-
 /** napi-rs statuses of an argument JavaScript passed with the wrong type or shape (bad input, not a bug). */
 const ARGUMENT_STATUS = /^(InvalidArg|[A-Za-z]+Expected)$/;
 
@@ -38,9 +36,6 @@ export function fromNative(error: unknown): HarmHorizonError {
   const e = error as { code?: unknown; message?: unknown };
   const message = String(e?.message ?? error);
   if (typeof e?.code === 'string' && e.code.startsWith('HH_')) return new HarmHorizonError(e.code, message);
-  // Async tasks carry the code as a message prefix (see crate/node/src/lib.rs).
-  const prefixed = CODE_PREFIX.exec(message);
-  if (prefixed) return new HarmHorizonError(prefixed[1], prefixed[2]);
   if (typeof e?.code === 'string' && ARGUMENT_STATUS.test(e.code)) return new HarmHorizonError('HH_INVALID_ARGUMENT', message);
   return new HarmHorizonError('HH_INTERNAL', message);
 }

@@ -7,6 +7,21 @@ import type * as Binding from '../../native/index.cjs';
 
 const require = createRequire(import.meta.url);
 
-export type { AnalysisOutput, ProfileOutput, PolicyInput, ScenarioInput } from '../../native/index.cjs';
+export type {
+  AdamWOptions,
+  AnalysisOutput,
+  FineTuneName,
+  FineTuneOptions,
+  FineTuneOutput,
+  FixedPointOutput,
+  ObjectiveInput,
+  ObjectiveOutput,
+  OptimizerName,
+  PolicyInput,
+  ProfileOutput,
+  RlOptions,
+  RlStepOutput,
+  ScenarioInput,
+} from '../../native/index.cjs';
 
 export const native: typeof Binding = require('../../native/index.cjs');

@@ -4,11 +4,12 @@
  * scenarios; prefilling is also estimated by sampling when the state space is too large.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
-import { callNative, HarmHorizonError } from '../core/errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 import type { ExactEngine } from '../core/exact.js';
 import { MonteCarlo, NO_TOKEN } from '../core/montecarlo.js';
-import { native } from '../core/native.js';
-import { BASE, toInput, type Policy } from '../core/policy.js';
+import { Optimizer } from '../core/optimizer.js';
+import { BASE, type Policy } from '../core/policy.js';
+import { baseLogits, fineTuneLoss, harmfulResponseLogits, policyLogits, rankAssistedLogits } from '../core/training.js';
 
 /** Default r of rank-assisted prefilling (capped at V). */
 export const DEFAULT_RANK = 20;
@@ -20,7 +21,7 @@ export function prefillAttack(engine: ExactEngine, policy: Policy): Float64Array
 
 /** The rank-assisted attacker against a policy, as a tabular policy. */
 export function rankAssistedAttacker(engine: ExactEngine, policy: Policy, rank = DEFAULT_RANK): Policy {
-  return { kind: 'tabular', logits: callNative(() => engine.native.rankAssisted(toInput(policy), rank)) };
+  return { kind: 'tabular', logits: rankAssistedLogits(engine, policy, rank) };
 }
 
 /** Rank-assisted prefilling success, k = 0..T. */
@@ -159,10 +160,10 @@ export function fineTuneAttack(engine: ExactEngine, policy: Policy, options: Fin
   const aligned = structuredClone(start);
   const params = start.kind === 'tabular' ? start.logits : (start as Policy & { kind: 'mlp' }).params;
   const kind = options.optimizer ?? 'sgd';
-  const optimizer = callNative(() => new native.Optimizer(kind, params.length, options.learningRate, { weightDecay: options.weightDecay }));
-  const sampler = options.batch ? { mc: new MonteCarlo(engine.scenario, { exact: engine }), q: { kind: 'tabular' as const, logits: callNative(() => engine.native.harmfulResponsePolicy()) } } : null;
+  const optimizer = new Optimizer(kind, params.length, options.learningRate, { weightDecay: options.weightDecay });
+  const sampler = options.batch ? { mc: new MonteCarlo(engine.scenario, { exact: engine }), q: { kind: 'tabular' as const, logits: harmfulResponseLogits(engine) } } : null;
   const loss = (responses?: Uint32Array) =>
-    callNative(() => engine.native.fineTuneLoss(toInput(start), options.objective, toInput(aligned), { beta: options.beta, floor: options.floor, responses }));
+    fineTuneLoss(engine, start, options.objective, aligned, { beta: options.beta, floor: options.floor, responses });
   const trace: FineTuneStep[] = [];
   for (let step = 0; step <= options.steps; step++) {
     const value = loss();
@@ -174,7 +175,7 @@ export function fineTuneAttack(engine: ExactEngine, policy: Policy, options: Fin
       gradNorm: Array.from(value.gradNorm),
       loggedLoss: value.loggedLoss,
       tokenGradNorm: Array.from(value.tokenGradNorm, (x) => (Number.isFinite(x) ? x : null)),
-      klToAligned: Array.from(callNative(() => engine.native.klBetween(toInput(start), toInput(aligned)))),
+      klToAligned: Array.from(engine.klBetween(start, aligned)),
     };
     trace.push(record);
     if (step === options.steps) break;
@@ -185,7 +186,7 @@ export function fineTuneAttack(engine: ExactEngine, policy: Policy, options: Fin
       record.batchLoggedLoss = batch.loggedLoss;
       gradient = batch.gradient;
     }
-    callNative(() => optimizer.step(params, gradient));
+    optimizer.step(params, gradient);
   }
   return { policy: start, trace };
 }
@@ -194,7 +195,7 @@ export function fineTuneAttack(engine: ExactEngine, policy: Policy, options: Fin
 export function asTabular(engine: ExactEngine, policy: Policy): Policy & { kind: 'tabular' } {
   if (policy.kind === 'tabular') return policy;
   if (policy.kind === 'mlp') return { kind: 'tabular', logits: engine.mlpTabulate(policy.mlp, policy.params) };
-  if (policy.kind === 'base') return { kind: 'tabular', logits: callNative(() => engine.native.baseLogits()) };
+  if (policy.kind === 'base') return { kind: 'tabular', logits: baseLogits(engine) };
   // The Gibbs optimum, read row by row as log-probabilities.
-  return { kind: 'tabular', logits: callNative(() => engine.native.policyLogits(toInput(policy))) };
+  return { kind: 'tabular', logits: policyLogits(engine, policy) };
 }

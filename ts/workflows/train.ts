@@ -5,12 +5,13 @@
  * optimiser updates) runs in the Rust core.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
-import { callNative, HarmHorizonError } from '../core/errors.js';
+import { HarmHorizonError } from '../core/errors.js';
 import type { ExactEngine } from '../core/exact.js';
 import { harmfulBaseResponses } from './attack.js';
 import { MonteCarlo } from '../core/montecarlo.js';
-import { native } from '../core/native.js';
-import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, toInput, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
+import { Optimizer } from '../core/optimizer.js';
+import { baseLogits, DEFAULT_MIX, fixedPoint, objectiveValue, policyLogits, rlStep } from '../core/training.js';
+import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
 
 export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
 /**
@@ -35,7 +36,7 @@ export interface ObjectiveOptions {
 }
 
 /** α of the augment objective when none is given (Qi et al.'s 0.2; the one constant, from the core). */
-export const DEFAULT_MIX: number = native.DEFAULT_MIX;
+export { DEFAULT_MIX };
 
 export interface TrainOptions {
   objective: ObjectiveOptions;
@@ -114,7 +115,7 @@ function parameters(policy: Policy): Float64Array {
 export function initialPolicy(scenario: CompiledScenario, engine: ExactEngine | null, family: 'tabular' | 'mlp', shape: MlpShape | undefined, seed: number): Policy {
   if (family === 'tabular') {
     if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'a tabular policy needs the exact state space, which is too large here');
-    return { kind: 'tabular', logits: callNative(() => engine.native.baseLogits()) };
+    return { kind: 'tabular', logits: baseLogits(engine) };
   }
   const mlp = initMlp(scenario, shape ?? { order: scenario.order, hidden: [32], activation: 'tanh' }, seed);
   return fitMlpToBase(scenario, mlp, { steps: 400 }).policy;
@@ -139,7 +140,7 @@ function objectiveInput(scenario: CompiledScenario, o: ObjectiveOptions) {
  * `init`: P_init, the policy training started from (the augment objective's default anchor).
  */
 export function evaluateObjective(engine: ExactEngine, policy: Policy, objective: ObjectiveOptions, gradient = false, init?: Policy) {
-  return callNative(() => engine.native.objective(toInput(policy), objectiveInput(engine.scenario, objective), gradient, init ? toInput(init) : undefined, undefined));
+  return objectiveValue(engine, policy, objectiveInput(engine.scenario, objective), gradient, init);
 }
 
 /** A run has converged when its final gradient norm is at most this fraction of its initial one. */
@@ -202,7 +203,7 @@ export async function train(
   const fitted = options.policy === 'transformer' ? initialTransformer(scenario, engine, options.transformer ?? DEFAULT_TRANSFORMER, options.seed) : null;
   const policy: Policy =
     options.policy === 'tabular' && o.kind === 'augment' && engine
-      ? { kind: 'tabular', logits: callNative(() => engine.native.policyLogits({ kind: 'gibbs', lambda: o.lambda })) }
+      ? { kind: 'tabular', logits: policyLogits(engine, { kind: 'gibbs', lambda: o.lambda }) }
       : fitted
         ? fitted.policy
         : typeof options.policy === 'string'
@@ -210,7 +211,7 @@ export async function train(
           : structuredClone(options.policy);
   const init = structuredClone(policy);
   const params = parameters(policy);
-  const optimizer = callNative(() => new native.Optimizer(options.optimizer, params.length, options.learningRate));
+  const optimizer = new Optimizer(options.optimizer, params.length, options.learningRate);
   const mc = options.algorithm === 'exact' ? null : new MonteCarlo(scenario, engine ? { exact: engine } : {});
   const penalty = mc && o.kind === 'deep' ? recoveryPenalty(scenario, o, options) : undefined;
   const started = performance.now();
@@ -223,27 +224,22 @@ export async function train(
       const wantGradient = options.algorithm === 'exact' && !last;
       const value = evaluateObjective(engine, policy, o, options.algorithm === 'exact' || step === 0 || last, init);
       record = exactRecord(step, value, evaluate ? engine.onHarmfulPrefixes(policy) : null, started);
-      if (wantGradient && value.gradient) callNative(() => optimizer.step(params, value.gradient!));
+      if (wantGradient && value.gradient) optimizer.step(params, value.gradient);
     } else {
       record = { step, objective: NaN, parts: { expectedHarm: NaN, kl: NaN, penalty: 0, anchorKl: 0, sftLoss: 0 }, expectedHarm: NaN, kl: NaN, klOnPolicy: [], gradNorm: [], recovery: [], seconds: 0 };
     }
     if (step === 0 && fitted) record.fit = fitted.fit;
-    if (mc && !last) {
-      const kind = policy.kind === 'mlp' || policy.kind === 'transformer' ? policy.kind : 'tabular';
-      const shape = policy.kind === 'mlp' ? policy.mlp : undefined;
-      const layout = policy.kind === 'transformer' ? policy.transformer : undefined;
-      const out = callNative(() =>
-        mc.native.rlStep(kind, shape, params, optimizer, {
-          algorithm: options.algorithm,
-          samples: options.samples,
-          seed: options.seed,
-          firstIndex: step * options.samples,
-          lambda: o.lambda,
-          clip: options.clip,
-          epochs: options.epochs,
-          penalty,
-        }, layout),
-      );
+    if (mc && !last && options.algorithm !== 'exact') {
+      const out = rlStep(mc, policy, params, optimizer, {
+        algorithm: options.algorithm,
+        samples: options.samples,
+        seed: options.seed,
+        firstIndex: step * options.samples,
+        lambda: o.lambda,
+        clip: options.clip,
+        epochs: options.epochs,
+        penalty,
+      });
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
       if (!engine) {
         record.objective = out.objective;
@@ -279,8 +275,8 @@ function solveFixedPoint(scenario: CompiledScenario, engine: ExactEngine | null,
   if (options.policy !== 'tabular') throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fixed point gives a tabular policy: use --policy tabular');
   const started = performance.now();
   const o = options.objective;
-  const solved = callNative(() => engine.native.solveFixedPoint(objectiveInput(scenario, o), Math.max(options.steps, 1), 1e-14));
-  const base: Policy = { kind: 'tabular', logits: callNative(() => engine.native.baseLogits()) };
+  const solved = fixedPoint(engine, objectiveInput(scenario, o), Math.max(options.steps, 1), 1e-14);
+  const base: Policy = { kind: 'tabular', logits: baseLogits(engine) };
   const policy: Policy = { kind: 'tabular', logits: solved.logits };
   [base, policy].forEach((p, step) => onRecord(exactRecord(step, evaluateObjective(engine, p, o, true), engine.onHarmfulPrefixes(p), started)));
   return policy;

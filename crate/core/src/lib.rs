@@ -14,6 +14,7 @@ pub mod gibbs;
 pub mod model;
 pub mod parallel;
 pub mod policy;
+pub mod policy_spec;
 
 pub use error::{Error, Result};
 pub mod rng;

@@ -15,6 +15,9 @@ use crate::walk::Track;
 /// Teacher-forced prefixes are base responses drawn with the run's seed XOR this constant.
 pub const TEACHER_FORCED_SEED_MIX: u64 = 0x9E37_79B9_7F4A_7C15;
 
+/// M, the rollouts per prefix and set, when none is given.
+pub const DEFAULT_ROLLOUTS: usize = 16;
+
 pub enum HarmChoice<'a> {
     /// h_t from the exact engine's table of the sampled policy.
     Exact(&'a [f64]),

@@ -61,7 +61,48 @@ pub struct Objective {
     pub anchor: Anchor,
 }
 
+/// μ, the weight of the recovery penalty, when none is given.
+pub const DEFAULT_MU: f64 = 10.0;
+
+/// An objective's settings as a caller gives them: each falls back to its default when absent.
+#[derive(Debug, Clone, Default)]
+pub struct ObjectiveOptions {
+    /// Default `DEFAULT_MU`.
+    pub mu: Option<f64>,
+    /// w_t = γ^{t−1} (default γ = 1) unless `weights` are given.
+    pub gamma: Option<f64>,
+    pub weights: Option<Vec<f64>>,
+    /// Recovery token ids R.
+    pub recovery: Vec<u32>,
+    /// Default `DEFAULT_MIX`.
+    pub mix: Option<f64>,
+    /// Default `Anchor::Init`.
+    pub anchor: Option<Anchor>,
+}
+
 impl Objective {
+    /// The objective `kind` at λ on responses of `length` tokens over `vocab`, with `options`'
+    /// defaults filled in (γ in (0, 1] and recovery tokens below V checked here, the rest by `check`).
+    pub fn new(kind: ObjectiveKind, lambda: f64, options: ObjectiveOptions, vocab: usize, length: usize) -> Result<Objective> {
+        let gamma = options.gamma.unwrap_or(1.0);
+        if !(gamma > 0.0 && gamma <= 1.0) {
+            return Err(Error::InvalidArgument(format!("gamma must be in (0, 1], got {gamma}")));
+        }
+        let mut recovery = vec![false; vocab];
+        for &r in &options.recovery {
+            *recovery.get_mut(r as usize).ok_or_else(|| Error::InvalidArgument(format!("recovery token {r} is not below V")))? = true;
+        }
+        Ok(Objective {
+            kind,
+            lambda,
+            mu: options.mu.unwrap_or(DEFAULT_MU),
+            weights: options.weights.unwrap_or_else(|| geometric_weights(gamma, length)),
+            recovery,
+            mix: options.mix.unwrap_or(DEFAULT_MIX),
+            anchor: options.anchor.unwrap_or(Anchor::Init),
+        })
+    }
+
     pub fn check(&self, model: &Model) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(m));
         if !(self.lambda >= 0.0 && self.lambda.is_finite()) {

@@ -98,6 +98,10 @@ impl Family for MlpFamily<'_> {
     }
 }
 
+/// PPO's clipping range ε and epochs per batch when none are given.
+pub const DEFAULT_PPO_CLIP: f64 = 0.2;
+pub const DEFAULT_PPO_EPOCHS: usize = 4;
+
 #[derive(Debug, Clone, Copy)]
 pub enum RlAlgorithm {
     Reinforce,

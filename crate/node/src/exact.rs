@@ -3,7 +3,8 @@
 use std::sync::Arc;
 
 use crate::core;
-use crate::policy::{MlpShape, PolicyChoice, PolicyInput};
+use crate::policy::{policy_spec, MlpShape, PolicyInput};
+use core::policy_spec::PolicySpec;
 use crate::{guard, guard_task, invalid, ScenarioInput};
 use core::analysis::{analyze, check_tolerance, Analysis, DEFAULT_HORIZON_TOLERANCE};
 use core::exact::{conditional_harm, harm_profile, kl_on_policy, on_harmful_prefixes, HarmProfile};
@@ -71,7 +72,7 @@ impl ExactModel {
     #[napi]
     pub fn harm_profile(&self, policy: PolicyInput, options: Option<ProfileOptions>) -> napi::Result<ProfileOutput, String> {
         guard(|| {
-            let choice = PolicyChoice::parse(&policy, &self.inner.spec)?;
+            let choice = policy_spec(&policy, &self.inner.spec)?;
             run_profile(&self.inner, &choice, &ProfileRequest::from(options)?)
         })
         .map(ProfileOutput::from)
@@ -81,7 +82,7 @@ impl ExactModel {
     #[napi(ts_return_type = "Promise<ProfileOutput>")]
     pub fn harm_profile_async(&self, policy: PolicyInput, options: Option<ProfileOptions>) -> napi::Result<AsyncTask<ProfileTask>, String> {
         guard(|| {
-            let choice = PolicyChoice::parse(&policy, &self.inner.spec)?.into_owned();
+            let choice = policy_spec(&policy, &self.inner.spec)?.into_owned();
             Ok(AsyncTask::new(ProfileTask { model: self.inner.clone(), policy: choice, request: ProfileRequest::from(options)? }))
         })
     }
@@ -101,13 +102,13 @@ impl ExactModel {
     /// Conditional expected harm table h_t(s), (T+1) × S, under a policy.
     #[napi]
     pub fn conditional_harm(&self, policy: PolicyInput) -> napi::Result<Float64Array, String> {
-        guard(|| PolicyChoice::parse(&policy, &self.inner.spec)?.with(&self.inner, |p| conditional_harm(&self.inner, p))).map(Float64Array::new)
+        guard(|| policy_spec(&policy, &self.inner.spec)?.with(&self.inner, |p| conditional_harm(&self.inner, p))).map(Float64Array::new)
     }
 
     /// On-policy per-position KL of a policy to the base, length T.
     #[napi]
     pub fn kl_on_policy(&self, policy: PolicyInput) -> napi::Result<Float64Array, String> {
-        guard(|| PolicyChoice::parse(&policy, &self.inner.spec)?.with(&self.inner, |p| kl_on_policy(&self.inner, p))).map(Float64Array::new)
+        guard(|| policy_spec(&policy, &self.inner.spec)?.with(&self.inner, |p| kl_on_policy(&self.inner, p))).map(Float64Array::new)
     }
 
     /// Any policy as tabular logits: log π_t(a|s) at every (position, live state), T × S × V
@@ -116,7 +117,7 @@ impl ExactModel {
     pub fn policy_logits(&self, policy: PolicyInput) -> napi::Result<Float64Array, String> {
         guard(|| {
             let model = &self.inner;
-            PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| {
+            policy_spec(&policy, &model.spec)?.with(model, |p| {
                 let (n, v) = (model.num_states(), model.vocab());
                 let mut logits = core::alloc::table(&[model.length(), n, v], 0.0, "T × S × V logits table")?;
                 for (i, row) in logits.chunks_exact_mut(v).enumerate() {
@@ -138,7 +139,7 @@ impl ExactModel {
         guard(|| {
             let model = &self.inner;
             let n = model.num_states();
-            PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| {
+            policy_spec(&policy, &model.spec)?.with(model, |p| {
                 let mut table = core::alloc::table(&[model.length() + 1, n], 0.0, "(T+1) × S state distribution table")?;
                 let last = core::exact::forward(model, p, |t, layer| table[(t - 1) * n..t * n].copy_from_slice(layer));
                 table[model.length() * n..].copy_from_slice(&last);
@@ -151,13 +152,13 @@ impl ExactModel {
     /// The base model as tabular logits, log p at every (position, live state): T × S × V.
     #[napi]
     pub fn base_logits(&self) -> napi::Result<Float64Array, String> {
-        guard(|| crate::policy::base_logits(&self.inner)).map(Float64Array::new)
+        guard(|| core::policy_spec::base_logits(&self.inner)).map(Float64Array::new)
     }
 
     /// Logits of an mlp at every (position, live state): its tabular form, T × S × V.
     #[napi]
     pub fn mlp_tabulate(&self, shape: MlpShape, params: Float64Array) -> napi::Result<Float64Array, String> {
-        guard(|| shape.build(self.inner.vocab(), self.inner.length())?.tabulate(&params, &self.inner)).map(Float64Array::new)
+        guard(|| core::mlp::Mlp::new(shape.config(self.inner.vocab(), self.inner.length()))?.tabulate(&params, &self.inner)).map(Float64Array::new)
     }
 
     /// Pulls a gradient with respect to the tabulated logits (T × S × V) back to the mlp's
@@ -165,7 +166,7 @@ impl ExactModel {
     #[napi]
     pub fn mlp_pull_back(&self, shape: MlpShape, params: Float64Array, logit_gradient: Float64Array, per_position: Option<bool>) -> napi::Result<Float64Array, String> {
         guard(|| {
-            let mlp = shape.build(self.inner.vocab(), self.inner.length())?;
+            let mlp = core::mlp::Mlp::new(shape.config(self.inner.vocab(), self.inner.length()))?;
             if per_position.unwrap_or(false) {
                 mlp.pull_back_per_position(&params, &self.inner, &logit_gradient)
             } else {
@@ -182,7 +183,7 @@ impl ExactModel {
         guard(|| {
             let model = &self.inner;
             let h_base = conditional_harm(model, &BasePolicy { model });
-            PolicyChoice::parse(&policy, &self.inner.spec)?.with(model, |p| {
+            policy_spec(&policy, &self.inner.spec)?.with(model, |p| {
                 let h = conditional_harm(model, p);
                 on_harmful_prefixes(model, &h_base, p, &h)
             })
@@ -222,7 +223,7 @@ pub struct ProfileData {
     conditional_harm: Option<Vec<f64>>,
 }
 
-fn run_profile(model: &Model, choice: &PolicyChoice, request: &ProfileRequest) -> core::Result<ProfileData> {
+fn run_profile(model: &Model, choice: &PolicySpec, request: &ProfileRequest) -> core::Result<ProfileData> {
     let dims = [model.length(), model.num_states(), model.vocab()];
     let mut gradient = match request.gradient {
         true => Some(core::alloc::table(&dims, 0.0, "T × S × V gradient table")?),
@@ -273,21 +274,21 @@ impl From<ProfileData> for ProfileOutput {
 
 pub struct ProfileTask {
     model: Arc<Model>,
-    policy: PolicyChoice<'static>,
+    policy: PolicySpec<'static>,
     request: ProfileRequest,
 }
 
 #[napi]
 impl Task for ProfileTask {
-    type Output = ProfileData;
+    type Output = crate::Computed<ProfileData>;
     type JsValue = ProfileOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guard_task(|| run_profile(&self.model, &self.policy, &self.request))
     }
 
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(ProfileOutput::from(output))
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        crate::settle(&env, output).map(ProfileOutput::from)
     }
 }
 
@@ -333,15 +334,15 @@ pub struct AnalysisTask {
 
 #[napi]
 impl Task for AnalysisTask {
-    type Output = Analysis;
+    type Output = crate::Computed<Analysis>;
     type JsValue = AnalysisOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guard_task(|| analyze(&self.model, self.lambda, self.tolerance))
     }
 
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(AnalysisOutput::from(output))
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        crate::settle(&env, output).map(AnalysisOutput::from)
     }
 }
 

@@ -2,9 +2,9 @@
 //!
 //! Every export is wrapped by `guard`, which turns domain errors into JavaScript Errors whose `code`
 //! is the error's stable code (HH_…) and catches panics (code HH_PANIC) so none crosses N-API.
-//! Async exports run on the libuv pool with inputs copied on the JS thread first; their errors carry
-//! the code as a "HH_…: " prefix of the message (the Task API fixes the error type), which the
-//! TypeScript wrapper turns back into `code`.
+//! Async exports run on the libuv pool with inputs copied on the JS thread first. A Task's `compute`
+//! can only fail with a napi Status, so it returns the coded outcome as its output (`Computed`) and
+//! `settle`, back on the JS thread, rejects with a JavaScript Error built there with the same `code`.
 
 mod exact;
 mod log_stats;
@@ -12,6 +12,7 @@ mod gemm;
 mod limits;
 mod mlp;
 mod monte_carlo;
+mod optimizer;
 mod policy;
 mod train;
 mod transformer;
@@ -36,9 +37,21 @@ fn guard<T>(f: impl FnOnce() -> core::Result<T>) -> napi::Result<T, String> {
     }
 }
 
-/// The same for async tasks, whose error type is fixed: the code becomes a message prefix.
-fn guard_task<T>(f: impl FnOnce() -> core::Result<T>) -> napi::Result<T> {
-    guard(f).map_err(|e| napi::Error::new(Status::GenericFailure, format!("{}: {}", e.status, e.reason)))
+/// What an async task's `compute` hands back to the JS thread: its value or its coded error.
+type Computed<T> = napi::Result<T, String>;
+
+/// `guard` for a Task's `compute` (on the libuv pool): never fails there, the outcome is settled later.
+fn guard_task<T>(f: impl FnOnce() -> core::Result<T>) -> napi::Result<Computed<T>> {
+    Ok(guard(f))
+}
+
+/// On the JS thread: the value, or the JavaScript Error (with its `code`) the promise rejects with.
+/// The Error is created here and handed to napi-rs by reference, since a Task's error type is a Status.
+fn settle<T>(env: &Env, computed: Computed<T>) -> napi::Result<T> {
+    computed.map_err(|coded| match unsafe { ToNapiValue::to_napi_value(env.raw(), coded) } {
+        Ok(error) => napi::Error::from(unsafe { Unknown::from_raw_unchecked(env.raw(), error) }),
+        Err(failed) => failed,
+    })
 }
 
 fn panic_message(panic: Box<dyn std::any::Any + Send>) -> String {

@@ -10,13 +10,13 @@ use napi_derive::napi;
 /// Number of parameters of an mlp over a vocabulary of `vocab` tokens and responses of `length`.
 #[napi]
 pub fn mlp_num_params(vocab: u32, length: u32, shape: MlpShape) -> napi::Result<u32, String> {
-    guard(|| Ok(shape.build(vocab as usize, length as usize)?.num_params() as u32))
+    guard(|| Ok(core::mlp::Mlp::new(shape.config(vocab as usize, length as usize))?.num_params() as u32))
 }
 
 /// Seeded initial parameters: weights N(0, 1/fan-in), biases 0.
 #[napi]
 pub fn mlp_init(vocab: u32, length: u32, shape: MlpShape, seed: f64) -> napi::Result<Float64Array, String> {
-    guard(|| Ok(shape.build(vocab as usize, length as usize)?.init_params(seed_from(seed, "seed")?))).map(Float64Array::new)
+    guard(|| Ok(core::mlp::Mlp::new(shape.config(vocab as usize, length as usize))?.init_params(seed_from(seed, "seed")?))).map(Float64Array::new)
 }
 
 #[napi(object)]
@@ -32,7 +32,7 @@ pub struct FitOutput {
 pub fn mlp_fit_base(spec: ScenarioInput, shape: MlpShape, params: Float64Array, steps: u32, learning_rate: f64) -> napi::Result<FitOutput, String> {
     guard(|| {
         let spec = spec.to_spec()?.prepared()?;
-        let mlp = shape.build(spec.vocab, spec.length)?;
+        let mlp = core::mlp::Mlp::new(shape.config(spec.vocab, spec.length))?;
         let mut fitted = params.to_vec();
         let report = fit_base(&mlp, &mut fitted, &spec, steps as usize, learning_rate)?;
         Ok(FitOutput { params: Float64Array::new(fitted), sequence_kl: report.sequence_kl })
@@ -44,7 +44,7 @@ pub fn mlp_fit_base(spec: ScenarioInput, shape: MlpShape, params: Float64Array, 
 #[napi]
 pub fn mlp_logits(vocab: u32, length: u32, shape: MlpShape, params: Float64Array, positions: Uint32Array, contexts: Uint32Array) -> napi::Result<Float64Array, String> {
     guard(|| {
-        let mlp = shape.build(vocab as usize, length as usize)?;
+        let mlp = core::mlp::Mlp::new(shape.config(vocab as usize, length as usize))?;
         mlp.check_params(&params)?;
         if positions.len() != contexts.len() {
             return Err(crate::invalid(format!("positions ({}) and contexts ({}) differ in length", positions.len(), contexts.len())));

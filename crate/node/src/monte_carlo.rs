@@ -4,14 +4,15 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::core;
 use crate::exact::ExactModel;
-use crate::policy::{CachedTabular, PolicyChoice, PolicyInput};
+use crate::policy::{policy_spec, PolicyInput};
+use core::policy_spec::{CachedTabular, PolicySpec};
 use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
 use core::estimate::{Coefficient, GradientEstimate, PositionEstimates, Scalar};
 use core::exact::conditional_harm;
 use core::information::{run_information, InformationSummary};
 use core::model::{Model, ScenarioSpec};
 use core::policy::TabularTables;
-use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest};
+use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest, DEFAULT_ROLLOUTS};
 use core::proposal::{check_tilt, with_tilt, TiltMethod, DEFAULT_TILT};
 use core::sampling::{sample, Prefix, SampleRequest, Samples};
 use core::walk::Track;
@@ -75,24 +76,52 @@ impl From<Samples> for SamplesOutput {
     }
 }
 
+/// Where an estimate's h_t comes from.
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum HarmSource {
+    /// The exact table (needs the exact model).
+    Exact,
+    /// M rollouts per prefix and set.
+    Rollouts,
+}
+
+/// The coefficient of a per-position gradient estimate.
+#[napi(string_enum = "kebab-case")]
+pub enum GradientEstimator {
+    Reinforce,
+    LeaveOneOut,
+    Innovation,
+}
+
+/// Where an estimate's responses are drawn from.
+#[napi(string_enum = "lowercase")]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ProposalName {
+    /// The policy itself.
+    Policy,
+    /// Importance sampling from the policy tilted by e^{κH}, reweighted.
+    Tilted,
+    /// The defensive mixture of the zero-variance proposals for each I_t (needs the exact model).
+    Information,
+}
+
 #[napi(object)]
 pub struct EstimateOptions {
     pub samples: f64,
     pub seed: f64,
-    /// Where h_t comes from: "exact" (needs the exact model), "rollouts", or absent (no I_t).
-    pub harm: Option<String>,
+    /// Where h_t comes from (absent: no I_t).
+    pub harm: Option<HarmSource>,
     /// M, the rollouts per prefix and set (default 16).
     pub rollouts: Option<u32>,
-    /// "reinforce", "leave-one-out" or "innovation": estimate the per-position gradients.
-    pub gradient: Option<String>,
+    /// Estimate the per-position gradients with this coefficient.
+    pub gradient: Option<GradientEstimator>,
     /// Directions (T × block) to project the gradient estimates on, with standard errors.
     pub directions: Option<Float64Array>,
     /// Also estimate the KL on harmful base responses (teacher forcing).
     pub teacher_forced: Option<bool>,
-    /// Where responses are drawn from: "policy" (default), "tilted" (importance sampling from the
-    /// policy tilted by e^{κH}, reweighted) or "information" (the defensive mixture of the
-    /// zero-variance proposals for each I_t; needs the exact model).
-    pub proposal: Option<String>,
+    /// Where responses are drawn from (default: the policy).
+    pub proposal: Option<ProposalName>,
     /// κ of the tilted proposal (default DEFAULT_TILT).
     pub tilt: Option<f64>,
 }
@@ -227,10 +256,10 @@ fn to_output(job: &EstimateJob, (r, method, information): RunOutput) -> Estimate
 pub struct EstimateJob {
     spec: Arc<ScenarioSpec>,
     model: Option<Arc<Model>>,
-    policy: PolicyChoice<'static>,
+    policy: PolicySpec<'static>,
     samples: usize,
     seed: u64,
-    harm: Option<String>,
+    harm: Option<HarmSource>,
     rollouts: usize,
     gradient: Option<Coefficient>,
     directions: Option<Vec<f64>>,
@@ -246,13 +275,13 @@ impl EstimateJob {
         let track = Track::new(&self.spec, self.model.as_deref());
         self.policy.with_sampler(&self.spec, self.model.as_deref(), |step, score, exact| {
             let table;
-            let harm = match self.harm.as_deref() {
+            let harm = match self.harm {
                 None => None,
-                Some("rollouts") => Some(HarmChoice::Rollouts(self.rollouts)),
-                Some("exact") => {
+                Some(HarmSource::Rollouts) => Some(HarmChoice::Rollouts(self.rollouts)),
+                Some(HarmSource::Exact) => {
                     let (model, exact) = self.model.as_deref().zip(exact).ok_or_else(|| invalid("harm: \"exact\" needs the exact model".into()))?;
                     let kept = match &self.policy {
-                        PolicyChoice::Cached(c) => c.harm.get_or_init(|| conditional_harm(model, exact)),
+                        PolicySpec::Cached(c) => c.harm.get_or_init(|| conditional_harm(model, exact)),
                         _ => {
                             table = conditional_harm(model, exact);
                             &table
@@ -260,7 +289,6 @@ impl EstimateJob {
                     };
                     Some(HarmChoice::Exact(kept))
                 }
-                Some(other) => return Err(invalid(format!("harm must be \"exact\" or \"rollouts\", got {other:?}"))),
             };
             let request = RunRequest {
                 samples: self.samples,
@@ -302,17 +330,17 @@ impl MonteCarlo {
     }
 
     /// A tabular policy through the kept tables: the same logits reuse them, others replace them.
-    fn cached<'a>(&self, choice: PolicyChoice<'a>) -> core::Result<PolicyChoice<'a>> {
-        let (PolicyChoice::Tabular(logits), Some(model)) = (&choice, self.model.as_deref()) else {
+    fn cached<'a>(&self, choice: PolicySpec<'a>) -> core::Result<PolicySpec<'a>> {
+        let (PolicySpec::Tabular(logits), Some(model)) = (&choice, self.model.as_deref()) else {
             return Ok(choice);
         };
         let mut kept = self.tabular.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(c) = kept.as_ref().filter(|c| c.tables.holds(logits)) {
-            return Ok(PolicyChoice::Cached(c.clone()));
+            return Ok(PolicySpec::Cached(c.clone()));
         }
         let c = Arc::new(CachedTabular { tables: TabularTables::new(model, logits.to_vec())?, harm: OnceLock::new() });
         *kept = Some(c.clone());
-        Ok(PolicyChoice::Cached(c))
+        Ok(PolicySpec::Cached(c))
     }
 }
 
@@ -334,7 +362,7 @@ impl MonteCarlo {
         guard(|| {
             let samples = given_responses(&self.spec, &tokens, count)?;
             let track = Track::new(&self.spec, self.model.as_deref());
-            PolicyChoice::parse(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| Ok(core::rl::replay_log_probs(&track, step, &samples)))
+            policy_spec(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| Ok(core::rl::replay_log_probs(&track, step, &samples)))
         })
         .map(Float64Array::new)
     }
@@ -351,7 +379,7 @@ impl MonteCarlo {
             }
             let t_max = self.spec.length;
             let track = Track::new(&self.spec, self.model.as_deref());
-            PolicyChoice::parse(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |_, score, _| {
+            policy_spec(&policy, &self.spec)?.with_sampler(&self.spec, self.model.as_deref(), |_, score, _| {
                 let score = score.ok_or_else(|| invalid("scores need a policy with parameters (tabular or mlp)".into()))?;
                 core::estimate::accumulate_scores(&track, score, &samples, &|n, t| coefficients[n * t_max + t], None, true)
             })
@@ -363,7 +391,7 @@ impl MonteCarlo {
     #[napi]
     pub fn sample(&self, policy: PolicyInput, options: SampleOptions) -> napi::Result<SamplesOutput, String> {
         guard(|| {
-            let choice = self.cached(PolicyChoice::parse(&policy, &self.spec)?)?;
+            let choice = self.cached(policy_spec(&policy, &self.spec)?)?;
             let count = count_from(options.count, "count")?;
             let seed = seed_from(options.seed, "seed")?;
             let prefix = options.prefix.as_ref().map(|tokens| Prefix { tokens, length: options.prefix_length.unwrap_or(tokens.len() as u32) as usize });
@@ -384,34 +412,31 @@ impl MonteCarlo {
     }
 
     fn job(&self, policy: &PolicyInput, options: EstimateOptions) -> core::Result<EstimateJob> {
-        let gradient = match options.gradient.as_deref() {
-            None => None,
-            Some("reinforce") => Some(Coefficient::Reinforce),
-            Some("leave-one-out") => Some(Coefficient::LeaveOneOut),
-            Some("innovation") => Some(Coefficient::Innovation),
-            Some(other) => return Err(invalid(format!("gradient must be reinforce, leave-one-out or innovation, got {other:?}"))),
-        };
-        let information = options.proposal.as_deref() == Some("information");
+        let gradient = options.gradient.map(|g| match g {
+            GradientEstimator::Reinforce => Coefficient::Reinforce,
+            GradientEstimator::LeaveOneOut => Coefficient::LeaveOneOut,
+            GradientEstimator::Innovation => Coefficient::Innovation,
+        });
+        let information = options.proposal == Some(ProposalName::Information);
         if information && self.model.is_none() {
             return Err(invalid(INFORMATION_NEEDS_EXACT.into()));
         }
-        let tilt = match options.proposal.as_deref() {
-            None | Some("policy") | Some("information") => None,
-            Some("tilted") => {
+        let tilt = match options.proposal {
+            None | Some(ProposalName::Policy) | Some(ProposalName::Information) => None,
+            Some(ProposalName::Tilted) => {
                 let kappa = options.tilt.unwrap_or(DEFAULT_TILT);
                 check_tilt(kappa)?;
                 Some(kappa)
             }
-            Some(other) => return Err(invalid(format!("proposal must be \"policy\", \"tilted\" or \"information\", got {other:?}"))),
         };
         Ok(EstimateJob {
             spec: self.spec.clone(),
             model: self.model.clone(),
-            policy: self.cached(PolicyChoice::parse(policy, &self.spec)?)?.into_owned(),
+            policy: self.cached(policy_spec(policy, &self.spec)?)?.into_owned(),
             samples: count_from(options.samples, "samples")?,
             seed: seed_from(options.seed, "seed")?,
             harm: options.harm,
-            rollouts: options.rollouts.unwrap_or(16) as usize,
+            rollouts: options.rollouts.map_or(DEFAULT_ROLLOUTS, |m| m as usize),
             gradient,
             directions: options.directions.map(|d| d.to_vec()),
             teacher_forced: options.teacher_forced.unwrap_or(false),
@@ -443,15 +468,15 @@ const INFORMATION_NEEDS_EXACT: &str = "proposal \"information\" needs the exact 
 
 #[napi]
 impl Task for EstimateTask {
-    type Output = RunOutput;
+    type Output = crate::Computed<RunOutput>;
     type JsValue = EstimateOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
         guard_task(|| self.0.run())
     }
 
-    fn resolve(&mut self, _env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        Ok(to_output(&self.0, output))
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        crate::settle(&env, output).map(|output| to_output(&self.0, output))
     }
 }
 

@@ -4,110 +4,41 @@
 use crate::core;
 use crate::exact::ExactModel;
 use crate::monte_carlo::MonteCarlo;
-use crate::policy::{MlpShape, PolicyChoice, PolicyInput, TransformerLayout};
+use crate::optimizer::Optimizer;
+use crate::policy::{policy_spec, MlpShape, PolicyInput, TransformerLayout};
 use crate::{count_from, guard, invalid, seed_from};
-use core::attack::{default_betas, fine_tune_loss, harmful_response_logits, harmful_token_weights, rank_assisted_logits, token_weights_from_responses, FineTune, ADAMW_BETA1, DEFAULT_WEIGHT_FLOOR};
+use core::attack::{default_betas, fine_tune_loss, harmful_response_logits, harmful_token_weights, rank_assisted_logits, token_weights_from_responses, FineTune, DEFAULT_WEIGHT_FLOOR};
 use core::exact::{conditional_harm, kl_between};
 use core::model::Model;
-use core::objective::{base_harmful_prefixes, evaluate, geometric_weights, prefixes_from_responses, Anchor, Objective, ObjectiveKind, ObjectiveValue};
+use core::objective::{base_harmful_prefixes, evaluate, prefixes_from_responses, Anchor, Objective, ObjectiveKind, ObjectiveOptions, ObjectiveValue};
 use core::fixed_point::solve;
-use core::optim::{sgd_step, Adam};
 use core::policy::{BasePolicy, Policy, TabularPolicy};
-use core::rl::{rl_step, MlpFamily, RlAlgorithm, TabularFamily};
+use core::rl::{rl_step, DEFAULT_PPO_CLIP, DEFAULT_PPO_EPOCHS, MlpFamily, RlAlgorithm, TabularFamily};
 use core::transformer_table::{RecoveryPenalty, TransformerFamily};
 use core::walk::Track;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-/// A first-order optimiser with its state: Adam or plain gradient descent.
-#[napi]
-pub struct Optimizer {
-    adam: Option<Adam>,
-    learning_rate: f64,
+/// Which alignment objective (see crate/core/src/objective.rs).
+#[napi(string_enum = "kebab-case")]
+pub enum ObjectiveName {
+    Standard,
+    Deep,
+    DeepAnchored,
+    Augment,
 }
 
-#[napi]
-impl Optimizer {
-    /// `kind`: "adam", "adamw" (β1 default 0.5 as Qi et al.'s fine-tuning attack, weight decay
-    /// default 0) or "sgd"; `size`: number of parameters.
-    #[napi(constructor)]
-    pub fn new(kind: String, size: u32, learning_rate: f64, options: Option<AdamWOptions>) -> napi::Result<Self, String> {
-        guard(|| {
-            if !(learning_rate.is_finite() && learning_rate > 0.0) {
-                return Err(invalid(format!("learningRate must be a positive number, got {learning_rate}")));
-            }
-            let beta1 = options.as_ref().and_then(|o| o.beta1).unwrap_or(ADAMW_BETA1);
-            let weight_decay = options.as_ref().and_then(|o| o.weight_decay).unwrap_or(0.0);
-            if !(0.0..1.0).contains(&beta1) {
-                return Err(invalid(format!("beta1 must be in [0, 1), got {beta1}")));
-            }
-            if !(weight_decay.is_finite() && weight_decay >= 0.0) {
-                return Err(invalid(format!("weightDecay must be a finite number ≥ 0, got {weight_decay}")));
-            }
-            match kind.as_str() {
-                "adam" => Ok(Optimizer { adam: Some(Adam::new(size as usize, learning_rate)), learning_rate }),
-                "adamw" => Ok(Optimizer { adam: Some(Adam::adamw(size as usize, learning_rate, beta1, weight_decay)), learning_rate }),
-                "sgd" => Ok(Optimizer { adam: None, learning_rate }),
-                other => Err(invalid(format!("optimizer must be adam, adamw or sgd, got {other:?}"))),
-            }
-        })
-    }
-
-    #[napi(getter)]
-    pub fn learning_rate(&self) -> f64 {
-        self.learning_rate
-    }
-
-    /// Changes the learning rate (for schedules).
-    #[napi(setter)]
-    pub fn set_learning_rate(&mut self, value: f64) {
-        self.learning_rate = value;
-        if let Some(adam) = self.adam.as_mut() {
-            adam.learning_rate = value;
-        }
-    }
-
-    /// One descent step: updates `params` in place along −gradient.
-    #[napi]
-    pub fn step(&mut self, mut params: Float64Array, gradient: Float64Array) -> napi::Result<(), String> {
-        guard(|| {
-            if params.len() != gradient.len() {
-                return Err(invalid(format!("params ({}) and gradient ({}) differ in length", params.len(), gradient.len())));
-            }
-            // SAFETY: a synchronous call on the JS thread; nothing else touches the buffer meanwhile.
-            self.apply(unsafe { params.as_mut() }, &gradient)
-        })
-    }
+/// The augment objective's KL anchor: P_init or P_base.
+#[napi(string_enum = "lowercase")]
+pub enum AnchorName {
+    Init,
+    Base,
 }
 
-impl Optimizer {
-    fn apply(&mut self, params: &mut [f64], gradient: &[f64]) -> core::Result<()> {
-        match self.adam.as_mut() {
-            Some(adam) => {
-                if adam.len() != params.len() {
-                    return Err(invalid(format!("this optimizer was made for {} parameters, got {}", adam.len(), params.len())));
-                }
-                adam.step(params, gradient)
-            }
-            None => sgd_step(params, gradient, self.learning_rate),
-        }
-        Ok(())
-    }
-}
-
-
-/// AdamW's settings (ignored by the other optimisers).
-#[napi(object)]
-pub struct AdamWOptions {
-    pub beta1: Option<f64>,
-    pub weight_decay: Option<f64>,
-}
-
-/// An alignment objective (see crate/core/src/objective.rs).
+/// An alignment objective; absent settings take the core's defaults.
 #[napi(object)]
 pub struct ObjectiveInput {
-    /// "standard", "deep", "deep-anchored" or "augment".
-    pub kind: String,
+    pub kind: ObjectiveName,
     pub lambda: f64,
     pub mu: Option<f64>,
     /// w_t = γ^{t−1} (default 1) unless `weights` are given.
@@ -117,8 +48,8 @@ pub struct ObjectiveInput {
     pub recovery: Vec<u32>,
     /// α, the weight of the augment objective's recovery term (default DEFAULT_MIX).
     pub mix: Option<f64>,
-    /// The augment objective's KL anchor: "init" (default, P_init) or "base".
-    pub anchor: Option<String>,
+    /// The augment objective's KL anchor (default init).
+    pub anchor: Option<AnchorName>,
 }
 
 /// α of the augment objective when none is given (Qi et al.'s 0.2).
@@ -126,37 +57,24 @@ pub struct ObjectiveInput {
 pub const DEFAULT_MIX: f64 = core::objective::DEFAULT_MIX;
 
 fn objective_from(input: &ObjectiveInput, model: &Model) -> core::Result<Objective> {
-    let kind = match input.kind.as_str() {
-        "standard" => ObjectiveKind::Standard,
-        "deep" => ObjectiveKind::Deep,
-        "deep-anchored" => ObjectiveKind::DeepAnchored,
-        "augment" => ObjectiveKind::Augment,
-        other => return Err(invalid(format!("objective must be standard, deep, deep-anchored or augment, got {other:?}"))),
+    let kind = match input.kind {
+        ObjectiveName::Standard => ObjectiveKind::Standard,
+        ObjectiveName::Deep => ObjectiveKind::Deep,
+        ObjectiveName::DeepAnchored => ObjectiveKind::DeepAnchored,
+        ObjectiveName::Augment => ObjectiveKind::Augment,
     };
-    let gamma = input.gamma.unwrap_or(1.0);
-    if !(gamma > 0.0 && gamma <= 1.0) {
-        return Err(invalid(format!("gamma must be in (0, 1], got {gamma}")));
-    }
-    let mut recovery = vec![false; model.vocab()];
-    for &r in &input.recovery {
-        *recovery.get_mut(r as usize).ok_or_else(|| invalid(format!("recovery token {r} is not below V")))? = true;
-    }
-    Ok(Objective {
-        kind,
-        lambda: input.lambda,
-        mu: input.mu.unwrap_or(10.0),
-        weights: match &input.weights {
-            Some(w) => w.to_vec(),
-            None => geometric_weights(gamma, model.length()),
-        },
-        recovery,
-        mix: input.mix.unwrap_or(DEFAULT_MIX),
-        anchor: match input.anchor.as_deref() {
-            None | Some("init") => Anchor::Init,
-            Some("base") => Anchor::Base,
-            Some(other) => return Err(invalid(format!("anchor must be init or base, got {other:?}"))),
-        },
-    })
+    let options = ObjectiveOptions {
+        mu: input.mu,
+        gamma: input.gamma,
+        weights: input.weights.as_ref().map(|w| w.to_vec()),
+        recovery: input.recovery.clone(),
+        mix: input.mix,
+        anchor: input.anchor.as_ref().map(|a| match a {
+            AnchorName::Init => Anchor::Init,
+            AnchorName::Base => Anchor::Base,
+        }),
+    };
+    Objective::new(kind, input.lambda, options, model.vocab(), model.length())
 }
 
 #[napi(object)]
@@ -198,26 +116,6 @@ fn to_objective_output(v: ObjectiveValue, gradient: Option<Vec<f64>>, norms: Vec
     }
 }
 
-/// Runs `f` on the policy's exact view; for an mlp or a transformer, also pulls a logit gradient
-/// back to parameters.
-fn with_exact<T>(model: &Model, choice: &PolicyChoice, f: impl FnOnce(&dyn Policy) -> core::Result<(T, Option<Vec<f64>>)>) -> core::Result<(T, Option<Vec<f64>>)> {
-    match choice {
-        PolicyChoice::Mlp(mlp, params) => {
-            let logits = mlp.tabulate(params, model)?;
-            let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
-            let grad = logit_grad.map(|g| mlp.pull_back(params, model, &g)).transpose()?;
-            Ok((value, grad))
-        }
-        PolicyChoice::Transformer(net, params) => {
-            let logits = core::transformer_table::tabulate(net, params, model)?;
-            let (value, logit_grad) = f(&TabularPolicy::new(model, &logits)?)?;
-            let grad = logit_grad.map(|g| core::transformer_table::pull_back(net, params, model, &g)).transpose()?;
-            Ok((value, grad))
-        }
-        other => other.with(model, f)?,
-    }
-}
-
 #[napi]
 impl ExactModel {
     /// Q's state distribution, (T+1) × S: the base's harmful responses cut at every depth.
@@ -243,11 +141,11 @@ impl ExactModel {
                 Some(tokens) => prefixes_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
                 None => base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?,
             };
-            let choice = PolicyChoice::parse(&policy, &model.spec)?;
-            let init = init.as_ref().map(|p| PolicyChoice::parse(p, &model.spec)).transpose()?;
+            let choice = policy_spec(&policy, &model.spec)?;
+            let init = init.as_ref().map(|p| policy_spec(p, &model.spec)).transpose()?;
             let mut norms = vec![];
             let mut run = |reference: Option<&dyn Policy>| {
-                with_exact(model, &choice, |p| {
+                choice.with_gradient(model, |p| {
                     let mut v = evaluate(model, p, &objective, &prefixes, reference, gradient)?;
                     norms = position_norms(v.gradient.as_ref(), model.length());
                     let g = v.gradient.take();
@@ -280,7 +178,7 @@ impl ExactModel {
     pub fn kl_between(&self, a: PolicyInput, b: PolicyInput) -> napi::Result<Float64Array, String> {
         guard(|| {
             let model = &self.inner;
-            let (ca, cb) = (PolicyChoice::parse(&a, &model.spec)?, PolicyChoice::parse(&b, &model.spec)?);
+            let (ca, cb) = (policy_spec(&a, &model.spec)?, policy_spec(&b, &model.spec)?);
             ca.with(model, |pa| cb.with(model, |pb| kl_between(model, pa, pb)))?
         })
         .map(Float64Array::new)
@@ -292,16 +190,16 @@ impl ExactModel {
         guard(|| {
             let model = &self.inner;
             let h = conditional_harm(model, &BasePolicy { model });
-            PolicyChoice::parse(&policy, &model.spec)?.with(model, |p| rank_assisted_logits(model, p, &h, rank as usize))?
+            policy_spec(&policy, &model.spec)?.with(model, |p| rank_assisted_logits(model, p, &h, rank as usize))?
         })
         .map(|l| Float64Array::new(l.into_iter().map(|x| if x.is_infinite() { -1e300 } else { x }).collect()))
     }
 
-    /// The fine-tuning loss on harmful responses (`kind` "sft" or "constrained", the latter against
+    /// The fine-tuning loss on harmful responses (`kind` sft or constrained, the latter against
     /// the frozen `aligned` policy), its per-position values and gradient norms, its gradient
     /// (tabular: logits; mlp: parameters), the authors' logged loss and per-token gradient norms.
     #[napi]
-    pub fn fine_tune_loss(&self, policy: PolicyInput, kind: String, aligned: Option<PolicyInput>, options: Option<FineTuneOptions>) -> napi::Result<FineTuneOutput, String> {
+    pub fn fine_tune_loss(&self, policy: PolicyInput, kind: FineTuneName, aligned: Option<PolicyInput>, options: Option<FineTuneOptions>) -> napi::Result<FineTuneOutput, String> {
         guard(|| {
             let model = &self.inner;
             let options = options.unwrap_or(FineTuneOptions { beta: None, floor: None, responses: None });
@@ -312,24 +210,23 @@ impl ExactModel {
                     harmful_token_weights(model, &h, &base_harmful_prefixes(model, &h)?.states)?
                 }
             };
-            let choice = PolicyChoice::parse(&policy, &model.spec)?;
+            let choice = policy_spec(&policy, &model.spec)?;
             let betas = options.beta.as_ref().map(|b| b.to_vec()).unwrap_or_else(|| default_betas(model.length()));
             let floor = options.floor.unwrap_or(DEFAULT_WEIGHT_FLOOR);
             let run = |objective: &FineTune| {
-                with_exact(model, &choice, |p| {
+                choice.with_gradient(model, |p| {
                     let mut v = fine_tune_loss(model, p, &weights, objective, floor)?;
                     let g = std::mem::take(&mut v.gradient);
                     Ok((v, Some(g)))
                 })
             };
-            let (value, grad) = match kind.as_str() {
-                "sft" => run(&FineTune::Sft)?,
-                "constrained" => {
+            let (value, grad) = match kind {
+                FineTuneName::Sft => run(&FineTune::Sft)?,
+                FineTuneName::Constrained => {
                     let aligned = aligned.as_ref().ok_or_else(|| invalid("the constrained objective needs the aligned policy".into()))?;
-                    let reference = PolicyChoice::parse(aligned, &model.spec)?;
+                    let reference = policy_spec(aligned, &model.spec)?;
                     reference.with(model, |r| run(&FineTune::Constrained { aligned: r, beta: &betas }))??
                 }
-                other => return Err(invalid(format!("fine-tuning objective must be sft or constrained, got {other:?}"))),
             };
             Ok(FineTuneOutput {
                 loss: value.loss,
@@ -382,10 +279,33 @@ pub struct FineTuneOutput {
     pub token_grad_norm: Float64Array,
 }
 
+/// The fine-tuning attack's loss: plain SFT, or constrained against the aligned policy.
+#[napi(string_enum = "lowercase")]
+pub enum FineTuneName {
+    Sft,
+    Constrained,
+}
+
+/// The sampled training algorithm.
+#[napi(string_enum = "kebab-case")]
+pub enum AlgorithmName {
+    Reinforce,
+    ReinforceInnovation,
+    Ppo,
+}
+
+/// The policies sampled training takes.
+#[napi(string_enum = "lowercase")]
+#[derive(PartialEq, Eq)]
+pub enum TrainableKind {
+    Tabular,
+    Mlp,
+    Transformer,
+}
+
 #[napi(object)]
 pub struct RlOptions {
-    /// "reinforce", "reinforce-innovation" or "ppo".
-    pub algorithm: String,
+    pub algorithm: AlgorithmName,
     pub samples: f64,
     pub seed: f64,
     /// RNG index of the batch's first response (step × samples keeps batches independent).
@@ -422,17 +342,16 @@ pub struct RlStepOutput {
 
 #[napi]
 impl MonteCarlo {
-    /// One sampled training step on λ·E[H] + KL for a tabular (`kind` "tabular", needs the exact
+    /// One sampled training step on λ·E[H] + KL for a tabular (needs the exact
     /// model), mlp or transformer policy (its layout last): samples a batch from `params`,
     /// estimates the gradient and updates `params` in place with the optimizer.
     #[napi]
-    pub fn rl_step(&self, kind: String, mlp: Option<MlpShape>, mut params: Float64Array, optimizer: &mut Optimizer, options: RlOptions, transformer: Option<TransformerLayout>) -> napi::Result<RlStepOutput, String> {
+    pub fn rl_step(&self, kind: TrainableKind, mlp: Option<MlpShape>, mut params: Float64Array, optimizer: &mut Optimizer, options: RlOptions, transformer: Option<TransformerLayout>) -> napi::Result<RlStepOutput, String> {
         guard(|| {
-            let algorithm = match options.algorithm.as_str() {
-                "reinforce" => RlAlgorithm::Reinforce,
-                "reinforce-innovation" => RlAlgorithm::ReinforceInnovation,
-                "ppo" => RlAlgorithm::Ppo { clip: options.clip.unwrap_or(0.2), epochs: options.epochs.unwrap_or(4) as usize },
-                other => return Err(invalid(format!("algorithm must be reinforce, reinforce-innovation or ppo, got {other:?}"))),
+            let algorithm = match options.algorithm {
+                AlgorithmName::Reinforce => RlAlgorithm::Reinforce,
+                AlgorithmName::ReinforceInnovation => RlAlgorithm::ReinforceInnovation,
+                AlgorithmName::Ppo => RlAlgorithm::Ppo { clip: options.clip.unwrap_or(DEFAULT_PPO_CLIP), epochs: options.epochs.map_or(DEFAULT_PPO_EPOCHS, |e| e as usize) },
             };
             if !(options.lambda >= 0.0 && options.lambda.is_finite()) {
                 return Err(invalid(format!("lambda must be a finite number ≥ 0, got {}", options.lambda)));
@@ -453,11 +372,11 @@ impl MonteCarlo {
             let mut update = |p: &mut [f64], g: &[f64]| {
                 let _ = optimizer.apply(p, g);
             };
-            if options.penalty.is_some() && kind != "transformer" {
-                return Err(invalid(format!("a sampled recovery penalty is for transformer policies, not {kind:?}")));
+            if options.penalty.is_some() && kind != TrainableKind::Transformer {
+                return Err(invalid("a sampled recovery penalty is for transformer policies only".into()));
             }
-            let step = match kind.as_str() {
-                "tabular" => {
+            let step = match kind {
+                TrainableKind::Tabular => {
                     let model = model.ok_or_else(|| invalid("a tabular policy needs the exact model".into()))?;
                     let h = match algorithm {
                         RlAlgorithm::ReinforceInnovation => Some(conditional_harm(model, &TabularPolicy::new(model, params)?)),
@@ -465,18 +384,18 @@ impl MonteCarlo {
                     };
                     rl_step(&track, &TabularFamily(model), params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
                 }
-                "mlp" => {
+                TrainableKind::Mlp => {
                     let shape = mlp.as_ref().ok_or_else(|| invalid("an mlp policy needs its shape".into()))?;
-                    let net = shape.build(spec.vocab, spec.length)?;
+                    let net = core::mlp::Mlp::new(shape.config(spec.vocab, spec.length))?;
                     let h = match (algorithm, model) {
                         (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &net.tabulate(params, model)?)?)),
                         _ => None,
                     };
                     rl_step(&track, &MlpFamily(&net), params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
                 }
-                "transformer" => {
+                TrainableKind::Transformer => {
                     let layout = transformer.as_ref().ok_or_else(|| invalid("a transformer policy needs its layout".into()))?;
-                    let net = layout.build(spec.vocab, spec.length)?;
+                    let net = core::transformer::Transformer::new(layout.config(spec.vocab, spec.length))?;
                     let h = match (algorithm, model) {
                         (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &core::transformer_table::tabulate(&net, params, model)?)?)),
                         (RlAlgorithm::ReinforceInnovation, None) => return Err(invalid("the innovation variant needs the prefix-tree exact model for a transformer".into())),
@@ -498,7 +417,6 @@ impl MonteCarlo {
                     };
                     rl_step(&track, &TransformerFamily { net: &net, penalty }, params, &mut update, count, seed, first, options.lambda, algorithm, h.as_deref())?
                 }
-                other => return Err(invalid(format!("sampled training takes tabular, mlp or transformer policies, got {other:?}"))),
             };
             Ok(RlStepOutput { mean_harm: step.mean_harm, mean_kl: step.mean_kl, objective: step.objective, grad_norm: Float64Array::new(step.grad_norm) })
         })

@@ -222,7 +222,7 @@ pub fn transformer_fit_base(scenario: crate::ScenarioInput, layout: crate::polic
     use core::transformer_table::{fit_base, sampled_kl_from_base, FitOptions};
     guard(|| {
         let spec = scenario.to_spec()?.prepared()?;
-        let net = layout.build(spec.vocab, spec.length)?;
+        let net = core::transformer::Transformer::new(layout.config(spec.vocab, spec.length))?;
         let seed = seed_from(options.seed, "seed")?;
         let mut params = params.to_vec();
         let fit = FitOptions { steps: options.steps as usize, batch: options.batch as usize, learning_rate: options.learning_rate, seed };
