@@ -17,7 +17,7 @@ import { availableParallelism } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
 import { parseDocument } from 'yaml';
-import { cellCommands } from '../commands/index.js';
+import { cellCommands } from '../commands/cells.js';
 import { createContext, type CommandContext } from '../commands/context.js';
 import { completeParams, type AnyCommand } from '../commands/declare.js';
 import { DEFAULT_RANK } from '../workflows/attack.js';
