@@ -12,7 +12,6 @@ export { analyze, attack, estimate, importCommand, report, scenarioList, scenari
 export type { AttackResult } from './attack.js';
 export type { TrainResult } from './train.js';
 
-/** The commands a sweep cell can run. */
-export const cellCommands = { analyze, estimate, train, attack } as const;
+export { cellCommands } from './cells.js';
 
 export const commands: readonly AnyCommand[] = [analyze, estimate, train, attack, report, importCommand, scenarioList, scenarioShow, scenarioValidate];

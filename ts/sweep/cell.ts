@@ -3,7 +3,7 @@
  * engines and policies cached across the cells a worker runs. A cell's result is what
  * `harm-horizon <command> … --json` prints for the same parameters.
  */
-import { cellCommands } from '../commands/index.js';
+import { cellCommands } from '../commands/cells.js';
 import { createContext, type CommandContext } from '../commands/context.js';
 import { completeParams, type AnyCommand } from '../commands/declare.js';
 import { HarmHorizonError } from '../core/errors.js';
