@@ -97,13 +97,7 @@ Examples:
       const tty = process.stderr.isTTY === true;
       const progress = new Progress('demo', total, tty && !opts.quiet);
       let stage = '';
-      let stop = false;
-      const onSigint = () => {
-        if (stop) process.exit(130);
-        stop = true;
-        process.stderr.write('\nstopping after the current step (Ctrl-C again to quit at once) …\n');
-      };
-      process.on('SIGINT', onSigint);
+      const sigint = h.stopOnSigint();
       let summary: DemoSummary;
       try {
         summary = await runDemo({ ...options, compiled }, {
@@ -112,11 +106,11 @@ Examples:
             if (!tty && !opts.quiet) process.stderr.write(`demo: ${label}\n`);
           },
           onTick: (units) => progress.tick(units, stage),
-          shouldStop: () => stop,
+          shouldStop: sigint.stopped,
         });
       } finally {
         progress.finish();
-        process.off('SIGINT', onSigint);
+        sigint.release();
       }
       if (opts.json) h.json(summary);
       else h.write(renderDemoSummary(summary));

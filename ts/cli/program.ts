@@ -3,6 +3,7 @@ import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import type { CommandDeclaration, Param, Params } from '../commands/declare.js';
 import { createContext } from '../commands/context.js';
 import { writeStdout, writeStdoutJson } from '../io/stdout.js';
+import { stopOnSigint } from './helpers.js';
 
 /** A parser for commander: the parameter's check, its error as commander's usage error (exit 2). */
 function parser(param: Param<unknown>) {
@@ -35,18 +36,6 @@ function values(params: Params, args: unknown[], opts: Record<string, unknown>):
     if (params[key].kind === 'flag' && out[key] === undefined) out[key] = params[key].default;
   }
   return out;
-}
-
-/** Ctrl-C asks a long run to stop after its current step; a second one leaves at once (130). */
-function stopOnSigint(): { stopped: () => boolean; release: () => void } {
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write('\nstopping after the current step (Ctrl-C again to quit at once) …\n');
-  };
-  process.on('SIGINT', onSigint);
-  return { stopped: () => stop, release: () => process.off('SIGINT', onSigint) };
 }
 
 /** Adds a declared command (under `parent`, found or made from the declaration's first words). */
