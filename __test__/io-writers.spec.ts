@@ -3,12 +3,12 @@
  * file as it was, a torn last line is cut back on resume, and a failed append leaves whole lines.
  */
 import test from 'ava';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { writeAtomic } from '../ts/io/atomic.js';
 import { JsonLinesWriter } from '../ts/io/jsonl.js';
+import { smallDisk } from './helpers/small-disk.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-io-'));
 
@@ -61,19 +61,13 @@ test('JsonLinesWriter starts a new file, or resumes one with its torn last line 
 });
 
 test('a failed append (disk full) leaves the earlier lines whole and names the file', (t) => {
-  if (process.platform !== 'linux' || process.getuid?.() !== 0) {
-    t.log('skipped: needs root to mount a small tmpfs');
+  const disk = smallDisk(join(scratch, 'tmpfs'));
+  if (!disk) {
+    t.log('skipped: needs root and a mountable tmpfs');
     t.pass();
     return;
   }
-  const mountPoint = join(scratch, 'tmpfs');
-  mkdirSync(mountPoint);
-  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mountPoint]);
-  if (mount.status !== 0) {
-    t.log(`skipped: cannot mount a tmpfs (${mount.stderr})`);
-    t.pass();
-    return;
-  }
+  const mountPoint = disk.dir;
   try {
     const path = join(mountPoint, 'results.jsonl');
     const writer = new JsonLinesWriter(path, { durable: true, hint: 'free space and resume' });
@@ -93,7 +87,6 @@ test('a failed append (disk full) leaves the earlier lines whole and names the f
     t.is(lines.length, written, 'every append that returned is kept, the failed one is not');
     t.true(written > 5);
   } finally {
-    spawnSync('umount', [mountPoint]);
-    rmSync(mountPoint, { recursive: true, force: true });
+    disk.release();
   }
 });

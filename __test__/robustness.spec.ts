@@ -4,11 +4,12 @@
  * or file, and never a stack trace; files already written stay valid.
  */
 import test, { type ExecutionContext } from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CLI, type CliResult } from './helpers/cli.js';
+import { smallDisk } from './helpers/small-disk.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-robust-'));
 const threeToken = JSON.parse(readFileSync(new URL('../examples/scenarios/three-token.json', import.meta.url), 'utf8'));
@@ -154,16 +155,6 @@ for (const dir of ['/proc/x/y', join(scratch, 'a-file')]) {
   });
 }
 
-/** Mounts a 64 KiB tmpfs (root only); null when that is not possible here. */
-function smallDisk(name: string): { dir: string; release: () => void } | null {
-  if (process.platform !== 'linux' || process.getuid?.() !== 0) return null;
-  const dir = join(scratch, name);
-  mkdirSync(dir, { recursive: true });
-  const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir], { encoding: 'utf8' });
-  if (r.status !== 0) return null;
-  return { dir, release: () => void spawnSync('umount', [dir]) };
-}
-
 /** Every line of a JSON-lines file parses (the last one included). */
 function validJsonLines(t: ExecutionContext, path: string) {
   const text = readFileSync(path, 'utf8');
@@ -184,7 +175,7 @@ for (const [name, args] of [
   ['demo', (dir: string) => ['demo', '--out', join(dir, 'run')]],
 ] as const) {
   test(`${name} on a full disk: exit 1, a clear message naming the file, valid files left`, async (t) => {
-    const disk = smallDisk(`disk-${name}`);
+    const disk = smallDisk(join(scratch, `disk-${name}`));
     if (!disk) {
       t.log('skipped: needs root to mount a small tmpfs');
       return t.pass();

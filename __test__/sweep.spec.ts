@@ -4,13 +4,14 @@
  * full disk (exit 1, results intact).
  */
 import test from 'ava';
-import { spawn, spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { cellId, commandParameters, derivedSeed, loadSweep, parseShard, parseSweep, shardCells, shardFromEnv, SWEEP_COMMANDS } from '../ts/sweep/index.js';
 import { CLI, runCli } from './helpers/cli.js';
+import { smallDisk } from './helpers/small-disk.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-sweep-'));
 let counter = 0;
@@ -430,19 +431,13 @@ test('an unwritable --out and a corrupted results file exit 2 and change nothing
 });
 
 test.serial('a full disk exits 1 with a clear message and leaves only whole lines', (t) => {
-  if (process.platform !== 'linux' || process.getuid?.() !== 0) {
-    t.log('skipped: needs root to mount a small tmpfs');
+  const disk = smallDisk(fresh('tmpfs'));
+  if (!disk) {
+    t.log('skipped: needs root and a mountable tmpfs');
     t.pass();
     return;
   }
-  const mountPoint = fresh('tmpfs');
-  mkdirSync(mountPoint);
-  const mount = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', mountPoint]);
-  if (mount.status !== 0) {
-    t.log(`skipped: cannot mount a tmpfs (${mount.stderr})`);
-    t.pass();
-    return;
-  }
+  const mountPoint = disk.dir;
   try {
     const out = join(mountPoint, 'out');
     // First a few cells that fit, then a sweep whose results (~2 KB a line) do not.
@@ -461,7 +456,6 @@ test.serial('a full disk exits 1 with a clear message and leaves only whole line
     for (const l of after.split('\n').filter((x) => x !== '')) t.notThrows(() => JSON.parse(l));
     t.true(after.split('\n').length - 1 > 3, 'cells written before the disk filled are kept');
   } finally {
-    spawnSync('umount', [mountPoint]);
-    rmSync(mountPoint, { recursive: true, force: true });
+    disk.release();
   }
 });
