@@ -15,7 +15,7 @@ export interface Param<T> {
   readonly placeholder?: string;
   readonly help: string;
   readonly default?: T;
-  /** A default only described in the help (decided in run(), e.g. "the scenario's"). */
+  /** Must be given (on the command line and to run()); a parameter without default or `required` may be left out, and run() decides (e.g. "the scenario's λ"). */
   readonly required?: boolean;
   /** A positional argument rather than an option. */
   readonly positional?: boolean;
