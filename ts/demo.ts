@@ -20,20 +20,21 @@
  */
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { analyze as analyzeCommand, attack as attackCommand, train as trainCommand } from './commands/index.js';
-import { commandLine } from './commands/command-line.js';
-import { createContext } from './commands/context.js';
+import { analyze as analyzeCommand } from './commands/analyze.js';
+import { attack as attackCommand } from './commands/attack.js';
+import { commandLine, shellWord } from './commands/command-line.js';
+import type { CommandContext } from './commands/context.js';
 import { completeParams } from './commands/declare.js';
-import { DEFAULT_RANK } from './workflows/attack.js';
-import { writeAtomic } from './io/files.js';
-import type { CompiledScenario } from './scenario/compiled.js';
+import { report as reportCommand } from './commands/report.js';
+import { train as trainCommand } from './commands/train.js';
 import { HarmHorizonError } from './core/errors.js';
-import { DEFAULT_HORIZON_TOLERANCE, ExactEngine } from './core/exact.js';
-import { clampRounding } from './report/format.js';
+import { DEFAULT_HORIZON_TOLERANCE, type ExactEngine } from './core/exact.js';
 import type { Policy } from './core/policy.js';
+import { writeAtomic } from './io/files.js';
 import { policyToJson } from './io/policy-file.js';
-import { resolveScenario } from './scenario/resolve.js';
-import { compileScenario } from './scenario/index.js';
+import { clampRounding } from './report/format.js';
+import type { CompiledScenario } from './scenario/compiled.js';
+import { DEFAULT_RANK } from './workflows/attack.js';
 import { TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind } from './workflows/train.js';
 
 /** Options of {@link runDemo}; every field but `out` has a default ({@link DEMO_DEFAULTS}). */
@@ -57,8 +58,6 @@ export interface DemoOptions {
   lambdas: number[];
   /** Also write the HTML report: index.html, plots/<name>.svg and data/<name>.csv in the folder. */
   html: boolean;
-  /** The scenario, already resolved and compiled (`scenario` then only names it in commands). */
-  compiled?: CompiledScenario;
   /** Memory budget of the exact state space, in bytes (default 4 GiB). */
   memoryBudgetBytes?: number;
 }
@@ -150,33 +149,6 @@ export interface DemoSummary {
   seconds: number;
 }
 
-/** What the demo reports while it works (for progress bars). */
-export interface DemoHooks {
-  /** A new stage begins; `units` of work follow (ticks). */
-  onStage?: (label: string, units: number) => void;
-  /** `units` more units of work are done. */
-  onTick?: (units: number) => void;
-  /** Polled between steps: stop early and keep what is done (Ctrl-C). */
-  shouldStop?: () => boolean;
-}
-
-/** A shell-safe rendering of one argument. */
-export function shellQuote(arg: string): string {
-  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`;
-}
-
-const argsLine = (args: (string | number)[]) => ['harm-horizon', ...args.map((a) => shellQuote(String(a)))].join(' ');
-
-const writeJson = (path: string, value: unknown) => writeAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
-
-function makeFolder(dir: string): void {
-  try {
-    if (!existsSync(dir)) mkdirSync(dir);
-  } catch (error) {
-    throw new Error(`cannot create ${dir}: ${(error as Error).message}`);
-  }
-}
-
 interface TrainedPlan {
   name: string;
   label: string;
@@ -220,12 +192,6 @@ function stageUnits(plans: TrainedPlan[], o: Omit<DemoOptions, 'out'>) {
   };
 }
 
-/** Total work units of a demo run (the sum of the units announced by `onStage`). */
-export function demoWorkUnits(scenario: CompiledScenario, options: Omit<DemoOptions, 'out'>): number {
-  const u = stageUnits(trainedPlans(scenario, options), options);
-  return u.analyze + u.train.reduce((a, b) => a + b, 0) + u.attacks + u.lambdas + (options.html ? 1 : 0);
-}
-
 /**
  * The λ-scaling check of the equilibrium-KL law D_t ≈ (λ²/2)·I_t: the ratio per λ and position
  * inside the horizon, and the largest KL beyond it (0 in theory).
@@ -264,219 +230,266 @@ async function lambdaScalingCheck(engine: ExactEngine, lambdas: number[], tick: 
   return { rows, perLambda, beyond, belowFloor };
 }
 
-/**
- * Resolves and compiles the demo's scenario argument (a built-in name or a scenario file) within a
- * memory budget (`budget`: bytes and the name messages give it, e.g. "--memory-budget").
- */
-export function loadDemoScenario(arg: string, seed: number, budget: { memoryBudgetBytes?: number; memoryBudgetName?: string } = {}): CompiledScenario {
-  return compileScenario(resolveScenario(arg, { seed, ...budget }), budget);
+const writeJson = (path: string, value: unknown) => writeAtomic(path, `${JSON.stringify(value, null, 2)}\n`);
+
+function makeFolder(dir: string): void {
+  try {
+    if (!existsSync(dir)) mkdirSync(dir);
+  } catch (error) {
+    throw new Error(`cannot create ${dir}: ${(error as Error).message}`);
+  }
 }
 
-/**
- * Runs the demo and writes the report folder; returns the summary (also written as `summary.json`).
- * Throws a `HarmHorizonError` for bad input (scenario, parameters, unwritable folder) before any
- * work, and an `Error` naming the file when a write fails midway. With `hooks.shouldStop` returning
- * true it stops after the current step, keeps every finished file and returns with `interrupted`.
- */
-export async function runDemo(options: Partial<DemoOptions> & { out: string }, hooks: DemoHooks = {}): Promise<DemoSummary> {
-  const started = performance.now();
-  const o: DemoOptions = { ...DEMO_DEFAULTS, ...options };
-  if (!(o.gamma === undefined || (o.gamma > 0 && o.gamma <= 1))) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `--gamma must be in (0, 1], got ${o.gamma}`, '--gamma');
-  for (const [field, x] of [['--lambda', o.lambda], ['--mu', o.mu]] as const) {
-    if (x !== undefined && !(Number.isFinite(x) && x >= 0)) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `${field} must be a finite number ≥ 0, got ${x}`, field);
-  }
-  if (o.lambdas.length === 0 || !o.lambdas.every((x) => Number.isFinite(x) && x > 0)) {
-    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the λ grid must hold finite numbers > 0, got ${o.lambdas.join(', ')}`, 'lambdas');
-  }
-  const budget = o.memoryBudgetBytes === undefined ? {} : { memoryBudgetBytes: o.memoryBudgetBytes };
-  const scenario = o.compiled ?? loadDemoScenario(o.scenario, o.seed, budget);
-  const engine = new ExactEngine(scenario, budget);
-  const stop = hooks.shouldStop ?? (() => false);
-  const tick = (units = 1) => hooks.onTick?.(units);
-  const out = o.out;
-  makeFolder(out);
+/** `<command line> --json > <file>`: how a command's --json output became a file. */
+const redirected = (line: string, file: string) => `${line} --json > ${shellWord(file)}`;
 
-  const parameters = {
-    lambda: o.lambda ?? scenario.defaults.lambda,
-    mu: o.mu ?? scenario.defaults.mu,
-    gamma: o.gamma ?? scenario.defaults.gamma,
-    seed: o.seed,
-    rank: Math.min(o.rank, scenario.tokens.length),
-    ppoSteps: o.ppoSteps,
-    ppoSamples: o.ppoSamples,
-    lambdas: [...o.lambdas].sort((a, b) => a - b),
-  };
-  const plans = trainedPlans(scenario, o);
-  const units = stageUnits(plans, o);
-  const files: string[] = [];
-  const artefacts: { file: string; commands: string[]; note?: string }[] = [];
-  const notes: string[] = [];
-  const policies: DemoPolicyRow[] = [];
-  let interrupted = false;
-  const V = scenario.tokens.length;
+/** A demo under way: its settings, scenario and engine, and what it has written so far. */
+interface DemoRun {
+  o: DemoOptions & { command: string };
+  scenario: CompiledScenario;
+  engine: ExactEngine;
+  /** The context the steps' commands run in (a training run's status ticks the progress bar). */
+  context: CommandContext;
+  /** The values every step's command shares: scenario, seed, memory budget. */
+  common: { scenario: string; seed: number; memoryBudget: number };
+  parameters: DemoSummary['parameters'];
+  files: string[];
+  artefacts: { file: string; commands: string[]; note?: string }[];
+  notes: string[];
+  policies: DemoPolicyRow[];
+  /** A new stage of `units` work units begins. */
+  stage(label: string, units: number): void;
+  tick(units?: number): void;
+  /** What a training step's status line counts for on the progress bar. */
+  onStep: () => void;
+}
 
-  const record = (file: string, commands: string | string[], note?: string) => {
-    files.push(file);
-    artefacts.push({ file, commands: typeof commands === 'string' ? [commands] : commands, ...(note ? { note } : {}) });
-  };
+/** A file of the folder and the command lines that reproduce it. */
+function record(run: DemoRun, file: string, commands: string | string[], note?: string): void {
+  run.files.push(file);
+  run.artefacts.push({ file, commands: typeof commands === 'string' ? [commands] : commands, ...(note ? { note } : {}) });
+}
 
-  // Each step is a declared command's run(), its file that command's --json result, and the
-  // manifest holds the command line the same declaration prints for it.
-  let onStep = () => {};
-  const context = createContext({ shouldStop: stop, status: () => onStep() });
-  const common = { scenario: o.scenario, seed: o.seed, memoryBudget: (o.memoryBudgetBytes ?? 4 * 1024 ** 3) / 1024 ** 3 };
-
-  const attackStep = async (row: Omit<DemoPolicyRow, 'expectedHarm' | 'kl' | 'prefill' | 'rap'>, policy: Policy) => {
-    const params = completeParams(attackCommand.params, { ...common, policy: row.policyFile ?? undefined, rank: o.rank });
-    const result = await attackCommand.run(params, context);
-    const file = join(out, `attack-${row.name}.json`);
-    writeJson(file, result);
-    record(file, `${commandLine(attackCommand, params)} --json > ${shellQuote(file)}`);
-    policies.push({
-      ...row,
-      expectedHarm: engine.conditionalHarm(policy)[0],
-      kl: clampRounding(engine.klOnPolicy(policy).reduce((a, b) => a + b, 0)),
-      prefill: result.prefill,
-      rap: result.rap ?? [],
-    });
-    tick();
-  };
-
-  // 1. The exact analysis of the base and the Gibbs optimum.
-  hooks.onStage?.('exact analysis of the base', units.analyze);
-  const analyzeParams = completeParams(analyzeCommand.params, { ...common, lambda: o.lambda });
-  const report = await analyzeCommand.run(analyzeParams, context);
-  const analyzePath = join(out, 'analyze.json');
-  writeJson(analyzePath, report);
-  record(analyzePath, `${commandLine(analyzeCommand, analyzeParams)} --json > ${shellQuote(analyzePath)}`);
-  tick();
+/** Step 1: the exact analysis of the base and the Gibbs optimum (`analyze.json`). */
+async function analyzeBase(run: DemoRun) {
+  const params = completeParams(analyzeCommand.params, { ...run.common, lambda: run.o.lambda });
+  const report = await analyzeCommand.run(params, run.context);
+  const file = join(run.o.out, 'analyze.json');
+  writeJson(file, report);
+  record(run, file, redirected(commandLine(analyzeCommand, params), file));
+  run.tick();
   const info = report.positions.map((x) => x.harmInformation);
-  const horizon = {
+  const horizon: DemoSummary['horizon'] = {
     k: report.horizon,
-    length: scenario.length,
+    length: run.scenario.length,
     tolerance: DEFAULT_HORIZON_TOLERANCE,
     harmVariance: report.harmVariance,
     firstTokenShare: report.harmVariance > 0 ? info[0] / report.harmVariance : 0,
     effective: report.effectiveHorizon,
     harmInformation: info,
   };
+  return { params, horizon };
+}
 
-  // 2–4. The base and the Gibbs optimum, then each trained policy, each attacked as soon as it exists.
-  hooks.onStage?.('attacks on the base and the Gibbs optimum', 2);
-  await attackStep({ name: 'base', label: 'base', kind: 'base', objective: null, algorithm: null, steps: null, policyFile: null }, { kind: 'base' });
-  const gibbsDir = join(out, 'gibbs');
-  makeFolder(gibbsDir);
-  const gibbsFile = join(gibbsDir, 'policy.json');
-  const gibbs: Policy = { kind: 'gibbs', lambda: parameters.lambda };
-  writeAtomic(gibbsFile, JSON.stringify(policyToJson(gibbs, scenario)));
-  record(
-    gibbsFile,
-    `printf '%s\\n' ${shellQuote(JSON.stringify(policyToJson(gibbs, scenario)))} > ${shellQuote(gibbsFile)}`,
-    'the Gibbs optimum as a policy file (no command writes one; this is its whole content)',
-  );
-  await attackStep({ name: 'gibbs', label: 'Gibbs optimum (standard)', kind: 'gibbs', objective: 'standard', algorithm: null, steps: null, policyFile: gibbsFile }, gibbs);
+/** The attacks on one policy (`attack-<name>.json`), and its row of the summary table. */
+async function attackPolicy(run: DemoRun, row: Omit<DemoPolicyRow, 'expectedHarm' | 'kl' | 'prefill' | 'rap'>, policy: Policy): Promise<void> {
+  const params = completeParams(attackCommand.params, { ...run.common, policy: row.policyFile ?? undefined, rank: run.o.rank });
+  const result = await attackCommand.run(params, run.context);
+  const file = join(run.o.out, `attack-${row.name}.json`);
+  writeJson(file, result);
+  record(run, file, redirected(commandLine(attackCommand, params), file));
+  run.policies.push({
+    ...row,
+    expectedHarm: run.engine.conditionalHarm(policy)[0],
+    kl: clampRounding(run.engine.klOnPolicy(policy).reduce((a, b) => a + b, 0)),
+    prefill: result.prefill,
+    rap: result.rap ?? [],
+  });
+  run.tick();
+}
 
-  for (const [i, plan] of plans.entries()) {
-    if (stop()) {
-      interrupted = true;
-      break;
-    }
-    hooks.onStage?.(`training ${plan.label} (${plan.algorithm === 'fixed-point' ? 'one solve' : `${plan.steps} steps`})`, units.train[i]);
-    const dir = join(out, plan.name);
-    makeFolder(dir);
-    onStep = () => tick(plan.algorithm === 'fixed-point' ? 1 : stepWeight(plan));
-    const params = completeParams(trainCommand.params, { ...common, ...trainParams(plan, parameters), out: dir });
-    const result = await trainCommand.run(params, context);
-    const policyFile = join(dir, 'policy.json');
-    files.push(join(dir, 'log.jsonl'), join(dir, 'summary.json'));
-    record(policyFile, commandLine(trainCommand, params));
-    const runInterrupted = plan.algorithm !== 'fixed-point' && (result.final?.step ?? -1) < plan.steps;
-    if (result.convergence.converged === false) notes.push(`${plan.label}: ${result.convergence.message}.`);
-    if (runInterrupted) {
-      interrupted = true;
-      notes.push(`${plan.label}: interrupted after ${result.final?.step ?? 0} of ${plan.steps} steps; its run folder is kept, it was not attacked.`);
-      break;
-    }
-    const policy = context.policy(policyFile, scenario, engine);
-    await attackStep({ name: plan.name, label: plan.label, kind: 'trained', objective: plan.objective, algorithm: plan.algorithm, steps: plan.steps, policyFile }, policy);
+/** The Gibbs optimum as a policy file (`gibbs/policy.json`): no command writes one, so the manifest holds its content. */
+function writeGibbsPolicy(run: DemoRun, gibbs: Policy): string {
+  const dir = join(run.o.out, 'gibbs');
+  makeFolder(dir);
+  const file = join(dir, 'policy.json');
+  const content = JSON.stringify(policyToJson(gibbs, run.scenario));
+  writeAtomic(file, content);
+  record(run, file, `printf '%s\\n' ${shellWord(content)} > ${shellWord(file)}`, 'the Gibbs optimum as a policy file (no command writes one; this is its whole content)');
+  return file;
+}
+
+/** Steps 2–3: one trained policy (a `train` run folder); its policy file, or null when stopped before the end. */
+async function trainPlan(run: DemoRun, plan: TrainedPlan): Promise<string | null> {
+  const dir = join(run.o.out, plan.name);
+  makeFolder(dir);
+  run.onStep = () => run.tick(plan.algorithm === 'fixed-point' ? 1 : stepWeight(plan));
+  const params = completeParams(trainCommand.params, { ...run.common, ...trainParams(plan, run.parameters), out: dir });
+  const result = await trainCommand.run(params, run.context);
+  const policyFile = join(dir, 'policy.json');
+  run.files.push(join(dir, 'log.jsonl'), join(dir, 'summary.json'));
+  record(run, policyFile, commandLine(trainCommand, params));
+  if (result.convergence.converged === false) run.notes.push(`${plan.label}: ${result.convergence.message}.`);
+  if (plan.algorithm !== 'fixed-point' && (result.final?.step ?? -1) < plan.steps) {
+    run.notes.push(`${plan.label}: interrupted after ${result.final?.step ?? 0} of ${plan.steps} steps; its run folder is kept, it was not attacked.`);
+    return null;
   }
-  if (parameters.rank >= V) notes.push(`RAP with r = ${parameters.rank} = V: every token is a candidate, so the attacker ignores the policy's ranking and always succeeds (try --rank 2).`);
+  return policyFile;
+}
+
+/** Steps 2–4: the base and the Gibbs optimum, then each trained policy, each attacked as soon as it exists. Returns whether all ran. */
+async function alignAndAttack(run: DemoRun, plans: TrainedPlan[], units: number[]): Promise<boolean> {
+  run.stage('attacks on the base and the Gibbs optimum', 2);
+  await attackPolicy(run, { name: 'base', label: 'base', kind: 'base', objective: null, algorithm: null, steps: null, policyFile: null }, { kind: 'base' });
+  const gibbs: Policy = { kind: 'gibbs', lambda: run.parameters.lambda };
+  const gibbsFile = writeGibbsPolicy(run, gibbs);
+  await attackPolicy(run, { name: 'gibbs', label: 'Gibbs optimum (standard)', kind: 'gibbs', objective: 'standard', algorithm: null, steps: null, policyFile: gibbsFile }, gibbs);
+  for (const [i, plan] of plans.entries()) {
+    if (run.context.shouldStop()) return false;
+    run.stage(`training ${plan.label} (${plan.algorithm === 'fixed-point' ? 'one solve' : `${plan.steps} steps`})`, units[i]);
+    const policyFile = await trainPlan(run, plan);
+    if (policyFile === null) return false;
+    const policy = run.context.policy(policyFile, run.scenario, run.engine);
+    await attackPolicy(run, { name: plan.name, label: plan.label, kind: 'trained', objective: plan.objective, algorithm: plan.algorithm, steps: plan.steps, policyFile }, policy);
+  }
+  return true;
+}
+
+/** Notes on what the table means for these settings. */
+function settingNotes(run: DemoRun, plans: TrainedPlan[]): void {
+  const { notes, parameters, scenario } = run;
+  if (parameters.rank >= scenario.tokens.length) notes.push(`RAP with r = ${parameters.rank} = V: every token is a candidate, so the attacker ignores the policy's ranking and always succeeds (try --rank 2).`);
   if (scenario.recovery.length === 0) notes.push(`${scenario.name} has no recovery tokens: the deep-alignment policies were skipped.`);
   const ppo = plans.find((p) => p.algorithm === 'ppo');
-  if (ppo) notes.push(`PPO: tabular policy, ${ppo.steps} steps × ${ppo.samples} responses, SGD at rate 8, 4 epochs, clip 0.2, seed ${o.seed}${ppo.steps < 300 ? ' (fewer steps than RESULTS.md\'s 300)' : ''}.`);
-
-  // 5. The λ-scaling check of the equilibrium-KL law.
-  let lambdaScaling: DemoSummary['lambdaScaling'] = null;
-  if (!interrupted && !stop()) {
-    hooks.onStage?.('λ-scaling check of D_t ≈ (λ²/2)·I_t', units.lambdas);
-    const { rows, perLambda, beyond, belowFloor } = await lambdaScalingCheck(engine, parameters.lambdas, () => tick());
-    const path = join(out, 'lambda-scaling.json');
-    writeJson(path, { scenario: scenario.name, threshold: LAMBDA_SCALING_THRESHOLD, klFloor: KL_ROUNDING_FLOOR, rows });
-    const perLambdaCommands = parameters.lambdas.map((lambda) => `${commandLine(analyzeCommand, { ...analyzeParams, lambda })} --json`);
-    record(path, perLambdaCommands, `rows: for each λ, ratio = positions[].klOnPolicy / positions[].klPredicted at the positions with harmInformation > ${LAMBDA_SCALING_THRESHOLD} and klPredicted ≥ ${KL_ROUNDING_FLOOR}`);
-    if (belowFloor > 0) notes.push(`λ-scaling: ${belowFloor} point(s) with (λ²/2)·I_t below ${KL_ROUNDING_FLOOR} (the rounding floor of the KL) were left out.`);
-    lambdaScaling = {
-      threshold: LAMBDA_SCALING_THRESHOLD,
-      klFloor: KL_ROUNDING_FLOOR,
-      perLambda,
-      deviationAtSmallest: perLambda[0].positions > 0 ? perLambda[0].maxDeviation : null,
-      beyondHorizonMaxKl: beyond,
-    };
-  } else {
-    interrupted = true;
-    notes.push('λ-scaling check skipped: the run was interrupted.');
-  }
-
-  const demoArgs: (string | number)[] = ['demo', o.scenario, '--out', out, '--seed', o.seed];
-  if (o.lambda !== undefined) demoArgs.push('--lambda', o.lambda);
-  if (o.mu !== undefined) demoArgs.push('--mu', o.mu);
-  if (o.gamma !== undefined) demoArgs.push('--gamma', o.gamma);
-  if (o.rank !== DEFAULT_RANK) demoArgs.push('--rank', o.rank);
-  if (o.ppoSteps !== DEMO_DEFAULTS.ppoSteps) demoArgs.push('--ppo-steps', o.ppoSteps);
-  if (o.ppoSamples !== DEMO_DEFAULTS.ppoSamples) demoArgs.push('--ppo-samples', o.ppoSamples);
-  if (!o.html) demoArgs.push('--no-html');
-  const summaryPath = join(out, 'summary.json');
-  const manifestPath = join(out, 'manifest.json');
-  const summary: DemoSummary = {
-    title: `harm-horizon demo: shallow versus deep alignment on ${scenario.name}`,
-    scenario: scenario.name,
-    out,
-    parameters,
-    horizon,
-    policies,
-    lambdaScaling,
-    notes,
-    files: [...files, summaryPath, manifestPath],
-    interrupted,
-    seconds: 0,
-  };
-  const writeManifest = () =>
-    writeJson(manifestPath, {
-      title: summary.title,
-      scenario: scenario.name,
-      commands: [argsLine(demoArgs), ...artefacts.flatMap((a) => a.commands)],
-      artefacts,
-      parameters,
-      interrupted,
-    });
-
-  // 6. The HTML report: index.html with the plots (plots/*.svg, data/*.csv) in the same folder. The
-  // module is loaded only here: it brings in vega, which library users of the demo may not need.
-  if (o.html && !interrupted) {
-    hooks.onStage?.('HTML report', 1);
-    // The report is written into the results folder itself, which holds the demo's files: --force.
-    const reportCommand = argsLine(['report', out, '--out', out, '--force']);
-    artefacts.push({ file: join(out, 'index.html'), commands: [reportCommand] });
-    summary.files.push(join(out, 'index.html'));
-    summary.seconds = (performance.now() - started) / 1000;
-    writeJson(summaryPath, summary);
-    writeManifest();
-    const { writeReport } = await import('./report/html.js');
-    await writeReport(out, out, { command: reportCommand, title: summary.title });
-    tick();
-  }
-  summary.seconds = (performance.now() - started) / 1000;
-  writeJson(summaryPath, summary);
-  writeManifest();
-  return summary;
+  if (ppo) notes.push(`PPO: tabular policy, ${ppo.steps} steps × ${ppo.samples} responses, SGD at rate 8, 4 epochs, clip 0.2, seed ${run.o.seed}${ppo.steps < 300 ? ' (fewer steps than RESULTS.md\'s 300)' : ''}.`);
 }
+
+/** Step 5: the λ-scaling check of the equilibrium-KL law (`lambda-scaling.json`). */
+async function lambdaScaling(run: DemoRun, analyzeParams: Record<string, unknown>): Promise<NonNullable<DemoSummary['lambdaScaling']>> {
+  run.stage('λ-scaling check of D_t ≈ (λ²/2)·I_t', run.parameters.lambdas.length);
+  const { rows, perLambda, beyond, belowFloor } = await lambdaScalingCheck(run.engine, run.parameters.lambdas, () => run.tick());
+  const file = join(run.o.out, 'lambda-scaling.json');
+  writeJson(file, { scenario: run.scenario.name, threshold: LAMBDA_SCALING_THRESHOLD, klFloor: KL_ROUNDING_FLOOR, rows });
+  const perLambdaCommands = run.parameters.lambdas.map((lambda) => `${commandLine(analyzeCommand, { ...analyzeParams, lambda })} --json`);
+  record(run, file, perLambdaCommands, `rows: for each λ, ratio = positions[].klOnPolicy / positions[].klPredicted at the positions with harmInformation > ${LAMBDA_SCALING_THRESHOLD} and klPredicted ≥ ${KL_ROUNDING_FLOOR}`);
+  if (belowFloor > 0) run.notes.push(`λ-scaling: ${belowFloor} point(s) with (λ²/2)·I_t below ${KL_ROUNDING_FLOOR} (the rounding floor of the KL) were left out.`);
+  return {
+    threshold: LAMBDA_SCALING_THRESHOLD,
+    klFloor: KL_ROUNDING_FLOOR,
+    perLambda,
+    deviationAtSmallest: perLambda[0].positions > 0 ? perLambda[0].maxDeviation : null,
+    beyondHorizonMaxKl: beyond,
+  };
+}
+
+/** `summary.json` and `manifest.json` (the demo's own command line first, then each file's). */
+function writeSummary(run: DemoRun, summary: DemoSummary, started: number): void {
+  summary.seconds = (performance.now() - started) / 1000;
+  writeJson(join(run.o.out, 'summary.json'), summary);
+  writeJson(join(run.o.out, 'manifest.json'), {
+    title: summary.title,
+    scenario: run.scenario.name,
+    commands: [run.o.command, ...run.artefacts.flatMap((a) => a.commands)],
+    artefacts: run.artefacts,
+    parameters: run.parameters,
+    interrupted: summary.interrupted,
+  });
+}
+
+/**
+ * Step 6: the HTML report, index.html with its plots (plots/*.svg, data/*.csv), written into the
+ * demo's folder by `report` (so with --force) from the summary and manifest written first. The
+ * module is loaded only here: it brings in vega, which library users of the demo may not need.
+ */
+async function htmlReport(run: DemoRun, summary: DemoSummary, started: number): Promise<void> {
+  run.stage('HTML report', 1);
+  const command = `${commandLine(reportCommand, { input: run.o.out, out: run.o.out })} --force`;
+  run.artefacts.push({ file: join(run.o.out, 'index.html'), commands: [command] });
+  summary.files.push(join(run.o.out, 'index.html'));
+  writeSummary(run, summary, started);
+  const { writeReport } = await import('./report/html.js');
+  await writeReport(run.o.out, run.o.out, { command, title: summary.title });
+  run.tick();
+}
+
+/**
+ * The demo, step by step: each step is a declared command's run(), its file that command's --json
+ * result (or its run folder), and the manifest holds the command line the same declaration prints
+ * for it. `o.command` is the demo's own command line. Writes the report folder and returns the
+ * summary (also `summary.json`); with `context.shouldStop()` true it stops after the current step,
+ * keeps every finished file and returns with `interrupted`.
+ */
+export async function demoScript(o: DemoOptions & { command: string }, context: CommandContext): Promise<DemoSummary> {
+  const started = performance.now();
+  if (o.lambdas.length === 0 || !o.lambdas.every((x) => Number.isFinite(x) && x > 0)) {
+    throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the λ grid must hold finite numbers > 0, got ${o.lambdas.join(', ')}`, 'lambdas');
+  }
+  const memoryBudget = (o.memoryBudgetBytes ?? 4 * 1024 ** 3) / 1024 ** 3;
+  const budget = { memoryBudgetBytes: memoryBudget * 1024 ** 3, memoryBudgetName: '--memory-budget' };
+  const scenario = context.scenario(o.scenario, { seed: o.seed, ...budget });
+  const engine = context.engine(scenario, budget.memoryBudgetBytes);
+  if (!engine) throw new HarmHorizonError('HH_STATE_SPACE_TOO_LARGE', `the exact state space of ${scenario.name} does not fit --memory-budget or this machine's memory`);
+  makeFolder(o.out);
+  const plans = trainedPlans(scenario, o);
+  const units = stageUnits(plans, o);
+  const bar = context.progress('demo', units.analyze + units.train.reduce((a, b) => a + b, 0) + units.attacks + units.lambdas + (o.html ? 1 : 0));
+  let note = '';
+  const run: DemoRun = {
+    o,
+    scenario,
+    engine,
+    context: { ...context, status: () => run.onStep() },
+    common: { scenario: o.scenario, seed: o.seed, memoryBudget },
+    parameters: {
+      lambda: o.lambda ?? scenario.defaults.lambda,
+      mu: o.mu ?? scenario.defaults.mu,
+      gamma: o.gamma ?? scenario.defaults.gamma,
+      seed: o.seed,
+      rank: Math.min(o.rank, scenario.tokens.length),
+      ppoSteps: o.ppoSteps,
+      ppoSamples: o.ppoSamples,
+      lambdas: [...o.lambdas].sort((a, b) => a - b),
+    },
+    files: [],
+    artefacts: [],
+    notes: [],
+    policies: [],
+    stage(label) {
+      note = label;
+      context.stage(label);
+    },
+    tick: (n = 1) => bar.tick(n, note),
+    onStep: () => {},
+  };
+  try {
+    run.stage('exact analysis of the base', units.analyze);
+    const analysis = await analyzeBase(run);
+    let interrupted = !(await alignAndAttack(run, plans, units.train));
+    settingNotes(run, plans);
+    let scaling: DemoSummary['lambdaScaling'] = null;
+    if (!interrupted && !context.shouldStop()) scaling = await lambdaScaling(run, analysis.params);
+    else {
+      interrupted = true;
+      run.notes.push('λ-scaling check skipped: the run was interrupted.');
+    }
+    const summary: DemoSummary = {
+      title: `harm-horizon demo: shallow versus deep alignment on ${scenario.name}`,
+      scenario: scenario.name,
+      out: o.out,
+      parameters: run.parameters,
+      horizon: analysis.horizon,
+      policies: run.policies,
+      lambdaScaling: scaling,
+      notes: run.notes,
+      files: [...run.files, join(o.out, 'summary.json'), join(o.out, 'manifest.json')],
+      interrupted,
+      seconds: 0,
+    };
+    if (o.html && !interrupted) await htmlReport(run, summary, started);
+    writeSummary(run, summary, started);
+    return summary;
+  } finally {
+    bar.finish();
+  }
+}
+

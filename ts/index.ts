@@ -55,7 +55,8 @@ export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, ty
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
 export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './workflows/attack.js';
 export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './workflows/train.js';
-export { DEMO_DEFAULTS, runDemo, type DemoOptions, type DemoSummary } from './demo.js';
+export { DEMO_DEFAULTS, type DemoOptions, type DemoSummary } from './demo.js';
+export { runDemo, type DemoHooks } from './commands/demo.js';
 // The commands, as the CLI and the sweep run them: completeParams(command.params, {...}) then
 // command.run(params, createContext()), which returns what `harm-horizon <command> --json` prints.
 export { analyze as analyzeCommand, attack as attackCommand, estimate as estimateCommand, train as trainCommand, type AttackResult, type TrainResult } from './commands/index.js';

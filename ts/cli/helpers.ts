@@ -1,31 +1,22 @@
-/** Option parsers and output of the commands not yet declared in ts/commands/ (sweep, merge, report, demo, logs). */
-import { InvalidArgumentError } from 'commander';
-import { writeStdout, writeStdoutJson } from '../io/stdout.js';
+/** What the CLI does around a declared command's run: stopping on signals. */
 
-export const write = writeStdout;
-export const json = writeStdoutJson;
-
-function parse(name: string, must: string, ok: (x: number) => boolean) {
-  return (value: string) => {
-    const x = Number(value);
-    if (value.trim() === '' || !ok(x)) throw new InvalidArgumentError(`${name} must be ${must}.`);
-    return x;
+/**
+ * The first of `signals` asks a long run to stop after its current step; a second one leaves at once
+ * (exit 130 for Ctrl-C, 143 for SIGTERM).
+ */
+export function stopOnSignals(signals: readonly NodeJS.Signals[] = ['SIGINT']): { stoppedBy: () => NodeJS.Signals | null; release: () => void } {
+  let stop: NodeJS.Signals | null = null;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stop !== null) process.exit(signal === 'SIGTERM' ? 143 : 130);
+    stop = signal;
+    const name = signal === 'SIGINT' ? 'Ctrl-C' : signal;
+    process.stderr.write(`\n${name}: stopping after the current step (${name} again to quit at once) …\n`);
   };
-}
-
-export const nonNegative = (name: string) => parse(name, 'a finite number ≥ 0', (x) => Number.isFinite(x) && x >= 0);
-export const positiveInteger = (name: string) => parse(name, 'a whole number ≥ 1', (x) => Number.isSafeInteger(x) && x >= 1);
-export const integer = (name: string) => parse(name, 'a whole number ≥ 0', (x) => Number.isSafeInteger(x) && x >= 0);
-export const unitInterval = (name: string) => parse(name, 'in (0, 1]', (x) => x > 0 && x <= 1);
-
-/** Ctrl-C asks a long run to stop after its current step; a second one leaves at once (130). */
-export function stopOnSigint(): { stopped: () => boolean; release: () => void } {
-  let stop = false;
-  const onSigint = () => {
-    if (stop) process.exit(130);
-    stop = true;
-    process.stderr.write('\nstopping after the current step (Ctrl-C again to quit at once) …\n');
+  for (const signal of signals) process.on(signal, onSignal);
+  return {
+    stoppedBy: () => stop,
+    release: () => {
+      for (const signal of signals) process.off(signal, onSignal);
+    },
   };
-  process.on('SIGINT', onSigint);
-  return { stopped: () => stop, release: () => process.off('SIGINT', onSigint) };
 }

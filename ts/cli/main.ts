@@ -7,15 +7,8 @@ import { Command, CommanderError } from 'commander';
 import { commands } from '../commands/index.js';
 import { isBadInput } from '../commands/exit-codes.js';
 import { HarmHorizonError } from '../core/errors.js';
-import { claimOutputFolder } from '../io/files.js';
 import { writeStdout } from '../io/stdout.js';
-import { addDemoCommands } from './demo.js';
-import { addLogCommands } from './logs.js';
 import { addDeclaredCommand } from './program.js';
-import { addSweepCommands } from './sweep.js';
-
-/** Commands that write an --out folder: it is locked for the run and refused when occupied (unless --force). */
-const OUT_FOLDER_COMMANDS = ['train', 'demo', 'report', 'rollouts'];
 
 export function buildProgram(): Command {
   const program = new Command('harm-horizon')
@@ -26,17 +19,6 @@ export function buildProgram(): Command {
     .configureOutput({ writeOut: writeStdout });
   for (const declaration of commands) addDeclaredCommand(program, declaration);
   program.commands.find((c) => c.name() === 'scenario')?.description('list, show and validate scenarios');
-  addSweepCommands(program);
-  addDemoCommands(program);
-  addLogCommands(program);
-  for (const command of program.commands.filter((c) => OUT_FOLDER_COMMANDS.includes(c.name()))) {
-    command
-      .option('--force', 'write over the results another run left in --out')
-      .hook('preAction', (c) => {
-        const opts = c.opts<{ out: string; force?: boolean }>();
-        claimOutputFolder(opts.out, { force: opts.force });
-      });
-  }
   return program;
 }
 

@@ -2,8 +2,10 @@
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
 import type { CommandDeclaration, Param, Params } from '../commands/declare.js';
 import { createContext } from '../commands/context.js';
+import { claimOutputFolder } from '../io/files.js';
+import { Progress } from '../io/progress.js';
 import { writeStdout, writeStdoutJson } from '../io/stdout.js';
-import { stopOnSigint } from './helpers.js';
+import { stopOnSignals } from './helpers.js';
 
 /** A parser for commander: the parameter's check, its error as commander's usage error (exit 2). */
 function parser(param: Param<unknown>) {
@@ -19,15 +21,24 @@ function parser(param: Param<unknown>) {
 function option(param: Param<unknown>, mandatory: boolean): Option {
   if (param.kind === 'flag') return new Option(param.flag, param.help);
   const o = new Option(`${param.flag} ${param.placeholder ?? '<value>'}`, param.help).argParser(parser(param));
-  if (param.default !== undefined) o.default(param.default, Array.isArray(param.default) ? param.default.join(',') : undefined);
+  if (param.default !== undefined) o.default(param.default, param.defaultText ?? (Array.isArray(param.default) ? param.default.join(',') : undefined));
   return mandatory ? o.makeOptionMandatory() : o;
+}
+
+function argument(param: Param<unknown>): Argument {
+  const name = `${param.flag}${param.variadic ? '...' : ''}`;
+  const a = new Argument(param.required ? `<${name}>` : `[${name}]`, param.help);
+  // A variadic argument's words are read as one list (in values()).
+  if (!param.variadic) a.argParser(parser(param));
+  if (param.default !== undefined) a.default(param.default);
+  return a;
 }
 
 /** The values of a run: the positional arguments by name, then the options by key. */
 function values(params: Params, args: unknown[], opts: Record<string, unknown>): Record<string, unknown> {
   const positional = Object.keys(params).filter((k) => params[k].positional);
   const out: Record<string, unknown> = {};
-  positional.forEach((key, i) => (out[key] = args[i]));
+  positional.forEach((key, i) => (out[key] = params[key].variadic ? params[key].read(args[i]) : args[i]));
   for (const key of Object.keys(params)) {
     if (params[key].positional) continue;
     // `--no-html` is commander's `html`.
@@ -46,38 +57,51 @@ export function addDeclaredCommand<P extends Params, R>(program: Command, declar
   const command = parent.command(words[words.length - 1]).description(declaration.description);
   const requires = new Set<string>(declaration.commandLineRequires ?? []);
   for (const [key, param] of Object.entries(declaration.params)) {
-    if (param.positional) {
-      const argument = new Argument(param.required ? `<${param.flag}>` : `[${param.flag}]`, param.help).argParser(parser(param));
-      if (param.default !== undefined) argument.default(param.default);
-      command.addArgument(argument);
-    } else command.addOption(option(param, param.required === true || requires.has(key)));
+    if (param.positional) command.addArgument(argument(param));
+    else command.addOption(option(param, param.required === true || requires.has(key)));
+  }
+  if (declaration.writesOutFolder) {
+    // Refused when it holds another run's results, and locked for the run.
+    command.option('--force', 'write over the results another run left in --out').hook('preAction', (c) => {
+      const opts = c.opts<{ out: string; force?: boolean }>();
+      claimOutputFolder(opts.out, { force: opts.force });
+    });
   }
   command.option('--json', 'print the result as one JSON object');
   if (declaration.helpAfter) command.addHelpText('after', declaration.helpAfter);
   command.action(async (...args: unknown[]) => {
     const opts = (args[args.length - 1] as Command).opts<Record<string, unknown>>();
     const tty = process.stderr.isTTY === true;
-    const sigint = stopOnSigint();
+    const signals = stopOnSignals(declaration.stopSignals);
     let shown = false;
     const context = createContext({
-      shouldStop: sigint.stopped,
+      stoppedBy: signals.stoppedBy,
       status: (line) => {
         if (!tty) return;
         process.stderr.write(`\r${line}   `);
         shown = true;
       },
+      progress: (label, total) => new Progress(label, total, tty),
+      // On a terminal the progress bar names the stage.
+      stage: (line) => {
+        if (!tty) process.stderr.write(`${declaration.name}: ${line}\n`);
+      },
+      warn: (message) => process.stderr.write(`harm-horizon: ${message}\n`),
     });
     let result: R;
     try {
       result = await declaration.run(values(declaration.params, args.slice(0, -2), opts) as never, context);
     } finally {
-      sigint.release();
+      signals.release();
       if (shown) process.stderr.write('\n');
     }
     const failure = declaration.failure?.(result);
-    // A failure's message goes to stderr (the CLI's error line); with --json its verdict is on stdout too.
+    // A failure's message goes to stderr (the CLI's error line), after the result on stdout.
     if (opts.json) writeStdoutJson(result);
-    else if (!failure) writeStdout(declaration.render(result));
+    else {
+      const text = declaration.render(result);
+      if (text !== '') writeStdout(text);
+    }
     for (const warning of declaration.warnings?.(result) ?? []) process.stderr.write(`warning: ${warning}\n`);
     if (failure) throw failure;
     const code = declaration.exitCode?.(result) ?? 0;

@@ -32,9 +32,25 @@ export interface CommandContext {
   policy(path: string | undefined, scenario: CompiledScenario, engine: ExactEngine | null): Policy;
   /** Asked between steps of long runs: true stops them early (Ctrl-C). */
   shouldStop(): boolean;
+  /** The signal that asked the run to stop (SIGINT, SIGTERM), or null. */
+  stoppedBy(): NodeJS.Signals | null;
   /** A one-line status of a long run (the CLI shows it on a terminal). */
   status(line: string): void;
+  /** A progress bar of `total` units over a long run (the CLI draws it on a terminal). */
+  progress(label: string, total: number): ProgressBar;
+  /** A new stage of a long run (the CLI prints it on a line of its own where no progress bar shows). */
+  stage(line: string): void;
+  /** Something the user should know while the run goes on (a torn line removed); the CLI prints it on stderr. */
+  warn(message: string): void;
 }
+
+export interface ProgressBar {
+  /** `units` more units done; `note` says what is under way. */
+  tick(units: number, note: string): void;
+  finish(): void;
+}
+
+const SILENT: ProgressBar = { tick: () => {}, finish: () => {} };
 
 export interface ContextOptions {
   /** How a scenario argument becomes a scenario (default: a built-in name or a file). */
@@ -42,7 +58,11 @@ export interface ContextOptions {
   /** Folder that relative policy paths are resolved against (default: the working directory). */
   baseDir?: string;
   shouldStop?: () => boolean;
+  stoppedBy?: () => NodeJS.Signals | null;
   status?: (line: string) => void;
+  progress?: (label: string, total: number) => ProgressBar;
+  stage?: (line: string) => void;
+  warn?: (message: string) => void;
 }
 
 /** A context with caches of compiled scenarios (the last 8), engines and policies. */
@@ -90,7 +110,11 @@ export function createContext(options: ContextOptions = {}): CommandContext {
       if (!policy) byPath.set(full, (policy = loadPolicy(full, scenario, engine?.numStates)));
       return policy;
     },
-    shouldStop: options.shouldStop ?? (() => false),
+    shouldStop: options.shouldStop ?? (() => options.stoppedBy?.() != null),
+    stoppedBy: options.stoppedBy ?? (() => (options.shouldStop?.() ? 'SIGINT' : null)),
     status: options.status ?? (() => {}),
+    progress: options.progress ?? (() => SILENT),
+    stage: options.stage ?? (() => {}),
+    warn: options.warn ?? (() => {}),
   };
 }

@@ -19,7 +19,18 @@ export interface Param<T> {
   readonly required?: boolean;
   /** A positional argument rather than an option. */
   readonly positional?: boolean;
+  /** A positional argument that takes the rest of the words (`<files...>`); its value is a list. */
+  readonly variadic?: boolean;
+  /** How the help shows a default computed on this machine (`all cores`). */
+  readonly defaultText?: string;
   readonly choices?: readonly string[];
+  /** Bounds of a number or whole number (`x ≥ min`, `x > above`, `x ≤ max`, `|x| ≤ maxAbs`). */
+  readonly min?: number;
+  readonly above?: number;
+  readonly max?: number;
+  readonly maxAbs?: number;
+  /** What a valid value is, as error messages say it (`a finite number ≥ 0`). */
+  readonly must: string;
   /** The value from its command-line text or JSON value; throws HH_INVALID_ARGUMENT naming the flag. */
   read(value: unknown): T;
 }
@@ -48,6 +59,10 @@ export interface CommandDeclaration<P extends Params, R> {
   warnings?(result: R): string[];
   /** A result that reports a failure (an invalid file, failed sweep cells): the error the CLI exits with, after printing the result. */
   failure?(result: R): Error | undefined;
+  /** Writes the folder `--out` names: the CLI refuses one holding another run's results (unless --force) and locks it for the run. */
+  readonly writesOutFolder?: boolean;
+  /** Signals that stop a long run after its current step (default Ctrl-C only); a second one leaves at once. */
+  readonly stopSignals?: readonly NodeJS.Signals[];
 }
 
 /** Declares a command (the identity, typed: `params` fixes the types of `run`'s values). */
@@ -78,7 +93,7 @@ function toNumber(value: unknown): number {
 
 /** A finite number, optionally bounded: `min ≤ x`, `x > above`, `x ≤ max`. */
 export function number<const O extends Common<number> & { min?: number; above?: number; max?: number; maxAbs?: number }>(spec: string, help: string, o: O = {} as O) {
-  const must = o.maxAbs !== undefined ? `a finite number with |x| ≤ ${o.maxAbs}` : o.above !== undefined && o.max !== undefined ? `in (${o.above}, ${o.max}]` : o.above !== undefined ? `a finite number > ${o.above}` : o.min !== undefined ? `a finite number ≥ ${o.min}` : 'a finite number';
+  const must = o.maxAbs !== undefined ? `a finite number with |x| ≤ ${o.maxAbs}` : o.above !== undefined && o.max !== undefined ? `a number in (${o.above}, ${o.max}]` : o.above !== undefined ? `a finite number > ${o.above}` : o.min !== undefined ? `a finite number ≥ ${o.min}` : 'a finite number';
   const { flag, placeholder } = split(spec);
   const param: Param<number> & O = {
     ...o,
@@ -86,6 +101,7 @@ export function number<const O extends Common<number> & { min?: number; above?: 
     flag,
     placeholder,
     help,
+    must,
     read(value) {
       const x = toNumber(value);
       const ok = Number.isFinite(x) && !(o.min !== undefined && x < o.min) && !(o.above !== undefined && x <= o.above) && !(o.max !== undefined && x > o.max) && !(o.maxAbs !== undefined && Math.abs(x) > o.maxAbs);
@@ -97,8 +113,9 @@ export function number<const O extends Common<number> & { min?: number; above?: 
 }
 
 /** A whole number ≥ min (default 0). */
-export function integer<const O extends Common<number> & { min?: number }>(spec: string, help: string, o: O = {} as O) {
+export function integer<const O extends Common<number> & { min?: number; defaultText?: string }>(spec: string, help: string, o: O = {} as O) {
   const min = o.min ?? 0;
+  const must = `a whole number ≥ ${min}`;
   const { flag, placeholder } = split(spec);
   const param: Param<number> & O = {
     ...o,
@@ -106,16 +123,18 @@ export function integer<const O extends Common<number> & { min?: number }>(spec:
     flag,
     placeholder,
     help,
+    min,
+    must,
     read(value) {
       const x = toNumber(value);
-      if (!Number.isSafeInteger(x) || x < min) throw bad(flag, `a whole number ≥ ${min}`, value);
+      if (!Number.isSafeInteger(x) || x < min) throw bad(flag, must, value);
       return x;
     },
   };
   return param;
 }
 
-export function string<const O extends Common<string> & { positional?: boolean }>(spec: string, help: string, o: O = {} as O) {
+export function string<const O extends Common<string> & { positional?: boolean; defaultText?: string }>(spec: string, help: string, o: O = {} as O) {
   const { flag, placeholder } = split(spec);
   const param: Param<string> & O = {
     ...o,
@@ -123,6 +142,7 @@ export function string<const O extends Common<string> & { positional?: boolean }
     flag,
     placeholder,
     help,
+    must: 'a non-empty string',
     read(value) {
       if (typeof value !== 'string' || value === '') throw bad(flag, 'a non-empty string', value);
       return value;
@@ -140,9 +160,47 @@ export function oneOf<const C extends readonly string[], const O extends Common<
     placeholder,
     help,
     choices,
+    must: `one of ${choices.join(', ')}`,
     read(value) {
       if (typeof value !== 'string' || !choices.includes(value)) throw bad(flag, `one of ${choices.join(', ')}`, value);
       return value as C[number];
+    },
+  };
+  return param;
+}
+
+/** A value read from its text by `parse` (which throws HH_INVALID_ARGUMENT naming the flag), e.g. a shard `i/n`. */
+export function parsed<T, O extends Common<T> = {}>(spec: string, help: string, parse: (text: string) => T, o: O = {} as O) {
+  const { flag, placeholder } = split(spec);
+  const param: Param<T> & O = {
+    ...o,
+    kind: 'string',
+    flag,
+    placeholder,
+    help,
+    must: 'text',
+    read(value) {
+      if (typeof value !== 'string') throw bad(flag, 'text', value);
+      return parse(value);
+    },
+  };
+  return param;
+}
+
+/** The rest of the positional words (`<files...>`): a non-empty list of non-empty strings. */
+export function strings(name: string, help: string) {
+  const param: Param<string[]> & { positional: true; variadic: true; required: true } = {
+    kind: 'list',
+    flag: name,
+    help,
+    must: 'one or more non-empty strings',
+    positional: true,
+    variadic: true,
+    required: true,
+    read(value) {
+      const xs = Array.isArray(value) ? value : [value];
+      if (xs.length === 0 || !xs.every((x) => typeof x === 'string' && x !== '')) throw bad(name, param.must, value);
+      return xs as string[];
     },
   };
   return param;
@@ -155,6 +213,7 @@ export function flag(spec: string, help: string, o: { default?: boolean } = {}) 
     flag: spec,
     help,
     default: o.default ?? false,
+    must: 'true or false',
     read(value) {
       if (typeof value !== 'boolean') throw bad(spec, 'true or false', value);
       return value;
@@ -172,6 +231,7 @@ export function integerList<const O extends Common<number[]>>(spec: string, help
     flag,
     placeholder,
     help,
+    must,
     read(value) {
       const xs = typeof value === 'string' ? value.split(',').map((x) => toNumber(x.trim())) : typeof value === 'number' ? [value] : Array.isArray(value) ? value.map(toNumber) : [NaN];
       if (!xs.every((x) => Number.isSafeInteger(x)) || !check(xs)) throw bad(flag, must, value);

@@ -6,12 +6,16 @@ import { estimate } from './estimate.js';
 import { importCommand } from './import.js';
 import { report } from './report.js';
 import { scenarioList, scenarioShow, scenarioValidate } from './scenario.js';
+import { demo } from './demo.js';
+import { profile, rollouts } from './logs.js';
+import { merge, sweep } from './sweep.js';
 import { train } from './train.js';
 
-export { analyze, attack, estimate, importCommand, report, scenarioList, scenarioShow, scenarioValidate, train };
+export { analyze, attack, demo, estimate, importCommand, merge, profile, report, rollouts, scenarioList, scenarioShow, scenarioValidate, sweep, train };
 export type { AttackResult } from './attack.js';
 export type { TrainResult } from './train.js';
 
 export { cellCommands } from './cells.js';
 
-export const commands: readonly AnyCommand[] = [analyze, estimate, train, attack, report, importCommand, scenarioList, scenarioShow, scenarioValidate];
+/** In the order of the CLI's help. */
+export const commands: readonly AnyCommand[] = [analyze, estimate, train, attack, report, importCommand, scenarioList, scenarioShow, scenarioValidate, sweep, merge, demo, rollouts, profile];

@@ -17,6 +17,7 @@ export const report = declareCommand({
     results: string('--results <path>', 'for a sweep file: its results (the folder harm-horizon sweep --out wrote, or a results .jsonl)'),
     title: string('--title <text>', 'page title (default: manifest.json\'s title, else the input\'s name)'),
   },
+  writesOutFolder: true,
   helpAfter: `
 A results folder may hold:
   analyze.json          harm-horizon analyze <scenario> --json > analyze.json

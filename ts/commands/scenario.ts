@@ -66,6 +66,7 @@ export const scenarioValidate = declareCommand({
       return verdict;
     }
   },
-  render: (r) => (r.valid ? `valid (${r.name}: V = ${r.tokens}, T = ${r.length}, ${r.states} exact states)` : r.errors.map((e) => `invalid: ${e.message}`).join('\n')),
+  // An invalid file's message is the CLI's error line on stderr.
+  render: (r) => (r.valid ? `valid (${r.name}: V = ${r.tokens}, T = ${r.length}, ${r.states} exact states)` : ''),
   failure: (r) => verdictErrors.get(r),
 });

@@ -54,6 +54,7 @@ export const train = declareCommand({
     memoryBudget: memoryBudget(),
   },
   commandLineRequires: ['out'],
+  writesOutFolder: true,
   helpAfter: `
 Examples:
   $ harm-horizon train refusal --objective standard --algorithm exact --out runs/standard

@@ -1,13 +1,13 @@
 /** The terminal report of `profile`. */
 import { num, sparkline, table } from '../report/format.js';
-import type { LogHeader } from './format.js';
 import type { LogProfile } from './profile.js';
 
 const pm = (x: number | null, se: number | null) => (x === null ? '—' : `${num(x)} ± ${num(se)}`);
 
-export function renderProfile(file: string, header: LogHeader, p: LogProfile): string {
+/** `header`: the log's policy and reference, and its judge as `name (scores)`. */
+export function renderProfile(file: string, header: { policy: string; reference: string; judge: string }, p: LogProfile): string {
   const out: string[] = [];
-  out.push(`${file}: policy ${header.policy} against reference ${header.reference}, judge ${header.judge.name} (${header.judge.scores})`);
+  out.push(`${file}: policy ${header.policy} against reference ${header.reference}, judge ${header.judge}`);
   out.push(
     `${p.prompts} prompt(s); ${p.records.policySamples} policy and ${p.records.referenceSamples} reference samples, ${p.records.rollouts} rollout sets, ${p.records.prefills} prefills; SEs: ${p.bootstrap.replicates} cluster-bootstrap replicates over prompts`,
   );

@@ -1,11 +1,14 @@
-/** The commands a sweep runs and the parameters each accepts: type, bounds and help text. */
-import { DEFAULT_HORIZON_TOLERANCE } from '../core/exact.js';
-import { DEFAULT_TRANSFORMER } from '../core/policy.js';
-import { DEFAULT_RANK } from '../workflows/attack.js';
-import { DEFAULT_MIX, TRAIN_DEFAULTS } from '../workflows/train.js';
+/**
+ * The commands a sweep runs and the parameters each accepts. A sweep parameter is a declared
+ * parameter of the cell's command (ts/commands/), with its check and help text, so a newly declared
+ * parameter is sweepable as it is; besides them, the parameters that build a cell's scenario, and
+ * the seed and replicate of every cell.
+ */
+import { cellCommands } from '../commands/cells.js';
+import type { Param } from '../commands/declare.js';
 
-export const SWEEP_COMMANDS = ['analyze', 'estimate', 'train', 'attack'] as const;
-export type SweepCommand = (typeof SWEEP_COMMANDS)[number];
+export const SWEEP_COMMANDS = Object.keys(cellCommands) as (keyof typeof cellCommands)[];
+export type SweepCommand = keyof typeof cellCommands;
 
 type Kind =
   | { type: 'number'; min?: number; max?: number; above?: number; text: string }
@@ -13,7 +16,8 @@ type Kind =
   | { type: 'enum'; choices: readonly string[] }
   | { type: 'file' }
   | { type: 'boolean' }
-  | { type: 'widths' };
+  /** A list (a JSON array, or one number): `read` checks and normalises it. */
+  | { type: 'list'; must: string; read: (value: unknown) => unknown };
 
 export interface ParamSpec {
   kind: Kind;
@@ -24,7 +28,6 @@ export interface ParamSpec {
 
 const nonNegative = (doc: string): ParamSpec => ({ kind: { type: 'number', min: 0, text: 'a finite number ≥ 0' }, doc });
 const wholeAtLeast = (min: number, doc: string): ParamSpec => ({ kind: { type: 'integer', min }, doc });
-const oneOf = (choices: readonly string[], doc: string): ParamSpec => ({ kind: { type: 'enum', choices }, doc });
 
 /** Parameters every command takes: scenario-level ones and the seed. */
 export const COMMON: Record<string, ParamSpec> = {
@@ -39,56 +42,48 @@ export const COMMON: Record<string, ParamSpec> = {
   endToken: { kind: { type: 'boolean' }, doc: 'whether the random scenario\'s last token is <eos> (default false)', random: true },
 };
 
-const LAMBDA = nonNegative('alignment strength λ (default: the scenario\'s)');
+/**
+ * Declared parameters a sweep does not take: the scenario (the sweep's own field), the seed (above),
+ * the memory budget (the sweep command's flag), train's run folder (cells write no run folders) and
+ * its evaluation period (a cell evaluates once, at its last step).
+ */
+const NOT_SWEPT = new Set(['scenario', 'seed', 'memoryBudget', 'out', 'evalEvery']);
 
-/** The parameters of each command (besides the common ones). */
-export const SWEEP_PARAMETERS: Record<SweepCommand, Record<string, ParamSpec>> = {
-  analyze: {
-    lambda: LAMBDA,
-    tolerance: nonNegative(`relative tolerance of the harm horizon (default ${DEFAULT_HORIZON_TOLERANCE})`),
-  },
-  estimate: {
-    samples: wholeAtLeast(1, 'number of sampled responses (required)'),
-    rollouts: wholeAtLeast(1, 'nested rollouts per prefix (default: exact h_t when the exact engine applies)'),
-    estimator: oneOf(['reinforce', 'leave-one-out', 'innovation'], 'gradient estimator (default innovation)'),
-    policy: { kind: { type: 'file' }, doc: 'a policy file (default: the base), relative to the sweep file' },
-  },
-  train: {
-    objective: oneOf(['standard', 'deep', 'deep-anchored', 'augment'], 'objective (default standard)'),
-    algorithm: oneOf(['exact', 'fixed-point', 'reinforce', 'reinforce-innovation', 'ppo'], 'algorithm (default exact)'),
-    policy: oneOf(['tabular', 'mlp', 'transformer'], 'policy family (default tabular)'),
-    lambda: LAMBDA,
-    mu: nonNegative('μ of the recovery penalty (default: the scenario\'s)'),
-    gamma: { kind: { type: 'number', above: 0, max: 1, text: 'a number in (0, 1]' }, doc: 'γ of the weights w_t = γ^(t−1) (default: the scenario\'s)' },
-    mix: nonNegative(`α, the weight of the augment objective's recovery term (default ${DEFAULT_MIX})`),
-    steps: wholeAtLeast(1, 'optimisation steps (default 1000)'),
-    lr: nonNegative(`learning rate (default ${TRAIN_DEFAULTS.learningRate})`),
-    optimizer: oneOf(['adam', 'sgd'], 'optimiser (default adam)'),
-    schedule: oneOf(['cosine', 'constant'], 'learning-rate schedule (default cosine)'),
-    samples: wholeAtLeast(1, `responses per batch, sampled algorithms (default ${TRAIN_DEFAULTS.samples})`),
-    clip: nonNegative(`PPO clip ε (default ${TRAIN_DEFAULTS.clip})`),
-    epochs: wholeAtLeast(1, `PPO epochs per batch (default ${TRAIN_DEFAULTS.epochs})`),
-    mlpHidden: { kind: { type: 'widths' }, doc: 'mlp hidden widths: 32 or [32, 16] (default [32])' },
-    mlpActivation: oneOf(['tanh', 'relu'], 'mlp activation (default tanh)'),
-    mlpOrder: wholeAtLeast(1, 'tokens the mlp reads (default: the scenario\'s context order)'),
-    layers: wholeAtLeast(1, `transformer layers (default ${DEFAULT_TRANSFORMER.layers})`),
-    width: wholeAtLeast(1, `transformer width (default ${DEFAULT_TRANSFORMER.width})`),
-    heads: wholeAtLeast(1, `transformer attention heads, dividing the width (default ${DEFAULT_TRANSFORMER.heads})`),
-    mlpWidth: wholeAtLeast(1, `width of the transformer's MLP blocks (default ${DEFAULT_TRANSFORMER.mlpWidth})`),
-  },
-  attack: {
-    rank: wholeAtLeast(1, `rank-assisted prefilling: the policy's top R tokens (default ${DEFAULT_RANK}, capped at V)`),
-    policy: { kind: { type: 'file' }, doc: 'the policy file to attack (default: the base), relative to the sweep file' },
-    lambda: nonNegative('attack the Gibbs optimum at this λ instead of the base (not with policy)'),
-    samples: wholeAtLeast(1, 'responses per k when prefilling has to be sampled (default 2000)'),
-    finetuneSteps: wholeAtLeast(0, 'also run the fine-tuning attack for this many steps (default 0)'),
-    finetuneLr: nonNegative('fine-tuning learning rate (default 1)'),
-    finetuneObjective: oneOf(['sft', 'constrained'], 'fine-tuning objective (default sft)'),
-  },
-};
+/** The sweep's check of a declared parameter: its type in a JSON or YAML file, bounds and choices. */
+function kindOf(param: Param<unknown>): Kind {
+  switch (param.kind) {
+    case 'number':
+      return param.maxAbs !== undefined
+        ? { type: 'number', min: -param.maxAbs, max: param.maxAbs, text: param.must }
+        : { type: 'number', min: param.min, above: param.above, max: param.max, text: param.must };
+    case 'integer':
+      return { type: 'integer', min: param.min ?? 0 };
+    case 'enum':
+      return { type: 'enum', choices: param.choices ?? [] };
+    case 'flag':
+      return { type: 'boolean' };
+    case 'string':
+      return { type: 'file' };
+    case 'list':
+      return { type: 'list', must: param.must, read: (value) => param.read(value) };
+  }
+}
+
+/** The help text of a declared parameter, with its default. */
+const docOf = (param: Param<unknown>) => (param.default === undefined ? param.help : `${param.help} (default ${JSON.stringify(param.default)})`);
+
+function declaredParameters(command: SweepCommand): Record<string, ParamSpec> {
+  const params: Record<string, ParamSpec> = {};
+  for (const [key, param] of Object.entries(cellCommands[command].params as Record<string, Param<unknown>>)) {
+    if (!NOT_SWEPT.has(key)) params[key] = { kind: kindOf(param), doc: docOf(param) };
+  }
+  return params;
+}
+
+/** The parameters of each command (besides the common ones): its declared ones. */
+export const SWEEP_PARAMETERS = Object.fromEntries(SWEEP_COMMANDS.map((command) => [command, declaredParameters(command)])) as Record<SweepCommand, Record<string, ParamSpec>>;
 
 /** Every parameter a command accepts, with its spec. */
 export function commandParameters(command: SweepCommand): Record<string, ParamSpec> {
   return { ...SWEEP_PARAMETERS[command], ...COMMON };
 }
-

@@ -116,7 +116,7 @@ function paramSpec(source: string, command: SweepCommand, name: string, path: st
   );
 }
 
-/** Checks one parameter value; returns it normalised (widths become an array). */
+/** Checks one parameter value; returns it normalised (a list given as one number becomes an array). */
 function checkValue(source: string, command: SweepCommand, name: string, value: unknown, path: string, generated = ''): unknown {
   const spec = paramSpec(source, command, name, path);
   const got = `got ${show(value)}${generated}`;
@@ -144,13 +144,13 @@ function checkValue(source: string, command: SweepCommand, name: string, value: 
     case 'file':
       if (typeof value !== 'string' || value === '') throw invalid(source, path, `${name} must be a file path, ${got}`);
       return value;
-    case 'widths': {
-      const w = typeof value === 'number' ? [value] : value;
-      if (!Array.isArray(w) || w.length < 1 || w.length > 2 || !w.every((x) => Number.isSafeInteger(x) && (x as number) >= 1)) {
-        throw invalid(source, path, `${name} takes one or two widths like 32 or [32, 16], ${got}`);
+    case 'list':
+      try {
+        if (typeof value !== 'number' && !Array.isArray(value)) throw new Error();
+        return k.read(value);
+      } catch {
+        throw invalid(source, path, `${name} must be ${k.must}, ${got}`);
       }
-      return w;
-    }
   }
 }
 
