@@ -1,12 +1,18 @@
 /**
  * One declaration per command: for the same parameters, the CLI's --json output, a sweep cell's
- * result and the demo's step are the same JSON (they all call the declaration's run()).
+ * result and the demo's step are the same JSON (they all call the declaration's run()); every CLI
+ * command is built from a declaration, and every declared parameter of a cell's command is a sweep
+ * parameter.
  */
 import test from 'ava';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CellRunner, parseSweep } from '../ts/sweep/index.js';
+import type { Command } from 'commander';
+import { buildProgram } from '../ts/cli/program.js';
+import { cellCommands, commands } from '../ts/commands/index.js';
+import { number } from '../ts/commands/declare.js';
+import { CellRunner, parseSweep, sweepParameters } from '../ts/sweep/index.js';
 import { runCli } from './helpers/cli.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-spine-'));
@@ -61,11 +67,13 @@ test('demo: each step is the JSON its reproducing command prints, and a sweep ce
   const out = join(scratch, 'demo');
   const r = runCli(['demo', 'refusal', '--out', out, '--ppo-steps', '4', '--ppo-samples', '64', '--no-html', '--quiet', '--json']);
   t.is(r.status, 0, r.stderr);
-  const manifest = readJson(join(out, 'manifest.json')) as { artefacts: { file: string; commands: string[] }[] };
+  const manifest = readJson(join(out, 'manifest.json')) as { commands: string[]; artefacts: { file: string; commands: string[] }[] };
   const words = (line: string) => {
     t.notRegex(line, /'/, 'no quoted words in these command lines');
     return line.split(' ').slice(1);
   };
+  // The demo's own line: the options given, in the declaration's order, without the defaults.
+  t.deepEqual(words(manifest.commands[0]), ['demo', 'refusal', '--out', out, '--ppo-steps', '4', '--ppo-samples', '64', '--no-html', '--quiet']);
   // analyze.json and attack-*.json: `<command> --json > <file>`.
   const redirected = manifest.artefacts.filter((a) => /\/(analyze|attack-[\w-]+)\.json$/.test(a.file));
   t.is(redirected.length, 1 + 2 + 3, 'analyze, the base, the Gibbs optimum and three trained policies');
@@ -86,4 +94,43 @@ test('demo: each step is the JSON its reproducing command prints, and a sweep ce
     args[args.indexOf('--out') + 1] = join(scratch, `again-${name}`);
     t.deepEqual(cli(args), summary, command);
   }
+});
+
+/** The leaf commands of a commander program by their words (`scenario list`). */
+function leaves(command: Command, prefix: string[] = []): [string, Command][] {
+  return command.commands.flatMap((c): [string, Command][] => (c.commands.length > 0 ? leaves(c, [...prefix, c.name()]) : [[[...prefix, c.name()].join(' '), c]]));
+}
+
+test('every CLI command is built from its declaration: the same commands, arguments and flags, all in its --help', (t) => {
+  const built = new Map(leaves(buildProgram()));
+  t.deepEqual([...built.keys()], commands.map((d) => d.name));
+  for (const d of commands) {
+    const command = built.get(d.name)!;
+    const params = Object.values(d.params);
+    t.deepEqual(command.registeredArguments.map((a) => a.name()), params.filter((p) => p.positional).map((p) => p.flag), `${d.name}: arguments`);
+    const added = [...(d.writesOutFolder ? ['--force'] : []), '--json'];
+    t.deepEqual(command.options.map((o) => o.long), [...params.filter((p) => !p.positional).map((p) => p.flag), ...added], `${d.name}: options`);
+    const help = command.helpInformation();
+    for (const p of params) t.true(help.includes(p.flag) && help.includes(p.help.slice(0, 20)), `${d.name} --help shows ${p.flag}`);
+  }
+});
+
+test('a newly declared parameter is a sweep parameter, with the declaration\'s check and default', (t) => {
+  const before = sweepParameters(cellCommands.analyze.params);
+  const after = sweepParameters({ ...cellCommands.analyze.params, gain: number('--gain <G>', 'a new knob', { above: 0, max: 2, default: 1 }) });
+  t.deepEqual(Object.keys(after), [...Object.keys(before), 'gain']);
+  t.like(after.gain, { kind: { type: 'number', above: 0, max: 2, text: 'a number in (0, 2]' }, doc: 'a new knob (default 1)' });
+  // The scenario, seed and memory budget are the sweep's own fields; cells write no run folders.
+  for (const key of ['scenario', 'seed', 'memoryBudget']) t.false(key in after, key);
+  t.false('out' in sweepParameters(cellCommands.train.params));
+});
+
+test('a declared parameter the sweep never listed by hand is sweepable: the cell gives the CLI\'s JSON; a bad value is refused naming its field', async (t) => {
+  const fromCell = (await cell('analyze', 'horizon', { effectiveFraction: 0.5 })) as { effectiveHorizon: { fraction: number } };
+  t.is(fromCell.effectiveHorizon.fraction, 0.5);
+  t.deepEqual(fromCell, cli(['analyze', 'horizon', '--effective-fraction', '0.5']));
+  const tilted = { command: 'estimate', scenario: 'refusal', fixed: { samples: 10, proposal: 'tilted' } };
+  t.throws(() => parseSweep({ ...tilted, grid: { tilt: [1, 800] } }, 'spine test', scratch), { message: /grid\.tilt\[1\]: tilt must be a finite number with \|x\| ≤ 700, got 800/ });
+  t.throws(() => parseSweep({ ...tilted, grid: { finetuneOptimizer: ['adam'] } }, 'spine test', scratch), { message: /unknown parameter "finetuneOptimizer" for estimate/ });
+  t.is(parseSweep({ command: 'attack', scenario: 'refusal', grid: { finetuneOptimizer: ['sgd', 'adamw'] } }, 'spine test', scratch).cells.length, 2);
 });

@@ -3,24 +3,10 @@
  * The harm-horizon command line. Exit codes: 0 success, 1 a failure of the run, 2 bad usage or bad
  * input (the message names the bad field).
  */
-import { Command, CommanderError } from 'commander';
-import { commands } from '../commands/index.js';
+import { CommanderError } from 'commander';
 import { isBadInput } from '../commands/exit-codes.js';
 import { HarmHorizonError } from '../core/errors.js';
-import { writeStdout } from '../io/stdout.js';
-import { addDeclaredCommand } from './program.js';
-
-export function buildProgram(): Command {
-  const program = new Command('harm-horizon')
-    .description('Shallow versus deep safety alignment, computable: the harm martingale, harm information and per-position gradients.')
-    .version('0.1.0')
-    .showHelpAfterError('(run with --help for usage)')
-    // Help and version go through the checked writer too (`--help > /dev/full` is exit 1, one line).
-    .configureOutput({ writeOut: writeStdout });
-  for (const declaration of commands) addDeclaredCommand(program, declaration);
-  program.commands.find((c) => c.name() === 'scenario')?.description('list, show and validate scenarios');
-  return program;
-}
+import { buildProgram } from './program.js';
 
 /** Runs the CLI; returns the exit code. */
 export async function main(argv: string[]): Promise<number> {

@@ -1,5 +1,6 @@
 /** The commander program, built from the command declarations (ts/commands/). */
 import { Argument, Command, InvalidArgumentError, Option } from 'commander';
+import { commands } from '../commands/index.js';
 import type { CommandDeclaration, Param, Params } from '../commands/declare.js';
 import { createContext } from '../commands/context.js';
 import { claimOutputFolder } from '../io/files.js';
@@ -108,4 +109,17 @@ export function addDeclaredCommand<P extends Params, R>(program: Command, declar
     if (code !== 0) process.exitCode = code;
   });
   return command;
+}
+
+/** The whole command line: one commander command per declaration (ts/commands/). */
+export function buildProgram(): Command {
+  const program = new Command('harm-horizon')
+    .description('Shallow versus deep safety alignment, computable: the harm martingale, harm information and per-position gradients.')
+    .version('0.1.0')
+    .showHelpAfterError('(run with --help for usage)')
+    // Help and version go through the checked writer too (`--help > /dev/full` is exit 1, one line).
+    .configureOutput({ writeOut: writeStdout });
+  for (const declaration of commands) addDeclaredCommand(program, declaration);
+  program.commands.find((c) => c.name() === 'scenario')?.description('list, show and validate scenarios');
+  return program;
 }

@@ -5,7 +5,7 @@
  * arrays and Kubernetes Indexed Jobs. The format and the guarantees are documented in
  * docs/sweeps.md. This file gathers the sweep API; each concept has its own file.
  */
-export { SWEEP_COMMANDS, SWEEP_PARAMETERS, commandParameters, type ParamSpec, type SweepCommand } from './params.js';
+export { SWEEP_COMMANDS, SWEEP_PARAMETERS, commandParameters, sweepParameters, type ParamSpec, type SweepCommand } from './params.js';
 export { canonicalJson, cellId, derivedSeed } from './ids.js';
 export { MAX_CELLS, loadSweep, parseSweep, parseSweepText, type Cell, type Sweep } from './spec.js';
 export { parseShard, resultsFileName, shardCells, shardFromEnv, type Shard } from './shard.js';

@@ -5,7 +5,7 @@
  * the seed and replicate of every cell.
  */
 import { cellCommands } from '../commands/cells.js';
-import type { Param } from '../commands/declare.js';
+import type { Param, Params } from '../commands/declare.js';
 
 export const SWEEP_COMMANDS = Object.keys(cellCommands) as (keyof typeof cellCommands)[];
 export type SweepCommand = keyof typeof cellCommands;
@@ -72,16 +72,17 @@ function kindOf(param: Param<unknown>): Kind {
 /** The help text of a declared parameter, with its default. */
 const docOf = (param: Param<unknown>) => (param.default === undefined ? param.help : `${param.help} (default ${JSON.stringify(param.default)})`);
 
-function declaredParameters(command: SweepCommand): Record<string, ParamSpec> {
+/** The sweep parameters of a command's declared parameters. */
+export function sweepParameters(declared: Params): Record<string, ParamSpec> {
   const params: Record<string, ParamSpec> = {};
-  for (const [key, param] of Object.entries(cellCommands[command].params as Record<string, Param<unknown>>)) {
+  for (const [key, param] of Object.entries(declared)) {
     if (!NOT_SWEPT.has(key)) params[key] = { kind: kindOf(param), doc: docOf(param) };
   }
   return params;
 }
 
 /** The parameters of each command (besides the common ones): its declared ones. */
-export const SWEEP_PARAMETERS = Object.fromEntries(SWEEP_COMMANDS.map((command) => [command, declaredParameters(command)])) as Record<SweepCommand, Record<string, ParamSpec>>;
+export const SWEEP_PARAMETERS = Object.fromEntries(SWEEP_COMMANDS.map((command) => [command, sweepParameters(cellCommands[command].params)])) as Record<SweepCommand, Record<string, ParamSpec>>;
 
 /** Every parameter a command accepts, with its spec. */
 export function commandParameters(command: SweepCommand): Record<string, ParamSpec> {
