@@ -37,7 +37,7 @@ import type { CompiledScenario } from './scenario/compiled.js';
 import { DEFAULT_RANK } from './workflows/attack.js';
 import { TRAIN_DEFAULTS, type Algorithm, type ObjectiveKind } from './workflows/train.js';
 
-/** Options of {@link runDemo}; every field but `out` has a default ({@link DEMO_DEFAULTS}). */
+/** Options of the demo (`runDemo`, ts/commands/demo.ts); every field but `out` has a default ({@link DEMO_DEFAULTS}). */
 export interface DemoOptions {
   /** A built-in scenario name or a scenario JSON file (default `refusal`). */
   scenario: string;

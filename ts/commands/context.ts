@@ -50,7 +50,8 @@ export interface ProgressBar {
   finish(): void;
 }
 
-const SILENT: ProgressBar = { tick: () => {}, finish: () => {} };
+/** A progress bar that draws nothing. */
+export const SILENT: ProgressBar = { tick: () => {}, finish: () => {} };
 
 export interface ContextOptions {
   /** How a scenario argument becomes a scenario (default: a built-in name or a file). */

@@ -3,7 +3,7 @@ import { DEMO_DEFAULTS, demoScript, type DemoOptions, type DemoSummary } from '.
 import { demoConclusions } from '../report/conclusions.js';
 import { numNonNegative as num, table } from '../report/format.js';
 import { commandLine } from './command-line.js';
-import { createContext, type CommandContext } from './context.js';
+import { createContext, SILENT, type CommandContext } from './context.js';
 import { completeParams, declareCommand, flag, integer, string } from './declare.js';
 import { budgetOf, memoryBudget, objectiveWeights, seed } from './options.js';
 
@@ -73,7 +73,7 @@ Examples:
   async run(p, context): Promise<DemoSummary> {
     const { quiet, memoryBudget: gib, ...rest } = p;
     const options = { ...DEMO_DEFAULTS, ...rest, memoryBudgetBytes: budgetOf(gib).memoryBudgetBytes, command: commandLine(demo, p) };
-    return demoScript(options, quiet ? { ...context, progress: createContext().progress, stage: () => {} } : context);
+    return demoScript(options, quiet ? { ...context, progress: () => SILENT, stage: () => {} } : context);
   },
   render: renderDemoSummary,
   exitCode: (r) => (r.interrupted ? 130 : 0),
