@@ -427,8 +427,7 @@ export async function demoScript(o: DemoOptions & { command: string }, context: 
   const memoryBudget = (o.memoryBudgetBytes ?? 4 * 1024 ** 3) / 1024 ** 3;
   const budget = { memoryBudgetBytes: memoryBudget * 1024 ** 3, memoryBudgetName: '--memory-budget' };
   const scenario = context.scenario(o.scenario, { seed: o.seed, ...budget });
-  const engine = context.engine(scenario, budget.memoryBudgetBytes);
-  if (!engine) throw new HarmHorizonError('HH_STATE_SPACE_TOO_LARGE', `the exact state space of ${scenario.name} does not fit --memory-budget or this machine's memory`);
+  const engine = context.exactEngine(scenario, budget.memoryBudgetBytes);
   makeFolder(o.out);
   const plans = trainedPlans(scenario, o);
   const units = stageUnits(plans, o);

@@ -1,5 +1,4 @@
 /** `analyze`: the exact analysis of a scenario (harm information, horizon, gradients, KL, prefilling). */
-import { HarmHorizonError } from '../core/errors.js';
 import { DEFAULT_HORIZON_TOLERANCE } from '../core/exact.js';
 import { renderAnalyzeReport } from '../report/analyze-text.js';
 import { analyzeReport, DEFAULT_EFFECTIVE_FRACTION, type AnalyzeReport } from '../report/analysis.js';
@@ -31,8 +30,7 @@ Examples:
     const budget = budgetOf(p.memoryBudget);
     const compiled = context.scenario(p.scenario, { seed: p.seed, ...budget });
     const lambda = p.lambda ?? compiled.defaults.lambda;
-    const engine = context.engine(compiled, budget.memoryBudgetBytes, false, false);
-    if (!engine) throw new HarmHorizonError('HH_STATE_SPACE_TOO_LARGE', `the exact state space of ${compiled.name} does not fit --memory-budget or this machine's memory`);
+    const engine = context.exactEngine(compiled, budget.memoryBudgetBytes, false, false);
     const analysis = await engine.analyzeAsync(lambda, p.tolerance);
     if (p.policy !== undefined) {
       // The "aligned" columns describe the given policy rather than the Gibbs optimum.

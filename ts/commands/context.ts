@@ -28,6 +28,8 @@ export interface CommandContext {
    * `policyTables` (the default) the budget also counts a T × S × V policy table.
    */
   engine(scenario: CompiledScenario, memoryBudgetBytes: number, prefixTree?: boolean, policyTables?: boolean): ExactEngine | null;
+  /** The exact engine of a command that needs it: as `engine`, but throws the error that says why it does not fit. */
+  exactEngine(scenario: CompiledScenario, memoryBudgetBytes: number, prefixTree?: boolean, policyTables?: boolean): ExactEngine;
   /** A policy file (resolved against the caller's folder), or the base without one. */
   policy(path: string | undefined, scenario: CompiledScenario, engine: ExactEngine | null): Policy;
   /** Asked between steps of long runs: true stops them early (Ctrl-C). */
@@ -73,8 +75,23 @@ const DOES_NOT_FIT = ['HH_STATE_SPACE_TOO_LARGE', 'HH_OUT_OF_MEMORY'];
 export function createContext(options: ContextOptions = {}): CommandContext {
   const resolveArg = options.resolveScenario ?? resolveScenario;
   const scenarios = new Map<string, CompiledScenario>();
-  const engines = new WeakMap<CompiledScenario, Map<string, ExactEngine | null>>();
+  // An engine, or the error of one that does not fit.
+  const engines = new WeakMap<CompiledScenario, Map<string, ExactEngine | HarmHorizonError>>();
   const policies = new WeakMap<CompiledScenario, Map<string, Policy>>();
+  const exactOrError = (scenario: CompiledScenario, memoryBudgetBytes: number, prefixTree: boolean, policyTables: boolean) => {
+    let byKind = engines.get(scenario);
+    if (!byKind) engines.set(scenario, (byKind = new Map()));
+    const key = `${prefixTree}:${policyTables}:${memoryBudgetBytes}`;
+    if (!byKind.has(key)) {
+      try {
+        byKind.set(key, new ExactEngine(scenario, { memoryBudgetBytes, prefixTree, policyTables }));
+      } catch (error) {
+        if (!(error instanceof HarmHorizonError && DOES_NOT_FIT.includes(error.code))) throw error;
+        byKind.set(key, error);
+      }
+    }
+    return byKind.get(key)!;
+  };
   return {
     scenario(arg, request) {
       const key = JSON.stringify([arg, request.seed, request.samplingOnly ?? false]);
@@ -89,18 +106,13 @@ export function createContext(options: ContextOptions = {}): CommandContext {
       return compiled;
     },
     engine(scenario, memoryBudgetBytes, prefixTree = false, policyTables = true) {
-      let byKind = engines.get(scenario);
-      if (!byKind) engines.set(scenario, (byKind = new Map()));
-      const key = `${prefixTree}:${policyTables}:${memoryBudgetBytes}`;
-      if (!byKind.has(key)) {
-        try {
-          byKind.set(key, new ExactEngine(scenario, { memoryBudgetBytes, prefixTree, policyTables }));
-        } catch (error) {
-          if (!(error instanceof HarmHorizonError && DOES_NOT_FIT.includes(error.code))) throw error;
-          byKind.set(key, null);
-        }
-      }
-      return byKind.get(key)!;
+      const engine = exactOrError(scenario, memoryBudgetBytes, prefixTree, policyTables);
+      return engine instanceof ExactEngine ? engine : null;
+    },
+    exactEngine(scenario, memoryBudgetBytes, prefixTree = false, policyTables = true) {
+      const engine = exactOrError(scenario, memoryBudgetBytes, prefixTree, policyTables);
+      if (engine instanceof ExactEngine) return engine;
+      throw engine;
     },
     policy(path, scenario, engine) {
       if (path === undefined) return BASE;

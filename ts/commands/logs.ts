@@ -60,8 +60,7 @@ Examples:
       } else {
         const budget = budgetOf(p.memoryBudget);
         const scenario = context.scenario(p.target, { seed: p.seed, ...budget });
-        const engine = context.engine(scenario, budget.memoryBudgetBytes);
-        if (!engine) throw new HarmHorizonError('HH_STATE_SPACE_TOO_LARGE', `the exact state space of ${scenario.name} does not fit --memory-budget or this machine's memory`);
+        const engine = context.exactEngine(scenario, budget.memoryBudgetBytes);
         const policy = p.policy === undefined ? undefined : context.policy(p.policy, scenario, engine);
         const lambda = p.lambda ?? scenario.defaults.lambda;
         const options = { policy, policyName: p.policy, lambda, samples: p.samples ?? 1000, rollouts: p.rollouts, depths: p.depths.filter((d) => d <= scenario.length), seed: p.seed };
