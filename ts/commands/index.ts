@@ -2,12 +2,12 @@
 import { analyze } from './analyze.js';
 import type { AnyCommand } from './declare.js';
 import { attack } from './attack.js';
+import { demo } from './demo.js';
 import { estimate } from './estimate.js';
 import { importCommand } from './import.js';
+import { profile, rollouts } from './logs.js';
 import { report } from './report.js';
 import { scenarioList, scenarioShow, scenarioValidate } from './scenario.js';
-import { demo } from './demo.js';
-import { profile, rollouts } from './logs.js';
 import { merge, sweep } from './sweep.js';
 import { train } from './train.js';
 
