@@ -6,13 +6,17 @@
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PolicyFileSchema } from '../ts/io/policy-file.ts';
+import { ScenarioFileSchema } from '../ts/scenario/types.ts';
 
 const DRAFT = 'https://json-schema.org/draft/2020-12/schema';
 
 /** File name under schema/ → its text. JSON.stringify drops TypeBox's symbol-keyed metadata. */
 export function publishedSchemas(): Record<string, string> {
   const text = (schema: object) => `${JSON.stringify({ $schema: DRAFT, ...schema }, null, 2)}\n`;
-  return { 'policy.schema.json': text(PolicyFileSchema) };
+  return {
+    'policy.schema.json': text(PolicyFileSchema),
+    'scenario.schema.json': text(ScenarioFileSchema),
+  };
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
