@@ -7,6 +7,7 @@ import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { PolicyFileSchema } from '../ts/io/policy-file.ts';
 import { ScenarioFileSchema } from '../ts/scenario/types.ts';
+import { SweepFileSchema } from '../ts/sweep/spec-schema.ts';
 
 const DRAFT = 'https://json-schema.org/draft/2020-12/schema';
 
@@ -16,6 +17,7 @@ export function publishedSchemas(): Record<string, string> {
   return {
     'policy.schema.json': text(PolicyFileSchema),
     'scenario.schema.json': text(ScenarioFileSchema),
+    'sweep-spec.schema.json': text(SweepFileSchema),
   };
 }
 

@@ -46,13 +46,14 @@ export function pointerToField(pointer: string): string {
 }
 
 /** The failures a schema can override the wording of (see `withReasons`). */
-export type ReasonKind = 'type' | 'finite' | 'range' | 'pattern' | 'minItems' | 'unique';
+export type ReasonKind = 'type' | 'finite' | 'range' | 'pattern' | 'minItems' | 'minProperties' | 'maxProperties' | 'unique' | 'unknownKey';
 /** A reason in the format's own words; `root` is the whole document (e.g. to quote its size). */
 export type Reason = (value: unknown, root: unknown) => string;
 const REASONS = Symbol('harm-horizon.reasons');
 
-/** Attaches format-specific wording to a schema (kept off the published JSON: symbol keys are not serialised).
- *  For `unique`, the value is the repeated item and the reason is followed by where it first occurs. */
+/** Attaches format-specific wording to a schema (kept off the published JSON: symbol keys are not
+ *  serialised). For `unique`, the value is the repeated item and the reason is followed by where it
+ *  first occurs; for `unknownKey` (on an object schema), the value is the key. */
 export function withReasons<T extends TSchema>(schema: T, reasons: Partial<Record<ReasonKind, Reason>>): T {
   Object.defineProperty(schema, REASONS, { value: reasons, enumerable: true });
   return schema;
@@ -145,6 +146,8 @@ function reasonFor(error: ValueError, root: unknown): string {
   switch (error.type) {
     case ValueErrorType.ObjectAdditionalProperties: {
       const key = String(pointerToSegments(error.path).at(-1));
+      const own = reasonOverride(s, 'unknownKey');
+      if (own) return own(key, root);
       const allowed = Object.keys((s['properties'] as object | undefined) ?? {});
       return `unknown key ${JSON.stringify(key)}${didYouMean(key, allowed)}${allowed.length > 0 ? `; allowed keys: ${allowed.join(', ')}` : ''}`;
     }
@@ -162,8 +165,8 @@ function reasonFor(error: ValueError, root: unknown): string {
       return `must be ${JSON.stringify(s['const'])}, ${got}`;
     case ValueErrorType.Union: {
       const options = (s['anyOf'] as Record<string, unknown>[]).map((b) => b['const']);
-      if (options.every((o) => o !== undefined)) return `must be one of ${options.map((o) => JSON.stringify(o)).join(', ')}, ${got}`;
-      return override('type') ?? `does not match any accepted form, ${got}`;
+      const literals = options.every((o) => o !== undefined);
+      return override('type') ?? (literals ? `must be one of ${options.map((o) => JSON.stringify(o)).join(', ')}, ${got}` : `does not match any accepted form, ${got}`);
     }
     case ValueErrorType.Number:
       if (typeof v === 'number') return override('finite') ?? `must be a finite number, got ${v}`;
@@ -188,6 +191,10 @@ function reasonFor(error: ValueError, root: unknown): string {
       return override('pattern') ?? `must match ${s['pattern']}, ${got}`;
     case ValueErrorType.ArrayMinItems:
       return override('minItems') ?? `must list at least ${s['minItems']} item${s['minItems'] === 1 ? '' : 's'}`;
+    case ValueErrorType.ObjectMinProperties:
+      return override('minProperties') ?? `must have at least ${s['minProperties']} key${s['minProperties'] === 1 ? '' : 's'}`;
+    case ValueErrorType.ObjectMaxProperties:
+      return override('maxProperties') ?? `must have at most ${s['maxProperties']} key${s['maxProperties'] === 1 ? '' : 's'}`;
     case ValueErrorType.ArrayMaxItems:
       return `must list at most ${s['maxItems']} item${s['maxItems'] === 1 ? '' : 's'}, got ${Array.isArray(v) ? v.length : describe(v)}`;
     default:
