@@ -162,7 +162,7 @@ function reasonFor(error: ValueError, root: unknown): string {
     case ValueErrorType.Null:
       return `expected null, ${got}`;
     case ValueErrorType.Literal:
-      return `must be ${JSON.stringify(s['const'])}, ${got}`;
+      return override('type') ?? `must be ${JSON.stringify(s['const'])}, ${got}`;
     case ValueErrorType.Union: {
       const options = (s['anyOf'] as Record<string, unknown>[]).map((b) => b['const']);
       const literals = options.every((o) => o !== undefined);
