@@ -45,22 +45,26 @@ export function pointerToField(pointer: string): string {
   return segmentsToField(pointerToSegments(pointer));
 }
 
-/** The failures a schema can override the wording of (see `withReasons`). */
-export type ReasonKind = 'type' | 'finite' | 'range' | 'pattern' | 'minItems' | 'minProperties' | 'maxProperties' | 'unique' | 'unknownKey';
-/** A reason in the format's own words; `root` is the whole document (e.g. to quote its size). */
-export type Reason = (value: unknown, root: unknown) => string;
+/** The failures a schema can word in its own way (see `withReasons`). */
+export type ReasonKind = 'missing' | 'type' | 'finite' | 'range' | 'pattern' | 'minItems' | 'maxItems' | 'minProperties' | 'maxProperties' | 'unique' | 'unknownKey';
+/** A reason in the format's own words, or undefined for the generic one; `root` is the whole
+ *  document (e.g. to quote its size). */
+export type Reason = (value: unknown, root: unknown) => string | undefined;
+type Reasons = Partial<Record<ReasonKind, Reason>>;
 const REASONS = Symbol('harm-horizon.reasons');
 
-/** Attaches format-specific wording to a schema (kept off the published JSON: symbol keys are not
- *  serialised). For `unique`, the value is the repeated item and the reason is followed by where it
- *  first occurs; for `unknownKey` (on an object schema), the value is the key. */
-export function withReasons<T extends TSchema>(schema: T, reasons: Partial<Record<ReasonKind, Reason>>): T {
-  Object.defineProperty(schema, REASONS, { value: reasons, enumerable: true });
-  return schema;
+/**
+ * A copy of `schema` with format-specific wording for its failures (kept off the published JSON:
+ * symbol keys are not serialised). For `unique`, the value is the repeated item and the reason is
+ * followed by where it first occurs; for `unknownKey` (on an object schema), the value is the key.
+ */
+export function withReasons<T extends TSchema>(schema: T, reasons: Reasons): T {
+  const own = (schema as { [REASONS]?: Reasons })[REASONS];
+  return { ...schema, [REASONS]: { ...own, ...reasons } };
 }
 
 function reasonOverride(schema: unknown, kind: ReasonKind): Reason | undefined {
-  return (schema as { [REASONS]?: Partial<Record<ReasonKind, Reason>> } | undefined)?.[REASONS]?.[kind];
+  return (schema as { [REASONS]?: Reasons } | undefined)?.[REASONS]?.[kind];
 }
 
 export interface SchemaViolation {
@@ -142,12 +146,12 @@ function reasonFor(error: ValueError, root: unknown): string {
   const s = error.schema as unknown as Record<string, unknown>;
   const got = `got ${describe(v)}`;
   const override = (kind: ReasonKind) => reasonOverride(s, kind)?.(v, root);
-  if (v === undefined) return 'required field is missing';
+  if (v === undefined) return override('missing') ?? 'required field is missing';
   switch (error.type) {
     case ValueErrorType.ObjectAdditionalProperties: {
       const key = String(pointerToSegments(error.path).at(-1));
-      const own = reasonOverride(s, 'unknownKey');
-      if (own) return own(key, root);
+      const own = reasonOverride(s, 'unknownKey')?.(key, root);
+      if (own !== undefined) return own;
       const allowed = Object.keys((s['properties'] as object | undefined) ?? {});
       return `unknown key ${JSON.stringify(key)}${didYouMean(key, allowed)}${allowed.length > 0 ? `; allowed keys: ${allowed.join(', ')}` : ''}`;
     }
@@ -196,7 +200,7 @@ function reasonFor(error: ValueError, root: unknown): string {
     case ValueErrorType.ObjectMaxProperties:
       return override('maxProperties') ?? `must have at most ${s['maxProperties']} key${s['maxProperties'] === 1 ? '' : 's'}`;
     case ValueErrorType.ArrayMaxItems:
-      return `must list at most ${s['maxItems']} item${s['maxItems'] === 1 ? '' : 's'}, got ${Array.isArray(v) ? v.length : describe(v)}`;
+      return override('maxItems') ?? `must list at most ${s['maxItems']} item${s['maxItems'] === 1 ? '' : 's'}, got ${Array.isArray(v) ? v.length : describe(v)}`;
     default:
       return `${error.message.toLowerCase()}, ${got}`;
   }
