@@ -139,9 +139,9 @@ const HfLineSchema = Type.Object({
   ...lineFields,
   prompt_id: Type.Optional(Type.String()),
   prompt: Type.Optional(Type.String()),
-  prompt_token_ids: needed(TokenIds, 'the prompt after the template'),
   token_ids: needed(TokenIds, 'the response token ids'),
   logprobs: needed(Type.Record(Type.String(), Type.Array(OrNull(Type.Number()))), '{model id: chosen-token log-probabilities}'),
+  prompt_token_ids: needed(TokenIds, 'the prompt after the template'),
   top: Type.Optional(Type.Record(Type.String(), Type.Array(Type.Array(Type.Array(Type.Number(), { minItems: 2, maxItems: 2 }))))),
   ...harmField,
 });
