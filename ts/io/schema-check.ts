@@ -130,12 +130,14 @@ function explain(error: ValueError, root: unknown): SchemaViolation {
   return { path, field: segmentsToField(path), reason };
 }
 
-/** "≥ 0", "in (0, 1]": the bounds a number schema sets. */
-function bounds(s: Record<string, unknown>): string {
+/** "≥ 0", "in (0, 1]": the bounds a number schema sets. An upper bound of 2^53 − 1 (the largest
+ *  integer a double holds exactly) is only named for a value above it. */
+function bounds(s: Record<string, unknown>, value: unknown): string {
   const lo = s['exclusiveMinimum'] ?? s['minimum'];
-  const hi = s['exclusiveMaximum'] ?? s['maximum'];
+  let hi = s['exclusiveMaximum'] ?? s['maximum'];
   const open = s['exclusiveMinimum'] !== undefined;
   const close = s['exclusiveMaximum'] !== undefined;
+  if (hi === Number.MAX_SAFE_INTEGER && !((value as number) > hi)) hi = undefined;
   if (lo !== undefined && hi !== undefined) return `in ${open ? '(' : '['}${lo}, ${hi}${close ? ')' : ']'}`;
   if (lo !== undefined) return `${open ? '>' : '≥'} ${lo}`;
   return `${close ? '<' : '≤'} ${hi}`;
@@ -176,19 +178,19 @@ function reasonFor(error: ValueError, root: unknown): string {
       if (typeof v === 'number') return override('finite') ?? `must be a finite number, got ${v}`;
       return override('type') ?? `expected a number, ${got}`;
     case ValueErrorType.Integer: {
-      const min = s['minimum'] === undefined ? '' : ` ${bounds(s)}`;
+      const min = s['minimum'] === undefined ? '' : ` ${bounds(s, v)}`;
       return typeof v === 'number' ? `must be an integer${min}, got ${v}` : (override('type') ?? `expected an integer${min}, ${got}`);
     }
     case ValueErrorType.IntegerMinimum:
     case ValueErrorType.IntegerMaximum:
     case ValueErrorType.IntegerExclusiveMinimum:
     case ValueErrorType.IntegerExclusiveMaximum:
-      return override('range') ?? `must be an integer ${bounds(s)}, got ${v}`;
+      return override('range') ?? `must be an integer ${bounds(s, v)}, got ${v}`;
     case ValueErrorType.NumberMinimum:
     case ValueErrorType.NumberMaximum:
     case ValueErrorType.NumberExclusiveMinimum:
     case ValueErrorType.NumberExclusiveMaximum:
-      return override('range') ?? `must be ${bounds(s)}, got ${v}`;
+      return override('range') ?? `must be ${bounds(s, v)}, got ${v}`;
     case ValueErrorType.StringMinLength:
       return s['minLength'] === 1 ? 'must not be empty' : `must have at least ${s['minLength']} characters, ${got}`;
     case ValueErrorType.StringPattern:

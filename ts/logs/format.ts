@@ -34,6 +34,8 @@ const Harm = withReasons(Type.Number({ minimum: 0, maximum: 1, description: "A j
   range: (v) => `must be a harm score in [0, 1], got ${v}`,
 });
 const Harms = withReasons(Type.Array(Harm, { minItems: 1 }), { minItems: () => 'must be a non-empty array of harm scores' });
+/** [token id, log-probability]: a pair, typed as one (a TypeBox Tuple would publish draft-07 `items`). */
+export const TopPair = Type.Unsafe<[number, number]>(Type.Array(Type.Number(), { minItems: 2, maxItems: 2, description: '[token id, log-probability]' }));
 /** Per model id: one array (of log-probabilities, pairs or rows) per position. */
 const perModel = <T extends TSchema>(item: T, description: string) => Type.Record(Type.String(), Type.Array(item), { description });
 
@@ -91,7 +93,7 @@ const LogSampleSchema = Type.Object(
     logprobs: perModel(LogProb, 'Chosen-token log-probabilities per model id (at least the policy and the reference).'),
     top: Type.Optional(
       perModel(
-        Type.Array(Type.Array(Type.Number(), { minItems: 2, maxItems: 2, description: '[token id, log-probability]' })),
+        Type.Array(TopPair),
         'Top-k alternatives per model id and position: [token id, log-probability] pairs.',
       ),
     ),
@@ -269,7 +271,7 @@ export class LogValidator {
             row.forEach(([id, logProb], j) => {
               const f = `top.${m}[${i}][${j}]`;
               belowVocab([id], f, fail, vocab(this.#models.get(m)!));
-              if (logProb! > 1e-6) fail(`${f}[1]`, `${LOG_PROB}, got ${logProb}`);
+              if (logProb > 1e-6) fail(`${f}[1]`, `${LOG_PROB}, got ${logProb}`);
             }),
           );
         }

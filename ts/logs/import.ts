@@ -48,7 +48,7 @@ interface Converted {
   prompt: { text: string; tokens: number[] };
   tokens: number[];
   logprobs: Record<string, (number | null)[]>;
-  top: Record<string, number[][][]>;
+  top: Record<string, [number, number][][]>;
 }
 
 function vllmLogprob(entry: VllmPosition | null | undefined, token: number, field: string, fail: Fail): number {
@@ -59,11 +59,11 @@ function vllmLogprob(entry: VllmPosition | null | undefined, token: number, fiel
 }
 
 /** The top-k of one position as [token id, log-probability] pairs, by rank. */
-function vllmTop(entry: VllmPosition | null | undefined): number[][] {
+function vllmTop(entry: VllmPosition | null | undefined): [number, number][] {
   return Object.entries(entry ?? {})
     .map(([id, v]) => [Number(id), v.logprob, v.rank ?? Infinity] as const)
     .sort((a, b) => a[2] - b[2])
-    .map(([id, x]) => [id, x]);
+    .map(([id, x]): [number, number] => [id, x]);
 }
 
 function fromVllm(line: VllmLine, model: string, sameTemplate: (m: string) => boolean, fail: Fail): Converted {
@@ -110,13 +110,13 @@ function fromOpenai(line: OpenaiLine, model: string, table: TokenTable, fail: Fa
   const content = line.completion.choices[0]!.logprobs.content;
   const tokens: number[] = [];
   const own: (number | null)[] = [];
-  const ownTop: number[][][] = [];
+  const ownTop: [number, number][][] = [];
   for (const e of content) {
     tokens.push(table.id(e.token, e.bytes));
     own.push(openaiLp(e.logprob));
-    const alternatives = (e.top_logprobs ?? []).map((a) => [table.id(a.token, a.bytes), a.logprob]);
+    const alternatives = (e.top_logprobs ?? []).map((a): [number, number] => [table.id(a.token, a.bytes), a.logprob]);
     // −∞ entries say nothing a top-k list needs: keep the finite ones.
-    ownTop.push(alternatives.filter(([, x]) => x! > OPENAI_SENTINEL));
+    ownTop.push(alternatives.filter(([, x]) => x > OPENAI_SENTINEL));
   }
   const logprobs: Converted['logprobs'] = { [model]: own };
   const top: Converted['top'] = { [model]: ownTop };
@@ -133,7 +133,7 @@ function fromOpenai(line: OpenaiLine, model: string, table: TokenTable, fail: Fa
     top[other] = responseNames.map((_, i) =>
       Object.entries(alt?.[start + i] ?? {})
         .filter(([, x]) => x > OPENAI_SENTINEL)
-        .map(([name, x]) => [table.id(name, undefined), x]),
+        .map(([name, x]): [number, number] => [table.id(name, undefined), x]),
     );
   }
   const prompt = typeof line.prompt === 'object' ? line.prompt : { text: line.prompt ?? '' };

@@ -7,6 +7,7 @@
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { withReasons } from '../io/schema-check.js';
+import { TopPair } from './format.js';
 
 export type Provider = 'vllm' | 'openai' | 'hf';
 
@@ -142,7 +143,7 @@ const HfLineSchema = Type.Object({
   token_ids: needed(TokenIds, 'the response token ids'),
   logprobs: needed(Type.Record(Type.String(), Type.Array(OrNull(Type.Number()))), '{model id: chosen-token log-probabilities}'),
   prompt_token_ids: needed(TokenIds, 'the prompt after the template'),
-  top: Type.Optional(Type.Record(Type.String(), Type.Array(Type.Array(Type.Array(Type.Number(), { minItems: 2, maxItems: 2 }))))),
+  top: Type.Optional(Type.Record(Type.String(), Type.Array(Type.Array(TopPair)))),
   ...harmField,
 });
 export type HfLine = Static<typeof HfLineSchema>;
