@@ -181,3 +181,13 @@ test('schema-check: a union reports the branch that got furthest, a repeat at it
   t.regex(firstSchemaError(schema, { row: [], names: [], nmes: [] })?.reason ?? '', /^unknown key "nmes" \(did you mean "names"\?\); allowed keys: row, names$/);
   t.is(firstSchemaError(schema, { row: [0], names: ['a'] }), undefined);
 });
+
+test('scenario: an optional field set to undefined (from the API) counts as absent', (t) => {
+  const j = scenarioToJson(builtinScenario('refusal')) as any;
+  j.defaults = { lambda: undefined, mu: 3 };
+  j.description = undefined;
+  j.endToken = undefined;
+  const s = parseScenario(j);
+  t.deepEqual(s.defaults, { lambda: 1, mu: 3, gamma: 1 });
+  t.false('description' in s || 'endToken' in s);
+});

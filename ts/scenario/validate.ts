@@ -62,7 +62,8 @@ export function validate(json: unknown, source: string | undefined, options: Sce
     transByState.set(k, m);
   }
   const D = states.length;
-  const defaults: ScenarioDefaults = { ...DEFAULT_DEFAULTS, ...root.defaults };
+  const given = Object.entries(root.defaults ?? {}).filter(([, v]) => v !== undefined);
+  const defaults: ScenarioDefaults = { ...DEFAULT_DEFAULTS, ...Object.fromEntries(given) };
 
   // size limits, before touching the base table
   const dims: Dims = { V, end, n, T, D };
