@@ -186,8 +186,9 @@ test('scenario: an optional field set to undefined (from the API) counts as abse
   const j = scenarioToJson(builtinScenario('refusal')) as any;
   j.defaults = { lambda: undefined, mu: 3 };
   j.description = undefined;
-  j.endToken = undefined;
+  j.contextOrder = undefined;
   const s = parseScenario(j);
   t.deepEqual(s.defaults, { lambda: 1, mu: 3, gamma: 1 });
-  t.false('description' in s || 'endToken' in s);
+  t.is(s.contextOrder, 1);
+  t.false('description' in s);
 });
