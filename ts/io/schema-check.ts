@@ -116,18 +116,24 @@ function explain(error: ValueError, root: unknown): SchemaViolation {
     const inner = unionBranchError(error);
     if (inner) return explain(inner, root);
   }
-  let path = pointerToSegments(error.path, root);
-  let reason = reasonFor(error, root);
-  if (error.type === ValueErrorType.ArrayUniqueItems && Array.isArray(error.value)) {
-    const items = error.value.map((x) => JSON.stringify(x));
-    const repeat = items.findIndex((x, i) => items.indexOf(x) < i);
-    const item = error.value[repeat];
-    const firstAt = segmentsToField([...path, items.indexOf(items[repeat]!)]);
-    const noun = reasonOverride(error.schema, 'unique')?.(item, root) ?? 'duplicate item';
-    reason = `${noun} ${JSON.stringify(item)} (same as ${firstAt})`;
-    path = [...path, repeat];
+  const path = pointerToSegments(error.path, root);
+  if (error.type === ValueErrorType.ArrayUniqueItems) {
+    const repeat = repeatedItem(error, path, root);
+    if (repeat) return repeat;
   }
-  return { path, field: segmentsToField(path), reason };
+  return { path, field: segmentsToField(path), reason: reasonFor(error, root) };
+}
+
+/** A repeated item, reported at its second place: "duplicate token "a" (same as tokens[0])". */
+function repeatedItem(error: ValueError, path: PathSegment[], root: unknown): SchemaViolation | undefined {
+  if (!Array.isArray(error.value)) return undefined;
+  const items = error.value.map((x) => JSON.stringify(x));
+  const at = items.findIndex((x, i) => items.indexOf(x) < i);
+  if (at < 0) return undefined;
+  const item: unknown = error.value[at];
+  const noun = reasonOverride(error.schema, 'unique')?.(item, root) ?? 'duplicate item';
+  const second = [...path, at];
+  return { path: second, field: segmentsToField(second), reason: `${noun} ${JSON.stringify(item)} (same as ${segmentsToField([...path, items.indexOf(items[at]!)])})` };
 }
 
 /** "≥ 0", "in (0, 1]": the bounds a number schema sets. An upper bound of 2^53 − 1 (the largest
