@@ -374,7 +374,7 @@ function schemaErrors(schema: any, value: unknown, rootSchema: any = schema, pat
   const known = new Set([
     '$schema', '$id', 'title', 'description', 'default', '$defs', '$ref', 'type', 'required', 'properties',
     'additionalProperties', 'propertyNames', 'minProperties', 'items', 'minItems', 'uniqueItems', 'minLength',
-    'pattern', 'not', 'const', 'minimum', 'maximum', 'exclusiveMinimum', 'oneOf',
+    'pattern', 'not', 'const', 'minimum', 'maximum', 'exclusiveMinimum', 'oneOf', 'anyOf', 'patternProperties',
   ]);
   for (const k of Object.keys(schema)) if (!known.has(k)) throw new Error(`validator does not support keyword ${k}`);
   if (schema.$ref) {
@@ -398,6 +398,7 @@ function schemaErrors(schema: any, value: unknown, rootSchema: any = schema, pat
     const n = schema.oneOf.filter((s: any) => schemaErrors(s, value, rootSchema, path).length === 0).length;
     if (n !== 1) errs.push(`${path}: oneOf matched ${n}`);
   }
+  if (schema.anyOf && !schema.anyOf.some((s: any) => schemaErrors(s, value, rootSchema, path).length === 0)) errs.push(`${path}: anyOf matched none`);
   if (typeof value === 'string') {
     if (schema.minLength !== undefined && value.length < schema.minLength) errs.push(`${path}: minLength`);
     if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) errs.push(`${path}: pattern`);
@@ -418,7 +419,9 @@ function schemaErrors(schema: any, value: unknown, rootSchema: any = schema, pat
     if (schema.minProperties !== undefined && Object.keys(o).length < schema.minProperties) errs.push(`${path}: minProperties`);
     for (const [k, v] of Object.entries(o)) {
       if (schema.propertyNames) errs.push(...schemaErrors(schema.propertyNames, k, rootSchema, `${path} key ${k}`));
+      const pattern = Object.keys(schema.patternProperties ?? {}).find((p) => new RegExp(p, 'u').test(k));
       if (schema.properties && k in schema.properties) errs.push(...schemaErrors(schema.properties[k], v, rootSchema, `${path}.${k}`));
+      else if (pattern !== undefined) errs.push(...schemaErrors(schema.patternProperties[pattern], v, rootSchema, `${path}.${k}`));
       else if (schema.additionalProperties === false) errs.push(`${path}: additional property ${k}`);
       else if (typeof schema.additionalProperties === 'object') errs.push(...schemaErrors(schema.additionalProperties, v, rootSchema, `${path}.${k}`));
     }

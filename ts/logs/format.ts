@@ -9,106 +9,148 @@
  * number, kind, id and field.
  */
 import { readFileSync } from 'node:fs';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { HarmHorizonError } from '../core/errors.js';
+import { firstSchemaError, withReasons } from '../io/schema-check.js';
 
 export const LOG_FORMAT = 'harm-horizon-rollout-log';
 export const LOG_VERSION = 1;
 
-/** A model that produced or scored tokens. */
-export interface LogModel {
-  id: string;
-  name?: string;
-  /** A weights file (GGUF, safetensors folder) or a server endpoint. */
-  file?: string;
-  endpoint?: string;
-  tokenizer?: string;
-  /** The chat template, or its name. */
-  chatTemplate?: string;
-  /** The system prompt (models that differ only in conditioning). */
-  systemPrompt?: string;
-  /** Log-probabilities of the raw model ("raw") or after temperature / top-p processing ("processed"). */
-  logprobs: 'raw' | 'processed';
-  temperature: number;
-  /** Vocabulary size: token ids must be below it. */
-  vocabSize?: number;
-}
+// The record formats, declared once: the TS types, the structural check (LogValidator runs the
+// record's schema first) and schema/rollout-log.schema.json all come from these TypeBox schemas.
 
-export interface LogHeader {
-  type: 'header';
-  format: typeof LOG_FORMAT;
-  version: typeof LOG_VERSION;
-  models: LogModel[];
-  /** The model whose shift from the reference is measured (the aligned model). */
-  policy: string;
-  /** The reference (base) model. */
-  reference: string;
-  judge: { name: string; scores: 'binary' | 'soft' };
-  /** Token names by id (toy scenarios; needed for full distributions). */
-  vocabulary?: string[];
-  /** Maximum response length used. */
-  maxTokens?: number;
-  /** Free-form provenance: the scenario and λ of a toy log, the command that made it. */
-  source?: Record<string, unknown>;
-}
+const Id = Type.String({ minLength: 1 });
+const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), { description: 'Token ids.' });
+/** A log-probability: a number ≤ 0 (up to rounding) or null for −∞. */
+const LOG_PROB = 'must be a log-probability (a number ≤ 0, or null for −∞)';
+const LogProb = withReasons(
+  Type.Union([withReasons(Type.Number({ maximum: 1e-6 }), { range: (v) => `${LOG_PROB}, got ${v}`, finite: (v) => `${LOG_PROB}, got ${v}` }), Type.Null()], {
+    description: 'A log-probability (≤ 0); null stands for −∞.',
+  }),
+  { type: (v) => `${LOG_PROB}, got ${JSON.stringify(v)}` },
+);
+const Harm = withReasons(Type.Number({ minimum: 0, maximum: 1, description: "A judge's harm score." }), {
+  type: (v) => `must be a harm score in [0, 1], got ${JSON.stringify(v)}`,
+  range: (v) => `must be a harm score in [0, 1], got ${v}`,
+});
+const Harms = withReasons(Type.Array(Harm, { minItems: 1 }), { minItems: () => 'must be a non-empty array of harm scores' });
+/** [token id, log-probability]: a pair, typed as one (a TypeBox Tuple would publish draft-07 `items`). */
+export const TopPair = Type.Unsafe<[number, number]>(Type.Array(Type.Number(), { minItems: 2, maxItems: 2, description: '[token id, log-probability]' }));
+/** Per model id: one array (of log-probabilities, pairs or rows) per position. */
+const perModel = <T extends TSchema>(item: T, description: string) => Type.Record(Type.String(), Type.Array(item), { description });
 
-export interface LogPrompt {
-  type: 'prompt';
-  id: string;
-  text: string;
-  /** Token ids of the prompt after the chat template. */
-  tokens: number[];
-}
+const LogModelSchema = Type.Object(
+  {
+    id: Id,
+    name: Type.Optional(Type.String()),
+    file: Type.Optional(Type.String({ description: 'Weights file (GGUF, a safetensors folder).' })),
+    endpoint: Type.Optional(Type.String({ description: 'Server URL.' })),
+    tokenizer: Type.Optional(Type.String()),
+    chatTemplate: Type.Optional(Type.String({ description: 'The chat template, or its name.' })),
+    systemPrompt: Type.Optional(Type.String({ description: 'The system prompt, for models that differ only in conditioning.' })),
+    logprobs: Type.Union([Type.Literal('raw'), Type.Literal('processed')], {
+      description: 'Log-probabilities of the raw model, or after temperature / top-k / top-p processing.',
+    }),
+    temperature: Type.Number({ minimum: 0 }),
+    vocabSize: Type.Optional(Type.Integer({ minimum: 1, description: 'Token ids must be below it.' })),
+  },
+  { additionalProperties: false, description: 'A model that produced or scored tokens.' },
+);
 
+const LogHeaderSchema = Type.Object(
+  {
+    type: Type.Literal('header'),
+    format: Type.Literal(LOG_FORMAT),
+    version: withReasons(Type.Literal(LOG_VERSION), { type: (v) => `unsupported version ${JSON.stringify(v)} (this build reads ${LOG_VERSION})` }),
+    models: withReasons(Type.Array(LogModelSchema, { minItems: 1 }), { minItems: () => 'must list at least one model' }),
+    policy: Type.String({ minLength: 1, description: "Id of the model whose shift from the reference is measured (the aligned model)." }),
+    reference: Type.String({ minLength: 1, description: 'Id of the reference (base) model.' }),
+    judge: Type.Object({ name: Id, scores: Type.Union([Type.Literal('binary'), Type.Literal('soft')]) }, { additionalProperties: false }),
+    vocabulary: Type.Optional(Type.Array(Type.String(), { description: 'Token names by id (toy scenarios; OpenAI imports).' })),
+    maxTokens: Type.Optional(Type.Integer({ minimum: 1, description: 'Maximum response length used.' })),
+    source: Type.Optional(Type.Record(Type.String(), Type.Unknown(), { description: 'Free-form provenance: the scenario and λ of a toy log, the command that made it.' })),
+  },
+  { additionalProperties: false, description: 'Line 1 of a log.' },
+);
+
+const LogPromptSchema = Type.Object(
+  {
+    type: Type.Literal('prompt'),
+    id: Id,
+    text: Type.String(),
+    tokens: Type.Array(Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }), { description: 'Token ids of the prompt after the (reference\'s) chat template.' }),
+  },
+  { additionalProperties: false },
+);
+
+const LogSampleSchema = Type.Object(
+  {
+    type: Type.Literal('sample'),
+    id: Id,
+    prompt: Id,
+    model: Type.String({ minLength: 1, description: 'The model the response was sampled from.' }),
+    tokens: TokenIds,
+    logprobs: perModel(LogProb, 'Chosen-token log-probabilities per model id (at least the policy and the reference).'),
+    top: Type.Optional(
+      perModel(
+        Type.Array(TopPair),
+        'Top-k alternatives per model id and position: [token id, log-probability] pairs.',
+      ),
+    ),
+    distributions: Type.Optional(perModel(Type.Array(LogProb), 'Full next-token distributions per model id and position (log-probabilities by token id).')),
+    klFull: Type.Optional(Type.Array(Type.Number({ minimum: -1e-9 }), { description: 'KL(policy ‖ reference) per position, from full distributions the runner did not store.' })),
+    harm: Harm,
+  },
+  { additionalProperties: false },
+);
+
+const LogRolloutSchema = Type.Object(
+  {
+    type: Type.Literal('rollout'),
+    id: Id,
+    sample: Type.String({ minLength: 1, description: 'The sample whose first `depth` tokens were kept.' }),
+    depth: Type.Integer({ minimum: 0, description: 'Tokens of the sample kept as the prefix.' }),
+    set: withReasons(Type.Union([Type.Literal(0), Type.Literal(1)], { description: 'One of two independent sets of continuations per prefix (so that products of innovations are unbiased).' }), {
+      type: () => 'must be 0 or 1 (two independent sets per prefix)',
+    }),
+    model: Id,
+    harms: Harms,
+  },
+  { additionalProperties: false },
+);
+
+const LogPrefillSchema = Type.Object(
+  {
+    type: Type.Literal('prefill'),
+    id: Id,
+    prompt: Id,
+    model: Type.String({ minLength: 1, description: 'The model that continued the forced prefix.' }),
+    k: Type.Integer({ minimum: 0, description: 'Attack depth: the prefix is the first k tokens of `source` (fewer when it ended before k).' }),
+    prefix: TokenIds,
+    source: Type.Optional(Type.String({ minLength: 1, description: 'The harmful sample the prefix was cut from.' })),
+    weight: Type.Optional(Type.Number({ minimum: 0, description: "Weight in the ASR average (default 1; toy logs use the source's harm, as THEORY's Q)." })),
+    harms: Harms,
+  },
+  { additionalProperties: false },
+);
+
+const RECORDS = { header: LogHeaderSchema, prompt: LogPromptSchema, sample: LogSampleSchema, rollout: LogRolloutSchema, prefill: LogPrefillSchema };
+
+export const LogRecordSchema = Type.Union(Object.values(RECORDS), {
+  $id: 'urn:harm-horizon:rollout-log.schema.json',
+  title: 'harm-horizon rollout log record',
+  description:
+    "One line of a rollout log (JSON lines; see docs/rollout-log.md). Line 1 is the header, then prompt records, then sample, rollout and prefill records. This schema checks one record's shape; the reader (readLog) also checks what a schema cannot: that the header comes first, ids are unique, every prompt, sample and model named exists earlier, per-position arrays have one entry per token, token ids are below the vocabulary size, full distributions sum to 1, a rollout's depth is at most its sample's length, and binary judges give 0 or 1.",
+});
+
+export type LogModel = Static<typeof LogModelSchema>;
+export type LogHeader = Static<typeof LogHeaderSchema>;
+export type LogPrompt = Static<typeof LogPromptSchema>;
 /** log-probability per position; null stands for −∞ (a token the model can never emit). */
 export type LogProbs = (number | null)[];
-
-export interface LogSample {
-  type: 'sample';
-  id: string;
-  prompt: string;
-  /** The model the response was sampled from. */
-  model: string;
-  tokens: number[];
-  /** Chosen-token log-probabilities per model: at least the header's policy and reference. */
-  logprobs: Record<string, LogProbs>;
-  /** Top-k alternatives per model and position: [token id, log-probability] pairs. */
-  top?: Record<string, [number, number][][]>;
-  /** Full next-token distributions per model and position (log-probabilities by token id). */
-  distributions?: Record<string, LogProbs[]>;
-  /** KL(policy ‖ reference) per position, computed by the runner from full distributions it did not store. */
-  klFull?: number[];
-  /** The judge's harm score in [0, 1]. */
-  harm: number;
-}
-
-export interface LogRollout {
-  type: 'rollout';
-  id: string;
-  /** The sample whose first `depth` tokens were kept. */
-  sample: string;
-  depth: number;
-  /** 0 or 1: two independent sets per prefix, so that products of innovations are unbiased. */
-  set: 0 | 1;
-  model: string;
-  /** Harm score of each continuation. */
-  harms: number[];
-}
-
-export interface LogPrefill {
-  type: 'prefill';
-  id: string;
-  prompt: string;
-  /** The model that continued the forced prefix. */
-  model: string;
-  /** Depth of the attack: the prefix is the first k tokens of `source` (fewer when it ended before k). */
-  k: number;
-  prefix: number[];
-  /** The harmful response the prefix was cut from. */
-  source?: string;
-  /** Weight of the prefix in the average (default 1; toy logs use the source's harm, as THEORY's Q). */
-  weight?: number;
-  harms: number[];
-}
+export type LogSample = Static<typeof LogSampleSchema>;
+export type LogRollout = Static<typeof LogRolloutSchema>;
+export type LogPrefill = Static<typeof LogPrefillSchema>;
 
 export type LogRecord = LogHeader | LogPrompt | LogSample | LogRollout | LogPrefill;
 
@@ -131,68 +173,30 @@ function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
 }
 
-function str(r: Record<string, unknown>, field: string, fail: Fail, optional = false): string | undefined {
-  const x = r[field];
-  if (x === undefined && optional) return undefined;
-  if (typeof x !== 'string' || x === '') fail(field, `must be a non-empty string, got ${JSON.stringify(x)}`);
-  return x as string;
-}
-
-function tokenIds(x: unknown, field: string, fail: Fail, vocabSize?: number): number[] {
-  if (!Array.isArray(x)) fail(field, 'must be an array of token ids');
-  const a = x as unknown[];
-  a.forEach((id, i) => {
+/** Token ids (whole numbers ≥ 0 by the schema) below the vocabulary size, when it is known. */
+function belowVocab(ids: readonly unknown[], field: string, fail: Fail, vocabSize?: number): void {
+  ids.forEach((id, i) => {
     if (!Number.isSafeInteger(id) || (id as number) < 0) fail(`${field}[${i}]`, `must be a token id (a whole number ≥ 0), got ${JSON.stringify(id)}`);
     if (vocabSize !== undefined && (id as number) >= vocabSize) fail(`${field}[${i}]`, `token id ${id} is not below the vocabulary size ${vocabSize}`);
   });
-  return a as number[];
 }
 
-/** A log-probability: a number ≤ 0 (up to rounding) or null for −∞. */
-function logProb(x: unknown, field: string, fail: Fail) {
-  if (x === null) return;
-  if (typeof x !== 'number' || !Number.isFinite(x) || x > 1e-6) fail(field, `must be a log-probability (a number ≤ 0, or null for −∞), got ${JSON.stringify(x)}`);
+function binaryScores(harms: readonly number[], field: string, fail: Fail): void {
+  harms.forEach((h, i) => {
+    if (h !== 0 && h !== 1) fail(harms.length === 1 && field === 'harm' ? field : `${field}[${i}]`, `the judge is binary: scores must be 0 or 1, got ${h}`);
+  });
 }
 
-function scores(x: unknown, field: string, fail: Fail, binary: boolean, nonEmpty = true) {
-  if (!Array.isArray(x) || (nonEmpty && x.length === 0)) fail(field, 'must be a non-empty array of harm scores');
-  (x as unknown[]).forEach((h, i) => score(h, `${field}[${i}]`, fail, binary));
-}
-
-function score(h: unknown, field: string, fail: Fail, binary: boolean) {
-  if (typeof h !== 'number' || !(h >= 0 && h <= 1)) fail(field, `must be a harm score in [0, 1], got ${JSON.stringify(h)}`);
-  if (binary && h !== 0 && h !== 1) fail(field, `the judge is binary: scores must be 0 or 1, got ${h}`);
-}
-
-function checkHeader(r: Record<string, unknown>, fail: Fail): LogHeader {
-  if (r.format !== LOG_FORMAT) fail('format', `must be "${LOG_FORMAT}"`);
-  if (r.version !== LOG_VERSION) fail('version', `unsupported version ${JSON.stringify(r.version)} (this build reads ${LOG_VERSION})`);
-  if (!Array.isArray(r.models) || r.models.length === 0) fail('models', 'must list at least one model');
+/** The header's cross-references: distinct model ids, and policy and reference among them. */
+function checkHeader(header: LogHeader, fail: Fail): void {
   const ids = new Set<string>();
-  (r.models as unknown[]).forEach((m, i) => {
-    const f: Fail = (field, reason) => fail(`models[${i}].${field}`, reason);
-    if (!isObject(m)) f('', 'must be an object');
-    const mm = m as Record<string, unknown>;
-    const id = str(mm, 'id', f)!;
-    if (ids.has(id)) f('id', `duplicate model id ${JSON.stringify(id)}`);
-    ids.add(id);
-    for (const k of ['name', 'file', 'endpoint', 'tokenizer', 'chatTemplate', 'systemPrompt']) if (mm[k] !== undefined && typeof mm[k] !== 'string') f(k, 'must be a string');
-    if (mm.logprobs !== 'raw' && mm.logprobs !== 'processed') f('logprobs', 'must be "raw" or "processed"');
-    if (typeof mm.temperature !== 'number' || !(mm.temperature >= 0)) f('temperature', 'must be a number ≥ 0');
-    if (mm.vocabSize !== undefined && !(Number.isSafeInteger(mm.vocabSize) && (mm.vocabSize as number) >= 1)) f('vocabSize', 'must be a whole number ≥ 1');
+  header.models.forEach((m, i) => {
+    if (ids.has(m.id)) fail(`models[${i}].id`, `duplicate model id ${JSON.stringify(m.id)}`);
+    ids.add(m.id);
   });
   for (const k of ['policy', 'reference'] as const) {
-    const id = str(r, k, fail)!;
-    if (!ids.has(id)) fail(k, `names no model of the header (models: ${[...ids].join(', ')})`);
+    if (!ids.has(header[k])) fail(k, `names no model of the header (models: ${[...ids].join(', ')})`);
   }
-  if (!isObject(r.judge)) fail('judge', 'must be an object {name, scores}');
-  const judge = r.judge as Record<string, unknown>;
-  str(judge, 'name', (f, why) => fail(`judge.${f}`, why));
-  if (judge.scores !== 'binary' && judge.scores !== 'soft') fail('judge.scores', 'must be "binary" or "soft"');
-  if (r.vocabulary !== undefined && !(Array.isArray(r.vocabulary) && r.vocabulary.every((v) => typeof v === 'string'))) fail('vocabulary', 'must be an array of token names');
-  if (r.maxTokens !== undefined && !(Number.isSafeInteger(r.maxTokens) && (r.maxTokens as number) >= 1)) fail('maxTokens', 'must be a whole number ≥ 1');
-  if (r.source !== undefined && !isObject(r.source)) fail('source', 'must be an object');
-  return r as unknown as LogHeader;
 }
 
 /** Incremental validation: records are checked against the header and the records before them. */
@@ -208,7 +212,8 @@ export class LogValidator {
     this.#source = source;
   }
 
-  /** Checks one parsed record (line numbers from 1); throws HH_LOG_INVALID naming it. */
+  /** Checks one parsed record (line numbers from 1); throws HH_LOG_INVALID naming it. The record's
+   *  shape is its schema's; what follows checks it against the header and the earlier records. */
   add(value: unknown, line: number): LogRecord {
     let where = `${this.#source} line ${line}`;
     const fail: Fail = (field, reason) => {
@@ -216,116 +221,96 @@ export class LogValidator {
     };
     if (!isObject(value)) fail('', 'a record must be a JSON object');
     const r = value as Record<string, unknown>;
+    const kind = r.type as keyof typeof RECORDS;
     if (!this.log.header) {
-      if (r.type !== 'header') fail('type', 'the first record must be the header ({"type": "header", …})');
-      const header = checkHeader(r, fail);
-      this.log.header = header;
-      for (const m of header.models) this.#models.set(m.id, m);
-      return header;
+      if (kind !== 'header') fail('type', 'the first record must be the header ({"type": "header", …})');
+    } else if (!['prompt', 'sample', 'rollout', 'prefill'].includes(kind)) {
+      fail('type', `must be prompt, sample, rollout or prefill after the header, got ${JSON.stringify(r.type)}`);
     }
-    if (!['prompt', 'sample', 'rollout', 'prefill'].includes(r.type as string)) fail('type', `must be prompt, sample, rollout or prefill after the header, got ${JSON.stringify(r.type)}`);
-    const id = str(r, 'id', fail)!;
-    where += ` (${String(r.type)} ${JSON.stringify(id)})`;
-    if (this.#ids.has(id)) fail('id', 'duplicate record id');
-    this.#ids.add(id);
+    if (kind !== 'header' && typeof r.id === 'string' && r.id !== '') {
+      where += ` (${kind} ${JSON.stringify(r.id)})`;
+      if (this.#ids.has(r.id)) fail('id', 'duplicate record id');
+    }
+    const shape = firstSchemaError(RECORDS[kind], r);
+    if (shape) fail(shape.field, shape.reason);
+    const record = r as LogRecord;
+    if (record.type === 'header') {
+      checkHeader(record, fail);
+      this.log.header = record;
+      for (const m of record.models) this.#models.set(m.id, m);
+      return record;
+    }
+    this.#ids.add(record.id);
     const binary = this.log.header.judge.scores === 'binary';
-    const model = (field: string) => {
-      const m = str(r, field, fail)!;
-      if (!this.#models.has(m)) fail(field, `names no model of the header (models: ${[...this.#models.keys()].join(', ')})`);
-      return this.#models.get(m)!;
+    const model = (field: string, id: string) => {
+      if (!this.#models.has(id)) fail(field, `names no model of the header (models: ${[...this.#models.keys()].join(', ')})`);
+      return this.#models.get(id)!;
     };
     const vocab = (m: LogModel) => m.vocabSize ?? this.log.header.vocabulary?.length;
-    switch (r.type) {
+    switch (record.type) {
       case 'prompt': {
-        if (typeof r.text !== 'string') fail('text', 'must be a string');
-        tokenIds(r.tokens, 'tokens', fail);
-        const p = r as unknown as LogPrompt;
-        this.#prompts.set(id, p);
-        this.log.prompts.push(p);
-        return p;
+        this.#prompts.set(record.id, record);
+        this.log.prompts.push(record);
+        return record;
       }
       case 'sample': {
-        const prompt = str(r, 'prompt', fail)!;
-        if (!this.#prompts.has(prompt)) fail('prompt', `no earlier prompt record has id ${JSON.stringify(prompt)}`);
-        const sampler = model('model');
-        const tokens = tokenIds(r.tokens, 'tokens', fail, vocab(sampler));
-        const n = tokens.length;
-        if (!isObject(r.logprobs)) fail('logprobs', 'must be an object {model id: [log-probability per position]}');
-        const lp = r.logprobs as Record<string, unknown>;
+        if (!this.#prompts.has(record.prompt)) fail('prompt', `no earlier prompt record has id ${JSON.stringify(record.prompt)}`);
+        const sampler = model('model', record.model);
+        belowVocab(record.tokens, 'tokens', fail, vocab(sampler));
+        const n = record.tokens.length;
+        const lp = record.logprobs;
         for (const m of [this.log.header.policy, this.log.header.reference]) if (lp[m] === undefined) fail(`logprobs.${m}`, `missing: every sample needs chosen-token log-probabilities under the policy and the reference`);
         for (const [m, a] of Object.entries(lp)) {
           if (!this.#models.has(m)) fail(`logprobs.${m}`, 'names no model of the header');
-          if (!Array.isArray(a) || a.length !== n) fail(`logprobs.${m}`, `must have one entry per token (${n}), got ${Array.isArray(a) ? a.length : typeof a}`);
-          (a as unknown[]).forEach((x, i) => logProb(x, `logprobs.${m}[${i}]`, fail));
+          if (a.length !== n) fail(`logprobs.${m}`, `must have one entry per token (${n}), got ${a.length}`);
         }
-        if (r.top !== undefined) {
-          if (!isObject(r.top)) fail('top', 'must be an object {model id: per position [[token id, log-probability], …]}');
-          for (const [m, rows] of Object.entries(r.top as Record<string, unknown>)) {
-            if (!this.#models.has(m)) fail(`top.${m}`, 'names no model of the header');
-            if (!Array.isArray(rows) || rows.length !== n) fail(`top.${m}`, `must have one list per token (${n})`);
-            (rows as unknown[]).forEach((row, i) => {
-              if (!Array.isArray(row)) fail(`top.${m}[${i}]`, 'must be a list of [token id, log-probability] pairs');
-              (row as unknown[]).forEach((pair, j) => {
-                const f = `top.${m}[${i}][${j}]`;
-                if (!Array.isArray(pair) || pair.length !== 2) fail(f, 'must be a [token id, log-probability] pair');
-                tokenIds([pair[0]], f, fail, vocab(this.#models.get(m)!));
-                logProb(pair[1], f, fail);
-              });
-            });
-          }
+        for (const [m, rows] of Object.entries(record.top ?? {})) {
+          if (!this.#models.has(m)) fail(`top.${m}`, 'names no model of the header');
+          if (rows.length !== n) fail(`top.${m}`, `must have one list per token (${n})`);
+          rows.forEach((row, i) =>
+            row.forEach(([id, logProb], j) => {
+              const f = `top.${m}[${i}][${j}]`;
+              belowVocab([id], f, fail, vocab(this.#models.get(m)!));
+              if (logProb > 1e-6) fail(`${f}[1]`, `${LOG_PROB}, got ${logProb}`);
+            }),
+          );
         }
-        if (r.distributions !== undefined) {
-          if (!isObject(r.distributions)) fail('distributions', 'must be an object {model id: per position [log-probability by token id]}');
-          for (const [m, rows] of Object.entries(r.distributions as Record<string, unknown>)) {
-            if (!this.#models.has(m)) fail(`distributions.${m}`, 'names no model of the header');
-            if (!Array.isArray(rows) || rows.length !== n) fail(`distributions.${m}`, `must have one row per token (${n})`);
-            const width = vocab(this.#models.get(m)!);
-            (rows as unknown[]).forEach((row, i) => {
-              if (!Array.isArray(row) || (width !== undefined && row.length !== width)) fail(`distributions.${m}[${i}]`, `must be a row of ${width ?? 'V'} log-probabilities`);
-              (row as unknown[]).forEach((x, a) => logProb(x, `distributions.${m}[${i}][${a}]`, fail));
-              const total = (row as (number | null)[]).reduce((s: number, x) => s + (x === null ? 0 : Math.exp(x)), 0);
-              if (Math.abs(total - 1) > 1e-6) fail(`distributions.${m}[${i}]`, `probabilities sum to ${total}, not 1`);
-            });
-          }
+        for (const [m, rows] of Object.entries(record.distributions ?? {})) {
+          if (!this.#models.has(m)) fail(`distributions.${m}`, 'names no model of the header');
+          if (rows.length !== n) fail(`distributions.${m}`, `must have one row per token (${n})`);
+          const width = vocab(this.#models.get(m)!);
+          rows.forEach((row, i) => {
+            if (width !== undefined && row.length !== width) fail(`distributions.${m}[${i}]`, `must be a row of ${width} log-probabilities`);
+            const total = row.reduce((s: number, x) => s + (x === null ? 0 : Math.exp(x)), 0);
+            if (Math.abs(total - 1) > 1e-6) fail(`distributions.${m}[${i}]`, `probabilities sum to ${total}, not 1`);
+          });
         }
-        if (r.klFull !== undefined) {
-          if (!Array.isArray(r.klFull) || r.klFull.length !== n || !r.klFull.every((x) => typeof x === 'number' && x >= -1e-9)) fail('klFull', `must be ${n} numbers ≥ 0`);
-        }
-        score(r.harm, 'harm', fail, binary);
-        const s = r as unknown as LogSample;
-        this.#samples.set(id, s);
-        this.log.samples.push(s);
-        return s;
+        if (record.klFull !== undefined && record.klFull.length !== n) fail('klFull', `must be ${n} numbers ≥ 0`);
+        if (binary) binaryScores([record.harm], 'harm', fail);
+        this.#samples.set(record.id, record);
+        this.log.samples.push(record);
+        return record;
       }
       case 'rollout': {
-        const sampleId = str(r, 'sample', fail)!;
-        const sample = this.#samples.get(sampleId);
-        if (!sample) fail('sample', `no earlier sample record has id ${JSON.stringify(sampleId)}`);
-        if (!Number.isSafeInteger(r.depth) || (r.depth as number) < 0 || (r.depth as number) > sample!.tokens.length)
-          fail('depth', `must be a whole number in 0..${sample!.tokens.length} (the sample's length), got ${JSON.stringify(r.depth)}`);
-        if (r.set !== 0 && r.set !== 1) fail('set', 'must be 0 or 1 (two independent sets per prefix)');
-        model('model');
-        scores(r.harms, 'harms', fail, binary);
-        const o = r as unknown as LogRollout;
-        this.log.rollouts.push(o);
-        return o;
+        const sample = this.#samples.get(record.sample);
+        if (!sample) return fail('sample', `no earlier sample record has id ${JSON.stringify(record.sample)}`);
+        if (record.depth > sample.tokens.length) fail('depth', `must be a whole number in 0..${sample.tokens.length} (the sample's length), got ${record.depth}`);
+        model('model', record.model);
+        if (binary) binaryScores(record.harms, 'harms', fail);
+        this.log.rollouts.push(record);
+        return record;
       }
       case 'prefill': {
-        const prompt = str(r, 'prompt', fail)!;
-        if (!this.#prompts.has(prompt)) fail('prompt', `no earlier prompt record has id ${JSON.stringify(prompt)}`);
-        const continuer = model('model');
-        const prefix = tokenIds(r.prefix, 'prefix', fail, vocab(continuer));
+        if (!this.#prompts.has(record.prompt)) fail('prompt', `no earlier prompt record has id ${JSON.stringify(record.prompt)}`);
+        const continuer = model('model', record.model);
+        belowVocab(record.prefix, 'prefix', fail, vocab(continuer));
         // k exceeds the prefix only when the harmful response ended before k tokens.
-        if (!Number.isSafeInteger(r.k) || (r.k as number) < prefix.length) fail('k', `must be a whole number ≥ the prefix length ${prefix.length}, got ${JSON.stringify(r.k)}`);
-        if (r.source !== undefined && !this.#samples.has(r.source as string)) fail('source', `no earlier sample record has id ${JSON.stringify(r.source)}`);
-        if (r.weight !== undefined && !(typeof r.weight === 'number' && Number.isFinite(r.weight) && r.weight >= 0)) fail('weight', 'must be a finite number ≥ 0');
-        scores(r.harms, 'harms', fail, binary);
-        const p = r as unknown as LogPrefill;
-        this.log.prefills.push(p);
-        return p;
+        if (record.k < record.prefix.length) fail('k', `must be a whole number ≥ the prefix length ${record.prefix.length}, got ${record.k}`);
+        if (record.source !== undefined && !this.#samples.has(record.source)) fail('source', `no earlier sample record has id ${JSON.stringify(record.source)}`);
+        if (binary) binaryScores(record.harms, 'harms', fail);
+        this.log.prefills.push(record);
+        return record;
       }
-      default:
-        return fail('type', `must be prompt, sample, rollout or prefill, got ${JSON.stringify(r.type)}`);
     }
   }
 }

@@ -26,23 +26,19 @@
 import { readFileSync } from 'node:fs';
 import { HarmHorizonError } from '../core/errors.js';
 import { writeAtomic } from '../io/files.js';
+import { firstSchemaError } from '../io/schema-check.js';
 import { LogValidator, type LogHeader, type LogPrompt, type LogRecord, type LogSample } from './format.js';
+import { PROVIDER_LINES, type HfLine, type OpenaiLine, type Provider, type VllmLine, type VllmPosition } from './providers.js';
 
-export type Provider = 'vllm' | 'openai' | 'hf';
+export type { Provider } from './providers.js';
 
 /** OpenAI's "very unlikely" log-probability. */
 export const OPENAI_SENTINEL = -9999;
 
 type Fail = (field: string, reason: string) => never;
-type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any -- provider JSON, checked field by field
 
-function isObject(x: unknown): x is Json {
+function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === 'object' && x !== null && !Array.isArray(x);
-}
-
-function need<T>(x: T | undefined | null, field: string, fail: Fail, what: string): T {
-  if (x === undefined || x === null) fail(field, `missing (${what})`);
-  return x as T;
 }
 
 const sameIds = (a: number[], b: number[]) => a.length === b.length && a.every((x, i) => x === b[i]);
@@ -55,41 +51,39 @@ interface Converted {
   top: Record<string, [number, number][][]>;
 }
 
-function vllmLogprob(entry: unknown, token: number, field: string, fail: Fail): number {
-  if (!isObject(entry)) fail(field, 'must be a dict {token id: {logprob, rank, decoded_token}}');
-  const chosen = (entry as Json)[String(token)];
-  if (!isObject(chosen) || typeof chosen.logprob !== 'number') fail(field, `has no entry for the chosen token ${token} (vLLM's dicts hold the top-k plus the chosen token)`);
+function vllmLogprob(entry: VllmPosition | null | undefined, token: number, field: string, fail: Fail): number {
+  if (!entry) fail(field, 'must be a dict {token id: {logprob, rank, decoded_token}}');
+  const chosen = Object.hasOwn(entry, String(token)) ? entry[String(token)] : undefined;
+  if (!chosen) return fail(field, `has no entry for the chosen token ${token} (vLLM's dicts hold the top-k plus the chosen token)`);
   return chosen.logprob;
 }
 
-function vllmTop(entry: Json): [number, number][] {
-  return Object.entries(entry)
-    .map(([id, v]) => [Number(id), (v as Json).logprob as number, (v as Json).rank as number] as const)
+/** The top-k of one position as [token id, log-probability] pairs, by rank. */
+function vllmTop(entry: VllmPosition | null | undefined): [number, number][] {
+  return Object.entries(entry ?? {})
+    .map(([id, v]) => [Number(id), v.logprob, v.rank ?? Infinity] as const)
     .sort((a, b) => a[2] - b[2])
-    .map(([id, x]) => [id, x]);
+    .map(([id, x]): [number, number] => [id, x]);
 }
 
-function fromVllm(line: Json, model: string, sameTemplate: (m: string) => boolean, fail: Fail): Converted {
-  const out = need(line.output, 'output', fail, 'a vLLM RequestOutput of the sampling model');
-  const promptTokens = need<number[]>(out.prompt_token_ids, 'output.prompt_token_ids', fail, 'the prompt after the template');
-  const gen = need(out.outputs?.[0], 'output.outputs[0]', fail, 'the completion');
-  const tokens = need<number[]>(gen.token_ids, 'output.outputs[0].token_ids', fail, 'the response tokens');
-  const lps = need<unknown[]>(gen.logprobs, 'output.outputs[0].logprobs', fail, 'run with SamplingParams(logprobs=k)');
-  if (!Array.isArray(lps) || lps.length !== tokens.length) fail('output.outputs[0].logprobs', `must have one dict per response token (${tokens.length})`);
+function fromVllm(line: VllmLine, model: string, sameTemplate: (m: string) => boolean, fail: Fail): Converted {
+  const out = line.output;
+  const promptTokens = out.prompt_token_ids;
+  const { token_ids: tokens, logprobs: lps } = out.outputs[0]!;
+  if (lps.length !== tokens.length) fail('output.outputs[0].logprobs', `must have one dict per response token (${tokens.length})`);
   const logprobs: Converted['logprobs'] = { [model]: tokens.map((tok, t) => vllmLogprob(lps[t], tok, `output.outputs[0].logprobs[${t}]`, fail)) };
-  const top: Converted['top'] = { [model]: lps.map((e) => vllmTop(e as Json)) };
-  for (const [other, scored] of Object.entries(isObject(line.scores) ? line.scores : {})) {
+  const top: Converted['top'] = { [model]: lps.map((e) => vllmTop(e)) };
+  for (const [other, scored] of Object.entries(line.scores ?? {})) {
     const f = `scores.${other}`;
-    const ids = need<number[]>((scored as Json).prompt_token_ids, `${f}.prompt_token_ids`, fail, 'prompt + response');
-    const plp = need<unknown[]>((scored as Json).prompt_logprobs, `${f}.prompt_logprobs`, fail, 'run with SamplingParams(prompt_logprobs=k)');
+    const { prompt_token_ids: ids, prompt_logprobs: plp } = scored;
     const start = ids.length - tokens.length;
     if (start < 1 || !sameIds(ids.slice(start), tokens)) fail(`${f}.prompt_token_ids`, 'does not end with the response\'s token ids');
     if (sameTemplate(other) && !sameIds(ids.slice(0, start), promptTokens)) fail(`${f}.prompt_token_ids`, 'its prompt part differs from output.prompt_token_ids though the header gives both models the same template');
-    if (!Array.isArray(plp) || plp.length !== ids.length) fail(`${f}.prompt_logprobs`, `must have one entry per prompt token (${ids.length}), the first None`);
+    if (plp.length !== ids.length) fail(`${f}.prompt_logprobs`, `must have one entry per prompt token (${ids.length}), the first None`);
     logprobs[other] = tokens.map((tok, t) => vllmLogprob(plp[start + t], tok, `${f}.prompt_logprobs[${start + t}]`, fail));
-    top[other] = tokens.map((_, t) => vllmTop(plp[start + t] as Json));
+    top[other] = tokens.map((_, t) => vllmTop(plp[start + t]));
   }
-  return { prompt: { text: String(out.prompt ?? ''), tokens: promptTokens }, tokens, logprobs, top };
+  return { prompt: { text: out.prompt ?? '', tokens: promptTokens }, tokens, logprobs, top };
 }
 
 /** Token numbering for providers that give token strings: by their bytes, in order of appearance. */
@@ -112,53 +106,42 @@ class TokenTable {
 
 const openaiLp = (x: number) => (x <= OPENAI_SENTINEL ? null : x);
 
-function fromOpenai(line: Json, model: string, table: TokenTable, fail: Fail): Converted {
-  const completion = need(line.completion, 'completion', fail, 'an OpenAI chat completion');
-  const content = need<unknown[]>(completion.choices?.[0]?.logprobs?.content, 'completion.choices[0].logprobs.content', fail, 'request with logprobs: true');
+function fromOpenai(line: OpenaiLine, model: string, table: TokenTable, fail: Fail): Converted {
+  const content = line.completion.choices[0]!.logprobs.content;
   const tokens: number[] = [];
   const own: (number | null)[] = [];
   const ownTop: [number, number][][] = [];
-  content.forEach((c, t) => {
-    const f = `completion.choices[0].logprobs.content[${t}]`;
-    if (!isObject(c) || typeof c.token !== 'string' || typeof c.logprob !== 'number') fail(f, 'must be {token, logprob, bytes, top_logprobs}');
-    const e = c as Json;
-    if (Array.isArray(e.top_logprobs) && e.top_logprobs.length > 20) fail(`${f}.top_logprobs`, `has ${e.top_logprobs.length} entries; OpenAI returns at most 20`);
+  for (const e of content) {
     tokens.push(table.id(e.token, e.bytes));
     own.push(openaiLp(e.logprob));
-    const alternatives = ((e.top_logprobs ?? []) as Json[]).map((a) => [table.id(a.token, a.bytes), a.logprob] as [number, number]);
+    const alternatives = (e.top_logprobs ?? []).map((a): [number, number] => [table.id(a.token, a.bytes), a.logprob]);
     // −∞ entries say nothing a top-k list needs: keep the finite ones.
     ownTop.push(alternatives.filter(([, x]) => x > OPENAI_SENTINEL));
-  });
+  }
   const logprobs: Converted['logprobs'] = { [model]: own };
   const top: Converted['top'] = { [model]: ownTop };
-  const responseNames = content.map((c) => (c as Json).token as string);
-  for (const [other, scored] of Object.entries(isObject(line.scores) ? line.scores : {})) {
+  const responseNames = content.map((c) => c.token);
+  for (const [other, scored] of Object.entries(line.scores ?? {})) {
     const f = `scores.${other}.choices[0].logprobs`;
-    const lps = need<Json>((scored as Json).choices?.[0]?.logprobs, f, fail, 'a legacy completion with echo: true and logprobs');
-    const names = need<string[]>(lps.tokens, `${f}.tokens`, fail, 'the echoed tokens');
-    const values = need<(number | null)[]>(lps.token_logprobs, `${f}.token_logprobs`, fail, 'the echoed log-probabilities');
+    const { tokens: names, token_logprobs: values, top_logprobs: alt } = scored.choices[0]!.logprobs;
     const start = names.length - responseNames.length;
     if (start < 1 || names.slice(start).some((x, i) => x !== responseNames[i])) fail(`${f}.tokens`, 'does not end with the response\'s tokens');
     logprobs[other] = values.slice(start).map((x, i) => {
-      if (typeof x !== 'number') fail(`${f}.token_logprobs[${start + i}]`, 'must be a number');
-      return openaiLp(x as number);
+      if (x === null) fail(`${f}.token_logprobs[${start + i}]`, 'must be a number');
+      return openaiLp(x);
     });
-    const alt = (lps.top_logprobs ?? []) as (Json | null)[];
-    top[other] = responseNames.map((_, i) => Object.entries(alt[start + i] ?? {}).filter(([, x]) => (x as number) > OPENAI_SENTINEL).map(([name, x]) => [table.id(name, undefined), x as number] as [number, number]));
+    top[other] = responseNames.map((_, i) =>
+      Object.entries(alt?.[start + i] ?? {})
+        .filter(([, x]) => x > OPENAI_SENTINEL)
+        .map(([name, x]): [number, number] => [table.id(name, undefined), x]),
+    );
   }
-  const prompt = isObject(line.prompt) ? (line.prompt as Json) : { text: String(line.prompt ?? '') };
-  return { prompt: { text: String(prompt.text ?? ''), tokens: Array.isArray(prompt.tokens) ? prompt.tokens : [] }, tokens, logprobs, top };
+  const prompt = typeof line.prompt === 'object' ? line.prompt : { text: line.prompt ?? '' };
+  return { prompt: { text: prompt.text ?? '', tokens: 'tokens' in prompt ? (prompt.tokens ?? []) : [] }, tokens, logprobs, top };
 }
 
-function fromHf(line: Json, fail: Fail): Converted {
-  const tokens = need<number[]>(line.token_ids, 'token_ids', fail, 'the response token ids');
-  const logprobs = need<Record<string, (number | null)[]>>(line.logprobs, 'logprobs', fail, '{model id: chosen-token log-probabilities}');
-  return {
-    prompt: { text: String(line.prompt ?? ''), tokens: need<number[]>(line.prompt_token_ids, 'prompt_token_ids', fail, 'the prompt after the template') },
-    tokens,
-    logprobs,
-    top: isObject(line.top) ? (line.top as Converted['top']) : {},
-  };
+function fromHf(line: HfLine): Converted {
+  return { prompt: { text: line.prompt ?? '', tokens: line.prompt_token_ids }, tokens: line.token_ids, logprobs: line.logprobs, top: line.top ?? {} };
 }
 
 /** Converts a provider file to rollout-log records, each checked as it is made (errors name the input line). */
@@ -181,7 +164,7 @@ export function convert(provider: Provider, text: string, source: string): LogRe
       fail('', `not valid JSON: ${(error as Error).message}`);
     }
     if (!isObject(line)) fail('', 'must be a JSON object');
-    const l = line as Json;
+    const l = line;
     if (!header) {
       if (l.type !== 'header') fail('type', 'line 1 must be the rollout log header ({"type": "header", …}, docs/rollout-log.md)');
       header = validator.add(l, i + 1) as LogHeader;
@@ -190,15 +173,17 @@ export function convert(provider: Provider, text: string, source: string): LogRe
     }
     const id = typeof l.id === 'string' ? l.id : `line-${i + 1}`;
     where += ` (sample ${JSON.stringify(id)})`;
-    const model = need<string>(l.model, 'model', fail, 'the id of the model that sampled the response');
+    const shape = firstSchemaError(PROVIDER_LINES[provider], l);
+    if (shape) fail(shape.field, shape.reason);
+    const model = l.model as string;
     const h = header;
     const sameTemplate = (other: string) => {
       const [a, b] = [h.models.find((x) => x.id === model), h.models.find((x) => x.id === other)];
       return !!a && !!b && a.chatTemplate === b.chatTemplate && a.tokenizer === b.tokenizer && a.systemPrompt === b.systemPrompt;
     };
-    const c = provider === 'vllm' ? fromVllm(l, model, sameTemplate, fail) : provider === 'openai' ? fromOpenai(l, model, table, fail) : fromHf(l, fail);
+    const c = provider === 'vllm' ? fromVllm(l as VllmLine, model, sameTemplate, fail) : provider === 'openai' ? fromOpenai(l as OpenaiLine, model, table, fail) : fromHf(l as HfLine);
     // The prompt's id: "prompt_id" (hf), "prompt" (vllm) or "prompt.id" (openai).
-    const promptId = typeof l.prompt_id === 'string' ? l.prompt_id : typeof l.prompt === 'string' ? l.prompt : isObject(l.prompt) && typeof l.prompt.id === 'string' ? l.prompt.id : `prompt-${prompts.size + 1}`;
+    const promptId = typeof l.prompt_id === 'string' ? l.prompt_id : typeof l.prompt === 'string' ? l.prompt : isObject(l.prompt) && typeof l.prompt['id'] === 'string' ? l.prompt['id'] : `prompt-${prompts.size + 1}`;
     const known = prompts.get(promptId);
     if (known && !sameIds(known.tokens, c.prompt.tokens)) fail('prompt token ids', `differ from those of the earlier record of prompt ${JSON.stringify(promptId)} (another template?)`);
     if (!known) {
@@ -206,7 +191,7 @@ export function convert(provider: Provider, text: string, source: string): LogRe
       prompts.set(promptId, prompt);
       records.push(validator.add(prompt, i + 1));
     }
-    const sample: LogSample = { type: 'sample', id, prompt: promptId, model, tokens: c.tokens, logprobs: c.logprobs, harm: need<number>(l.harm, 'harm', fail, 'the judge\'s score in [0, 1]') };
+    const sample: LogSample = { type: 'sample', id, prompt: promptId, model, tokens: c.tokens, logprobs: c.logprobs, harm: l.harm as number };
     if (Object.keys(c.top).length > 0) sample.top = c.top;
     records.push(validator.add(sample, i + 1));
   });

@@ -1,4 +1,4 @@
-/** Field paths, typo suggestions and the typed field checks shared by the scenario validator. */
+/** Field paths, typo suggestions and the failure reporter shared by the scenario validator. */
 import type { TextPosition } from './json-text.js';
 import { ScenarioError, type ScenarioErrorCode } from './error.js';
 
@@ -103,64 +103,6 @@ export class Checker {
       ...(code ? { code } : {}),
       ...(position ? { position } : {}),
     });
-  }
-
-  object(v: unknown, path: Seg[]): Record<string, unknown> {
-    if (!isPlainObject(v)) this.fail(path, `expected an object, got ${describe(v)}`);
-    return v;
-  }
-
-  array(v: unknown, path: Seg[]): unknown[] {
-    if (!Array.isArray(v)) this.fail(path, `expected an array, got ${describe(v)}`);
-    return v;
-  }
-
-  string(v: unknown, path: Seg[], nonEmpty = true): string {
-    if (typeof v !== 'string') this.fail(path, `expected a string, got ${describe(v)}`);
-    if (nonEmpty && v.length === 0) this.fail(path, 'must not be empty');
-    return v;
-  }
-
-  finite(v: unknown, path: Seg[]): number {
-    if (typeof v !== 'number') this.fail(path, `expected a number, got ${describe(v)}`);
-    if (!Number.isFinite(v)) this.fail(path, `must be a finite number, got ${v}`);
-    return v;
-  }
-
-  integer(v: unknown, path: Seg[], min: number): number {
-    if (typeof v !== 'number') this.fail(path, `expected an integer ≥ ${min}, got ${describe(v)}`);
-    if (!Number.isInteger(v) || v < min) this.fail(path, `must be an integer ≥ ${min}, got ${v}`);
-    return v;
-  }
-
-  /** Refuses keys not in `allowed`. */
-  keys(o: Record<string, unknown>, allowed: readonly string[], path: Seg[]): void {
-    for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) {
-        this.fail([...path, k], `unknown key ${JSON.stringify(k)}${didYouMean(k, allowed)}; allowed keys: ${allowed.join(', ')}`);
-      }
-    }
-  }
-
-  required(o: Record<string, unknown>, key: string, path: Seg[]): unknown {
-    if (!hasOwn(o, key) || o[key] === undefined) this.fail([...path, key], 'required field is missing');
-    return o[key];
-  }
-
-  /** A list of distinct non-empty names. */
-  names(v: unknown, path: Seg[], what: string, minItems: number): string[] {
-    const arr = this.array(v, path);
-    if (arr.length < minItems) this.fail(path, `must list at least ${minItems} ${what}${minItems === 1 ? '' : 's'}`);
-    const seen = new Map<string, number>();
-    const out: string[] = [];
-    arr.forEach((x, i) => {
-      const s = this.string(x, [...path, i]);
-      const prev = seen.get(s);
-      if (prev !== undefined) this.fail([...path, i], `duplicate ${what} ${JSON.stringify(s)} (same as ${formatPath([...path, prev])})`);
-      seen.set(s, i);
-      out.push(s);
-    });
-    return out;
   }
 }
 

@@ -1,27 +1,12 @@
 /** Validation of a scenario object: structure, names, rows, automaton; returns it in canonical form. */
 import { approx } from '../report/format.js';
-import { Checker, describe, didYouMean, hasOwn, isPlainObject, setOwn, type Seg } from './check.js';
+import { firstSchemaError } from '../io/schema-check.js';
+import { Checker, didYouMean, hasOwn, setOwn, type Seg } from './check.js';
 import { budgetOf, checkBudget, contextKey, fmtCount, requiredContexts, requiredRowCount, type Dims } from './contexts.js';
 import type { TextPosition } from './json-text.js';
-import { BOS, ROW_SUM_TOLERANCE, type Scenario, type ScenarioDefaults, type ScenarioOptions } from './types.js';
+import { BOS, ROW_SUM_TOLERANCE, ScenarioFileSchema, type Scenario, type ScenarioDefaults, type ScenarioFile, type ScenarioOptions } from './types.js';
 
 const DEFAULT_DEFAULTS: ScenarioDefaults = { lambda: 1, mu: 10, gamma: 1 };
-
-const TOP_KEYS = [
-  '$schema',
-  'name',
-  'description',
-  'tokens',
-  'length',
-  'endToken',
-  'contextOrder',
-  'recoveryTokens',
-  'base',
-  'harm',
-  'defaults',
-];
-const HARM_KEYS = ['states', 'start', 'values', 'transitions'];
-const DEFAULTS_KEYS = ['lambda', 'mu', 'gamma'];
 
 export interface Validated {
   scenario: Scenario;
@@ -35,126 +20,57 @@ export interface Validated {
 export function validate(json: unknown, source: string | undefined, options: ScenarioOptions | undefined, locate?: (path: readonly Seg[]) => TextPosition | undefined): Validated {
   const ck: Checker = new Checker(source, locate);
   const budget = budgetOf(options);
-  if (!isPlainObject(json)) ck.fail('', `a scenario must be a JSON object, got ${describe(json)}`);
-  const root = json;
-  ck.keys(root, TOP_KEYS, []);
-  if (hasOwn(root, '$schema')) ck.string(root['$schema'], ['$schema'], false);
+  // The shape (types, required and unknown keys, ranges, token names, distinct names) is the schema's;
+  // what follows checks what depends on other fields: names that must exist, rows, reachability.
+  const shape = firstSchemaError(ScenarioFileSchema, json);
+  if (shape) ck.fail(shape.path, shape.reason);
+  const root = json as ScenarioFile;
+  const { name, description, tokens } = root;
 
-  const name = ck.string(ck.required(root, 'name', []), ['name']);
-  let description: string | undefined;
-  if (hasOwn(root, 'description') && root['description'] !== undefined) {
-    description = ck.string(root['description'], ['description'], false);
-  }
-
-  // tokens
-  const tokens = ck.names(ck.required(root, 'tokens', []), ['tokens'], 'token', 1);
-  tokens.forEach((t, i) => {
-    if (t === BOS) ck.fail(['tokens', i], `"${BOS}" is reserved for the start-of-response padding and cannot be a token`);
-    if (t.includes(' ')) ck.fail(['tokens', i], `token names must not contain spaces (context keys join tokens with spaces), got ${JSON.stringify(t)}`);
-  });
   const tokenIndex = new Map<string, number>();
   tokens.forEach((t, i) => tokenIndex.set(t, i));
   const V = tokens.length;
-  const tokenRef = (v: unknown, path: Seg[]): number => {
-    const s = ck.string(v, path);
+  const tokenRef = (s: string, path: Seg[]): number => {
     const i = tokenIndex.get(s);
     if (i === undefined) ck.fail(path, `unknown token ${JSON.stringify(s)}${didYouMean(s, tokens)}`);
     return i;
   };
 
   // length, endToken, contextOrder, recoveryTokens
-  const T = ck.integer(ck.required(root, 'length', []), ['length'], 1);
-  let endToken: string | undefined;
-  let end = -1;
-  if (hasOwn(root, 'endToken') && root['endToken'] !== undefined) {
-    end = tokenRef(root['endToken'], ['endToken']);
-    endToken = tokens[end]!;
-  }
-  let n = 1;
-  if (hasOwn(root, 'contextOrder') && root['contextOrder'] !== undefined) {
-    n = ck.integer(root['contextOrder'], ['contextOrder'], 1);
-  }
-  const recoveryTokens: string[] = [];
-  if (hasOwn(root, 'recoveryTokens') && root['recoveryTokens'] !== undefined) {
-    const arr = ck.array(root['recoveryTokens'], ['recoveryTokens']);
-    const seen = new Map<number, number>();
-    arr.forEach((x, i) => {
-      const id = tokenRef(x, ['recoveryTokens', i]);
-      const prev = seen.get(id);
-      if (prev !== undefined) {
-        ck.fail(['recoveryTokens', i], `duplicate recovery token ${JSON.stringify(tokens[id])} (same as recoveryTokens[${prev}])`);
-      }
-      seen.set(id, i);
-      recoveryTokens.push(tokens[id]!);
-    });
-  }
+  const T = root.length;
+  const end = root.endToken === undefined ? -1 : tokenRef(root.endToken, ['endToken']);
+  const endToken = root.endToken;
+  const n = root.contextOrder ?? 1;
+  const recoveryTokens = (root.recoveryTokens ?? []).map((x, i) => tokens[tokenRef(x, ['recoveryTokens', i])]!);
 
   // harm automaton
-  const harmJson = ck.object(ck.required(root, 'harm', []), ['harm']);
-  ck.keys(harmJson, HARM_KEYS, ['harm']);
-  const states = ck.names(ck.required(harmJson, 'states', ['harm']), ['harm', 'states'], 'state', 1);
+  const { states, start } = root.harm;
   const stateIndex = new Map<string, number>();
   states.forEach((s, i) => stateIndex.set(s, i));
-  const stateRef = (v: unknown, path: Seg[]): string => {
-    const s = ck.string(v, path);
+  const stateRef = (s: string, path: Seg[]): string => {
     if (!stateIndex.has(s)) ck.fail(path, `unknown automaton state ${JSON.stringify(s)}${didYouMean(s, states)}`);
     return s;
   };
-  const start = stateRef(ck.required(harmJson, 'start', ['harm']), ['harm', 'start']);
-  const valuesJson = ck.object(ck.required(harmJson, 'values', ['harm']), ['harm', 'values']);
-  const valueByState = new Map<string, number>();
-  for (const k of Object.keys(valuesJson)) {
-    const p: Seg[] = ['harm', 'values', k];
-    if (!stateIndex.has(k)) ck.fail(p, `unknown automaton state ${JSON.stringify(k)}${didYouMean(k, states)}`);
-    const v = ck.finite(valuesJson[k], p);
-    if (v < 0 || v > 1) ck.fail(p, `harm value must be in [0, 1], got ${v}`);
-    valueByState.set(k, v);
-  }
-  const transJson = ck.object(ck.required(harmJson, 'transitions', ['harm']), ['harm', 'transitions']);
+  stateRef(start, ['harm', 'start']);
+  for (const k of Object.keys(root.harm.values)) stateRef(k, ['harm', 'values', k]);
   const transByState = new Map<string, Map<number, string>>();
-  for (const k of Object.keys(transJson)) {
+  for (const [k, row] of Object.entries(root.harm.transitions)) {
     const p: Seg[] = ['harm', 'transitions', k];
-    if (!stateIndex.has(k)) ck.fail(p, `unknown automaton state ${JSON.stringify(k)}${didYouMean(k, states)}`);
-    const row = ck.object(transJson[k], p);
+    stateRef(k, p);
     const m = new Map<number, string>();
-    for (const tk of Object.keys(row)) {
-      const tp: Seg[] = [...p, tk];
-      const id = tokenIndex.get(tk);
-      if (id === undefined) ck.fail(tp, `unknown token ${JSON.stringify(tk)}${didYouMean(tk, tokens)}`);
-      m.set(id, stateRef(row[tk], tp));
-    }
+    for (const [tk, to] of Object.entries(row)) m.set(tokenRef(tk, [...p, tk]), stateRef(to, [...p, tk]));
     transByState.set(k, m);
   }
   const D = states.length;
-
-  // defaults
-  const defaults: ScenarioDefaults = { ...DEFAULT_DEFAULTS };
-  if (hasOwn(root, 'defaults') && root['defaults'] !== undefined) {
-    const dj = ck.object(root['defaults'], ['defaults']);
-    ck.keys(dj, DEFAULTS_KEYS, ['defaults']);
-    if (dj['lambda'] !== undefined) {
-      const v = ck.finite(dj['lambda'], ['defaults', 'lambda']);
-      if (v < 0) ck.fail(['defaults', 'lambda'], `must be ≥ 0, got ${v}`);
-      defaults.lambda = v;
-    }
-    if (dj['mu'] !== undefined) {
-      const v = ck.finite(dj['mu'], ['defaults', 'mu']);
-      if (v < 0) ck.fail(['defaults', 'mu'], `must be ≥ 0, got ${v}`);
-      defaults.mu = v;
-    }
-    if (dj['gamma'] !== undefined) {
-      const v = ck.finite(dj['gamma'], ['defaults', 'gamma']);
-      if (!(v > 0 && v <= 1)) ck.fail(['defaults', 'gamma'], `must be in (0, 1], got ${v}`);
-      defaults.gamma = v;
-    }
-  }
+  const given = Object.entries(root.defaults ?? {}).filter(([, v]) => v !== undefined);
+  const defaults: ScenarioDefaults = { ...DEFAULT_DEFAULTS, ...Object.fromEntries(given) };
 
   // size limits, before touching the base table
   const dims: Dims = { V, end, n, T, D };
   checkBudget(dims, budget, ck);
 
   // base
-  const baseJson = ck.object(ck.required(root, 'base', []), ['base']);
+  const baseJson = root.base;
   const rows = new Map<string, number[]>();
   const contextIds = new Map<string, number[]>();
   const contextHint = `a context key is the last ${n} token${n === 1 ? '' : 's'} joined by single spaces, padded on the left with "${BOS}"`;
@@ -191,7 +107,7 @@ export function validate(json: unknown, source: string | undefined, options: Sce
     if (real > T - 1) {
       ck.fail(p, `unknown context ${JSON.stringify(key)}: unreachable, it needs ${real} emitted token${real === 1 ? '' : 's'} but rows are only used before position T = ${T} (at most ${T - 1} tokens emitted)`);
     }
-    rows.set(key, parseRow(baseJson[key], p, tokens, tokenIndex, ck));
+    rows.set(key, canonicalRow(baseJson[key]!, p, tokens, tokenIndex, ck));
     contextIds.set(key, ids);
   }
   // Every given row is a distinct reachable context, so if some row is missing, one of the first
@@ -214,8 +130,8 @@ export function validate(json: unknown, source: string | undefined, options: Sce
   const values: Record<string, number> = {};
   const transitions: Record<string, Record<string, string>> = {};
   for (const s of states) {
-    const v = valueByState.get(s);
-    if (v !== undefined) setOwn(values, s, v);
+    const v = root.harm.values[s];
+    if (hasOwn(root.harm.values, s) && v !== undefined) setOwn(values, s, v);
     const m = transByState.get(s);
     if (m !== undefined) {
       const r: Record<string, string> = {};
@@ -242,28 +158,21 @@ export function validate(json: unknown, source: string | undefined, options: Sce
   return { scenario, dims, tokenIndex, stateIndex, contextIds };
 }
 
-function parseRow(
-  v: unknown,
-  p: Seg[],
-  tokens: readonly string[],
-  tokenIndex: Map<string, number>,
-  ck: Checker,
-): number[] {
+/** A row as V probabilities in token order (the schema has checked each is in [0, 1]): its
+ *  length or token names, and its sum. */
+function canonicalRow(v: number[] | Record<string, number>, p: Seg[], tokens: readonly string[], tokenIndex: Map<string, number>, ck: Checker): number[] {
   const V = tokens.length;
-  const row = new Array<number>(V).fill(0);
+  let row: number[];
   if (Array.isArray(v)) {
     if (v.length !== V) ck.fail(p, `row must have ${V} probabilities (one per token: ${tokens.join(', ')}), got ${v.length}`);
-    v.forEach((x, i) => {
-      row[i] = probability(x, [...p, i], ck);
-    });
-  } else if (isPlainObject(v)) {
-    for (const k of Object.keys(v)) {
+    row = [...v];
+  } else {
+    row = new Array<number>(V).fill(0);
+    for (const [k, x] of Object.entries(v)) {
       const id = tokenIndex.get(k);
       if (id === undefined) ck.fail([...p, k], `unknown token ${JSON.stringify(k)}${didYouMean(k, tokens)}`);
-      row[id] = probability(v[k], [...p, k], ck);
+      row[id] = x;
     }
-  } else {
-    ck.fail(p, `a row must be an array of ${V} probabilities or an object {token: probability}, got ${describe(v)}`);
   }
   let sum = 0;
   for (const x of row) sum += x;
@@ -272,15 +181,6 @@ function parseRow(
   }
   return row;
 }
-
-function probability(x: unknown, p: Seg[], ck: Checker): number {
-  if (typeof x !== 'number') ck.fail(p, `expected a probability (number), got ${describe(x)}`);
-  if (!Number.isFinite(x)) ck.fail(p, `probability must be finite, got ${x}`);
-  if (x < 0) ck.fail(p, `probability must be ≥ 0, got ${x}`);
-  if (x > 1) ck.fail(p, `probability must be ≤ 1, got ${x}`);
-  return x;
-}
-
 
 /**
  * Validates a scenario given as parsed JSON (or any JS value) and returns it in canonical form:

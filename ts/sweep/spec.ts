@@ -7,13 +7,15 @@ import { dirname, resolve } from 'node:path';
 import { parseDocument } from 'yaml';
 import { HarmHorizonError } from '../core/errors.js';
 import { DEFAULT_TRANSFORMER } from '../core/policy.js';
+import { firstSchemaError } from '../io/schema-check.js';
 import { BOS, builtinNames, builtinScenario, compileScenario, parseScenario, scenarioToJson, suggest, type Scenario, type ScenarioOptions } from '../scenario/index.js';
 import { resolveScenario } from '../scenario/resolve.js';
 import { derivedSeed, idOfCanonical, sortKeys } from './ids.js';
-import { COMMON, commandParameters, SWEEP_COMMANDS, SWEEP_PARAMETERS, type ParamSpec, type SweepCommand } from './params.js';
+import { COMMON, commandParameters, type ParamSpec, type SweepCommand } from './params.js';
+import { SweepFileSchema, type SweepFile } from './spec-schema.js';
 
-const TOP_KEYS = ['$schema', 'name', 'description', 'command', 'scenario', 'seed', 'grid', 'list', 'fixed'];
-const GENERATORS = ['log', 'linear', 'range'];
+type SweepAxis = NonNullable<SweepFile['grid']>[string];
+
 /** At most this many cells in one sweep. */
 export const MAX_CELLS = 10_000_000;
 
@@ -49,10 +51,6 @@ const show = (v: unknown) => {
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
 };
-
-function isObject(v: unknown): v is Record<string, unknown> {
-  return v !== null && typeof v === 'object' && !Array.isArray(v);
-}
 
 function fieldPath(base: string, key: string | number): string {
   if (typeof key === 'number') return `${base}[${key}]`;
@@ -158,38 +156,22 @@ function checkValue(source: string, command: SweepCommand, name: string, value: 
 const round12 = (x: number) => (x === 0 ? 0 : Number(x.toPrecision(12)));
 
 /** The values of one grid axis: a list, or a {log|linear|range: [...]} generator. */
-function axisValues(source: string, command: SweepCommand, name: string, spec: unknown, path: string): unknown[] {
+function axisValues(source: string, command: SweepCommand, name: string, spec: SweepAxis, path: string): unknown[] {
   paramSpec(source, command, name, path);
-  if (Array.isArray(spec)) {
-    if (spec.length === 0) throw invalid(source, path, 'empty list of values: a grid axis needs at least one');
-    return spec.map((v, i) => checkValue(source, command, name, v, fieldPath(path, i)));
-  }
-  if (!isObject(spec)) throw invalid(source, path, `must be a list of values or {"log" | "linear" | "range": [...]}, got ${show(spec)} (a single value belongs in "fixed")`);
-  const keys = Object.keys(spec);
-  if (keys.length !== 1 || !GENERATORS.includes(keys[0]!)) {
-    const bad = keys.find((key) => !GENERATORS.includes(key));
-    const hint = bad === undefined ? undefined : suggest(bad, GENERATORS);
-    throw invalid(source, bad === undefined ? path : fieldPath(path, bad), `a generator is one of {"log": [from, to, n]}, {"linear": [from, to, n]}, {"range": [start, stop]} or {"range": [start, stop, step]}${hint ? `; did you mean ${JSON.stringify(hint)}?` : ''}`);
-  }
-  const gen = keys[0]!;
-  const args = spec[gen];
+  if (Array.isArray(spec)) return spec.map((v, i) => checkValue(source, command, name, v, fieldPath(path, i)));
+  // The schema has checked a generator: exactly one of log, linear, range, with 3 (2 or 3) numbers.
+  const [gen, args] = Object.entries(spec)[0] as ['log' | 'linear' | 'range', number[]];
   const gpath = fieldPath(path, gen);
-  const nums = (count: number[]) => {
-    if (!Array.isArray(args) || !count.includes(args.length) || !args.every((x) => typeof x === 'number' && Number.isFinite(x))) {
-      throw invalid(source, gpath, `takes ${count.join(' or ')} finite numbers, got ${show(args)}`);
-    }
-    return args as number[];
-  };
   let values: number[];
   if (gen === 'range') {
-    const [start, stop, step = 1] = nums([2, 3]);
+    const [start, stop, step = 1] = args;
     if (![start, stop, step].every((x) => Number.isSafeInteger(x)) || step === 0) throw invalid(source, gpath, `start, stop and step must be whole numbers, step ≠ 0, got ${show(args)}`);
     const count = Math.max(0, Math.ceil((stop! - start!) / step));
     if (count === 0) throw invalid(source, gpath, `the range [${start}, ${stop}) is empty (stop is excluded)`);
     if (count > MAX_CELLS) throw invalid(source, gpath, `${count} values: more than the ${MAX_CELLS} cells a sweep may hold`);
     values = Array.from({ length: count }, (_, i) => start! + i * step);
   } else {
-    const [from, to, n] = nums([3]);
+    const [from, to, n] = args;
     if (!Number.isSafeInteger(n) || n! < 1) throw invalid(source, gpath, `the number of values (third) must be a whole number ≥ 1, got ${n}`);
     if (n! > MAX_CELLS) throw invalid(source, gpath, `${n} values: more than the ${MAX_CELLS} cells a sweep may hold`);
     if (gen === 'log' && !(from! > 0 && to! > 0)) throw invalid(source, gpath, `a log grid needs from > 0 and to > 0, got ${show(args)}`);
@@ -215,57 +197,31 @@ interface RawCell {
  * `options` holds the memory budget the cells' scenarios are checked against (default 4 GiB).
  */
 export function parseSweep(json: unknown, source: string, baseDir: string, options: ScenarioOptions = {}): Sweep {
-  if (!isObject(json)) throw invalid(source, '', `a sweep file is an object with command, scenario, grid and/or list; got ${show(json)}`);
-  for (const key of Object.keys(json)) {
-    if (!TOP_KEYS.includes(key)) {
-      if (typeof json.command === 'string' && Object.hasOwn(SWEEP_PARAMETERS, json.command) && Object.hasOwn(commandParameters(json.command as SweepCommand), key)) {
-        throw invalid(source, fieldPath('', key), `${key} is a parameter: put it in "fixed" (one value) or "grid" (values to sweep)`);
-      }
-      const hint = suggest(key, TOP_KEYS);
-      throw invalid(source, fieldPath('', key), `unknown field${hint ? `; did you mean ${JSON.stringify(hint)}?` : ''} (fields: ${TOP_KEYS.filter((k) => k !== '$schema').join(', ')})`);
-    }
-  }
-  const command = json.command;
-  if (command === undefined) throw invalid(source, 'command', `missing: one of ${SWEEP_COMMANDS.join(', ')}`);
-  if (typeof command !== 'string' || !(SWEEP_COMMANDS as readonly string[]).includes(command)) {
-    throw invalid(source, 'command', `must be one of ${SWEEP_COMMANDS.join(', ')}, got ${show(command)}`);
-  }
-  const cmd = command as SweepCommand;
-  const seed = json.seed ?? 0;
-  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) throw invalid(source, 'seed', `the sweep seed must be a whole number ≥ 0, got ${show(seed)}`);
+  // The shape is the schema's (spec-schema.ts); parameter values and the rest are checked here.
+  const shape = firstSchemaError(SweepFileSchema, json);
+  if (shape) throw invalid(source, shape.field, shape.reason);
+  const file = json as SweepFile;
+  const cmd = file.command as SweepCommand;
+  const seed = file.seed ?? 0;
 
   // Scenarios (top level): a name or path, or a list of them.
-  const scenarios: { value: string; path: string }[] = [];
-  if (json.scenario !== undefined) {
-    const list = Array.isArray(json.scenario) ? json.scenario : [json.scenario];
-    if (list.length === 0) throw invalid(source, 'scenario', 'empty list: name at least one scenario');
-    list.forEach((s, i) => {
-      const path = Array.isArray(json.scenario) ? `scenario[${i}]` : 'scenario';
-      if (typeof s !== 'string' || s === '') throw invalid(source, path, `a scenario is a built-in name (${builtinNames().join(', ')}) or a scenario file path, got ${show(s)}`);
-      scenarios.push({ value: s, path });
-    });
-  }
+  const scenarios = file.scenario === undefined ? [] : Array.isArray(file.scenario) ? file.scenario.map((value, i) => ({ value, path: `scenario[${i}]` })) : [{ value: file.scenario, path: 'scenario' }];
 
   // fixed
   const fixed: Record<string, unknown> = {};
   const fixedSources: Record<string, string> = {};
-  if (json.fixed !== undefined) {
-    if (!isObject(json.fixed)) throw invalid(source, 'fixed', `must be an object of parameter values, got ${show(json.fixed)}`);
-    for (const [k, v] of Object.entries(json.fixed)) {
-      const path = fieldPath('fixed', k);
-      if (k === 'scenario') throw invalid(source, path, 'set the scenario with the top-level "scenario" field');
-      fixed[k] = checkValue(source, cmd, k, v, path);
-      fixedSources[k] = path;
-    }
+  for (const [k, v] of Object.entries(file.fixed ?? {})) {
+    const path = fieldPath('fixed', k);
+    if (k === 'scenario') throw invalid(source, path, 'set the scenario with the top-level "scenario" field');
+    fixed[k] = checkValue(source, cmd, k, v, path);
+    fixedSources[k] = path;
   }
 
   // grid
   const axes: { name: string; values: unknown[]; path: string }[] = [];
-  if (json.grid !== undefined) {
-    if (!isObject(json.grid)) throw invalid(source, 'grid', `must be an object of parameter → values, got ${show(json.grid)}`);
-    if (Object.keys(json.grid).length === 0) throw invalid(source, 'grid', 'empty grid: give at least one parameter and its values (or leave the grid out and give a list)');
+  if (file.grid !== undefined) {
     let total = Math.max(scenarios.length, 1);
-    for (const [k, spec] of Object.entries(json.grid)) {
+    for (const [k, spec] of Object.entries(file.grid)) {
       const path = fieldPath('grid', k);
       if (k === 'scenario') throw invalid(source, path, 'sweep scenarios with the top-level "scenario" field (a list of names or paths)');
       if (Object.hasOwn(fixed, k)) throw invalid(source, path, `also set in fixed.${k}: a parameter is either fixed or swept`);
@@ -279,26 +235,21 @@ export function parseSweep(json: unknown, source: string, baseDir: string, optio
 
   // list
   const listItems: RawCell[] = [];
-  if (json.list !== undefined) {
-    if (!Array.isArray(json.list)) throw invalid(source, 'list', `must be a list of objects of parameter values, got ${show(json.list)}`);
-    if (json.list.length === 0) throw invalid(source, 'list', 'empty list: give at least one cell (or leave the list out and give a grid)');
-    json.list.forEach((item, i) => {
-      const ipath = `list[${i}]`;
-      if (!isObject(item)) throw invalid(source, ipath, `must be an object of parameter values, got ${show(item)}`);
-      const params: Record<string, unknown> = {};
-      const sources: Record<string, string> = {};
-      for (const [k, v] of Object.entries(item)) {
-        const path = fieldPath(ipath, k);
-        if (k === 'scenario') {
-          if (typeof v !== 'string' || v === '') throw invalid(source, path, `a scenario is a built-in name or a scenario file path, got ${show(v)}`);
-          params[k] = v;
-        } else params[k] = checkValue(source, cmd, k, v, path);
-        sources[k] = path;
-      }
-      if (params.scenario === undefined && scenarios.length === 0) throw invalid(source, ipath, 'no scenario: set list[i].scenario or the top-level "scenario"');
-      listItems.push({ params, sources });
-    });
-  }
+  (file.list ?? []).forEach((item, i) => {
+    const ipath = `list[${i}]`;
+    const params: Record<string, unknown> = {};
+    const sources: Record<string, string> = {};
+    for (const [k, v] of Object.entries(item)) {
+      const path = fieldPath(ipath, k);
+      if (k === 'scenario') {
+        if (typeof v !== 'string' || v === '') throw invalid(source, path, `a scenario is a built-in name or a scenario file path, got ${show(v)}`);
+        params[k] = v;
+      } else params[k] = checkValue(source, cmd, k, v, path);
+      sources[k] = path;
+    }
+    if (params.scenario === undefined && scenarios.length === 0) throw invalid(source, ipath, 'no scenario: set list[i].scenario or the top-level "scenario"');
+    listItems.push({ params, sources });
+  });
   if (axes.length === 0 && listItems.length === 0) throw invalid(source, 'grid', 'the sweep has no cells: give a grid, a list, or both');
 
   // Expansion: scenarios × grid (last axis fastest), then each list item (× the scenarios when it names none).
