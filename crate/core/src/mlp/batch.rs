@@ -50,18 +50,21 @@ impl Mlp {
             let bias = &params[layer.bias..layer.bias + layer.outputs];
             let (done, rest) = work.act.split_at_mut(l.min(hidden));
             let out: &mut [f64] = if l < hidden { &mut work.pre[l][..b * layer.outputs] } else { &mut work.logits[..b * layer.outputs] };
-            for row in out.chunks_exact_mut(layer.outputs) {
-                row.copy_from_slice(bias);
-            }
             if l == 0 {
-                // One-hot inputs: the product is a sum of `order + 1` weight rows per input.
+                // One-hot inputs: the product is a sum of `order + 1` weight rows per input, added
+                // to the bias in input order.
+                let weight_row = |i: usize| &params[layer.weights + i * layer.outputs..][..layer.outputs];
                 for (row, &(t, context)) in out.chunks_exact_mut(layer.outputs).zip(inputs) {
                     let (active, count) = self.active_inputs(t, context);
-                    for &i in &active[..count] {
-                        super::axpy(1.0, &params[layer.weights + i * layer.outputs..][..layer.outputs], row);
+                    row.iter_mut().zip(bias).zip(weight_row(active[0])).for_each(|((y, &b), &w)| *y = b + w);
+                    for &i in &active[1..count] {
+                        super::axpy(1.0, weight_row(i), row);
                     }
                 }
             } else {
+                for row in out.chunks_exact_mut(layer.outputs) {
+                    row.copy_from_slice(bias);
+                }
                 let input = Mat::new(&done[l - 1][..b * layer.inputs], b, layer.inputs);
                 gemm(1.0, input, Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs), 1.0, out);
             }
@@ -80,11 +83,10 @@ impl Mlp {
     pub fn backward_batch(&self, params: &[f64], inputs: &[(usize, usize)], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
         let b = inputs.len();
         let hidden = self.config.hidden.len();
-        let v = self.config.vocab;
-        work.signal[..b * v].copy_from_slice(&delta[..b * v]);
         for l in (0..self.layers.len()).rev() {
             let layer = self.layers[l];
-            let signal = &work.signal[..b * layer.outputs];
+            // The output layer's signal is δ; a hidden layer's was left in work.signal below.
+            let signal = if l == hidden { &delta[..b * layer.outputs] } else { &work.signal[..b * layer.outputs] };
             // Bias: column sums of the signal, in row order.
             for row in signal.chunks_exact(layer.outputs) {
                 super::axpy(1.0, row, &mut grad[layer.bias..layer.bias + layer.outputs]);
