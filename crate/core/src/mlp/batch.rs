@@ -194,6 +194,7 @@ struct ScoreWork {
     batch: BatchWork,
     /// (context, response) of every response with a token at the position; sorted by context.
     entries: Vec<(usize, usize)>,
+    /// Work space: the counting sort's output, then the (response, row) pairs in index order.
     sorted: Vec<(usize, usize)>,
     /// Row of each response with a token at the position.
     row_of: Vec<usize>,
