@@ -18,17 +18,47 @@ export function measureGemmRate(): number {
   return best;
 }
 
+/** Multiply-adds (×2) of one input through the mlp's dense layers (hidden → hidden → output); the
+ * one-hot first layer is a gather of weight rows, not counted. */
+function mlpDenseFlops(hidden: number[], vocab: number): number {
+  const widths = [...hidden, vocab];
+  let flops = 0;
+  for (let l = 1; l < widths.length; l++) flops += 2 * widths[l - 1]! * widths[l]!;
+  return flops;
+}
+
 /**
  * Token-equivalent matrix-product FLOPs of one mlp PPO step: every epoch, a pass for each sampled
  * token through the dense layers forward (2·m·n per m × n layer) and backward (weight gradient and
- * input signal, 4·m·n); the one-hot first layer is a gather of weight rows, not counted. The core
- * shares one pass among the tokens with the same (position, context), so it performs fewer.
+ * input signal, 4·m·n). The core shares one pass among the tokens with the same (position,
+ * context), so it performs far fewer: see `ppoPerformedFlops`.
  */
-export function ppoUsefulFlops(o: { responses: number; length: number; vocab: number; hidden: number[]; epochs: number }): number {
-  const widths = [...o.hidden, o.vocab];
-  let perToken = 0;
-  for (let l = 1; l < widths.length; l++) perToken += 6 * widths[l - 1]! * widths[l]!;
-  return o.epochs * o.responses * o.length * perToken;
+export function ppoTokenFlops(o: { responses: number; length: number; vocab: number; hidden: number[]; epochs: number }): number {
+  return o.epochs * o.responses * o.length * 3 * mlpDenseFlops(o.hidden, o.vocab);
+}
+
+/**
+ * The matrix-product FLOPs one mlp PPO step must perform: a forward pass per distinct input
+ * (position, context) of the batch to sample it, then in every epoch a forward and a backward
+ * (3 × forward) per distinct input. `rows` = the number of distinct inputs (`distinctMlpInputs`).
+ */
+export function ppoPerformedFlops(o: { rows: number; vocab: number; hidden: number[]; epochs: number }): number {
+  return o.rows * (1 + 3 * o.epochs) * mlpDenseFlops(o.hidden, o.vocab);
+}
+
+/** Distinct (position, last `order` tokens) pairs among the tokens of a batch (N × T, NO_TOKEN after the end). */
+export function distinctMlpInputs(tokens: Uint32Array, count: number, length: number, order: number): number {
+  let rows = 0;
+  for (let t = 0; t < length; t++) {
+    const seen = new Set<string>();
+    for (let n = 0; n < count; n++) {
+      if (tokens[n * length + t] === 0xffffffff) continue;
+      const context = Array.from({ length: order }, (_, j) => (t - order + j < 0 ? -1 : tokens[n * length + t - order + j]!));
+      seen.add(context.join(','));
+    }
+    rows += seen.size;
+  }
+  return rows;
 }
 
 /** Forward-pass FLOPs of one token through a transformer (all T keys per position, as computed). */

@@ -5,14 +5,16 @@
  *       scenario of ~10^4 states, plus the Adam update;
  *   (2) PPO: sample 4096 responses of T = 64 from an mlp (width 64, order 2), 4 epochs of clipped
  *       surrogate gradients by batched forward and backward passes on the GEMM kernels (one row per
- *       distinct input), each followed by an Adam update. Its token-equivalent FLOP rate is reported
- *       as a fraction of this machine's f64 GEMM rate, measured in the same run (benches/neural.ts).
+ *       distinct input), each followed by an Adam update. Its rate of the FLOPs it must perform (a
+ *       pass per distinct (position, context) input) is reported as a fraction of this machine's
+ *       f64 GEMM rate, measured in the same run (benches/neural.ts), beside the token-equivalent
+ *       count (a pass per token).
  */
 import { Bench } from 'tinybench';
 import { ExactEngine, MonteCarlo, compileScenario, initMlp, randomScenario } from '../ts/index.ts';
 import { Optimizer } from '../ts/core/optimizer.ts';
 import { baseLogits, objectiveValue, rlStep, type ObjectiveInput } from '../ts/core/training.ts';
-import { measureGemmRate, ppoUsefulFlops } from './neural.ts';
+import { distinctMlpInputs, measureGemmRate, ppoPerformedFlops, ppoTokenFlops } from './neural.ts';
 
 export interface TrainingRow {
   name: string;
@@ -21,9 +23,14 @@ export interface TrainingRow {
   stepsPerSecond: number;
   secondsPerStep: number;
   rme: number;
-  /** Token-equivalent matrix-product FLOPs of one step and their rate as a fraction of the GEMM rate (PPO only). */
-  usefulFlops?: number;
-  gemmFraction?: number;
+  /** PPO only: the GEMM rate of the same run (FLOP/s); the matrix-product FLOPs a step performs
+   * (a pass per distinct input) and their rate as a fraction of the GEMM rate (the headline); the
+   * token-equivalent FLOPs (a pass per token) and theirs. */
+  gemmRate?: number;
+  performedFlops?: number;
+  performedGemmFraction?: number;
+  tokenEquivalentFlops?: number;
+  tokenEquivalentGemmFraction?: number;
 }
 
 export async function runTrainingBench(log: (line: string) => void): Promise<TrainingRow[]> {
@@ -42,7 +49,12 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
   const mlpAdam = new Optimizer('adam', mlp.params.length, 0.001);
   let step = 0;
   const ppoName = `PPO step, 4096 responses × T=64, mlp width 64, order 2 (V=32)`;
-  const ppoFlops = ppoUsefulFlops({ responses: 4096, length: 64, vocab: 32, hidden: [64], epochs: 4 });
+  const ppoShape = { responses: 4096, length: 64, vocab: 32, hidden: [64], epochs: 4 };
+  const tokenFlops = ppoTokenFlops(ppoShape);
+  // The distinct inputs of the first step's batch (drawn as rlStep draws it: same seed and index).
+  const first = mc.sample(mlp, { count: ppoShape.responses, seed: 7, firstIndex: 0 });
+  const inputs = distinctMlpInputs(first.tokens, first.count, first.length, 2);
+  const performedFlops = ppoPerformedFlops({ rows: inputs, ...ppoShape });
   const gemmRate = measureGemmRate();
   log(`f64 GEMM FLOP/s of this machine (256 × 256 products, all threads): ${(gemmRate / 1e9).toFixed(2)} GFLOP/s`);
 
@@ -69,12 +81,16 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
     log(`${task.name}: ${(1 / hz).toFixed(3)} s per step (${hz.toFixed(2)} steps/s ± ${(r?.throughput?.rme ?? NaN).toFixed(1)}%)`);
     if (task.name === ppoName) {
       const row = rows[rows.length - 1]!;
-      row.usefulFlops = ppoFlops;
-      row.gemmFraction = (ppoFlops * hz) / gemmRate;
-      log(
-        `  token-equivalent FLOPs ${(ppoFlops / 1e9).toFixed(2)} G per step (a pass per token; equal inputs share one, so fewer are performed): ` +
-          `${((ppoFlops * hz) / 1e9).toFixed(2)} GFLOP/s = ${(100 * row.gemmFraction).toFixed(1)}% of the GEMM rate`,
-      );
+      Object.assign(row, {
+        gemmRate,
+        performedFlops,
+        performedGemmFraction: (performedFlops * hz) / gemmRate,
+        tokenEquivalentFlops: tokenFlops,
+        tokenEquivalentGemmFraction: (tokenFlops * hz) / gemmRate,
+      });
+      const rate = (flops: number) => `${((flops * hz) / 1e9).toFixed(2)} GFLOP/s = ${((100 * flops * hz) / gemmRate).toFixed(1)}% of the GEMM rate`;
+      log(`  performed FLOPs ${(performedFlops / 1e9).toFixed(2)} G per step (${inputs} distinct (position, context) inputs × (1 + 3·4 epochs) dense passes): ${rate(performedFlops)}`);
+      log(`  token-equivalent FLOPs ${(tokenFlops / 1e9).toFixed(2)} G per step (a pass per token, ${((4096 * 64) / inputs).toFixed(2)} tokens per input): ${rate(tokenFlops)}`);
     }
   }
   return rows;

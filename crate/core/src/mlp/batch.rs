@@ -50,18 +50,21 @@ impl Mlp {
             let bias = &params[layer.bias..layer.bias + layer.outputs];
             let (done, rest) = work.act.split_at_mut(l.min(hidden));
             let out: &mut [f64] = if l < hidden { &mut work.pre[l][..b * layer.outputs] } else { &mut work.logits[..b * layer.outputs] };
-            for row in out.chunks_exact_mut(layer.outputs) {
-                row.copy_from_slice(bias);
-            }
             if l == 0 {
-                // One-hot inputs: the product is a sum of `order + 1` weight rows per input.
+                // One-hot inputs: the product is a sum of `order + 1` weight rows per input, added
+                // to the bias in input order.
+                let weight_row = |i: usize| &params[layer.weights + i * layer.outputs..][..layer.outputs];
                 for (row, &(t, context)) in out.chunks_exact_mut(layer.outputs).zip(inputs) {
                     let (active, count) = self.active_inputs(t, context);
-                    for &i in &active[..count] {
-                        super::axpy(1.0, &params[layer.weights + i * layer.outputs..][..layer.outputs], row);
+                    row.iter_mut().zip(bias).zip(weight_row(active[0])).for_each(|((y, &b), &w)| *y = b + w);
+                    for &i in &active[1..count] {
+                        super::axpy(1.0, weight_row(i), row);
                     }
                 }
             } else {
+                for row in out.chunks_exact_mut(layer.outputs) {
+                    row.copy_from_slice(bias);
+                }
                 let input = Mat::new(&done[l - 1][..b * layer.inputs], b, layer.inputs);
                 gemm(1.0, input, Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs), 1.0, out);
             }
@@ -80,11 +83,10 @@ impl Mlp {
     pub fn backward_batch(&self, params: &[f64], inputs: &[(usize, usize)], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
         let b = inputs.len();
         let hidden = self.config.hidden.len();
-        let v = self.config.vocab;
-        work.signal[..b * v].copy_from_slice(&delta[..b * v]);
         for l in (0..self.layers.len()).rev() {
             let layer = self.layers[l];
-            let signal = &work.signal[..b * layer.outputs];
+            // The output layer's signal is δ; a hidden layer's was left in work.signal below.
+            let signal = if l == hidden { &delta[..b * layer.outputs] } else { &work.signal[..b * layer.outputs] };
             // Bias: column sums of the signal, in row order.
             for row in signal.chunks_exact(layer.outputs) {
                 super::axpy(1.0, row, &mut grad[layer.bias..layer.bias + layer.outputs]);
@@ -114,19 +116,22 @@ impl Mlp {
     }
 
     /// Probability rows of every (position, context), T × (V+1)^order × V, by batched forward passes
-    /// (positions in parallel).
+    /// (positions in parallel; each thread reuses one work space).
     pub fn probability_table(&self, params: &[f64]) -> Vec<f64> {
         let (c, v) = (self.num_contexts(), self.config.vocab);
         let mut table = vec![0.0; self.config.length * c * v];
-        table.par_chunks_mut(c * v).enumerate().for_each(|(t0, layer)| {
-            let mut work = self.batch_work(BATCH_ROWS);
-            for (first, rows) in layer.chunks_mut(BATCH_ROWS * v).enumerate() {
-                let inputs: Vec<(usize, usize)> = (0..rows.len() / v).map(|i| (t0 + 1, first * BATCH_ROWS + i)).collect();
-                self.forward_batch(params, &inputs, &mut work);
-                rows.copy_from_slice(&work.logits[..rows.len()]);
-                rows.chunks_exact_mut(v).for_each(softmax_in_place);
-            }
-        });
+        table.par_chunks_mut(c * v).enumerate().for_each_init(
+            || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS)),
+            |(work, inputs), (t0, layer)| {
+                for (first, rows) in layer.chunks_mut(BATCH_ROWS * v).enumerate() {
+                    inputs.clear();
+                    inputs.extend((0..rows.len() / v).map(|i| (t0 + 1, first * BATCH_ROWS + i)));
+                    self.forward_batch(params, inputs, work);
+                    rows.copy_from_slice(&work.logits[..rows.len()]);
+                    rows.chunks_exact_mut(v).for_each(softmax_in_place);
+                }
+            },
+        );
         table
     }
 
@@ -135,76 +140,162 @@ impl Mlp {
     /// (the coefficient may use the current log-probability, as PPO's ratio does).
     ///
     /// The network reads only (t, context), so responses with the same context at t share one row:
-    /// its output signal is Σ_n c_n·(e_{y_n} − π) over them. Rows go through one batched forward and
-    /// one backward per chunk of BATCH_ROWS; no per-sample gradient is formed. Positions run in
-    /// parallel; within one, rows are in context order and responses in index order.
+    /// its output signal is Σ_n c_n·(e_{y_n} − π) over them. Rows, in context order, go through one
+    /// batched forward and one backward per chunk of BATCH_ROWS; no per-sample gradient is formed.
+    /// The coefficients of a chunk's responses are taken in index order (the response-major arrays
+    /// they read are then walked with a fixed stride). Positions run in parallel, each thread
+    /// reusing one work space.
     pub fn score_blocks(&self, params: &[f64], samples: &Samples, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync)) -> Vec<f64> {
         let (count, t_max, v, p) = (samples.count, samples.length, self.config.vocab, self.num_params);
         let mut blocks = vec![0.0; t_max * p];
-        blocks.par_chunks_mut(p).enumerate().for_each(|(t, block)| {
-            // (context, response) of every response with a token at t, sorted: equal contexts adjacent.
-            let mut entries: Vec<(usize, usize)> = (0..count)
-                .filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN)
-                .map(|n| (self.context_of(&samples.tokens[n * t_max..n * t_max + t]), n))
-                .collect();
-            sort_by_context(&mut entries, self.num_contexts());
-            let mut groups: Vec<(usize, usize)> = Vec::new(); // (context, first entry)
-            for (i, &(context, _)) in entries.iter().enumerate() {
-                if groups.last().is_none_or(|g| g.0 != context) {
-                    groups.push((context, i));
-                }
-            }
-            let mut work = self.batch_work(BATCH_ROWS);
-            let mut delta = vec![0.0; BATCH_ROWS * v];
-            let mut at_tokens = vec![0.0; v];
-            for (chunk_index, chunk) in groups.chunks(BATCH_ROWS).enumerate() {
-                let inputs: Vec<(usize, usize)> = chunk.iter().map(|&(context, _)| (t + 1, context)).collect();
-                self.forward_batch(params, &inputs, &mut work);
-                for (r, &(_, first)) in chunk.iter().enumerate() {
-                    let next = groups.get(chunk_index * BATCH_ROWS + r + 1).map_or(entries.len(), |g| g.1);
-                    let d = &mut delta[r * v..(r + 1) * v];
-                    d.copy_from_slice(&work.logits[r * v..(r + 1) * v]);
-                    softmax_in_place(d);
-                    // Σ_n c_n·(e_{y_n} − π): the coefficients' total times −π, plus each c_n at y_n.
-                    at_tokens.fill(0.0);
-                    let mut total = 0.0;
-                    for &(_, n) in &entries[first..next] {
-                        let y = samples.tokens[n * t_max + t] as usize;
-                        let c = coef(n, t, d[y].ln());
-                        at_tokens[y] += c;
-                        total += c;
+        blocks.par_chunks_mut(p).enumerate().for_each_init(
+            || ScoreWork::new(self),
+            |w, (t, block)| {
+                w.group(self, samples, t);
+                for chunk in 0..w.chunk_starts.len() - 1 {
+                    let first_row = chunk * BATCH_ROWS;
+                    let rows = w.contexts.len().min(first_row + BATCH_ROWS) - first_row;
+                    w.inputs.clear();
+                    w.inputs.extend(w.contexts[first_row..first_row + rows].iter().map(|&context| (t + 1, context)));
+                    self.forward_batch(params, &w.inputs, &mut w.batch);
+                    // π of each row into δ's place, and its log-normaliser: log π_y = logit_y − norm.
+                    for r in 0..rows {
+                        let (logits, pi) = (&w.batch.logits[r * v..(r + 1) * v], &mut w.delta[r * v..(r + 1) * v]);
+                        pi.copy_from_slice(logits);
+                        softmax_in_place(pi);
+                        let top = (0..v).fold(0, |best, a| if logits[a] > logits[best] { a } else { best });
+                        w.norm[r] = logits[top] - pi[top].ln();
                     }
-                    d.iter_mut().zip(&at_tokens).for_each(|(x, &c)| *x = c - total * *x);
+                    // Σ_n c_n·(e_{y_n} − π) per row: the coefficients' total times −π, plus each c_n at y_n.
+                    w.at_tokens[..rows * v].fill(0.0);
+                    w.totals[..rows].fill(0.0);
+                    for &(n, row) in &w.by_chunk[w.chunk_starts[chunk]..w.chunk_starts[chunk + 1]] {
+                        let (n, r) = (n as usize, row as usize - first_row);
+                        let y = samples.tokens[n * t_max + t] as usize;
+                        let c = coef(n, t, w.batch.logits[r * v + y] - w.norm[r]);
+                        w.at_tokens[r * v + y] += c;
+                        w.totals[r] += c;
+                    }
+                    for r in 0..rows {
+                        let total = w.totals[r];
+                        w.delta[r * v..(r + 1) * v].iter_mut().zip(&w.at_tokens[r * v..(r + 1) * v]).for_each(|(x, &c)| *x = c - total * *x);
+                    }
+                    self.backward_batch(params, &w.inputs, &mut w.batch, &w.delta[..rows * v], block);
                 }
-                self.backward_batch(params, &inputs, &mut work, &delta[..chunk.len() * v], block);
-            }
-            block.iter_mut().for_each(|g| *g /= count as f64);
-        });
+                block.iter_mut().for_each(|g| *g /= count as f64);
+            },
+        );
         blocks
+    }
+}
+
+/// A thread's work space for `score_blocks`, reused from one position to the next.
+struct ScoreWork {
+    batch: BatchWork,
+    /// (context, response) of every response with a token at the position; sorted by context.
+    entries: Vec<(usize, usize)>,
+    /// Work space: the counting sort's output, then the (response, row) pairs in index order.
+    sorted: Vec<(usize, usize)>,
+    /// Row of each response with a token at the position.
+    row_of: Vec<usize>,
+    /// Counting-sort offsets, one per context + 1.
+    starts: Vec<usize>,
+    /// The distinct contexts in order: row r of the position is contexts[r].
+    contexts: Vec<usize>,
+    /// (response, row) by chunk of BATCH_ROWS rows, responses in index order within a chunk;
+    /// chunk k's are by_chunk[chunk_starts[k]..chunk_starts[k + 1]].
+    by_chunk: Vec<(u32, u32)>,
+    chunk_starts: Vec<usize>,
+    inputs: Vec<(usize, usize)>,
+    /// Per chunk row: output signal δ (V), coefficient sums per token (V), their total, and the
+    /// log-normaliser of π.
+    delta: Vec<f64>,
+    at_tokens: Vec<f64>,
+    totals: Vec<f64>,
+    norm: Vec<f64>,
+}
+
+impl ScoreWork {
+    fn new(mlp: &Mlp) -> ScoreWork {
+        let v = mlp.config.vocab;
+        ScoreWork {
+            batch: mlp.batch_work(BATCH_ROWS),
+            entries: Vec::new(),
+            sorted: Vec::new(),
+            row_of: Vec::new(),
+            starts: Vec::new(),
+            contexts: Vec::new(),
+            by_chunk: Vec::new(),
+            chunk_starts: Vec::new(),
+            inputs: Vec::with_capacity(BATCH_ROWS),
+            delta: vec![0.0; BATCH_ROWS * v],
+            at_tokens: vec![0.0; BATCH_ROWS * v],
+            totals: vec![0.0; BATCH_ROWS],
+            norm: vec![0.0; BATCH_ROWS],
+        }
+    }
+
+    /// The responses with a token at position t (0-based): the distinct contexts (rows) in context
+    /// order, and each response's row, bucketed by chunk of rows in index order.
+    fn group(&mut self, mlp: &Mlp, samples: &Samples, t: usize) {
+        let t_max = samples.length;
+        self.entries.clear();
+        self.entries.extend((0..samples.count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).map(|n| (mlp.context_of(&samples.tokens[n * t_max..n * t_max + t]), n)));
+        sort_by_context(&mut self.entries, &mut self.sorted, &mut self.starts, mlp.num_contexts());
+        // Row of each response, then the (response, row) pairs in index order, bucketed by chunk.
+        self.contexts.clear();
+        self.row_of.resize(samples.count, 0);
+        for &(context, n) in &self.entries {
+            if self.contexts.last() != Some(&context) {
+                self.contexts.push(context);
+            }
+            self.row_of[n] = self.contexts.len() - 1;
+        }
+        self.sorted.clear();
+        self.sorted.extend((0..samples.count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).map(|n| (n, self.row_of[n])));
+        let chunks = self.contexts.len().div_ceil(BATCH_ROWS);
+        self.chunk_starts.clear();
+        self.chunk_starts.resize(chunks + 1, 0);
+        for &(_, row) in &self.sorted {
+            self.chunk_starts[row / BATCH_ROWS + 1] += 1;
+        }
+        for k in 0..chunks {
+            self.chunk_starts[k + 1] += self.chunk_starts[k];
+        }
+        self.by_chunk.clear();
+        self.by_chunk.resize(self.sorted.len(), (0, 0));
+        let mut next = self.chunk_starts[..chunks].to_vec();
+        for &(n, row) in &self.sorted {
+            let k = row / BATCH_ROWS;
+            self.by_chunk[next[k]] = (n as u32, row as u32);
+            next[k] += 1;
+        }
     }
 }
 
 /// Sorts (context, response) pairs, each response once: by a counting sort over the contexts when
 /// there are few of them (it keeps response order within a context, the order a comparison sort of
-/// the pairs gives), else by a comparison sort.
-fn sort_by_context(entries: &mut Vec<(usize, usize)>, contexts: usize) {
+/// the pairs gives), else by a comparison sort. `sorted` and `starts` are work space.
+fn sort_by_context(entries: &mut Vec<(usize, usize)>, sorted: &mut Vec<(usize, usize)>, starts: &mut Vec<usize>, contexts: usize) {
     if contexts > 4 * entries.len().max(1024) {
         entries.sort_unstable();
         return;
     }
-    let mut starts = vec![0usize; contexts + 1];
+    starts.clear();
+    starts.resize(contexts + 1, 0);
     for &(context, _) in entries.iter() {
         starts[context + 1] += 1;
     }
     for c in 0..contexts {
         starts[c + 1] += starts[c];
     }
-    let mut sorted = vec![(0, 0); entries.len()];
+    sorted.clear();
+    sorted.resize(entries.len(), (0, 0));
     for &entry in entries.iter() {
         sorted[starts[entry.0]] = entry;
         starts[entry.0] += 1;
     }
-    *entries = sorted;
+    std::mem::swap(entries, sorted);
 }
 
 #[cfg(test)]
@@ -216,7 +307,7 @@ mod tests {
             let mut entries: Vec<(usize, usize)> = (0..500).map(|n| ((n * 7919 + 13) % contexts.min(97) * (contexts / 97).max(1), n)).collect();
             let mut expected = entries.clone();
             expected.sort_unstable();
-            super::sort_by_context(&mut entries, contexts);
+            super::sort_by_context(&mut entries, &mut vec![], &mut vec![], contexts);
             assert_eq!(entries, expected);
         }
     }
