@@ -116,6 +116,18 @@ impl LazyTabular {
         Ok(())
     }
 
+    /// Refuses a scenario of another shape (V, T, context count, automaton states) than its own.
+    pub fn check_scenario(&self, spec: &ScenarioSpec) -> Result<()> {
+        let theirs = (spec.vocab, spec.length, spec.num_contexts() as u64, spec.harm.len() as u32);
+        if theirs != (self.vocab, self.length, self.contexts, self.automata) {
+            return Err(Error::InvalidArgument(format!(
+                "the lazy tabular policy was made for V = {}, T = {}, {} contexts, {} automaton states; the scenario has {theirs:?}",
+                self.vocab, self.length, self.contexts, self.automata
+            )));
+        }
+        Ok(())
+    }
+
     pub fn vocab(&self) -> usize {
         self.vocab
     }
@@ -198,6 +210,7 @@ impl LazyTabular {
         algorithm: RlAlgorithm,
         exact_h: Option<&[f64]>,
     ) -> Result<RlStep> {
+        self.check_scenario(track.spec)?;
         let samples = sample(track, &self.view(track.spec), request)?;
         self.visit(track, &samples)?;
         let family = LazyFamily { index: &self.index, spec: track.spec };
