@@ -86,9 +86,9 @@ const BY_KIND = {
       kind: Type.Literal('lazy-tabular'),
       entries: Type.Array(
         Type.Object({
-          t: WholeNumber,
-          context: Type.Integer({ minimum: 0 }),
-          state: Type.Integer({ minimum: 0 }),
+          t: Type.Integer({ minimum: 1, maximum: 2 ** 32 - 1 }),
+          context: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+          state: Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 }),
           logits: NumbersOrNull,
         }),
       ),
