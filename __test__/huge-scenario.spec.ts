@@ -1,18 +1,33 @@
 /**
  * A scenario of about 10^12 reachable (position, context, automaton state) triples end to end
- * (issue 10 §1): estimate, 20 PPO steps of a tabular policy, attack. The exact engine refuses it;
- * the tabular policy is keyed lazily, so memory follows the keys visited, not the state space.
+ * (issue 10 §1): estimate, 20 PPO steps of a tabular policy, attack; and 20 PPO steps of an mlp.
+ * The exact engine refuses it; the tabular policy is keyed lazily, so memory follows the keys
+ * visited, and the mlp is fitted to the base on sampled responses, not on its 3·10^7 (position,
+ * context) cells. The scenario is built once here (seconds); one CLI run checks the command and
+ * that 1 thread gives the policy the 2 threads of this process give.
  */
 import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compileScenario, estimateScenarioSize, ExactEngine, resolveScenario } from '../ts/index.js';
+import { compileScenario, estimateScenarioSize, ExactEngine, MonteCarlo, policyToJson, resolveScenario, sampledPrefillAttack, train, TRAIN_DEFAULTS, type TrainOptions, type TrainRecord } from '../ts/index.js';
 import { runCli } from './helpers/cli.js';
 
 const HUGE = 'random(seed=3,V=32,n=3,T=1024,D=32768,eos=true)';
+const source = resolveScenario(HUGE, { samplingOnly: true });
+const scenario = compileScenario(source, { samplingOnly: true });
 
-/** Automaton states reachable from the start (any token sequence reaches them within T here). */
+/** The train command's defaults, as the CLI run below uses them: 20 PPO steps of 64 responses. */
+const ppo = (policy: TrainOptions['policy']): TrainOptions => ({
+  ...TRAIN_DEFAULTS,
+  objective: { kind: 'standard', lambda: 1, mu: 10, gamma: 1 },
+  algorithm: 'ppo',
+  policy,
+  steps: 20,
+  samples: 64,
+});
+
+/** Automaton states reachable from the start. */
 function reachableAutomatonStates(transitions: Uint32Array, vocab: number, start: number): number {
   const seen = new Uint8Array(transitions.length / vocab);
   const queue = [start];
@@ -29,9 +44,13 @@ function reachableAutomatonStates(transitions: Uint32Array, vocab: number, start
   return queue.length;
 }
 
+/** Every batch's objective is λ·(mean harm) + (mean KL), λ = 1; the last record has no batch. */
+function checkLog(t: import('ava').ExecutionContext, log: TrainRecord[]) {
+  t.is(log.length, 21);
+  for (const r of log.slice(0, 20)) t.true(Math.abs(r.objective - (r.batch!.meanHarm + r.batch!.meanKl)) < 1e-12, `step ${r.step}`);
+}
+
 test('the scenario has about 10^12 (position, context, automaton state) triples and the exact engine refuses it', (t) => {
-  const source = resolveScenario(HUGE, { samplingOnly: true });
-  const scenario = compileScenario(source, { samplingOnly: true });
   const v = scenario.tokens.length;
   const size = estimateScenarioSize(source);
   const automaton = reachableAutomatonStates(scenario.transitions, v, scenario.start);
@@ -47,47 +66,41 @@ test('the scenario has about 10^12 (position, context, automaton state) triples 
   t.is((error as Error & { code?: string }).code, 'HH_STATE_SPACE_TOO_LARGE');
 });
 
-test('estimate, 20 PPO steps of the lazily keyed tabular policy and an attack run on it, reproducibly for 1 and 2 threads', (t) => {
+test('estimate, 20 PPO steps of the lazily keyed tabular policy, and an attack on it', async (t) => {
+  const estimate = new MonteCarlo(scenario).estimate({ kind: 'base' }, { samples: 200, seed: 0, harm: 'rollouts', rollouts: 2 });
+  t.true(estimate.expectedHarm > 0 && estimate.expectedHarm < 1 && estimate.expectedHarmSE > 0);
+  t.is(estimate.harmInformation?.mean.length, 1024);
+
+  const log: TrainRecord[] = [];
+  const policy = await train(scenario, null, ppo('tabular'), (r) => log.push(r));
+  checkLog(t, log);
+  t.true(Math.abs(log[0]!.batch!.meanKl) < 1e-12, 'step 0 samples the base: no KL');
+  if (policy.kind !== 'lazy-tabular') return t.fail(policy.kind);
+  // Stored rows: the keys of the tokens sampled in 20 batches of 64, within range.
+  const rows = policy.rows.positions.length;
+  t.true(rows > 64 && rows <= 20 * 64 * 1024);
+  t.true(policy.rows.positions.every((p) => p >= 1 && p <= 1024) && policy.rows.contexts.every((c) => c < 33 ** 3) && policy.rows.automata.every((d) => d < 32768));
+  t.log(`${rows} rows stored (of ≤ 1.07·10^12); last batch: mean harm ${log[19]!.batch!.meanHarm}, KL ${log[19]!.batch!.meanKl}`);
+
+  const attack = sampledPrefillAttack(scenario, policy, { samples: 64, seed: 0 });
+  t.is(attack.asr.length, 1025);
+  t.true(attack.asr.every((x) => x >= 0 && x <= 1));
+
+  // The train command beyond the budget uses the same policy; with 1 thread it writes these very rows.
   const dir = mkdtempSync(join(tmpdir(), 'hh-huge-'));
   try {
-    const estimate = runCli(['estimate', HUGE, '--samples', '200', '--rollouts', '2', '--json']);
-    t.is(estimate.status, 0, estimate.stderr);
-    const e = JSON.parse(estimate.stdout);
-    t.is(e.harmSource, 'rollouts');
-    t.is(e.exactExpectedHarm, null);
-    t.true(e.expectedHarm > 0 && e.expectedHarm < 1 && e.expectedHarmSE > 0);
-    t.is(e.positions.length, 1024);
-
-    const train = (threads: string, out: string) =>
-      runCli(['train', HUGE, '--algorithm', 'ppo', '--policy', 'tabular', '--steps', '20', '--samples', '64', '--out', join(dir, out), '--json'], { RAYON_NUM_THREADS: threads });
-    const one = train('1', 'one');
-    t.is(one.status, 0, one.stderr);
-    const two = train('2', 'two');
-    t.is(two.status, 0, two.stderr);
-    const policyFile = readFileSync(join(dir, 'two', 'policy.json'), 'utf8');
-    t.true(readFileSync(join(dir, 'one', 'policy.json'), 'utf8') === policyFile, 'the same policy bit for bit with 1 and 2 threads');
-
-    const log = readFileSync(join(dir, 'two', 'log.jsonl'), 'utf8').trim().split('\n').map((line) => JSON.parse(line));
-    t.is(log.length, 21);
-    for (const record of log.slice(0, 20)) {
-      // The batch's objective is λ·(mean harm) + (mean KL), λ = 1.
-      t.true(Math.abs(record.objective - (record.batch.meanHarm + record.batch.meanKl)) < 1e-12);
-    }
-    t.true(Math.abs(log[0].batch.meanKl) < 1e-12, 'step 0 samples the base: no KL');
-    const policy = JSON.parse(policyFile);
-    t.is(policy.kind, 'lazy-tabular');
-    // Stored rows: at most one per sampled token of the 20 batches, and keys within range.
-    t.true(policy.entries.length > 64 && policy.entries.length <= 20 * 64 * 1024);
-    t.true(policy.entries.every((r: { t: number; context: number; state: number; logits: unknown[] }) => r.t >= 1 && r.t <= 1024 && r.context < 33 ** 3 && r.state < 32768 && r.logits.length === 32));
-    t.log(`${policy.entries.length} rows stored (of ≤ 1.2·10^12); last batch: mean harm ${log[19].batch.meanHarm}, KL ${log[19].batch.meanKl}`);
-
-    const attack = runCli(['attack', HUGE, '--policy', join(dir, 'two', 'policy.json'), '--samples', '64', '--json']);
-    t.is(attack.status, 0, attack.stderr);
-    const a = JSON.parse(attack.stdout);
-    t.is(a.method, 'sampled');
-    t.is(a.prefill.length, 1025);
-    t.true(a.prefill.every((x: number) => x >= 0 && x <= 1));
+    const cli = runCli(['train', HUGE, '--algorithm', 'ppo', '--policy', 'tabular', '--steps', '20', '--samples', '64', '--out', dir], { RAYON_NUM_THREADS: '1' });
+    t.is(cli.status, 0, cli.stderr);
+    t.true(readFileSync(join(dir, 'policy.json'), 'utf8') === JSON.stringify(policyToJson(policy, scenario)), 'the same sparse file bit for bit');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('20 PPO steps of an mlp fitted to the base on sampled responses', async (t) => {
+  const log: TrainRecord[] = [];
+  const policy = await train(scenario, null, ppo('mlp'), (r) => log.push(r));
+  checkLog(t, log);
+  t.is(policy.kind, 'mlp');
+  t.true(policy.kind === 'mlp' && policy.params.every(Number.isFinite));
 });
