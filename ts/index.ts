@@ -50,6 +50,7 @@ export {
   type ScalarEstimate,
   type SampleOptions,
 } from './core/montecarlo.js';
+export { LazyTabular } from './core/lazy-tabular.js';
 export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './core/policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './io/policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';

@@ -82,6 +82,7 @@ Examples:
       clip: p.clip,
       epochs: p.epochs,
       evalEvery: p.evalEvery,
+      memoryBudget: budget.memoryBudgetBytes,
     };
     const out = p.out === undefined ? undefined : outputFolder(p.out);
     const log = out === undefined ? undefined : new JsonLinesWriter(join(out, 'log.jsonl'));

@@ -22,6 +22,7 @@ export type {
   RlOptions,
   RlStepOutput,
   ScenarioInput,
+  SparseRows,
 } from '../../native/index.cjs';
 
 export const native: typeof Binding = require('../../native/index.cjs');

@@ -7,7 +7,7 @@
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
 import { callNative } from './errors.js';
-import { native, type PolicyInput } from './native.js';
+import { native, type PolicyInput, type SparseRows } from './native.js';
 
 /** The shape of an mlp: it reads the last `order` tokens ("<bos>"-padded) and the position. */
 export interface MlpShape {
@@ -25,7 +25,11 @@ export type Policy =
   /** Parameters of an mlp, a flat vector (Float64Array, handed to the core without copying). */
   | { kind: 'mlp'; mlp: MlpShape; params: Float64Array }
   /** Parameters of a transformer (layout in ts/transformer.ts), a flat vector. */
-  | { kind: 'transformer'; transformer: TransformerLayout; params: Float64Array };
+  | { kind: 'transformer'; transformer: TransformerLayout; params: Float64Array }
+  /** Tabular logits stored per visited (position, context, automaton state), the base elsewhere (see lazy-tabular.ts). */
+  | { kind: 'lazy-tabular'; rows: SparseRows };
+
+export type { SparseRows };
 
 /** The layout of a transformer policy; its vocabulary and length are the scenario's. */
 export interface TransformerLayout {

@@ -4,14 +4,19 @@
  *     {
  *       "format": "harm-horizon-policy",
  *       "version": 1,
- *       "kind": "base" | "gibbs" | "tabular" | "mlp" | "transformer",
+ *       "kind": "base" | "gibbs" | "tabular" | "mlp" | "transformer" | "lazy-tabular",
  *       "scenario": { "name": "refusal", "vocab": 5, "length": 16, "states": 26 },
  *       "lambda": 5,                                   // gibbs
  *       "mlp": { "order": 1, "hidden": [32], "activation": "tanh" },   // mlp
  *       "transformer": { "layers": 1, "width": 16, "heads": 2, "mlpWidth": 32 },   // transformer
  *       "params": [ … ],                                // mlp, transformer: the flat parameter vector
- *       "logits": [ … ]                                 // tabular: T × S × V logits
+ *       "logits": [ … ],                                // tabular: T × S × V logits
+ *       "entries": [ { "t": 1, "context": 42, "state": 0, "logits": [ … ] }, … ]   // lazy-tabular
  *     }
+ *
+ * A lazy-tabular file is sparse: one entry per stored row, keyed by position t, scenario context and
+ * automaton state, with V logits; every other row is the base. It needs no exact state index, so
+ * it is the tabular policy of scenarios too large to enumerate.
  *
  * `scenario` records what the policy was built for; loading checks V and T against the scenario
  * (and S for tabular policies, whose logits are indexed by exact state). Numbers are written as
@@ -35,7 +40,7 @@ const WholeNumber = Type.Integer({ minimum: 1 });
 /** A flat vector of numbers; `null` stands for −∞ where allowed. */
 const Numbers = Type.Array(Type.Number());
 const NumbersOrNull = Type.Array(Type.Union([Type.Number(), Type.Null()]));
-const KINDS = ['base', 'gibbs', 'tabular', 'mlp', 'transformer'] as const;
+const KINDS = ['base', 'gibbs', 'tabular', 'mlp', 'transformer', 'lazy-tabular'] as const;
 
 const header = {
   format: Type.Literal(POLICY_FORMAT),
@@ -75,6 +80,21 @@ const BY_KIND = {
     transformer: Type.Object({ layers: WholeNumber, width: WholeNumber, heads: WholeNumber, mlpWidth: WholeNumber }),
     params: Numbers,
   }),
+  'lazy-tabular': Type.Object(
+    {
+      ...header,
+      kind: Type.Literal('lazy-tabular'),
+      entries: Type.Array(
+        Type.Object({
+          t: Type.Integer({ minimum: 1, maximum: 2 ** 32 - 1 }),
+          context: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+          state: Type.Integer({ minimum: 0, maximum: 2 ** 32 - 1 }),
+          logits: NumbersOrNull,
+        }),
+      ),
+    },
+    { description: 'entries: the stored rows, keyed by position t, scenario context and automaton state (V logits each, null for −∞); every other row is the base' },
+  ),
 } satisfies Record<(typeof KINDS)[number], TSchema>;
 
 export const PolicyFileSchema = Type.Union(Object.values(BY_KIND), {
@@ -110,6 +130,12 @@ export function policyToJson(policy: Policy, scenario: CompiledScenario, states?
       return { ...head, kind: 'mlp', mlp: { ...policy.mlp, hidden: [...policy.mlp.hidden] }, params: Array.from(policy.params) };
     case 'transformer':
       return { ...head, kind: 'transformer', transformer: { ...policy.transformer }, params: Array.from(policy.params) };
+    case 'lazy-tabular': {
+      const { positions, contexts, automata, logits } = policy.rows;
+      const v = scenario.tokens.length;
+      const entries = Array.from(positions, (t, i) => ({ t, context: contexts[i]!, state: automata[i]!, logits: numbers(logits.subarray(i * v, (i + 1) * v)) }));
+      return { ...head, kind: 'lazy-tabular', entries };
+    }
   }
 }
 
@@ -147,6 +173,21 @@ export function policyFromJson(json: unknown, scenario: CompiledScenario, states
       return { kind: 'mlp', mlp: { ...f.mlp, hidden: [...f.mlp.hidden] }, params: Float64Array.from(f.params) };
     case 'transformer':
       return { kind: 'transformer', transformer: { ...f.transformer }, params: Float64Array.from(f.params) };
+    case 'lazy-tabular': {
+      const v = scenario.tokens.length;
+      const logits = new Float64Array(f.entries.length * v);
+      f.entries.forEach((e, i) => {
+        if (e.logits.length !== v) throw fail(`entries[${i}].logits`, `${e.logits.length} logits, expected V = ${v}`);
+        logits.set(e.logits.map((x) => (x === null ? -Infinity : x)), i * v);
+      });
+      const rows = {
+        positions: Uint32Array.from(f.entries, (e) => e.t),
+        contexts: Float64Array.from(f.entries, (e) => e.context),
+        automata: Uint32Array.from(f.entries, (e) => e.state),
+        logits,
+      };
+      return { kind: 'lazy-tabular', rows };
+    }
   }
 }
 

@@ -11,6 +11,7 @@ import { harmfulBaseResponses } from './attack.js';
 import { MonteCarlo } from '../core/montecarlo.js';
 import { Optimizer } from '../core/optimizer.js';
 import { baseLogits, DEFAULT_MIX, fixedPoint, objectiveValue, policyLogits, rlStep } from '../core/training.js';
+import { LazyTabular } from '../core/lazy-tabular.js';
 import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
 
 export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
@@ -45,7 +46,9 @@ export interface TrainOptions {
    * The policy family to train, or a policy to start from. A family starts at the base, except that
    * a tabular policy trained on the augment objective starts at the Gibbs policy at λ (Qi et al.
    * augment an already aligned model). A transformer is fitted to the base first; its exact
-   * analysis needs `engine` built with `prefixTree` (or no engine: sampled training only).
+   * analysis needs `engine` built with `prefixTree` (or no engine: sampled training only). Without
+   * an engine a tabular policy is keyed lazily (see core/lazy-tabular.ts); with one, a lazy-tabular
+   * policy trains as the tabular policy it stands for.
    */
   policy: 'tabular' | 'mlp' | 'transformer' | Policy;
   /** Shape of a new mlp (default one hidden layer of 32 tanh units reading the scenario's context). */
@@ -65,6 +68,8 @@ export interface TrainOptions {
   evalEvery: number;
   /** Learning-rate schedule: constant, or cosine decay to 0 over the run (settles Adam's oscillation). */
   schedule: 'constant' | 'cosine';
+  /** Bytes the rows of a lazy tabular policy may take (default 4 GiB): a tabular policy without an exact engine. */
+  memoryBudget?: number;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -201,16 +206,24 @@ export async function train(
   if (options.algorithm === 'exact' && !engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'exact descent needs the exact state space, which is too large here');
   if (o.kind !== 'standard' && scenario.recovery.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the ${o.kind} objective needs recovery tokens (the scenario has none)`);
   const fitted = options.policy === 'transformer' ? initialTransformer(scenario, engine, options.transformer ?? DEFAULT_TRANSFORMER, options.seed) : null;
+  // Beyond the exact budget a tabular policy is keyed lazily (rows per visited key, the base elsewhere).
+  const isLazy = typeof options.policy === 'object' && options.policy.kind === 'lazy-tabular';
+  const lazy = !engine && (options.policy === 'tabular' || isLazy) ? new LazyTabular(scenario, { from: isLazy ? (options.policy as Policy) : undefined, memoryBudget: options.memoryBudget }) : null;
   const policy: Policy =
     options.policy === 'tabular' && o.kind === 'augment' && engine
       ? { kind: 'tabular', logits: policyLogits(engine, { kind: 'gibbs', lambda: o.lambda }) }
       : fitted
         ? fitted.policy
-        : typeof options.policy === 'string'
-          ? initialPolicy(scenario, engine, options.policy as 'tabular' | 'mlp', options.mlp, options.seed)
-          : structuredClone(options.policy);
+        : lazy
+          ? lazy.policy()
+          : typeof options.policy === 'string'
+            ? initialPolicy(scenario, engine, options.policy as 'tabular' | 'mlp', options.mlp, options.seed)
+            : isLazy && engine
+              ? { kind: 'tabular', logits: policyLogits(engine, options.policy as Policy) }
+              : structuredClone(options.policy);
   const init = structuredClone(policy);
-  const params = parameters(policy);
+  // The lazy policy's parameters live in its handle, and its optimiser's state grows with its rows.
+  const params = lazy ? new Float64Array(0) : parameters(policy);
   const optimizer = new Optimizer(options.optimizer, params.length, options.learningRate);
   const mc = options.algorithm === 'exact' ? null : new MonteCarlo(scenario, engine ? { exact: engine } : {});
   const penalty = mc && o.kind === 'deep' ? recoveryPenalty(scenario, o, options) : undefined;
@@ -230,7 +243,7 @@ export async function train(
     }
     if (step === 0 && fitted) record.fit = fitted.fit;
     if (mc && !last && options.algorithm !== 'exact') {
-      const out = rlStep(mc, policy, params, optimizer, {
+      const rl = {
         algorithm: options.algorithm,
         samples: options.samples,
         seed: options.seed,
@@ -239,7 +252,8 @@ export async function train(
         clip: options.clip,
         epochs: options.epochs,
         penalty,
-      });
+      };
+      const out = lazy ? lazy.rlStep(mc, optimizer, rl) : rlStep(mc, policy, params, optimizer, rl);
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
       if (!engine) {
         record.objective = out.objective;
@@ -254,7 +268,7 @@ export async function train(
     // Let the event loop breathe (progress output, Ctrl-C) between steps.
     if (step % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
   }
-  return policy;
+  return lazy ? lazy.policy() : policy;
 }
 
 /**

@@ -15,6 +15,7 @@ pub mod model;
 pub mod parallel;
 pub mod policy;
 pub mod policy_spec;
+pub mod lazy_tabular;
 
 pub use error::{Error, Result};
 pub mod rng;

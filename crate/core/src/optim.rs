@@ -33,6 +33,15 @@ impl Adam {
         self.m.is_empty()
     }
 
+    /// Extends the state to `len` parameters, the new ones with zero moments: what they would hold
+    /// had their gradient been 0 so far (a lazily keyed policy's newly visited rows).
+    pub fn grow_to(&mut self, len: usize) {
+        if len > self.m.len() {
+            self.m.resize(len, 0.0);
+            self.v.resize(len, 0.0);
+        }
+    }
+
     /// One descent step along `grad` (the gradient of the objective being minimised).
     pub fn step(&mut self, params: &mut [f64], grad: &[f64]) {
         self.steps += 1;

@@ -7,6 +7,7 @@ use std::sync::{Arc, OnceLock};
 
 use crate::estimate::ScoreModel;
 use crate::gibbs::GibbsPolicy;
+use crate::lazy_tabular::LazyTabular;
 use crate::mlp::{Mlp, MlpConfig, MlpPolicy};
 use crate::model::{Model, ScenarioSpec};
 use crate::policy::{BasePolicy, Policy, TabularPolicy, TabularTables};
@@ -29,6 +30,8 @@ pub enum PolicySpec<'a> {
     Gibbs(f64),
     Mlp(Mlp, Cow<'a, [f64]>),
     Transformer(Transformer, Cow<'a, [f64]>),
+    /// Tabular logits stored per visited (position, context, automaton state), the base elsewhere.
+    LazyTabular(Arc<LazyTabular>),
 }
 
 impl<'a> PolicySpec<'a> {
@@ -54,6 +57,7 @@ impl<'a> PolicySpec<'a> {
             PolicySpec::Gibbs(l) => PolicySpec::Gibbs(l),
             PolicySpec::Mlp(m, p) => PolicySpec::Mlp(m, Cow::Owned(p.into_owned())),
             PolicySpec::Transformer(n, p) => PolicySpec::Transformer(n, Cow::Owned(p.into_owned())),
+            PolicySpec::LazyTabular(l) => PolicySpec::LazyTabular(l),
         }
     }
 
@@ -73,6 +77,7 @@ impl<'a> PolicySpec<'a> {
                 let logits = crate::transformer_table::tabulate(net, params, model)?;
                 f(&TabularPolicy::new(model, &logits)?)
             }
+            PolicySpec::LazyTabular(lazy) => f(&TabularPolicy::new(model, &lazy.dense(model)?)?),
         })
     }
 
@@ -147,6 +152,11 @@ impl<'a> PolicySpec<'a> {
                     _ => f(&policy, None, None),
                 }
             }
+            // No score model (its gradient is the training step's); the dense view when the model is there.
+            PolicySpec::LazyTabular(lazy) => match model {
+                Some(model) => f(&lazy.view(spec), None, Some(&TabularPolicy::new(model, &lazy.dense(model)?)?)),
+                None => f(&lazy.view(spec), None, None),
+            },
         }
     }
 }

@@ -173,6 +173,26 @@ pub fn rl_step<F: Trainable>(
     }
     let request = SampleRequest { count, seed, prefix: None, first_index };
     let samples = family.sample(track, params, &request)?;
+    rl_update(track, family, params, update, samples, seed, lambda, algorithm, exact_h)
+}
+
+/// The update half of `rl_step`, on a batch already sampled from `params` with `seed`.
+#[allow(clippy::too_many_arguments)]
+pub fn rl_update<F: Trainable>(
+    track: &Track,
+    family: &F,
+    params: &mut [f64],
+    update: &mut dyn FnMut(&mut [f64], &[f64]),
+    samples: Samples,
+    seed: u64,
+    lambda: f64,
+    algorithm: RlAlgorithm,
+    exact_h: Option<&[f64]>,
+) -> Result<RlStep> {
+    let count = samples.count;
+    if count < 2 {
+        return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
+    }
     let t_max = samples.length;
     let base = BaseStep { spec: track.spec };
     let base_lp = replay_log_probs(track, &base, &samples);

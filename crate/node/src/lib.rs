@@ -9,6 +9,7 @@
 mod exact;
 mod log_stats;
 mod gemm;
+mod lazy_tabular;
 mod limits;
 mod mlp;
 mod monte_carlo;

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use crate::core;
 use crate::invalid;
+use crate::lazy_tabular::{lazy_from_rows, SparseRows};
 use core::mlp::{Activation, MlpConfig};
 use core::model::ScenarioSpec;
 use core::policy_spec::PolicySpec;
@@ -60,17 +61,18 @@ impl TransformerLayout {
 }
 
 /// Which policy a `PolicyInput` describes.
-#[napi(string_enum = "lowercase")]
+#[napi(string_enum = "kebab-case")]
 pub enum PolicyKind {
     Base,
     Tabular,
     Gibbs,
     Mlp,
     Transformer,
+    LazyTabular,
 }
 
 /// Which policy: `base`, `tabular` (with `logits`, T×S×V), `gibbs` (with `lambda`), `mlp` (with
-/// `mlp` and `params`) or `transformer` (with `transformer` and `params`).
+/// `mlp` and `params`), `transformer` (with `transformer` and `params`) or `lazy-tabular` (with `rows`).
 #[napi(object)]
 pub struct PolicyInput {
     pub kind: PolicyKind,
@@ -79,6 +81,7 @@ pub struct PolicyInput {
     pub mlp: Option<MlpShape>,
     pub params: Option<Float64Array>,
     pub transformer: Option<TransformerLayout>,
+    pub rows: Option<SparseRows>,
 }
 
 /// Reads a policy; `spec` gives the networks their vocabulary and length.
@@ -100,6 +103,11 @@ pub fn policy_spec<'a>(input: &'a PolicyInput, spec: &ScenarioSpec) -> core::Res
         PolicyKind::Transformer => match (&input.transformer, &input.params) {
             (Some(layout), Some(params)) => PolicySpec::transformer(layout.config(spec.vocab, spec.length), Cow::Borrowed(params.as_ref())),
             _ => Err(invalid("policy.transformer and policy.params are required for a transformer policy".into())),
+        },
+        // The rows are already in memory (JS arrays): copying them needs no budget of its own.
+        PolicyKind::LazyTabular => match &input.rows {
+            Some(rows) => Ok(PolicySpec::LazyTabular(std::sync::Arc::new(lazy_from_rows(rows, spec, u64::MAX)?))),
+            None => Err(invalid("policy.rows is required for a lazy-tabular policy".into())),
         },
     }
 }
