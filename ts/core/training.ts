@@ -3,6 +3,7 @@
  * gradients, the fixed point, fine-tuning losses, the rank-assisted attacker and sampled RL steps.
  * The loops that use them live in ts/workflows/; this is their only door to the addon.
  */
+import { withSignal, type AbortOptions } from './abort.js';
 import { callNative } from './errors.js';
 import type { ExactEngine } from './exact.js';
 import type { MonteCarlo } from './montecarlo.js';
@@ -41,6 +42,11 @@ export function policyLogits(engine: ExactEngine, policy: Policy): Float64Array 
  */
 export function objectiveValue(engine: ExactEngine, policy: Policy, objective: ObjectiveInput, gradient: boolean, init?: Policy): ObjectiveOutput {
   return callNative(() => engine.native.objective(toInput(policy), objective, gradient, init ? toInput(init) : undefined, undefined));
+}
+
+/** `objectiveValue` off the main thread (one exact training step); `signal` aborts it (HH_ABORTED). */
+export async function objectiveValueAsync(engine: ExactEngine, policy: Policy, objective: ObjectiveInput, gradient: boolean, init?: Policy, options: AbortOptions = {}): Promise<ObjectiveOutput> {
+  return withSignal(options.signal, (flag) => engine.native.objectiveAsync(toInput(policy), objective, gradient, init ? toInput(init) : undefined, undefined, flag));
 }
 
 /** The per-state fixed point of an objective (tabular). */

@@ -6,6 +6,7 @@ use crate::core;
 use crate::exact::ExactModel;
 use crate::policy::{policy_spec, PolicyInput};
 use core::policy_spec::{CachedTabular, PolicySpec};
+use crate::cancel::{flag_of, CancelFlag};
 use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
 use core::estimate::{Coefficient, GradientEstimate, PositionEstimates, Scalar};
 use core::exact::conditional_harm;
@@ -455,14 +456,15 @@ impl MonteCarlo {
         })
     }
 
-    /// `estimate` on the libuv thread pool (inputs are copied first).
+    /// `estimate` on the libuv thread pool (inputs are copied first); a raised `cancel` flag rejects
+    /// it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<EstimateOutput>")]
-    pub fn estimate_async(&self, policy: PolicyInput, options: EstimateOptions) -> napi::Result<AsyncTask<EstimateTask>, String> {
-        guard(|| Ok(AsyncTask::new(EstimateTask(self.job(&policy, options)?))))
+    pub fn estimate_async(&self, policy: PolicyInput, options: EstimateOptions, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<EstimateTask>, String> {
+        guard(|| Ok(AsyncTask::new(EstimateTask(self.job(&policy, options)?, flag_of(cancel)))))
     }
 }
 
-pub struct EstimateTask(EstimateJob);
+pub struct EstimateTask(EstimateJob, Option<core::cancel::Cancel>);
 
 const INFORMATION_NEEDS_EXACT: &str = "proposal \"information\" needs the exact engine (h_t exact on the exact states), and this scenario has no exact model (over the memory budget)";
 
@@ -472,7 +474,7 @@ impl Task for EstimateTask {
     type JsValue = EstimateOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(|| self.0.run())
+        guard_task(self.1.as_ref(), || self.0.run())
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {

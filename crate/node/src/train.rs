@@ -6,7 +6,12 @@ use crate::exact::ExactModel;
 use crate::monte_carlo::MonteCarlo;
 use crate::optimizer::Optimizer;
 use crate::policy::{policy_spec, MlpShape, PolicyInput, TransformerLayout};
-use crate::{count_from, guard, invalid, seed_from};
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::cancel::{flag_of, CancelFlag};
+use crate::{count_from, guard, guard_task, invalid, seed_from};
+use core::policy_spec::PolicySpec;
 use core::attack::{default_betas, fine_tune_loss, harmful_response_logits, harmful_token_weights, rank_assisted_logits, token_weights_from_responses, FineTune, DEFAULT_WEIGHT_FLOOR};
 use core::exact::{conditional_harm, kl_between};
 use core::model::Model;
@@ -101,7 +106,7 @@ fn position_norms(gradient: Option<&Vec<f64>>, length: usize) -> Vec<f64> {
     }
 }
 
-fn to_objective_output(v: ObjectiveValue, gradient: Option<Vec<f64>>, norms: Vec<f64>) -> ObjectiveOutput {
+fn to_objective_output(ObjectiveData(v, gradient, norms): ObjectiveData) -> ObjectiveOutput {
     ObjectiveOutput {
         total: v.total,
         expected_harm: v.expected_harm,
@@ -134,29 +139,16 @@ impl ExactModel {
     /// 0xFFFFFFFF after the end; default: the base's harmful responses, exactly).
     #[napi]
     pub fn objective(&self, policy: PolicyInput, objective: ObjectiveInput, gradient: bool, init: Option<PolicyInput>, responses: Option<Uint32Array>) -> napi::Result<ObjectiveOutput, String> {
+        guard(|| self.objective_job(&policy, &objective, gradient, init.as_ref(), responses.as_deref())?.run()).map(to_objective_output)
+    }
+
+    /// `objective` on the libuv thread pool (its inputs are copied first): the exact training step.
+    /// A raised `cancel` flag rejects it with HH_ABORTED.
+    #[napi(ts_return_type = "Promise<ObjectiveOutput>")]
+    pub fn objective_async(&self, policy: PolicyInput, objective: ObjectiveInput, gradient: bool, init: Option<PolicyInput>, responses: Option<Uint32Array>, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<ObjectiveTask>, String> {
         guard(|| {
-            let model = &self.inner;
-            let objective = objective_from(&objective, model)?;
-            let prefixes = match &responses {
-                Some(tokens) => prefixes_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
-                None => base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?,
-            };
-            let choice = policy_spec(&policy, &model.spec)?;
-            let init = init.as_ref().map(|p| policy_spec(p, &model.spec)).transpose()?;
-            let mut norms = vec![];
-            let mut run = |reference: Option<&dyn Policy>| {
-                choice.with_gradient(model, |p| {
-                    let mut v = evaluate(model, p, &objective, &prefixes, reference, gradient)?;
-                    norms = position_norms(v.gradient.as_ref(), model.length());
-                    let g = v.gradient.take();
-                    Ok((v, g))
-                })
-            };
-            let (value, grad) = match &init {
-                Some(init) => init.with(model, |r| run(Some(r)))??,
-                None => run(None)?,
-            };
-            Ok(to_objective_output(value, grad, norms))
+            let job = self.objective_job(&policy, &objective, gradient, init.as_ref(), responses.as_deref())?.into_owned();
+            Ok(AsyncTask::new(ObjectiveTask { job, cancel: flag_of(cancel) }))
         })
     }
 
@@ -247,6 +239,88 @@ impl ExactModel {
             harmful_response_logits(model, &conditional_harm(model, &BasePolicy { model }))
         })
         .map(Float64Array::new)
+    }
+}
+
+impl ExactModel {
+    /// An objective evaluation with its inputs read (borrowed from JavaScript until `into_owned`).
+    fn objective_job<'a>(&self, policy: &'a PolicyInput, objective: &ObjectiveInput, gradient: bool, init: Option<&'a PolicyInput>, responses: Option<&'a [u32]>) -> core::Result<ObjectiveJob<'a>> {
+        let model = &self.inner;
+        Ok(ObjectiveJob {
+            model: model.clone(),
+            objective: objective_from(objective, model)?,
+            policy: policy_spec(policy, &model.spec)?,
+            init: init.map(|p| policy_spec(p, &model.spec)).transpose()?,
+            gradient,
+            responses: responses.map(Cow::Borrowed),
+        })
+    }
+}
+
+/// One evaluation of an objective: the exact training step, run alike by `objective` (on the JS
+/// thread) and `objectiveAsync` (on the pool, owning copies of its inputs).
+pub struct ObjectiveJob<'a> {
+    model: Arc<Model>,
+    objective: Objective,
+    policy: PolicySpec<'a>,
+    init: Option<PolicySpec<'a>>,
+    gradient: bool,
+    responses: Option<Cow<'a, [u32]>>,
+}
+
+/// An objective's value, its gradient and the gradient's per-position norms.
+pub struct ObjectiveData(ObjectiveValue, Option<Vec<f64>>, Vec<f64>);
+
+impl ObjectiveJob<'_> {
+    fn into_owned(self) -> ObjectiveJob<'static> {
+        ObjectiveJob {
+            model: self.model,
+            objective: self.objective,
+            policy: self.policy.into_owned(),
+            init: self.init.map(PolicySpec::into_owned),
+            gradient: self.gradient,
+            responses: self.responses.map(|r| Cow::Owned(r.into_owned())),
+        }
+    }
+
+    fn run(&self) -> core::Result<ObjectiveData> {
+        let model = &*self.model;
+        let prefixes = match &self.responses {
+            Some(tokens) => prefixes_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
+            None => base_harmful_prefixes(model, &conditional_harm(model, &BasePolicy { model }))?,
+        };
+        let mut norms = vec![];
+        let mut run = |reference: Option<&dyn Policy>| {
+            self.policy.with_gradient(model, |p| {
+                let mut v = evaluate(model, p, &self.objective, &prefixes, reference, self.gradient)?;
+                norms = position_norms(v.gradient.as_ref(), model.length());
+                let g = v.gradient.take();
+                Ok((v, g))
+            })
+        };
+        let (value, grad) = match &self.init {
+            Some(init) => init.with(model, |r| run(Some(r)))??,
+            None => run(None)?,
+        };
+        Ok(ObjectiveData(value, grad, norms))
+    }
+}
+
+pub struct ObjectiveTask {
+    job: ObjectiveJob<'static>,
+    cancel: Option<core::cancel::Cancel>,
+}
+
+impl Task for ObjectiveTask {
+    type Output = crate::Computed<ObjectiveData>;
+    type JsValue = ObjectiveOutput;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guard_task(self.cancel.as_ref(), || self.job.run())
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        crate::settle(&env, output).map(to_objective_output)
     }
 }
 
