@@ -97,13 +97,13 @@ test('an estimate aborted mid-run rejects with HH_ABORTED and the engine works a
 });
 
 test('a training step aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
-  // One exact step of the deep objective on ~10^5 states (T = 12).
-  const scenario = compileScenario(randomScenario({ seed: 5, vocab: 8, order: 2, length: 12, states: 8, endToken: true }));
+  // One exact step of the deep objective with its gradient on ~1.3·10^4 states, T = 24, V = 16.
+  const scenario = compileScenario(randomScenario({ seed: 5, vocab: 16, order: 3, length: 24, states: 8, endToken: true }));
   const engine = new ExactEngine(scenario, { policyTables: true });
   const objective = { kind: 'deep' as const, lambda: 2, mu: 1, gamma: 0.9, recovery: [1] };
   const controller = new AbortController();
   const running = objectiveValueAsync(engine, { kind: 'base' }, objective, true, undefined, { signal: controller.signal });
-  setTimeout(() => controller.abort(), 5);
+  setTimeout(() => controller.abort(), 10);
   const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
   t.is(error?.code, 'HH_ABORTED');
   const after = await objectiveValueAsync(engine, { kind: 'base' }, objective, false);
