@@ -5,7 +5,8 @@
  */
 import test from 'ava';
 import { ExactEngine, HarmHorizonError, MonteCarlo, compileScenario, prefillAttack, prefillAttackAsync, randomScenario, train, TRAIN_DEFAULTS, type Policy } from '../ts/index.js';
-import { baseLogits, objectiveValue, objectiveValueAsync } from '../ts/core/training.js';
+import { Optimizer } from '../ts/core/optimizer.js';
+import { baseLogits, objectiveValue, objectiveValueAsync, rlStep, rlStepAsync } from '../ts/core/training.js';
 import { gradedScenario } from './helpers/graded.js';
 
 // Order 2, graded harm (0, 0.2, 0.5, 1), an end token; decisions before absorbing states and undecided mass at T.
@@ -16,7 +17,11 @@ const deep = { kind: 'deep' as const, lambda: 3, mu: 1, gamma: 0.9, recovery: [R
 /** Bit-for-bit equality of two float arrays (NaN included). */
 function sameBits(t: import('ava').ExecutionContext, a: Float64Array | undefined, b: Float64Array | undefined, what: string) {
   t.truthy(a && b, what);
-  t.true(Buffer.from(a!.buffer, a!.byteOffset, a!.byteLength).equals(Buffer.from(b!.buffer, b!.byteOffset, b!.byteLength)), what);
+  t.true(sameBitsQuiet(a!, b!), what);
+}
+
+function sameBitsQuiet(a: Float64Array, b: Float64Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 }
 
 /** A policy away from the base: the base's logits with token a pushed at every state. */
@@ -62,18 +67,58 @@ test('the async forms return the sync numbers bit for bit', async (t) => {
   sameBits(t, estimateAsync.gradient?.blocks, estimate.gradient?.blocks, 'estimated gradient');
 });
 
+test('a sampled training step (PPO) async updates params and Adam exactly as the sync step', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const mc = new MonteCarlo(graded, { exact: engine });
+  const [sync, async] = [tilted(engine), tilted(engine)] as (Policy & { kind: 'tabular' })[];
+  const [adamSync, adamAsync] = [new Optimizer('adam', sync.logits.length, 0.05), new Optimizer('adam', async.logits.length, 0.05)];
+  const signal = new AbortController().signal;
+  for (let step = 0; step < 3; step++) {
+    const options = { algorithm: 'ppo' as const, samples: 400, seed: 9, firstIndex: step * 400, lambda: 2, clip: 0.2, epochs: 3 };
+    const a = rlStep(mc, sync, sync.logits, adamSync, options);
+    const b = await rlStepAsync(mc, async, async.logits, adamAsync, options, { signal });
+    t.is(b.objective, a.objective);
+    sameBits(t, b.gradNorm, a.gradNorm, `step ${step} gradient norms`);
+    sameBits(t, async.logits, sync.logits, `step ${step} parameters`);
+  }
+  t.false(sameBitsQuiet(sync.logits, tilted(engine).logits), 'the steps moved the parameters');
+});
+
+test('an aborted sampled step leaves the parameters and the optimizer unchanged', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const mc = new MonteCarlo(graded, { exact: engine });
+  const policy = tilted(engine) as Policy & { kind: 'tabular' };
+  const before = policy.logits.slice();
+  const adam = new Optimizer('adam', before.length, 0.05);
+  const controller = new AbortController();
+  // A long batch: 10^6 responses, 8 PPO epochs.
+  const running = rlStepAsync(mc, policy, policy.logits, adam, { algorithm: 'ppo', samples: 1_000_000, seed: 1, lambda: 2, epochs: 8 }, { signal: controller.signal });
+  setTimeout(() => controller.abort(), 10);
+  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  sameBits(t, policy.logits, before, 'parameters untouched');
+  // The optimizer's Adam state is untouched too: its next step equals a fresh optimizer's.
+  const twin = { kind: 'tabular' as const, logits: before.slice() };
+  const options = { algorithm: 'reinforce' as const, samples: 200, seed: 4, lambda: 2 };
+  rlStep(mc, policy, policy.logits, adam, options);
+  rlStep(mc, twin, twin.logits, new Optimizer('adam', before.length, 0.05), options);
+  sameBits(t, policy.logits, twin.logits, 'the next step starts from the same state');
+});
+
 test('a signal aborted before the call rejects at once with HH_ABORTED', async (t) => {
   const engine = new ExactEngine(graded);
   const mc = new MonteCarlo(graded, { exact: engine });
   const controller = new AbortController();
   controller.abort();
   const signal = controller.signal;
+  const logits = baseLogits(engine);
   const calls: [string, () => Promise<unknown>][] = [
     ['analyzeAsync', () => engine.analyzeAsync(1, undefined, { signal })],
     ['harmProfileAsync', () => engine.harmProfileAsync(undefined, { signal })],
     ['objectiveValueAsync', () => objectiveValueAsync(engine, { kind: 'base' }, deep, true, undefined, { signal })],
     ['prefillAttackAsync', () => prefillAttackAsync(engine, { kind: 'base' }, { signal })],
     ['estimateAsync', () => mc.estimateAsync({ kind: 'base' }, { samples: 100, seed: 1 }, { signal })],
+    ['rlStepAsync', () => rlStepAsync(mc, { kind: 'tabular', logits }, logits, new Optimizer('sgd', logits.length, 0.1), { algorithm: 'reinforce', samples: 10, seed: 1, lambda: 1 }, { signal })],
   ];
   for (const [name, call] of calls) {
     const error = await t.throwsAsync(call(), { instanceOf: HarmHorizonError }, name);

@@ -74,8 +74,22 @@ export function fineTuneLoss(engine: ExactEngine, policy: Policy, kind: FineTune
  * gradient and updates `params` in place with `optimizer`.
  */
 export function rlStep(mc: MonteCarlo, policy: Policy, params: Float64Array, optimizer: Optimizer, options: RlOptions): RlStepOutput {
-  const kind = policy.kind === 'mlp' || policy.kind === 'transformer' ? policy.kind : 'tabular';
+  const { kind, shape, layout } = family(policy);
+  return callNative(() => mc.native.rlStep(kind, shape, params, optimizer.native, options, layout));
+}
+
+/**
+ * `rlStep` off the main thread: `params` and the optimizer are updated when the promise resolves
+ * (the same numbers as `rlStep`). `signal` aborts it (HH_ABORTED), leaving both unchanged.
+ */
+export async function rlStepAsync(mc: MonteCarlo, policy: Policy, params: Float64Array, optimizer: Optimizer, options: RlOptions, call: AbortOptions = {}): Promise<RlStepOutput> {
+  const { kind, shape, layout } = family(policy);
+  return withSignal(call.signal, (flag) => mc.native.rlStepAsync(kind, shape, params, optimizer.native, options, layout, flag));
+}
+
+function family(policy: Policy) {
+  const kind = policy.kind === 'mlp' || policy.kind === 'transformer' ? policy.kind : ('tabular' as const);
   const shape = policy.kind === 'mlp' ? policy.mlp : undefined;
   const layout = policy.kind === 'transformer' ? policy.transformer : undefined;
-  return callNative(() => mc.native.rlStep(kind, shape, params, optimizer.native, options, layout));
+  return { kind, shape, layout };
 }

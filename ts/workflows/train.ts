@@ -11,7 +11,7 @@ import { harmfulBaseResponses } from './attack.js';
 import { MonteCarlo } from '../core/montecarlo.js';
 import { Optimizer } from '../core/optimizer.js';
 import { throwIfAborted } from '../core/abort.js';
-import { baseLogits, DEFAULT_MIX, fixedPoint, objectiveValue, objectiveValueAsync, policyLogits, rlStep } from '../core/training.js';
+import { baseLogits, DEFAULT_MIX, fixedPoint, objectiveValue, objectiveValueAsync, policyLogits, rlStep, rlStepAsync } from '../core/training.js';
 import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
 
 export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
@@ -190,8 +190,8 @@ export function evaluateObjectiveAsync(engine: ExactEngine, policy: Policy, obje
 /**
  * Trains a policy; calls `onRecord` after every step with the log line (write it out there). Returns
  * the trained policy. `shouldStop` is polled between steps (Ctrl-C keeps what is done). `signal`
- * aborts the run instead (rejecting with HH_ABORTED): between steps, and inside an exact step,
- * which then runs off the main thread with the same numbers.
+ * aborts the run instead (rejecting with HH_ABORTED): between steps, and inside a step, which then
+ * runs off the main thread with the same numbers.
  */
 export async function train(
   scenario: CompiledScenario,
@@ -241,7 +241,7 @@ export async function train(
     }
     if (step === 0 && fitted) record.fit = fitted.fit;
     if (mc && !last && options.algorithm !== 'exact') {
-      const out = rlStep(mc, policy, params, optimizer, {
+      const rl = {
         algorithm: options.algorithm,
         samples: options.samples,
         seed: options.seed,
@@ -250,7 +250,8 @@ export async function train(
         clip: options.clip,
         epochs: options.epochs,
         penalty,
-      });
+      };
+      const out = signal ? await rlStepAsync(mc, policy, params, optimizer, rl, { signal }) : rlStep(mc, policy, params, optimizer, rl);
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
       if (!engine) {
         record.objective = out.objective;

@@ -326,8 +326,9 @@ impl EstimateJob {
 
 
 impl MonteCarlo {
-    pub(crate) fn parts(&self) -> (&ScenarioSpec, Option<&Model>) {
-        (&self.spec, self.model.as_deref())
+    /// The scenario and its exact model, shared with a job that runs on the pool.
+    pub(crate) fn shared(&self) -> (Arc<ScenarioSpec>, Option<Arc<Model>>) {
+        (self.spec.clone(), self.model.clone())
     }
 
     /// A tabular policy through the kept tables: the same logits reuse them, others replace them.
