@@ -15,7 +15,7 @@ mod mlp;
 mod monte_carlo;
 mod optimizer;
 mod policy;
-mod train;
+mod training_types;
 mod transformer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};

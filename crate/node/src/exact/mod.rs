@@ -1,4 +1,6 @@
-//! The exact engine: ExactModel and its analyses.
+//! The exact engine: ExactModel and its analyses (its training and attack methods: training.rs).
+
+mod training;
 
 use std::sync::Arc;
 

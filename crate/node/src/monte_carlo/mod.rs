@@ -1,4 +1,7 @@
-//! Monte Carlo: sampling responses and estimating the theory's quantities with standard errors.
+//! Monte Carlo: sampling responses and estimating the theory's quantities with standard errors
+//! (its sampled training step: rl_step.rs).
+
+mod rl_step;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
