@@ -25,9 +25,9 @@ function sameBitsQuiet(a: Float64Array, b: Float64Array): boolean {
 }
 
 /** A policy away from the base: the base's logits with token a pushed at every state. */
-function tilted(engine: ExactEngine): Policy {
+function tilted(engine: ExactEngine): Policy & { kind: 'tabular' } {
   const logits = baseLogits(engine);
-  const v = graded.vocab;
+  const v = graded.tokens.length;
   for (let i = 0; i < logits.length; i += v) logits[i] += 0.7;
   return { kind: 'tabular', logits };
 }
@@ -70,7 +70,7 @@ test('the async forms return the sync numbers bit for bit', async (t) => {
 test('a sampled training step (PPO) async updates params and Adam exactly as the sync step', async (t) => {
   const engine = new ExactEngine(graded, { policyTables: true });
   const mc = new MonteCarlo(graded, { exact: engine });
-  const [sync, async] = [tilted(engine), tilted(engine)] as (Policy & { kind: 'tabular' })[];
+  const [sync, async] = [tilted(engine), tilted(engine)];
   const [adamSync, adamAsync] = [new Optimizer('adam', sync.logits.length, 0.05), new Optimizer('adam', async.logits.length, 0.05)];
   const signal = new AbortController().signal;
   for (let step = 0; step < 3; step++) {
@@ -87,7 +87,7 @@ test('a sampled training step (PPO) async updates params and Adam exactly as the
 test('an aborted sampled step leaves the parameters and the optimizer unchanged', async (t) => {
   const engine = new ExactEngine(graded, { policyTables: true });
   const mc = new MonteCarlo(graded, { exact: engine });
-  const policy = tilted(engine) as Policy & { kind: 'tabular' };
+  const policy = tilted(engine);
   const before = policy.logits.slice();
   const adam = new Optimizer('adam', before.length, 0.05);
   const controller = new AbortController();
