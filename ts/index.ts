@@ -6,6 +6,7 @@
  */
 export type { CompiledScenario } from './scenario/compiled.js';
 export { HarmHorizonError } from './core/errors.js';
+export type { AbortOptions } from './core/abort.js';
 export {
   BASE,
   DEFAULT_HORIZON_TOLERANCE,
@@ -54,8 +55,8 @@ export { LazyTabular } from './core/lazy-tabular.js';
 export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './core/policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './io/policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
-export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './workflows/attack.js';
-export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './workflows/train.js';
+export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, prefillAttackAsync, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, type FineTuneOptions, type FineTuneStep } from './workflows/attack.js';
+export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, evaluateObjectiveAsync, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './workflows/train.js';
 export { DEMO_DEFAULTS, type DemoOptions, type DemoSummary } from './demo.js';
 export { runDemo, type DemoHooks } from './commands/demo.js';
 // The commands, as the CLI and the sweep run them: completeParams(command.params, {...}) then

@@ -13,6 +13,7 @@
  * - `HH_LOCKED`               another process is writing the same output folder or results file
  * - `HH_WRITE_FAILED`         a write failed (disk full, standard output closed with an error)
  * - `HH_PANIC`                an internal bug in the core, caught before it could crash Node
+ * - `HH_ABORTED`              the call's AbortSignal fired before it finished (see abort.ts)
  */
 export class HarmHorizonError extends Error {
   readonly code: string;
@@ -44,14 +45,6 @@ export function fromNative(error: unknown): HarmHorizonError {
 export function callNative<T>(f: () => T): T {
   try {
     return f();
-  } catch (error) {
-    throw fromNative(error);
-  }
-}
-
-export async function callNativeAsync<T>(f: () => Promise<T>): Promise<T> {
-  try {
-    return await f();
   } catch (error) {
     throw fromNative(error);
   }

@@ -12,7 +12,8 @@
  * ((t − 1)·S + s)·V + a. State numbering is described in `compiled.ts`.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
-import { callNative, callNativeAsync } from './errors.js';
+import { withSignal, type AbortOptions } from './abort.js';
+import { callNative } from './errors.js';
 import { native, type AnalysisOutput, type ProfileOutput } from './native.js';
 import { BASE, nativeScenario, toInput, type MlpShape, type Policy } from './policy.js';
 
@@ -125,9 +126,10 @@ export class ExactEngine {
     return toProfile(callNative(() => this.#model.harmProfile(toInput(policy), options)));
   }
 
-  /** `harmProfile` off the main thread. */
-  async harmProfileAsync(policy: Policy = BASE, options: ProfileOptions = {}): Promise<HarmProfile> {
-    return toProfile(await callNativeAsync(() => this.#model.harmProfileAsync(toInput(policy), options)));
+  /** `harmProfile` off the main thread; `signal` aborts it (HH_ABORTED). */
+  async harmProfileAsync(policy: Policy = BASE, options: ProfileOptions & AbortOptions = {}): Promise<HarmProfile> {
+    const { signal, ...profile } = options;
+    return toProfile(await withSignal(signal, (flag) => this.#model.harmProfileAsync(toInput(policy), profile, flag)));
   }
 
   /** The full analysis at λ: base profile, Gibbs optimum's KL profiles, prefilling success. */
@@ -135,9 +137,9 @@ export class ExactEngine {
     return toAnalysis(callNative(() => this.#model.analyze(lambda, tolerance)));
   }
 
-  /** `analyze` off the main thread. */
-  async analyzeAsync(lambda: number, tolerance = DEFAULT_HORIZON_TOLERANCE): Promise<Analysis> {
-    return toAnalysis(await callNativeAsync(() => this.#model.analyzeAsync(lambda, tolerance)));
+  /** `analyze` off the main thread; `signal` aborts it (HH_ABORTED). */
+  async analyzeAsync(lambda: number, tolerance = DEFAULT_HORIZON_TOLERANCE, options: AbortOptions = {}): Promise<Analysis> {
+    return toAnalysis(await withSignal(options.signal, (flag) => this.#model.analyzeAsync(lambda, tolerance, flag)));
   }
 
   /** h_t(s) = E[H | state s after t tokens] under a policy, (T+1) × S. */
@@ -176,6 +178,11 @@ export class ExactEngine {
   /** Teacher-forced per-position KL on the base's harmful responses, and prefilling success ASR_k. */
   onHarmfulPrefixes(policy: Policy): { klTeacherForced: Float64Array; asr: Float64Array } {
     return callNative(() => this.#model.onHarmfulPrefixes(toInput(policy)));
+  }
+
+  /** `onHarmfulPrefixes` off the main thread (the prefilling attack); `signal` aborts it (HH_ABORTED). */
+  async onHarmfulPrefixesAsync(policy: Policy, options: AbortOptions = {}): Promise<{ klTeacherForced: Float64Array; asr: Float64Array }> {
+    return withSignal(options.signal, (flag) => this.#model.onHarmfulPrefixesAsync(toInput(policy), flag));
   }
 }
 

@@ -10,7 +10,8 @@
  * mlp policies can be sampled on scenarios too large to enumerate.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
-import { callNative, callNativeAsync } from './errors.js';
+import { withSignal, type AbortOptions } from './abort.js';
+import { callNative } from './errors.js';
 import type { ExactEngine } from './exact.js';
 import { native } from './native.js';
 import { nativeScenario, toInput, type Policy } from './policy.js';
@@ -215,9 +216,9 @@ export class MonteCarlo {
     return toEstimates(callNative(() => this.#engine.estimate(toInput(policy), options)));
   }
 
-  /** `estimate` off the main thread. */
-  async estimateAsync(policy: Policy, options: EstimateOptions): Promise<Estimates> {
-    return toEstimates(await callNativeAsync(() => this.#engine.estimateAsync(toInput(policy), options)));
+  /** `estimate` off the main thread; `signal` aborts it (HH_ABORTED). */
+  async estimateAsync(policy: Policy, options: EstimateOptions, call: AbortOptions = {}): Promise<Estimates> {
+    return toEstimates(await withSignal(call.signal, (flag) => this.#engine.estimateAsync(toInput(policy), options, flag)));
   }
 }
 

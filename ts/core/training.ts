@@ -3,6 +3,7 @@
  * gradients, the fixed point, fine-tuning losses, the rank-assisted attacker and sampled RL steps.
  * The loops that use them live in ts/workflows/; this is their only door to the addon.
  */
+import { withSignal, type AbortOptions } from './abort.js';
 import { callNative } from './errors.js';
 import type { ExactEngine } from './exact.js';
 import type { MonteCarlo } from './montecarlo.js';
@@ -43,6 +44,11 @@ export function objectiveValue(engine: ExactEngine, policy: Policy, objective: O
   return callNative(() => engine.native.objective(toInput(policy), objective, gradient, init ? toInput(init) : undefined, undefined));
 }
 
+/** `objectiveValue` off the main thread (one exact training step); `signal` aborts it (HH_ABORTED). */
+export async function objectiveValueAsync(engine: ExactEngine, policy: Policy, objective: ObjectiveInput, gradient: boolean, init?: Policy, options: AbortOptions = {}): Promise<ObjectiveOutput> {
+  return withSignal(options.signal, (flag) => engine.native.objectiveAsync(toInput(policy), objective, gradient, init ? toInput(init) : undefined, undefined, flag));
+}
+
 /** The per-state fixed point of an objective (tabular). */
 export function fixedPoint(engine: ExactEngine, objective: ObjectiveInput, maxIterations: number, tolerance: number): FixedPointOutput {
   return callNative(() => engine.native.solveFixedPoint(objective, maxIterations, tolerance));
@@ -68,8 +74,22 @@ export function fineTuneLoss(engine: ExactEngine, policy: Policy, kind: FineTune
  * gradient and updates `params` in place with `optimizer`.
  */
 export function rlStep(mc: MonteCarlo, policy: Policy, params: Float64Array, optimizer: Optimizer, options: RlOptions): RlStepOutput {
-  const kind = policy.kind === 'mlp' || policy.kind === 'transformer' ? policy.kind : 'tabular';
+  const { kind, shape, layout } = family(policy);
+  return callNative(() => mc.native.rlStep(kind, shape, params, optimizer.native, options, layout));
+}
+
+/**
+ * `rlStep` off the main thread: `params` and the optimizer are updated when the promise resolves
+ * (the same numbers as `rlStep`). `signal` aborts it (HH_ABORTED), leaving both unchanged.
+ */
+export async function rlStepAsync(mc: MonteCarlo, policy: Policy, params: Float64Array, optimizer: Optimizer, options: RlOptions, call: AbortOptions = {}): Promise<RlStepOutput> {
+  const { kind, shape, layout } = family(policy);
+  return withSignal(call.signal, (flag) => mc.native.rlStepAsync(kind, shape, params, optimizer.native, options, layout, flag));
+}
+
+function family(policy: Policy) {
+  const kind = policy.kind === 'mlp' || policy.kind === 'transformer' ? policy.kind : ('tabular' as const);
   const shape = policy.kind === 'mlp' ? policy.mlp : undefined;
   const layout = policy.kind === 'transformer' ? policy.transformer : undefined;
-  return callNative(() => mc.native.rlStep(kind, shape, params, optimizer.native, options, layout));
+  return { kind, shape, layout };
 }

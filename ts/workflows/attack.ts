@@ -4,6 +4,7 @@
  * scenarios; prefilling is also estimated by sampling when the state space is too large.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
+import type { AbortOptions } from '../core/abort.js';
 import { HarmHorizonError } from '../core/errors.js';
 import type { ExactEngine } from '../core/exact.js';
 import { MonteCarlo, NO_TOKEN } from '../core/montecarlo.js';
@@ -17,6 +18,11 @@ export const DEFAULT_RANK = 20;
 /** Prefilling success ASR_k, k = 0..T: force the first k tokens of a harmful base response. */
 export function prefillAttack(engine: ExactEngine, policy: Policy): Float64Array {
   return engine.onHarmfulPrefixes(policy).asr;
+}
+
+/** `prefillAttack` off the main thread; `signal` aborts it (HH_ABORTED). */
+export async function prefillAttackAsync(engine: ExactEngine, policy: Policy, options: AbortOptions = {}): Promise<Float64Array> {
+  return (await engine.onHarmfulPrefixesAsync(policy, options)).asr;
 }
 
 /** The rank-assisted attacker against a policy, as a tabular policy. */

@@ -10,7 +10,8 @@ import type { ExactEngine } from '../core/exact.js';
 import { harmfulBaseResponses } from './attack.js';
 import { MonteCarlo } from '../core/montecarlo.js';
 import { Optimizer } from '../core/optimizer.js';
-import { baseLogits, DEFAULT_MIX, fixedPoint, objectiveValue, policyLogits, rlStep } from '../core/training.js';
+import { throwIfAborted } from '../core/abort.js';
+import { baseLogits, DEFAULT_MIX, fixedPoint, objectiveValue, objectiveValueAsync, policyLogits, rlStep, rlStepAsync } from '../core/training.js';
 import { LazyTabular } from '../core/lazy-tabular.js';
 import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
 
@@ -186,9 +187,16 @@ export function convergence(first: TrainRecord | undefined, last: TrainRecord | 
 
 const norm = (g: Float64Array) => Math.sqrt(g.reduce((a, x) => a + x * x, 0));
 
+/** `evaluateObjective` off the main thread; `signal` aborts it (HH_ABORTED). */
+export function evaluateObjectiveAsync(engine: ExactEngine, policy: Policy, objective: ObjectiveOptions, gradient: boolean, init: Policy | undefined, signal: AbortSignal) {
+  return objectiveValueAsync(engine, policy, objectiveInput(engine.scenario, objective), gradient, init, { signal });
+}
+
 /**
  * Trains a policy; calls `onRecord` after every step with the log line (write it out there). Returns
- * the trained policy. `shouldStop` is polled between steps (Ctrl-C keeps what is done).
+ * the trained policy. `shouldStop` is polled between steps (Ctrl-C keeps what is done). `signal`
+ * aborts the run instead (rejecting with HH_ABORTED): between steps, and inside a step, which then
+ * runs off the main thread with the same numbers.
  */
 export async function train(
   scenario: CompiledScenario,
@@ -196,6 +204,7 @@ export async function train(
   options: TrainOptions,
   onRecord: (record: TrainRecord) => void,
   shouldStop: () => boolean = () => false,
+  signal?: AbortSignal,
 ): Promise<Policy> {
   const o = options.objective;
   if (options.algorithm === 'fixed-point') return solveFixedPoint(scenario, engine, options, onRecord);
@@ -229,13 +238,15 @@ export async function train(
   const penalty = mc && o.kind === 'deep' ? recoveryPenalty(scenario, o, options) : undefined;
   const started = performance.now();
   for (let step = 0; step <= options.steps && !shouldStop(); step++) {
+    throwIfAborted(signal);
     const last = step === options.steps;
     if (options.schedule === 'cosine') optimizer.learningRate = 0.5 * options.learningRate * (1 + Math.cos((Math.PI * step) / options.steps)) + 1e-12;
     const evaluate = step % options.evalEvery === 0 || last;
     let record: TrainRecord;
     if (engine) {
       const wantGradient = options.algorithm === 'exact' && !last;
-      const value = evaluateObjective(engine, policy, o, options.algorithm === 'exact' || step === 0 || last, init);
+      const withGradient = options.algorithm === 'exact' || step === 0 || last;
+      const value = signal ? await evaluateObjectiveAsync(engine, policy, o, withGradient, init, signal) : evaluateObjective(engine, policy, o, withGradient, init);
       record = exactRecord(step, value, evaluate ? engine.onHarmfulPrefixes(policy) : null, started);
       if (wantGradient && value.gradient) optimizer.step(params, value.gradient);
     } else {
@@ -253,7 +264,9 @@ export async function train(
         epochs: options.epochs,
         penalty,
       };
-      const out = lazy ? lazy.rlStep(mc, optimizer, rl) : rlStep(mc, policy, params, optimizer, rl);
+      const out = lazy
+        ? lazy.rlStep(mc, optimizer, rl)
+        : signal ? await rlStepAsync(mc, policy, params, optimizer, rl, { signal }) : rlStep(mc, policy, params, optimizer, rl);
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
       if (!engine) {
         record.objective = out.objective;

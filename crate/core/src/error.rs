@@ -15,6 +15,8 @@ pub enum Error {
     /// A buffer sized by the input (named by `what`) cannot be allocated: its size overflows or the
     /// machine refuses it (`bytes` is infinite when the size overflows).
     OutOfMemory { what: String, bytes: f64 },
+    /// The caller cancelled the computation (see cancel.rs).
+    Aborted,
 }
 
 impl Error {
@@ -26,6 +28,7 @@ impl Error {
             Error::PolicyInvalid(_) => "HH_POLICY_INVALID",
             Error::StateSpaceTooLarge { .. } => "HH_STATE_SPACE_TOO_LARGE",
             Error::OutOfMemory { .. } => "HH_OUT_OF_MEMORY",
+            Error::Aborted => "HH_ABORTED",
         }
     }
 }
@@ -46,6 +49,7 @@ impl fmt::Display for Error {
                 write!(f, "out of memory: cannot allocate the {what} ({:.2} GiB)", bytes / GIB)
             }
             Error::OutOfMemory { what, .. } => write!(f, "out of memory: the size of the {what} overflows"),
+            Error::Aborted => write!(f, "aborted: the computation was cancelled before it finished"),
         }
     }
 }

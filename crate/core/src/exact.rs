@@ -26,6 +26,7 @@ pub fn conditional_harm<P: Policy + ?Sized>(model: &Model, policy: &P) -> Vec<f6
         h[t_max * n + s] = model.harm(s);
     }
     for t in (1..=t_max).rev() {
+        crate::cancel::checkpoint();
         let (before, after) = h.split_at_mut(t * n);
         let later = &after[..n];
         before[(t - 1) * n..].par_chunks_mut(CHUNK).enumerate().for_each(|(chunk, out)| {
@@ -54,6 +55,7 @@ pub fn forward<P: Policy + ?Sized>(model: &Model, policy: &P, mut visit: impl Fn
     let mut flow = vec![0.0; n * v];
     let mut next_p = vec![0.0; n];
     for t in 1..=model.length() {
+        crate::cancel::checkpoint();
         visit(t, &p);
         // flow[s·V + a] = p_{t−1}(s)·π_t(a|s) on live states.
         flow.par_chunks_mut(CHUNK * v).enumerate().for_each(|(chunk, out)| {

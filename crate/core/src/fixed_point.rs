@@ -53,6 +53,7 @@ pub fn solve(model: &Model, objective: &Objective, q: &[f64], max_iterations: us
         change = 0.0;
         let mut value: Vec<f64> = (0..n).map(|s| objective.lambda * model.harm(s)).collect();
         for t in (1..=t_max).rev() {
+            crate::cancel::checkpoint();
             let mut earlier = value.clone();
             for s in (0..n).filter(|&s| model.live[s]) {
                 let (p, qs) = (visits[(t - 1) * n + s], if penalised { q[(t - 1) * n + s] } else { 0.0 });

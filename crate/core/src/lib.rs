@@ -38,3 +38,4 @@ pub mod proposal;
 pub mod information;
 pub mod log_stats;
 pub mod limits;
+pub mod cancel;

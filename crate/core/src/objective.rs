@@ -301,6 +301,7 @@ pub fn evaluate(model: &Model, policy: &dyn Policy, objective: &Objective, prefi
         harm[t_max * n + s] = model.harm(s);
     }
     for t in (1..=t_max).rev() {
+        crate::cancel::checkpoint();
         let (v_before, v_after) = value.split_at_mut(t * n);
         let (h_before, h_after) = harm.split_at_mut(t * n);
         let (v_next, h_next) = (&v_after[..n], &h_after[..n]);

@@ -3,8 +3,13 @@
 //! Work is split into fixed chunks of CHUNK states whatever the thread count, and per-chunk partial
 //! results come back in chunk order, so sums combined in that order are bit-identical for any
 //! number of threads.
+//!
+//! Every chunk starts with a cancellation check (cancel.rs): a cancelled computation stops at the
+//! next chunk boundary of any of these loops.
 
 use rayon::prelude::*;
+
+use crate::cancel;
 
 pub const CHUNK: usize = 512;
 
@@ -21,7 +26,8 @@ pub fn map_chunks_of<R: Send, F>(n: usize, size: usize, f: F) -> Vec<R>
 where
     F: Fn(std::ops::Range<usize>) -> R + Sync,
 {
-    (0..n.div_ceil(size)).into_par_iter().map(|c| f(c * size..((c + 1) * size).min(n))).collect()
+    let flag = cancel::current();
+    (0..n.div_ceil(size)).into_par_iter().map(|c| cancel::within(flag.as_ref(), || f(c * size..((c + 1) * size).min(n)))).collect()
 }
 
 /// Σ over chunks of a K-vector of partial sums, combined in chunk order.

@@ -232,6 +232,7 @@ pub fn rl_update<F: Trainable>(
                 if clipped { 0.0 } else { -ratio * gain }
             };
             for _ in 0..epochs.max(1) {
+                crate::cancel::checkpoint();
                 let (gradient, norms) = family.score_gradient(track, params, &samples, &coef, true)?;
                 grad_norm = norms;
                 update(params, &gradient);

@@ -244,6 +244,7 @@ fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Sampl
     let size = n.div_ceil(rayon::current_num_threads()).max(MIN_RESPONSES_PER_ROW_CHUNK);
     let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
     let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
+    let flag = crate::cancel::current();
     outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
         let first = chunk * size;
         let count = harm.len();
@@ -251,6 +252,7 @@ fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Sampl
         // Walks still emitting, in response order.
         let mut active: Vec<u32> = (0..count as u32).collect();
         for t in 0..t_max {
+            crate::cancel::stop_if_cancelled(flag.as_ref());
             let draws = &rows.draws[t * states_count * v..(t + 1) * states_count * v];
             let mut kept = 0;
             for j in 0..active.len() {

@@ -5,7 +5,7 @@
 use crate::core;
 use crate::monte_carlo::MonteCarlo;
 use crate::optimizer::Optimizer;
-use crate::train::{AlgorithmName, RlOptions, RlStepOutput};
+use crate::training_types::{AlgorithmName, RlOptions, RlStepOutput};
 use crate::{count_from, guard, invalid, seed_from, ScenarioInput};
 use core::exact::conditional_harm;
 use core::lazy_tabular::{LazyTabular as Lazy, RowKey};
@@ -98,7 +98,7 @@ impl LazyTabular {
     /// it visits (at the base) and updates the stored rows with `optimizer` (Adam or SGD; its state
     /// grows with the rows). The innovation variant needs `mc`'s exact model.
     #[napi]
-    pub fn rl_step(&mut self, mc: &MonteCarlo, optimizer: &mut Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
+    pub fn rl_step(&mut self, mc: &MonteCarlo, optimizer: &Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
         guard(|| {
             let algorithm = match options.algorithm {
                 AlgorithmName::Reinforce => RlAlgorithm::Reinforce,
@@ -112,10 +112,12 @@ impl LazyTabular {
                 return Err(invalid("a sampled recovery penalty is for transformer policies only".into()));
             }
             // Decay would also shrink the rows not stored yet (the base), which are not parameters here.
-            if optimizer.adam.as_ref().is_some_and(|a| a.weight_decay > 0.0) {
+            let mut rule = optimizer.lock();
+            if rule.adam.as_ref().is_some_and(|a| a.weight_decay > 0.0) {
                 return Err(invalid("a lazy tabular policy trains with Adam or SGD, not with weight decay".into()));
             }
-            let (spec, model) = mc.parts();
+            let (spec, model) = mc.shared();
+            let (spec, model) = (spec.as_ref(), model.as_deref());
             let track = Track::new(spec, model);
             let request = SampleRequest { count: count_from(options.samples, "samples")?, seed: seed_from(options.seed, "seed")?, prefix: None, first_index: options.first_index.unwrap_or(0) };
             let h = match (algorithm, model) {
@@ -124,11 +126,11 @@ impl LazyTabular {
                 _ => None,
             };
             let mut update = |p: &mut [f64], g: &[f64]| {
-                if let Some(adam) = optimizer.adam.as_mut() {
+                if let Some(adam) = rule.adam.as_mut() {
                     adam.grow_to(p.len());
                 }
                 // Lengths agree (grown above), so the update cannot fail.
-                let _ = optimizer.apply(p, g);
+                let _ = rule.apply(p, g);
             };
             let step = self.inner.rl_step(&track, &mut update, &request, options.lambda, algorithm, h.as_deref())?;
             Ok(RlStepOutput { mean_harm: step.mean_harm, mean_kl: step.mean_kl, objective: step.objective, grad_norm: Float64Array::new(step.grad_norm) })

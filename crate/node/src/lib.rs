@@ -6,6 +6,7 @@
 //! can only fail with a napi Status, so it returns the coded outcome as its output (`Computed`) and
 //! `settle`, back on the JS thread, rejects with a JavaScript Error built there with the same `code`.
 
+mod cancel;
 mod exact;
 mod log_stats;
 mod gemm;
@@ -15,7 +16,7 @@ mod mlp;
 mod monte_carlo;
 mod optimizer;
 mod policy;
-mod train;
+mod training_types;
 mod transformer;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -41,9 +42,10 @@ fn guard<T>(f: impl FnOnce() -> core::Result<T>) -> napi::Result<T, String> {
 /// What an async task's `compute` hands back to the JS thread: its value or its coded error.
 type Computed<T> = napi::Result<T, String>;
 
-/// `guard` for a Task's `compute` (on the libuv pool): never fails there, the outcome is settled later.
-fn guard_task<T>(f: impl FnOnce() -> core::Result<T>) -> napi::Result<Computed<T>> {
-    Ok(guard(f))
+/// `guard` for a Task's `compute` (on the libuv pool): never fails there, the outcome is settled
+/// later. A raised `cancel` flag stops the computation with HH_ABORTED.
+fn guard_task<T>(cancel: Option<&core::cancel::Cancel>, f: impl FnOnce() -> core::Result<T>) -> napi::Result<Computed<T>> {
+    Ok(guard(|| core::cancel::run(cancel, f)))
 }
 
 /// On the JS thread: the value, or the JavaScript Error (with its `code`) the promise rejects with.

@@ -1,5 +1,7 @@
 //! The Optimizer class: a first-order optimiser with its state (the update rules are the core's).
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
 use crate::core;
 use crate::{guard, invalid};
 use core::attack::ADAMW_BETA1;
@@ -19,6 +21,14 @@ pub enum OptimizerName {
 /// A first-order optimiser with its state: Adam or plain gradient descent.
 #[napi]
 pub struct Optimizer {
+    /// Shared with a sampled training step running on the pool, which steps a copy and writes it
+    /// back when it resolves (an aborted step leaves it unchanged).
+    pub(crate) rule: Arc<Mutex<Rule>>,
+}
+
+/// The update rule and its state.
+#[derive(Clone)]
+pub(crate) struct Rule {
     pub(crate) adam: Option<Adam>,
     learning_rate: f64,
 }
@@ -40,24 +50,26 @@ impl Optimizer {
             if !(weight_decay.is_finite() && weight_decay >= 0.0) {
                 return Err(invalid(format!("weightDecay must be a finite number ≥ 0, got {weight_decay}")));
             }
-            Ok(match kind {
-                OptimizerName::Adam => Optimizer { adam: Some(Adam::new(size as usize, learning_rate)), learning_rate },
-                OptimizerName::Adamw => Optimizer { adam: Some(Adam::adamw(size as usize, learning_rate, beta1, weight_decay)), learning_rate },
-                OptimizerName::Sgd => Optimizer { adam: None, learning_rate },
-            })
+            let adam = match kind {
+                OptimizerName::Adam => Some(Adam::new(size as usize, learning_rate)),
+                OptimizerName::Adamw => Some(Adam::adamw(size as usize, learning_rate, beta1, weight_decay)),
+                OptimizerName::Sgd => None,
+            };
+            Ok(Optimizer { rule: Arc::new(Mutex::new(Rule { adam, learning_rate })) })
         })
     }
 
     #[napi(getter)]
     pub fn learning_rate(&self) -> f64 {
-        self.learning_rate
+        self.lock().learning_rate
     }
 
     /// Changes the learning rate (for schedules).
     #[napi(setter)]
     pub fn set_learning_rate(&mut self, value: f64) {
-        self.learning_rate = value;
-        if let Some(adam) = self.adam.as_mut() {
+        let mut rule = self.lock();
+        rule.learning_rate = value;
+        if let Some(adam) = rule.adam.as_mut() {
             adam.learning_rate = value;
         }
     }
@@ -70,12 +82,18 @@ impl Optimizer {
                 return Err(invalid(format!("params ({}) and gradient ({}) differ in length", params.len(), gradient.len())));
             }
             // SAFETY: a synchronous call on the JS thread; nothing else touches the buffer meanwhile.
-            self.apply(unsafe { params.as_mut() }, &gradient)
+            self.lock().apply(unsafe { params.as_mut() }, &gradient)
         })
     }
 }
 
 impl Optimizer {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Rule> {
+        self.rule.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Rule {
     pub(crate) fn apply(&mut self, params: &mut [f64], gradient: &[f64]) -> core::Result<()> {
         match self.adam.as_mut() {
             Some(adam) => {

@@ -1,10 +1,13 @@
-//! The exact engine: ExactModel and its analyses.
+//! The exact engine: ExactModel and its analyses (its training and attack methods: training.rs).
+
+mod training;
 
 use std::sync::Arc;
 
 use crate::core;
 use crate::policy::{policy_spec, MlpShape, PolicyInput};
 use core::policy_spec::PolicySpec;
+use crate::cancel::{flag_of, CancelFlag};
 use crate::{guard, guard_task, invalid, ScenarioInput};
 use core::analysis::{analyze, check_tolerance, Analysis, DEFAULT_HORIZON_TOLERANCE};
 use core::exact::{conditional_harm, harm_profile, kl_on_policy, on_harmful_prefixes, HarmProfile};
@@ -78,12 +81,13 @@ impl ExactModel {
         .map(ProfileOutput::from)
     }
 
-    /// Harm profile of a policy on the libuv thread pool (the logits are copied first).
+    /// Harm profile of a policy on the libuv thread pool (the logits are copied first); a raised
+    /// `cancel` flag rejects it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<ProfileOutput>")]
-    pub fn harm_profile_async(&self, policy: PolicyInput, options: Option<ProfileOptions>) -> napi::Result<AsyncTask<ProfileTask>, String> {
+    pub fn harm_profile_async(&self, policy: PolicyInput, options: Option<ProfileOptions>, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<ProfileTask>, String> {
         guard(|| {
             let choice = policy_spec(&policy, &self.inner.spec)?.into_owned();
-            Ok(AsyncTask::new(ProfileTask { model: self.inner.clone(), policy: choice, request: ProfileRequest::from(options)? }))
+            Ok(AsyncTask::new(ProfileTask { model: self.inner.clone(), policy: choice, request: ProfileRequest::from(options)?, cancel: flag_of(cancel) }))
         })
     }
 
@@ -93,10 +97,10 @@ impl ExactModel {
         guard(|| analyze(&self.inner, lambda, tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE))).map(AnalysisOutput::from)
     }
 
-    /// The full exact analysis at λ on the libuv thread pool.
+    /// The full exact analysis at λ on the libuv thread pool; a raised `cancel` flag rejects it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<AnalysisOutput>")]
-    pub fn analyze_async(&self, lambda: f64, tolerance: Option<f64>) -> AsyncTask<AnalysisTask> {
-        AsyncTask::new(AnalysisTask { model: self.inner.clone(), lambda, tolerance: tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE) })
+    pub fn analyze_async(&self, lambda: f64, tolerance: Option<f64>, cancel: Option<&CancelFlag>) -> AsyncTask<AnalysisTask> {
+        AsyncTask::new(AnalysisTask { model: self.inner.clone(), lambda, tolerance: tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE), cancel: flag_of(cancel) })
     }
 
     /// Conditional expected harm table h_t(s), (T+1) × S, under a policy.
@@ -180,15 +184,45 @@ impl ExactModel {
     /// success ASR_k for k = 0..T, for a policy.
     #[napi]
     pub fn on_harmful_prefixes(&self, policy: PolicyInput) -> napi::Result<HarmfulPrefixOutput, String> {
+        guard(|| run_harmful_prefixes(&self.inner, &policy_spec(&policy, &self.inner.spec)?)).map(HarmfulPrefixOutput::from)
+    }
+
+    /// `onHarmfulPrefixes` on the libuv thread pool (the prefilling attack; the policy is copied
+    /// first). A raised `cancel` flag rejects it with HH_ABORTED.
+    #[napi(ts_return_type = "Promise<HarmfulPrefixOutput>")]
+    pub fn on_harmful_prefixes_async(&self, policy: PolicyInput, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<HarmfulPrefixTask>, String> {
         guard(|| {
-            let model = &self.inner;
-            let h_base = conditional_harm(model, &BasePolicy { model });
-            policy_spec(&policy, &self.inner.spec)?.with(model, |p| {
-                let h = conditional_harm(model, p);
-                on_harmful_prefixes(model, &h_base, p, &h)
-            })
+            let policy = policy_spec(&policy, &self.inner.spec)?.into_owned();
+            Ok(AsyncTask::new(HarmfulPrefixTask { model: self.inner.clone(), policy, cancel: flag_of(cancel) }))
         })
-        .map(|(kl, asr)| HarmfulPrefixOutput { kl_teacher_forced: Float64Array::new(kl), asr: Float64Array::new(asr) })
+    }
+}
+
+/// Teacher-forced KL and ASR_k of a policy on the base's harmful prefixes.
+fn run_harmful_prefixes(model: &Model, choice: &PolicySpec) -> core::Result<(Vec<f64>, Vec<f64>)> {
+    let h_base = conditional_harm(model, &BasePolicy { model });
+    choice.with(model, |p| {
+        let h = conditional_harm(model, p);
+        on_harmful_prefixes(model, &h_base, p, &h)
+    })
+}
+
+pub struct HarmfulPrefixTask {
+    model: Arc<Model>,
+    policy: PolicySpec<'static>,
+    cancel: Option<core::cancel::Cancel>,
+}
+
+impl Task for HarmfulPrefixTask {
+    type Output = crate::Computed<(Vec<f64>, Vec<f64>)>;
+    type JsValue = HarmfulPrefixOutput;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        guard_task(self.cancel.as_ref(), || run_harmful_prefixes(&self.model, &self.policy))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        crate::settle(&env, output).map(HarmfulPrefixOutput::from)
     }
 }
 
@@ -276,6 +310,7 @@ pub struct ProfileTask {
     model: Arc<Model>,
     policy: PolicySpec<'static>,
     request: ProfileRequest,
+    cancel: Option<core::cancel::Cancel>,
 }
 
 #[napi]
@@ -284,7 +319,7 @@ impl Task for ProfileTask {
     type JsValue = ProfileOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(|| run_profile(&self.model, &self.policy, &self.request))
+        guard_task(self.cancel.as_ref(), || run_profile(&self.model, &self.policy, &self.request))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
@@ -296,6 +331,12 @@ impl Task for ProfileTask {
 pub struct HarmfulPrefixOutput {
     pub kl_teacher_forced: Float64Array,
     pub asr: Float64Array,
+}
+
+impl From<(Vec<f64>, Vec<f64>)> for HarmfulPrefixOutput {
+    fn from((kl, asr): (Vec<f64>, Vec<f64>)) -> Self {
+        HarmfulPrefixOutput { kl_teacher_forced: Float64Array::new(kl), asr: Float64Array::new(asr) }
+    }
 }
 
 /// The exact analysis at λ: base harm profile, Gibbs-policy KL profiles and prefilling success.
@@ -330,6 +371,7 @@ pub struct AnalysisTask {
     model: Arc<Model>,
     lambda: f64,
     tolerance: f64,
+    cancel: Option<core::cancel::Cancel>,
 }
 
 #[napi]
@@ -338,7 +380,7 @@ impl Task for AnalysisTask {
     type JsValue = AnalysisOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(|| analyze(&self.model, self.lambda, self.tolerance))
+        guard_task(self.cancel.as_ref(), || analyze(&self.model, self.lambda, self.tolerance))
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {

@@ -1,4 +1,7 @@
-//! Monte Carlo: sampling responses and estimating the theory's quantities with standard errors.
+//! Monte Carlo: sampling responses and estimating the theory's quantities with standard errors
+//! (its sampled training step: rl_step.rs).
+
+mod rl_step;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -6,6 +9,7 @@ use crate::core;
 use crate::exact::ExactModel;
 use crate::policy::{policy_spec, PolicyInput};
 use core::policy_spec::{CachedTabular, PolicySpec};
+use crate::cancel::{flag_of, CancelFlag};
 use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
 use core::estimate::{Coefficient, GradientEstimate, PositionEstimates, Scalar};
 use core::exact::conditional_harm;
@@ -325,8 +329,9 @@ impl EstimateJob {
 
 
 impl MonteCarlo {
-    pub(crate) fn parts(&self) -> (&ScenarioSpec, Option<&Model>) {
-        (&self.spec, self.model.as_deref())
+    /// The scenario and its exact model, shared with a job that runs on the pool.
+    pub(crate) fn shared(&self) -> (Arc<ScenarioSpec>, Option<Arc<Model>>) {
+        (self.spec.clone(), self.model.clone())
     }
 
     /// A tabular policy through the kept tables: the same logits reuse them, others replace them.
@@ -455,14 +460,15 @@ impl MonteCarlo {
         })
     }
 
-    /// `estimate` on the libuv thread pool (inputs are copied first).
+    /// `estimate` on the libuv thread pool (inputs are copied first); a raised `cancel` flag rejects
+    /// it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<EstimateOutput>")]
-    pub fn estimate_async(&self, policy: PolicyInput, options: EstimateOptions) -> napi::Result<AsyncTask<EstimateTask>, String> {
-        guard(|| Ok(AsyncTask::new(EstimateTask(self.job(&policy, options)?))))
+    pub fn estimate_async(&self, policy: PolicyInput, options: EstimateOptions, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<EstimateTask>, String> {
+        guard(|| Ok(AsyncTask::new(EstimateTask(self.job(&policy, options)?, flag_of(cancel)))))
     }
 }
 
-pub struct EstimateTask(EstimateJob);
+pub struct EstimateTask(EstimateJob, Option<core::cancel::Cancel>);
 
 const INFORMATION_NEEDS_EXACT: &str = "proposal \"information\" needs the exact engine (h_t exact on the exact states), and this scenario has no exact model (over the memory budget)";
 
@@ -472,7 +478,7 @@ impl Task for EstimateTask {
     type JsValue = EstimateOutput;
 
     fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(|| self.0.run())
+        guard_task(self.1.as_ref(), || self.0.run())
     }
 
     fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {

@@ -1,0 +1,170 @@
+/**
+ * Long native calls have async forms that take an AbortSignal: they return the sync numbers bit for
+ * bit, a signal aborted before the call rejects at once with HH_ABORTED, one aborted mid-run
+ * rejects with HH_ABORTED at the next chunk boundary, and the engine works afterwards.
+ */
+import test from 'ava';
+import { ExactEngine, HarmHorizonError, MonteCarlo, compileScenario, prefillAttack, prefillAttackAsync, randomScenario, train, TRAIN_DEFAULTS, type Policy } from '../ts/index.js';
+import { Optimizer } from '../ts/core/optimizer.js';
+import { baseLogits, objectiveValue, objectiveValueAsync, rlStep, rlStepAsync } from '../ts/core/training.js';
+import { gradedScenario } from './helpers/graded.js';
+
+// Order 2, graded harm (0, 0.2, 0.5, 1), an end token; decisions before absorbing states and undecided mass at T.
+const graded = compileScenario(gradedScenario());
+const R = 2; // the recovery token 'r'
+const deep = { kind: 'deep' as const, lambda: 3, mu: 1, gamma: 0.9, recovery: [R] };
+
+/** Bit-for-bit equality of two float arrays (NaN included). */
+function sameBits(t: import('ava').ExecutionContext, a: Float64Array | undefined, b: Float64Array | undefined, what: string) {
+  t.truthy(a && b, what);
+  t.true(sameBitsQuiet(a!, b!), what);
+}
+
+function sameBitsQuiet(a: Float64Array, b: Float64Array): boolean {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+}
+
+/** A policy away from the base: the base's logits with token a pushed at every state. */
+function tilted(engine: ExactEngine): Policy & { kind: 'tabular' } {
+  const logits = baseLogits(engine);
+  const v = graded.tokens.length;
+  for (let i = 0; i < logits.length; i += v) logits[i] += 0.7;
+  return { kind: 'tabular', logits };
+}
+
+test('the async forms return the sync numbers bit for bit', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const policy = tilted(engine);
+  const signal = new AbortController().signal;
+
+  const analysis = engine.analyze(1.5);
+  const analysisAsync = await engine.analyzeAsync(1.5, undefined, { signal });
+  sameBits(t, analysisAsync.base.harmInformation, analysis.base.harmInformation, 'analysis I_t');
+  sameBits(t, analysisAsync.klOnPolicy, analysis.klOnPolicy, 'analysis D_t');
+  sameBits(t, analysisAsync.asrAligned, analysis.asrAligned, 'analysis ASR_k');
+  t.true(analysis.base.undecided > 0, 'the scenario leaves harm undecided at T');
+
+  const profile = engine.harmProfile(policy, { gradient: true });
+  const profileAsync = await engine.harmProfileAsync(policy, { gradient: true, signal });
+  sameBits(t, profileAsync.gradient, profile.gradient, 'profile gradient');
+  t.is(profileAsync.expectedHarm, profile.expectedHarm);
+
+  const step = objectiveValue(engine, policy, deep, true);
+  const stepAsync = await objectiveValueAsync(engine, policy, deep, true, undefined, { signal });
+  t.is(stepAsync.total, step.total);
+  sameBits(t, stepAsync.gradient, step.gradient, 'objective gradient');
+  sameBits(t, stepAsync.recovery, step.recovery, 'objective recovery');
+
+  sameBits(t, await prefillAttackAsync(engine, policy, { signal }), prefillAttack(engine, policy), 'prefill ASR_k');
+
+  const mc = new MonteCarlo(graded, { exact: engine });
+  const options = { samples: 3000, seed: 7, harm: 'rollouts' as const, rollouts: 8, gradient: 'leave-one-out' as const };
+  const estimate = mc.estimate(policy, options);
+  const estimateAsync = await mc.estimateAsync(policy, options, { signal });
+  t.is(estimateAsync.expectedHarm, estimate.expectedHarm);
+  sameBits(t, estimateAsync.harmInformation?.mean, estimate.harmInformation?.mean, 'estimated I_t');
+  sameBits(t, estimateAsync.harmInformation?.se, estimate.harmInformation?.se, 'SE of I_t');
+  sameBits(t, estimateAsync.gradient?.blocks, estimate.gradient?.blocks, 'estimated gradient');
+});
+
+test('a sampled training step (PPO) async updates params and Adam exactly as the sync step', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const mc = new MonteCarlo(graded, { exact: engine });
+  const [sync, async] = [tilted(engine), tilted(engine)];
+  const [adamSync, adamAsync] = [new Optimizer('adam', sync.logits.length, 0.05), new Optimizer('adam', async.logits.length, 0.05)];
+  const signal = new AbortController().signal;
+  for (let step = 0; step < 3; step++) {
+    const options = { algorithm: 'ppo' as const, samples: 400, seed: 9, firstIndex: step * 400, lambda: 2, clip: 0.2, epochs: 3 };
+    const a = rlStep(mc, sync, sync.logits, adamSync, options);
+    const b = await rlStepAsync(mc, async, async.logits, adamAsync, options, { signal });
+    t.is(b.objective, a.objective);
+    sameBits(t, b.gradNorm, a.gradNorm, `step ${step} gradient norms`);
+    sameBits(t, async.logits, sync.logits, `step ${step} parameters`);
+  }
+  t.false(sameBitsQuiet(sync.logits, tilted(engine).logits), 'the steps moved the parameters');
+});
+
+test('an aborted sampled step leaves the parameters and the optimizer unchanged', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const mc = new MonteCarlo(graded, { exact: engine });
+  const policy = tilted(engine);
+  const before = policy.logits.slice();
+  const adam = new Optimizer('adam', before.length, 0.05);
+  const controller = new AbortController();
+  // A long batch: 10^6 responses, 8 PPO epochs.
+  const running = rlStepAsync(mc, policy, policy.logits, adam, { algorithm: 'ppo', samples: 1_000_000, seed: 1, lambda: 2, epochs: 8 }, { signal: controller.signal });
+  setTimeout(() => controller.abort(), 10);
+  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  sameBits(t, policy.logits, before, 'parameters untouched');
+  // The optimizer's Adam state is untouched too: its next step equals a fresh optimizer's.
+  const twin = { kind: 'tabular' as const, logits: before.slice() };
+  const options = { algorithm: 'reinforce' as const, samples: 200, seed: 4, lambda: 2 };
+  rlStep(mc, policy, policy.logits, adam, options);
+  rlStep(mc, twin, twin.logits, new Optimizer('adam', before.length, 0.05), options);
+  sameBits(t, policy.logits, twin.logits, 'the next step starts from the same state');
+});
+
+test('a signal aborted before the call rejects at once with HH_ABORTED', async (t) => {
+  const engine = new ExactEngine(graded);
+  const mc = new MonteCarlo(graded, { exact: engine });
+  const controller = new AbortController();
+  controller.abort();
+  const signal = controller.signal;
+  const logits = baseLogits(engine);
+  const calls: [string, () => Promise<unknown>][] = [
+    ['analyzeAsync', () => engine.analyzeAsync(1, undefined, { signal })],
+    ['harmProfileAsync', () => engine.harmProfileAsync(undefined, { signal })],
+    ['objectiveValueAsync', () => objectiveValueAsync(engine, { kind: 'base' }, deep, true, undefined, { signal })],
+    ['prefillAttackAsync', () => prefillAttackAsync(engine, { kind: 'base' }, { signal })],
+    ['estimateAsync', () => mc.estimateAsync({ kind: 'base' }, { samples: 100, seed: 1 }, { signal })],
+    ['rlStepAsync', () => rlStepAsync(mc, { kind: 'tabular', logits }, logits, new Optimizer('sgd', logits.length, 0.1), { algorithm: 'reinforce', samples: 10, seed: 1, lambda: 1 }, { signal })],
+  ];
+  for (const [name, call] of calls) {
+    const error = await t.throwsAsync(call(), { instanceOf: HarmHorizonError }, name);
+    t.is(error?.code, 'HH_ABORTED', name);
+  }
+});
+
+test('an estimate aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+  // A long estimate: 40 000 responses of T = 40, each prefix's h_t from 64 rollouts (about 10^9 token draws).
+  const scenario = compileScenario(randomScenario({ seed: 3, vocab: 6, order: 2, length: 40, states: 6, endToken: true }));
+  const engine = new ExactEngine(scenario);
+  const mc = new MonteCarlo(scenario, { exact: engine });
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 50);
+  const error = await t.throwsAsync(mc.estimateAsync({ kind: 'base' }, { samples: 40_000, seed: 1, harm: 'rollouts', rollouts: 64 }, { signal: controller.signal }), { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  // Afterwards: the same engine estimates, and async still equals sync.
+  const small = { samples: 500, seed: 2, harm: 'exact' as const };
+  const after = await mc.estimateAsync({ kind: 'base' }, small);
+  t.is(after.expectedHarm, mc.estimate({ kind: 'base' }, small).expectedHarm);
+});
+
+test('a training step aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+  // One exact step of the deep objective with its gradient on ~1.3·10^4 states, T = 24, V = 16.
+  const scenario = compileScenario(randomScenario({ seed: 5, vocab: 16, order: 3, length: 24, states: 8, endToken: true }));
+  const engine = new ExactEngine(scenario, { policyTables: true });
+  const objective = { kind: 'deep' as const, lambda: 2, mu: 1, gamma: 0.9, recovery: [1] };
+  const controller = new AbortController();
+  const running = objectiveValueAsync(engine, { kind: 'base' }, objective, true, undefined, { signal: controller.signal });
+  setTimeout(() => controller.abort(), 10);
+  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  const after = await objectiveValueAsync(engine, { kind: 'base' }, objective, false);
+  t.is(after.total, objectiveValue(engine, { kind: 'base' }, objective, false).total);
+});
+
+test('the training loop takes the signal: an aborted run rejects with HH_ABORTED', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const records: number[] = [];
+  const controller = new AbortController();
+  const options = { ...TRAIN_DEFAULTS, objective: { kind: 'standard' as const, lambda: 2, mu: 0, gamma: 1 }, algorithm: 'exact' as const, policy: 'tabular' as const, steps: 1000, evalEvery: 1000 };
+  const run = train(graded, engine, options, (r) => {
+    records.push(r.step);
+    if (r.step === 3) controller.abort();
+  }, undefined, controller.signal);
+  const error = await t.throwsAsync(run, { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  t.deepEqual(records, [0, 1, 2, 3]);
+});
