@@ -124,8 +124,13 @@ fn base_forward(model: &Model, parallel: bool, prefetching: bool) -> Vec<f64> {
     let n = model.num_states();
     let v = model.vocab();
     let t_max = model.length();
-    let base = &model.spec.base;
     let edges = EdgeSplit::new(v);
+    // p(a|src) of every incoming edge, in edge order: the layers then gather only p_{t−1}(src),
+    // not the source's context as well (the budget counts this table as the flow row).
+    let edge_probs: Vec<f64> = model.incoming.iter().map(|&e| {
+        let (src, a) = edges.split(e);
+        model.spec.base[model.context[src] as usize * v + a]
+    }).collect();
     let mut p = vec![0.0; (t_max + 1) * n];
     p[0] = 1.0;
     for t in 1..=t_max {
@@ -137,16 +142,12 @@ fn base_forward(model: &Model, parallel: bool, prefetching: bool) -> Vec<f64> {
                 let s = chunk * CHUNK + i;
                 if prefetching && s + PREFETCH_AHEAD < end {
                     for &e in model.incoming_of(s + PREFETCH_AHEAD) {
-                        let (src, _) = edges.split(e);
-                        prefetch(&prev[src]);
-                        prefetch(&model.context[src]);
+                        prefetch(&prev[edges.split(e).0]);
                     }
                 }
                 let stay = if model.live[s] { 0.0 } else { prev[s] };
-                *q = model.incoming_of(s).iter().fold(stay, |acc, &e| {
-                    let (src, a) = edges.split(e);
-                    acc + prev[src] * base[model.context[src] as usize * v + a]
-                });
+                let range = model.incoming_start[s] as usize..model.incoming_start[s + 1] as usize;
+                *q = model.incoming[range.clone()].iter().zip(&edge_probs[range]).fold(stay, |acc, (&e, &pa)| acc + prev[edges.split(e).0] * pa);
             }
         });
     }

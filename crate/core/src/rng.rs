@@ -70,20 +70,35 @@ pub fn draw_index(weights: &[f64], u: f64) -> usize {
 /// u·total < cdf(i). Zero-weight entries repeat the sum before them, so they are never drawn;
 /// rounding at the top end falls back to the last positive entry. Bit for bit draw_index's token.
 #[inline]
-pub fn draw_from_cdf<E>(row: &[E], cdf: impl Fn(&E) -> f64, u: f64) -> usize {
-    let v = row.len();
-    let target = u * cdf(&row[v - 1]);
-    let (mut lo, mut len) = (0, v);
+pub fn draw_from_cdf<E>(row: &[E], cdf: impl Fn(&E) -> f64 + Copy, u: f64) -> usize {
+    draw_from_cdfs(&[row], cdf, &[u])[0]
+}
+
+/// `draw_from_cdf` in G rows of one length at once, with the G searches' steps interleaved: each
+/// search is a chain of dependent loads, and interleaving keeps G of them in flight together.
+#[inline]
+pub fn draw_from_cdfs<E, const G: usize>(rows: &[&[E]; G], cdf: impl Fn(&E) -> f64 + Copy, u: &[f64; G]) -> [usize; G] {
+    let v = rows[0].len();
+    assert!(v > 0 && rows.iter().all(|row| row.len() == v), "rows of one positive length");
+    let target: [f64; G] = std::array::from_fn(|k| u[k] * cdf(&rows[k][v - 1]));
+    let (mut lo, mut len) = ([0; G], v);
     while len > 1 {
         let half = len / 2;
-        // Branch-free (a multiply, not a jump): the comparison is a coin flip for the predictor.
-        lo += half * (cdf(&row[lo + half - 1]) <= target) as usize;
+        for k in 0..G {
+            // A conditional move, not a jump: the comparison is a coin flip for the predictor, and
+            // a mispredicted jump per step costs more than the search itself (LLVM turns a plain
+            // select or a multiply by the comparison back into a jump inside loops).
+            lo[k] = core::hint::select_unpredictable(cdf(&rows[k][lo[k] + half - 1]) <= target[k], lo[k] + half, lo[k]);
+        }
         len -= half;
     }
-    if target < cdf(&row[lo]) {
-        return lo;
-    }
-    (0..v).rev().find(|&i| cdf(&row[i]) > if i == 0 { 0.0 } else { cdf(&row[i - 1]) }).unwrap_or(0)
+    std::array::from_fn(|k| {
+        let row = rows[k];
+        if target[k] < cdf(&row[lo[k]]) {
+            return lo[k];
+        }
+        (0..v).rev().find(|&i| cdf(&row[i]) > if i == 0 { 0.0 } else { cdf(&row[i - 1]) }).unwrap_or(0)
+    })
 }
 
 /// The uniform of a token draw: the first of `uniforms(seed, key)`.
@@ -132,6 +147,8 @@ mod tests {
             for i in 0..20_000 {
                 let u = uniforms(3, DrawKey { index: i, position: 1, stream: 0, substream: 0 })[0];
                 assert_eq!(draw_from_cdf(&cdf, |&c| c, u), draw_index(row, u), "{row:?} u = {u}");
+                let v = 1.0 - u;
+                assert_eq!(draw_from_cdfs(&[&cdf[..], &cdf[..]], |&c| c, &[u, v]), [draw_index(row, u), draw_index(row, v)], "{row:?} u = {u}");
                 assert_eq!(token_uniform(3, i, 1), u);
             }
             // The top end: u so close to 1 that u·total rounds to total.

@@ -11,7 +11,7 @@ use crate::fused::prefetch;
 use crate::model::Model;
 use crate::parallel::map_chunks_of;
 use crate::policy::{Policy, RowCache};
-use crate::rng::{draw_from_cdf, draw_index, token_uniform, uniforms, DrawKey};
+use crate::rng::{draw_from_cdfs, draw_index, token_uniform, uniforms, DrawKey};
 use crate::walk::{Track, Walk, NO_STATE, NO_TOKEN};
 
 /// A policy that can be sampled: its next-token distribution given a walk.
@@ -226,8 +226,8 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
 /// no result.
 const MIN_RESPONSES_PER_ROW_CHUNK: usize = 1024;
 
-/// `sample_rows` prefetches the row of the walk this many walks ahead.
-const PREFETCH_WALKS_AHEAD: usize = 4;
+/// `sample_rows` draws the tokens of this many walks at once (their binary searches interleaved).
+const LANES: usize = 8;
 
 /// `sample` for a policy with precomputed rows (bit-identical tokens, log-probabilities and states):
 /// all walks of a chunk advance one position at a time, so the position's S × V rows stay in cache,
@@ -251,40 +251,60 @@ fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Sampl
         let mut at = vec![0u32; count];
         // Walks still emitting, in response order.
         let mut active: Vec<u32> = (0..count as u32).collect();
+        // The current block of positions' outputs, position-major (entry (t − t0)·count + i).
+        let block = POSITION_BLOCK.min(t_max);
+        let mut staged = Staged { tokens: vec![0; block * count], log_probs: vec![0.0; block * count], states: vec![0; block * count] };
         for t in 0..t_max {
             crate::cancel::stop_if_cancelled(flag.as_ref());
+            let t0 = t - t % block;
+            let at_t = (t - t0) * count;
             let draws = &rows.draws[t * states_count * v..(t + 1) * states_count * v];
             let mut kept = 0;
-            for j in 0..active.len() {
-                if let Some(&ahead) = active.get(j + PREFETCH_WALKS_AHEAD) {
-                    // The row a later walk will search: its total (last entry) and its middle.
+            for group in (0..active.len()).step_by(LANES) {
+                // The group's walks (the last group padded with its first walk, whose draw is
+                // then made twice and used once).
+                let walks: [usize; LANES] = std::array::from_fn(|k| active.get(group + k).copied().unwrap_or(active[group]) as usize);
+                let lanes = (active.len() - group).min(LANES);
+                for &ahead in active.iter().skip(group + LANES).take(LANES) {
+                    // The rows the next group will search: their totals (last entries) and middles.
                     let row = at[ahead as usize] as usize * v;
                     prefetch(&draws[row + v - 1]);
                     prefetch(&draws[row + v / 2 - 1]);
                 }
-                let i = active[j] as usize;
-                let s = at[i] as usize;
-                states[i * stride + t] = s as u32;
-                let response = first + i;
-                let a = match request.prefix.and_then(|p| p.token(response, t)) {
-                    Some(a) => a as usize,
-                    None => draw_from_cdf(&draws[s * v..(s + 1) * v], |d| d[0], token_uniform(request.seed, request.first_index + response as u32, t as u32 + 1)),
-                };
-                tokens[i * t_max + t] = a as u32;
-                log_probs[i * t_max + t] = draws[s * v + a][1];
-                let next = model.next[s * v + a];
-                at[i] = next;
-                if model.spec.end_token == Some(a) {
-                    // Ended: no tokens after, and the sink state for the remaining positions.
-                    tokens[i * t_max + t + 1..(i + 1) * t_max].fill(NO_TOKEN);
-                    states[i * stride + t + 1..(i + 1) * stride].fill(next);
-                    emitted[i] = t as u32 + 1;
-                } else {
-                    active[kept] = i as u32;
-                    kept += 1;
+                let forced: [Option<u32>; LANES] = std::array::from_fn(|k| request.prefix.and_then(|p| p.token(first + walks[k], t)));
+                let u: [f64; LANES] = std::array::from_fn(|k| match forced[k] {
+                    Some(_) => 0.0,
+                    None => token_uniform(request.seed, request.first_index + (first + walks[k]) as u32, t as u32 + 1),
+                });
+                let searched = std::array::from_fn(|k| {
+                    let s = at[walks[k]] as usize;
+                    &draws[s * v..(s + 1) * v]
+                });
+                let drawn = draw_from_cdfs(&searched, |d| d[0], &u);
+                for k in 0..lanes {
+                    let i = walks[k];
+                    let s = at[i] as usize;
+                    staged.states[at_t + i] = s as u32;
+                    let a = forced[k].map_or(drawn[k], |a| a as usize);
+                    staged.tokens[at_t + i] = a as u32;
+                    staged.log_probs[at_t + i] = draws[s * v + a][1];
+                    let next = model.next[s * v + a];
+                    at[i] = next;
+                    if model.spec.end_token == Some(a) {
+                        // Ended: no tokens after, and the sink state for the remaining positions.
+                        tokens[i * t_max + t + 1..(i + 1) * t_max].fill(NO_TOKEN);
+                        states[i * stride + t + 1..(i + 1) * stride].fill(next);
+                        emitted[i] = t as u32 + 1;
+                    } else {
+                        active[kept] = i as u32;
+                        kept += 1;
+                    }
                 }
             }
             active.truncate(kept);
+            if t + 1 == t_max || (t + 1) % block == 0 {
+                staged.write_out(t0..t + 1, emitted, tokens, log_probs, states);
+            }
         }
         for &i in &active {
             states[i as usize * stride + t_max] = at[i as usize];
@@ -295,6 +315,38 @@ fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Sampl
         }
     });
     Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
+}
+
+/// `sample_rows` keeps the outputs of this many positions position-major, then writes them out per
+/// response: written per response at every position, the outputs of a chunk's walks (one cache line
+/// each per position, 1 KB per walk) miss the cache on every token.
+const POSITION_BLOCK: usize = 16;
+
+/// Outputs of a block of positions, position-major: entry (t − t0)·count + i for walk i.
+struct Staged {
+    tokens: Vec<u32>,
+    log_probs: Vec<f64>,
+    states: Vec<u32>,
+}
+
+impl Staged {
+    /// Copies positions `span` of every walk into the response-major outputs (of `count` walks),
+    /// up to where a walk ended (emitted > 0 is set when it ends; the ended walk's outputs after
+    /// that were filled when it ended).
+    fn write_out(&self, span: std::ops::Range<usize>, emitted: &[u32], tokens: &mut [u32], log_probs: &mut [f64], states: &mut [u32]) {
+        let count = emitted.len();
+        let t_max = tokens.len() / count;
+        let stride = t_max + 1;
+        for (i, &e) in emitted.iter().enumerate() {
+            let end = if e > 0 { span.end.min(e as usize) } else { span.end };
+            for t in span.start..end {
+                let at = (t - span.start) * count + i;
+                tokens[i * t_max + t] = self.tokens[at];
+                log_probs[i * t_max + t] = self.log_probs[at];
+                states[i * stride + t] = self.states[at];
+            }
+        }
+    }
 }
 
 /// Parts sampled separately (chunks, mixture components), end to end; states kept when the first part has them.

@@ -62,7 +62,11 @@ fn assert_same_samples(a: &Samples, b: &Samples) {
 
 /// Order-2 contexts, an end token, graded harm; some tokens of probability 0 (−∞ logits).
 fn fixture() -> (Model, Vec<f64>) {
-    let m = model(random_spec(21, 5, 2, 9, 12, true, true));
+    fixture_of_length(9)
+}
+
+fn fixture_of_length(length: usize) -> (Model, Vec<f64>) {
+    let m = model(random_spec(21, 5, 2, length, 12, true, true));
     let mut logits = random_logits(&m, 4);
     for (i, l) in logits.iter_mut().enumerate() {
         if i % 7 == 3 {
@@ -74,7 +78,14 @@ fn fixture() -> (Model, Vec<f64>) {
 
 #[test]
 fn sampling_from_rows_equals_per_walk_sampling() {
-    let (m, logits) = fixture();
+    // T = 40 spans several of the row sampler's position blocks, with walks ending inside each.
+    for length in [9, 40] {
+        sampling_from_rows_equals_per_walk_sampling_at(length);
+    }
+}
+
+fn sampling_from_rows_equals_per_walk_sampling_at(length: usize) {
+    let (m, logits) = fixture_of_length(length);
     let tabular = TabularPolicy::new(&m, &logits).unwrap();
     let plain = Uncached(&tabular);
     let track = Track::new(&m.spec, Some(&m));
