@@ -4,7 +4,7 @@
  * rejects with HH_ABORTED at the next chunk boundary, and the engine works afterwards.
  */
 import test from 'ava';
-import { ExactEngine, HarmHorizonError, MonteCarlo, compileScenario, prefillAttack, prefillAttackAsync, randomScenario, train, TRAIN_DEFAULTS, type Policy } from '../ts/index.js';
+import { ExactEngine, HarmHorizonError, MonteCarlo, compileScenario, prefillAttack, prefillAttackAsync, randomScenario, sampledPrefillAttack, sampledPrefillAttackAsync, train, TRAIN_DEFAULTS, type Policy } from '../ts/index.js';
 import { Optimizer } from '../ts/core/optimizer.js';
 import { baseLogits, objectiveValue, objectiveValueAsync, rlStep, rlStepAsync } from '../ts/core/training.js';
 import { gradedScenario } from './helpers/graded.js';
@@ -118,6 +118,8 @@ test('a signal aborted before the call rejects at once with HH_ABORTED', async (
     ['objectiveValueAsync', () => objectiveValueAsync(engine, { kind: 'base' }, deep, true, undefined, { signal })],
     ['prefillAttackAsync', () => prefillAttackAsync(engine, { kind: 'base' }, { signal })],
     ['estimateAsync', () => mc.estimateAsync({ kind: 'base' }, { samples: 100, seed: 1 }, { signal })],
+    ['sampleAsync', () => mc.sampleAsync({ kind: 'base' }, { count: 10, seed: 1 }, { signal })],
+    ['sampledPrefillAttackAsync', () => sampledPrefillAttackAsync(graded, { kind: 'base' }, { samples: 10, seed: 1, signal })],
     ['rlStepAsync', () => rlStepAsync(mc, { kind: 'tabular', logits }, logits, new Optimizer('sgd', logits.length, 0.1), { algorithm: 'reinforce', samples: 10, seed: 1, lambda: 1 }, { signal })],
   ];
   for (const [name, call] of calls) {
@@ -167,4 +169,40 @@ test('the training loop takes the signal: an aborted run rejects with HH_ABORTED
   const error = await t.throwsAsync(run, { instanceOf: HarmHorizonError });
   t.is(error?.code, 'HH_ABORTED');
   t.deepEqual(records, [0, 1, 2, 3]);
+});
+
+test('sampling and the sampled prefill attack, async, equal their sync forms bit for bit', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const mc = new MonteCarlo(graded, { exact: engine });
+  const policy = tilted(engine);
+  const signal = new AbortController().signal;
+  // Forced first tokens (two of them, one row per response), and the rank-assisted attacker.
+  const count = 500;
+  const prefix = new Uint32Array(count * 2).map((_, i) => (i * 7) % graded.tokens.length);
+  for (const options of [{ count, seed: 3 }, { count, seed: 3, prefix, prefixLength: 2, firstIndex: 11 }, { count, seed: 3, rankAssisted: 2 }]) {
+    const a = mc.sample(policy, options);
+    const b = await mc.sampleAsync(policy, options, { signal });
+    t.deepEqual(Array.from(b.tokens), Array.from(a.tokens));
+    sameBits(t, b.logProbs, a.logProbs, 'log-probabilities');
+    sameBits(t, b.harm, a.harm, 'harm');
+  }
+  for (const rank of [undefined, 2]) {
+    const options = { samples: 300, seed: 5, rank, engine };
+    const a = sampledPrefillAttack(graded, policy, options);
+    const b = await sampledPrefillAttackAsync(graded, policy, { ...options, signal });
+    t.deepEqual(b, a);
+    t.is(a.asr.length, graded.length + 1);
+  }
+});
+
+test('a sampling call aborted mid-run rejects with HH_ABORTED and the engine samples afterwards', async (t) => {
+  // 10^6 responses of T = 40 (about 4·10^7 tokens, seconds of work).
+  const scenario = compileScenario(randomScenario({ seed: 3, vocab: 6, order: 2, length: 40, states: 6, endToken: true }));
+  const mc = new MonteCarlo(scenario);
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 20);
+  const error = await t.throwsAsync(mc.sampleAsync({ kind: 'base' }, { count: 1_000_000, seed: 1 }, { signal: controller.signal }), { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  const options = { count: 300, seed: 2 };
+  t.deepEqual(Array.from((await mc.sampleAsync({ kind: 'base' }, options)).tokens), Array.from(mc.sample({ kind: 'base' }, options).tokens));
 });

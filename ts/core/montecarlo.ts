@@ -13,7 +13,7 @@ import type { CompiledScenario } from '../scenario/compiled.js';
 import { withSignal, type AbortOptions } from './abort.js';
 import { callNative } from './errors.js';
 import type { ExactEngine } from './exact.js';
-import { native } from './native.js';
+import { native, type SamplesOutput } from './native.js';
 import { nativeScenario, toInput, type Policy } from './policy.js';
 
 /** Marks token slots after a response has ended. */
@@ -178,18 +178,12 @@ export class MonteCarlo {
 
   /** Samples N responses (synchronous). */
   sample(policy: Policy, options: SampleOptions): SampleBatch {
-    const out = callNative(() => this.#engine.sample(toInput(policy), options));
-    const batch: SampleBatch = {
-      count: out.count,
-      length: out.length,
-      firstIndex: out.firstIndex,
-      tokens: out.tokens,
-      logProbs: out.logProbs,
-      harm: out.harm,
-      emitted: out.emitted,
-    };
-    if (out.states) batch.states = out.states;
-    return batch;
+    return toBatch(callNative(() => this.#engine.sample(toInput(policy), options)));
+  }
+
+  /** `sample` on the libuv thread pool; `signal` aborts it (HH_ABORTED). */
+  async sampleAsync(policy: Policy, options: SampleOptions, call: AbortOptions = {}): Promise<SampleBatch> {
+    return toBatch(await withSignal(call.signal, (flag) => this.#engine.sampleAsync(toInput(policy), options, flag)));
   }
 
   /**
@@ -247,4 +241,18 @@ function toEstimates(e: NativeEstimates): Estimates {
     if (e.gradient.projection) out.gradient.projection = e.gradient.projection;
   }
   return out;
+}
+
+function toBatch(out: SamplesOutput): SampleBatch {
+  const batch: SampleBatch = {
+    count: out.count,
+    length: out.length,
+    firstIndex: out.firstIndex,
+    tokens: out.tokens,
+    logProbs: out.logProbs,
+    harm: out.harm,
+    emitted: out.emitted,
+  };
+  if (out.states) batch.states = out.states;
+  return batch;
 }

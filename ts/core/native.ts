@@ -21,6 +21,7 @@ export type {
   ProfileOutput,
   RlOptions,
   RlStepOutput,
+  SamplesOutput,
   ScenarioInput,
   SparseRows,
 } from '../../native/index.cjs';

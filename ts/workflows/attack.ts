@@ -4,10 +4,10 @@
  * scenarios; prefilling is also estimated by sampling when the state space is too large.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
-import type { AbortOptions } from '../core/abort.js';
+import { throwIfAborted, type AbortOptions } from '../core/abort.js';
 import { HarmHorizonError } from '../core/errors.js';
 import type { ExactEngine } from '../core/exact.js';
-import { MonteCarlo, NO_TOKEN } from '../core/montecarlo.js';
+import { MonteCarlo, NO_TOKEN, type SampleOptions } from '../core/montecarlo.js';
 import { Optimizer } from '../core/optimizer.js';
 import { BASE, type Policy } from '../core/policy.js';
 import { baseLogits, fineTuneLoss, harmfulResponseLogits, policyLogits, rankAssistedLogits } from '../core/training.js';
@@ -49,27 +49,54 @@ const MAX_PREFIX_BATCHES = 64;
  * conditional harm), the continuation is the rank-assisted attacker against the policy instead:
  * sampled rank-assisted prefilling, for policies that cannot be tabulated on the exact states.
  */
-export function sampledPrefillAttack(
-  scenario: CompiledScenario,
-  policy: Policy,
-  options: { samples: number; seed: number; rank?: number; engine?: ExactEngine },
-): { asr: number[]; se: number[]; support: number[]; prefixes: number; effectivePrefixes: number } {
+export function sampledPrefillAttack(scenario: CompiledScenario, policy: Policy, options: SampledPrefillOptions): SampledPrefillResult {
+  const attack = sampledAttackSetup(scenario, options);
+  for (let k = 0; k <= scenario.length; k++) attack.record(attack.mc.sample(policy, attack.continuation(k)).harm);
+  return attack.out;
+}
+
+/** `sampledPrefillAttack` with its sampling on the libuv thread pool; `signal` aborts it (HH_ABORTED). */
+export async function sampledPrefillAttackAsync(scenario: CompiledScenario, policy: Policy, options: SampledPrefillOptions & AbortOptions): Promise<SampledPrefillResult> {
+  throwIfAborted(options.signal);
+  const attack = sampledAttackSetup(scenario, options);
+  for (let k = 0; k <= scenario.length; k++) attack.record((await attack.mc.sampleAsync(policy, attack.continuation(k), { signal: options.signal })).harm);
+  return attack.out;
+}
+
+export interface SampledPrefillOptions {
+  samples: number;
+  seed: number;
+  rank?: number;
+  engine?: ExactEngine;
+}
+
+export interface SampledPrefillResult {
+  asr: number[];
+  se: number[];
+  support: number[];
+  prefixes: number;
+  effectivePrefixes: number;
+}
+
+/** Q's prefixes, the sampling request that continues them at each k, and the ASR_k accumulator. */
+function sampledAttackSetup(scenario: CompiledScenario, options: SampledPrefillOptions) {
   if (options.rank !== undefined && !options.engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'sampled rank-assisted prefilling needs the exact engine of the scenario');
   const mc = new MonteCarlo(scenario, options.engine ? { exact: options.engine } : {});
-  const t = scenario.length;
   const { prefixes, weights } = harmfulBaseResponses(scenario, options);
   const count = prefixes.length;
-  const out = { asr: [] as number[], se: [] as number[], support: [] as number[], prefixes: count, effectivePrefixes: kish(weights) };
-  for (let k = 0; k <= t; k++) {
+  const out: SampledPrefillResult = { asr: [], se: [], support: [], prefixes: count, effectivePrefixes: kish(weights) };
+  const continuation = (k: number): SampleOptions => {
     const prefix = new Uint32Array(count * Math.max(k, 1)).fill(NO_TOKEN);
     for (let n = 0; n < count; n++) prefix.set(prefixes[n].subarray(0, k), n * Math.max(k, 1));
-    const continued = mc.sample(policy, { count, seed: options.seed + 1, prefix: k > 0 ? prefix : undefined, prefixLength: k > 0 ? k : undefined, rankAssisted: options.rank });
-    const e = weightedMean(continued.harm, weights);
+    return { count, seed: options.seed + 1, prefix: k > 0 ? prefix : undefined, prefixLength: k > 0 ? k : undefined, rankAssisted: options.rank };
+  };
+  const record = (harm: Float64Array) => {
+    const e = weightedMean(harm, weights);
     out.asr.push(e.mean);
     out.se.push(e.se);
     out.support.push(e.support);
-  }
-  return out;
+  };
+  return { mc, continuation, record, out };
 }
 
 /**

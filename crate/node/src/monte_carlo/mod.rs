@@ -1,7 +1,8 @@
 //! Monte Carlo: sampling responses and estimating the theory's quantities with standard errors
-//! (its sampled training step: rl_step.rs).
+//! (sampling: sample.rs; its sampled training step: rl_step.rs).
 
 mod rl_step;
+mod sample;
 
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -18,10 +19,8 @@ use core::model::{Model, ScenarioSpec};
 use core::policy::TabularTables;
 use core::monte_carlo::{run, HarmChoice, RunReport, RunRequest, DEFAULT_ROLLOUTS};
 use core::proposal::{check_tilt, with_tilt, TiltMethod, DEFAULT_TILT};
-use core::sampling::{sample, Prefix, SampleRequest, Samples};
+use core::sampling::Samples;
 use core::walk::Track;
-use core::attack::RankAssistedStep;
-use core::policy::BasePolicy;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -390,30 +389,6 @@ impl MonteCarlo {
             })
         })
         .map(GradientOutput::from)
-    }
-
-    /// Samples responses under a policy (synchronous).
-    #[napi]
-    pub fn sample(&self, policy: PolicyInput, options: SampleOptions) -> napi::Result<SamplesOutput, String> {
-        guard(|| {
-            let choice = self.cached(policy_spec(&policy, &self.spec)?)?;
-            let count = count_from(options.count, "count")?;
-            let seed = seed_from(options.seed, "seed")?;
-            let prefix = options.prefix.as_ref().map(|tokens| Prefix { tokens, length: options.prefix_length.unwrap_or(tokens.len() as u32) as usize });
-            let request = SampleRequest { count, seed, prefix, first_index: options.first_index.unwrap_or(0) };
-            let track = Track::new(&self.spec, self.model.as_deref());
-            match options.rank_assisted {
-                None => choice.with_sampler(&self.spec, self.model.as_deref(), |step, _, _| sample(&track, step, &request)),
-                Some(rank) => {
-                    let model = self.model.as_deref().ok_or_else(|| invalid("rank-assisted sampling needs the exact model (for the base's conditional harm)".into()))?;
-                    let h_base = conditional_harm(model, &BasePolicy { model });
-                    choice.with_sampler(&self.spec, Some(model), |step, _, _| {
-                        sample(&track, &RankAssistedStep { policy: step, model, h_base: &h_base, rank: rank as usize }, &request)
-                    })
-                }
-            }
-        })
-        .map(SamplesOutput::from)
     }
 
     fn job(&self, policy: &PolicyInput, options: EstimateOptions) -> core::Result<EstimateJob> {
