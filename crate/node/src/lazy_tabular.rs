@@ -5,13 +5,13 @@
 use crate::core;
 use crate::monte_carlo::MonteCarlo;
 use crate::optimizer::Optimizer;
-use crate::training_types::{AlgorithmName, RlOptions, RlStepOutput};
+use crate::training_types::{RlOptions, RlStepOutput};
 use crate::{count_from, guard, invalid, seed_from, ScenarioInput};
 use core::exact::conditional_harm;
 use core::lazy_tabular::{LazyTabular as Lazy, RowKey};
 use core::model::{ScenarioSpec, DEFAULT_MEMORY_BUDGET};
 use core::policy::TabularPolicy;
-use core::rl::{RlAlgorithm, DEFAULT_PPO_CLIP, DEFAULT_PPO_EPOCHS};
+use core::rl::RlAlgorithm;
 use core::sampling::SampleRequest;
 use core::walk::Track;
 use napi::bindgen_prelude::*;
@@ -100,14 +100,7 @@ impl LazyTabular {
     #[napi]
     pub fn rl_step(&mut self, mc: &MonteCarlo, optimizer: &Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
         guard(|| {
-            let algorithm = match options.algorithm {
-                AlgorithmName::Reinforce => RlAlgorithm::Reinforce,
-                AlgorithmName::ReinforceInnovation => RlAlgorithm::ReinforceInnovation,
-                AlgorithmName::Ppo => RlAlgorithm::Ppo { clip: options.clip.unwrap_or(DEFAULT_PPO_CLIP), epochs: options.epochs.map_or(DEFAULT_PPO_EPOCHS, |e| e as usize) },
-            };
-            if !(options.lambda >= 0.0 && options.lambda.is_finite()) {
-                return Err(invalid(format!("lambda must be a finite number ≥ 0, got {}", options.lambda)));
-            }
+            let algorithm = options.checked_algorithm()?;
             if options.penalty.is_some() {
                 return Err(invalid("a sampled recovery penalty is for transformer policies only".into()));
             }

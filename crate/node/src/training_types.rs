@@ -4,7 +4,7 @@
 use crate::core;
 use core::model::Model;
 use core::objective::{Anchor, Objective, ObjectiveKind, ObjectiveOptions, ObjectiveValue};
-use core::rl::RlStep;
+use core::rl::{RlAlgorithm, RlStep, DEFAULT_PPO_CLIP, DEFAULT_PPO_EPOCHS};
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -174,6 +174,20 @@ pub struct RlOptions {
     pub epochs: Option<u32>,
     /// Transformer policies: also descend the deep objective's recovery penalty on these harmful responses.
     pub penalty: Option<PenaltyInput>,
+}
+
+impl RlOptions {
+    /// The algorithm with PPO's defaults filled in, once λ is checked (shared by every sampled step).
+    pub fn checked_algorithm(&self) -> core::Result<RlAlgorithm> {
+        if !(self.lambda >= 0.0 && self.lambda.is_finite()) {
+            return Err(crate::invalid(format!("lambda must be a finite number ≥ 0, got {}", self.lambda)));
+        }
+        Ok(match self.algorithm {
+            AlgorithmName::Reinforce => RlAlgorithm::Reinforce,
+            AlgorithmName::ReinforceInnovation => RlAlgorithm::ReinforceInnovation,
+            AlgorithmName::Ppo => RlAlgorithm::Ppo { clip: self.clip.unwrap_or(DEFAULT_PPO_CLIP), epochs: self.epochs.map_or(DEFAULT_PPO_EPOCHS, |e| e as usize) },
+        })
+    }
 }
 
 /// The deep objective's recovery penalty μ·E_Q[Σ_t w_t·(1 − π(R | y<t))] on sampled harmful responses.

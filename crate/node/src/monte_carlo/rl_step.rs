@@ -14,7 +14,7 @@ use core::model::Model;
 use core::policy::TabularPolicy;
 use core::mlp::MlpConfig;
 use core::model::ScenarioSpec;
-use core::rl::{rl_step, RlStep, DEFAULT_PPO_CLIP, DEFAULT_PPO_EPOCHS, MlpFamily, RlAlgorithm, TabularFamily};
+use core::rl::{rl_step, RlStep, MlpFamily, RlAlgorithm, TabularFamily};
 use core::transformer::TransformerConfig;
 use core::transformer_table::{RecoveryPenalty, TransformerFamily};
 use core::walk::Track;
@@ -53,14 +53,7 @@ impl MonteCarlo {
 impl MonteCarlo {
     /// A sampled training step with its inputs checked and copied.
     fn rl_job(&self, kind: TrainableKind, mlp: Option<&MlpShape>, params: &[f64], optimizer: &Optimizer, options: &RlOptions, transformer: Option<&TransformerLayout>) -> core::Result<RlJob> {
-        let algorithm = match options.algorithm {
-            AlgorithmName::Reinforce => RlAlgorithm::Reinforce,
-            AlgorithmName::ReinforceInnovation => RlAlgorithm::ReinforceInnovation,
-            AlgorithmName::Ppo => RlAlgorithm::Ppo { clip: options.clip.unwrap_or(DEFAULT_PPO_CLIP), epochs: options.epochs.map_or(DEFAULT_PPO_EPOCHS, |e| e as usize) },
-        };
-        if !(options.lambda >= 0.0 && options.lambda.is_finite()) {
-            return Err(invalid(format!("lambda must be a finite number ≥ 0, got {}", options.lambda)));
-        }
+        let algorithm = options.checked_algorithm()?;
         let (spec, model) = self.shared();
         let rule = optimizer.lock().clone();
         if let Some(adam) = &rule.adam {
