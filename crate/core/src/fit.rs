@@ -11,12 +11,11 @@
 
 use std::collections::BTreeMap;
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
 use crate::mlp::{axpy, Mlp};
 use crate::model::ScenarioSpec;
 use crate::optim::Adam;
+use crate::parallel::map_chunks_of;
 use crate::policy::{kl_divergence, softmax};
 use crate::sampling::{map_tokens, sample, BaseStep, SampleRequest};
 use crate::walk::{Track, NO_TOKEN};
@@ -91,27 +90,25 @@ fn exact_visits(mlp: &Mlp, spec: &ScenarioSpec) -> Vec<(usize, usize, f64)> {
 
 /// Σ w·KL(base ‖ π) over weighted inputs and its gradient, chunks summed in order.
 fn weighted_kl(mlp: &Mlp, spec: &ScenarioSpec, params: &[f64], inputs: &[(usize, usize, f64)]) -> (Vec<f64>, f64) {
-    let parts: Vec<(Vec<f64>, f64)> = inputs
-        .par_chunks(256)
-        .map(|chunk| {
-            let v = spec.vocab;
-            let mut grad = vec![0.0; params.len()];
-            let mut scratch = vec![0.0; mlp.scratch_len()];
-            let (mut logits, mut pi, mut delta) = (vec![0.0; v], vec![0.0; v], vec![0.0; v]);
-            let mut kl = 0.0;
-            for &(t, c, w) in chunk {
-                let base = spec.base_row(c % spec.num_contexts());
-                mlp.forward(params, t, c, &mut logits, &mut scratch);
-                softmax(&logits, &mut pi);
-                kl += w * kl_divergence(base, &pi);
-                for a in 0..v {
-                    delta[a] = w * (pi[a] - base[a]);
-                }
-                mlp.backward(params, t, c, &delta, Some(&mut grad), &mut scratch);
+    let parts: Vec<(Vec<f64>, f64)> = map_chunks_of(inputs.len(), 256, |range| {
+        let chunk = &inputs[range];
+        let v = spec.vocab;
+        let mut grad = vec![0.0; params.len()];
+        let mut scratch = vec![0.0; mlp.scratch_len()];
+        let (mut logits, mut pi, mut delta) = (vec![0.0; v], vec![0.0; v], vec![0.0; v]);
+        let mut kl = 0.0;
+        for &(t, c, w) in chunk {
+            let base = spec.base_row(c % spec.num_contexts());
+            mlp.forward(params, t, c, &mut logits, &mut scratch);
+            softmax(&logits, &mut pi);
+            kl += w * kl_divergence(base, &pi);
+            for a in 0..v {
+                delta[a] = w * (pi[a] - base[a]);
             }
-            (grad, kl)
-        })
-        .collect();
+            mlp.backward(params, t, c, &delta, Some(&mut grad), &mut scratch);
+        }
+        (grad, kl)
+    });
     let mut grad = vec![0.0; params.len()];
     let mut kl = 0.0;
     for (g, k) in &parts {
