@@ -4,9 +4,26 @@
  * rejects with HH_ABORTED at the next chunk boundary, and the engine works afterwards.
  */
 import test from 'ava';
-import { ExactEngine, HarmHorizonError, MonteCarlo, compileScenario, prefillAttack, prefillAttackAsync, randomScenario, sampledPrefillAttack, sampledPrefillAttackAsync, train, TRAIN_DEFAULTS, type Policy } from '../ts/index.js';
+import {
+  ExactEngine,
+  HarmHorizonError,
+  MonteCarlo,
+  compileScenario,
+  fineTuneAttack,
+  fineTuneAttackAsync,
+  prefillAttack,
+  prefillAttackAsync,
+  randomScenario,
+  rankAssistedAttack,
+  rankAssistedAttackAsync,
+  sampledPrefillAttack,
+  sampledPrefillAttackAsync,
+  train,
+  TRAIN_DEFAULTS,
+  type Policy,
+} from '../ts/index.js';
 import { Optimizer } from '../ts/core/optimizer.js';
-import { baseLogits, objectiveValue, objectiveValueAsync, rlStep, rlStepAsync } from '../ts/core/training.js';
+import { baseLogits, fineTuneLoss, fineTuneLossAsync, fixedPoint, fixedPointAsync, objectiveValue, objectiveValueAsync, rlStep, rlStepAsync } from '../ts/core/training.js';
 import { gradedScenario } from './helpers/graded.js';
 
 // Order 2, graded harm (0, 0.2, 0.5, 1), an end token; decisions before absorbing states and undecided mass at T.
@@ -121,6 +138,11 @@ test('a signal aborted before the call rejects at once with HH_ABORTED', async (
     ['sampleAsync', () => mc.sampleAsync({ kind: 'base' }, { count: 10, seed: 1 }, { signal })],
     ['sampledPrefillAttackAsync', () => sampledPrefillAttackAsync(graded, { kind: 'base' }, { samples: 10, seed: 1, signal })],
     ['rlStepAsync', () => rlStepAsync(mc, { kind: 'tabular', logits }, logits, new Optimizer('sgd', logits.length, 0.1), { algorithm: 'reinforce', samples: 10, seed: 1, lambda: 1 }, { signal })],
+    ['fixedPointAsync', () => fixedPointAsync(engine, { kind: 'standard', lambda: 1, mu: 0, gamma: 1, recovery: [R] }, 10, 1e-12, { signal })],
+    ['rankAssistedAttackAsync', () => rankAssistedAttackAsync(engine, { kind: 'base' }, 2, { signal })],
+    ['klBetweenAsync', () => engine.klBetweenAsync({ kind: 'base' }, { kind: 'base' }, { signal })],
+    ['fineTuneLossAsync', () => fineTuneLossAsync(engine, { kind: 'base' }, 'sft', undefined, { signal })],
+    ['fineTuneAttackAsync', () => fineTuneAttackAsync(engine, { kind: 'base' }, { steps: 2, learningRate: 0.1, objective: 'sft', signal })],
   ];
   for (const [name, call] of calls) {
     const error = await t.throwsAsync(call(), { instanceOf: HarmHorizonError }, name);
@@ -205,4 +227,69 @@ test('a sampling call aborted mid-run rejects with HH_ABORTED and the engine sam
   t.is(error?.code, 'HH_ABORTED');
   const options = { count: 300, seed: 2 };
   t.deepEqual(Array.from((await mc.sampleAsync({ kind: 'base' }, options)).tokens), Array.from(mc.sample({ kind: 'base' }, options).tokens));
+});
+
+test('the fine-tuning attack, the fixed point, the rank-assisted attack and the KL between policies, async, equal their sync forms bit for bit', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  const policy = tilted(engine);
+  const signal = new AbortController().signal;
+  // Full batches (sft), and seeded minibatches of sampled harmful responses (constrained, AdamW).
+  const settings = [
+    { steps: 3, learningRate: 0.3, objective: 'sft' as const },
+    { steps: 3, learningRate: 0.1, objective: 'constrained' as const, optimizer: 'adamw' as const, batch: 16, seed: 5 },
+  ];
+  for (const options of settings) {
+    const a = fineTuneAttack(engine, policy, options);
+    const b = await fineTuneAttackAsync(engine, policy, { ...options, signal });
+    t.deepEqual(b.trace, a.trace, options.objective);
+    sameBits(t, (b.policy as Policy & { kind: 'tabular' }).logits, (a.policy as Policy & { kind: 'tabular' }).logits, `fine-tuned logits (${options.objective})`);
+    t.true(a.trace[3].asr[1] !== a.trace[0].asr[1], 'the attack moved ASR_1');
+  }
+  const loss = fineTuneLoss(engine, policy, 'constrained', { kind: 'base' });
+  const lossAsync = await fineTuneLossAsync(engine, policy, 'constrained', { kind: 'base' }, { signal });
+  t.is(lossAsync.loss, loss.loss);
+  sameBits(t, lossAsync.gradient, loss.gradient, 'constrained loss gradient');
+
+  const objective = { kind: 'deep-anchored' as const, lambda: 2, mu: 1, gamma: 0.9, recovery: [R] };
+  const solved = fixedPoint(engine, objective, 50, 1e-12);
+  const solvedAsync = await fixedPointAsync(engine, objective, 50, 1e-12, { signal });
+  t.is(solvedAsync.iterations, solved.iterations);
+  t.is(solvedAsync.change, solved.change);
+  sameBits(t, solvedAsync.logits, solved.logits, 'fixed-point logits');
+
+  for (const rank of [1, 2]) sameBits(t, await rankAssistedAttackAsync(engine, policy, rank, { signal }), rankAssistedAttack(engine, policy, rank), `rank-assisted ASR_k, r = ${rank}`);
+  sameBits(t, await engine.klBetweenAsync(policy, { kind: 'base' }, { signal }), engine.klBetween(policy, { kind: 'base' }), 'KL between policies');
+});
+
+// ~1.3·10^4 states, T = 24, V = 16: a fixed-point iteration or a fine-tuning step takes milliseconds.
+const large = () => compileScenario(randomScenario({ seed: 5, vocab: 16, order: 3, length: 24, states: 8, endToken: true }));
+
+test('a fixed point aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+  const scenario = large();
+  const engine = new ExactEngine(scenario, { policyTables: true });
+  const objective = { kind: 'deep-anchored' as const, lambda: 2, mu: 1, gamma: 0.9, recovery: [1] };
+  // Off the main thread throughout, so that the other tests' abort timers fire on time.
+  const before = await fixedPointAsync(engine, objective, 2, 0);
+  const controller = new AbortController();
+  // Tolerance 0 and 10^6 iterations: far longer than the abort's 20 ms.
+  const running = fixedPointAsync(engine, objective, 1_000_000, 0, { signal: controller.signal });
+  setTimeout(() => controller.abort(), 20);
+  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  const after = await fixedPointAsync(engine, objective, 2, 0);
+  sameBits(t, after.logits, before.logits, 'fixed point after the abort');
+});
+
+test('a fine-tuning attack aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+  const scenario = large();
+  const engine = new ExactEngine(scenario, { policyTables: true });
+  // Off the main thread throughout, so that the other tests' abort timers fire on time.
+  const options = { steps: 1, learningRate: 0.1, objective: 'constrained' as const };
+  const before = await fineTuneAttackAsync(engine, { kind: 'base' }, options);
+  const controller = new AbortController();
+  const running = fineTuneAttackAsync(engine, { kind: 'base' }, { ...options, steps: 100_000, signal: controller.signal });
+  setTimeout(() => controller.abort(), 30);
+  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
+  t.deepEqual((await fineTuneAttackAsync(engine, { kind: 'base' }, options)).trace, before.trace, 'the same step after the abort');
 });

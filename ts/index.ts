@@ -55,7 +55,7 @@ export { LazyTabular } from './core/lazy-tabular.js';
 export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './core/policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './io/policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
-export { DEFAULT_RANK, asTabular, fineTuneAttack, prefillAttack, prefillAttackAsync, rankAssistedAttack, rankAssistedAttacker, sampledPrefillAttack, sampledPrefillAttackAsync, type FineTuneOptions, type SampledPrefillOptions, type SampledPrefillResult, type FineTuneStep } from './workflows/attack.js';
+export { DEFAULT_RANK, asTabular, fineTuneAttack, fineTuneAttackAsync, prefillAttack, prefillAttackAsync, rankAssistedAttack, rankAssistedAttackAsync, rankAssistedAttacker, sampledPrefillAttack, sampledPrefillAttackAsync, type FineTuneOptions, type FineTuneResult, type SampledPrefillOptions, type SampledPrefillResult, type FineTuneStep } from './workflows/attack.js';
 export { CONVERGENCE_THRESHOLD, DEFAULT_MIX, TRAIN_DEFAULTS, convergence, evaluateObjective, evaluateObjectiveAsync, initialPolicy, train, type Algorithm, type Convergence, type ObjectiveKind, type ObjectiveOptions, type TrainOptions, type TrainRecord } from './workflows/train.js';
 export { DEMO_DEFAULTS, type DemoOptions, type DemoSummary } from './demo.js';
 export { runDemo, type DemoHooks } from './commands/demo.js';

@@ -170,6 +170,11 @@ export class ExactEngine {
     return callNative(() => this.#model.klBetween(toInput(a), toInput(b)));
   }
 
+  /** `klBetween` off the main thread; `signal` aborts it (HH_ABORTED). */
+  async klBetweenAsync(a: Policy, b: Policy, options: AbortOptions = {}): Promise<Float64Array> {
+    return withSignal(options.signal, (flag) => this.#model.klBetweenAsync(toInput(a), toInput(b), flag));
+  }
+
   /** The native model, for the Monte Carlo engine. @internal */
   get native(): InstanceType<typeof native.ExactModel> {
     return this.#model;

@@ -54,9 +54,19 @@ export function fixedPoint(engine: ExactEngine, objective: ObjectiveInput, maxIt
   return callNative(() => engine.native.solveFixedPoint(objective, maxIterations, tolerance));
 }
 
+/** `fixedPoint` off the main thread; `signal` aborts it between iterations (HH_ABORTED). */
+export async function fixedPointAsync(engine: ExactEngine, objective: ObjectiveInput, maxIterations: number, tolerance: number, options: AbortOptions = {}): Promise<FixedPointOutput> {
+  return withSignal(options.signal, (flag) => engine.native.solveFixedPointAsync(objective, maxIterations, tolerance, flag));
+}
+
 /** The rank-assisted attacker against a policy, as tabular logits. */
 export function rankAssistedLogits(engine: ExactEngine, policy: Policy, rank: number): Float64Array {
   return callNative(() => engine.native.rankAssisted(toInput(policy), rank));
+}
+
+/** `rankAssistedLogits` off the main thread; `signal` aborts it (HH_ABORTED). */
+export async function rankAssistedLogitsAsync(engine: ExactEngine, policy: Policy, rank: number, options: AbortOptions = {}): Promise<Float64Array> {
+  return withSignal(options.signal, (flag) => engine.native.rankAssistedAsync(toInput(policy), rank, flag));
 }
 
 /** Q, the base's harmful responses, as a tabular policy's logits (for sampling fine-tuning batches). */
@@ -67,6 +77,12 @@ export function harmfulResponseLogits(engine: ExactEngine): Float64Array {
 /** The fine-tuning loss on harmful responses and its gradient; `constrained` is against `aligned`. */
 export function fineTuneLoss(engine: ExactEngine, policy: Policy, kind: FineTuneName, aligned?: Policy, options?: FineTuneOptions): FineTuneOutput {
   return callNative(() => engine.native.fineTuneLoss(toInput(policy), kind, aligned ? toInput(aligned) : undefined, options));
+}
+
+/** `fineTuneLoss` off the main thread (one step of the fine-tuning attack); `signal` aborts it (HH_ABORTED). */
+export async function fineTuneLossAsync(engine: ExactEngine, policy: Policy, kind: FineTuneName, aligned?: Policy, options?: FineTuneOptions & AbortOptions): Promise<FineTuneOutput> {
+  const { signal, ...loss } = options ?? {};
+  return withSignal(signal, (flag) => engine.native.fineTuneLossAsync(toInput(policy), kind, aligned ? toInput(aligned) : undefined, loss, flag));
 }
 
 /**

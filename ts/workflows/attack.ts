@@ -10,7 +10,8 @@ import type { ExactEngine } from '../core/exact.js';
 import { MonteCarlo, NO_TOKEN, type SampleOptions } from '../core/montecarlo.js';
 import { Optimizer } from '../core/optimizer.js';
 import { BASE, type Policy } from '../core/policy.js';
-import { baseLogits, fineTuneLoss, harmfulResponseLogits, policyLogits, rankAssistedLogits } from '../core/training.js';
+import { baseLogits, fineTuneLoss, fineTuneLossAsync, harmfulResponseLogits, policyLogits, rankAssistedLogits, rankAssistedLogitsAsync, type FineTuneOutput } from '../core/training.js';
+import { call, runAsync, runSync, type Call, type Calls } from './calls.js';
 
 /** Default r of rank-assisted prefilling (capped at V). */
 export const DEFAULT_RANK = 20;
@@ -33,6 +34,12 @@ export function rankAssistedAttacker(engine: ExactEngine, policy: Policy, rank =
 /** Rank-assisted prefilling success, k = 0..T. */
 export function rankAssistedAttack(engine: ExactEngine, policy: Policy, rank = DEFAULT_RANK): Float64Array {
   return engine.onHarmfulPrefixes(rankAssistedAttacker(engine, policy, rank)).asr;
+}
+
+/** `rankAssistedAttack` off the main thread; `signal` aborts it (HH_ABORTED). */
+export async function rankAssistedAttackAsync(engine: ExactEngine, policy: Policy, rank = DEFAULT_RANK, options: AbortOptions = {}): Promise<Float64Array> {
+  const attacker: Policy = { kind: 'tabular', logits: await rankAssistedLogitsAsync(engine, policy, rank, options) };
+  return prefillAttackAsync(engine, attacker, options);
 }
 
 /** Most batches of N base responses drawn in search of N with H > 0. */
@@ -188,34 +195,63 @@ export interface FineTuneOptions {
  * `constrained` is Qi et al.'s token-wise objective against the frozen starting policy. Every step
  * is evaluated exactly on all of Q.
  */
-export function fineTuneAttack(engine: ExactEngine, policy: Policy, options: FineTuneOptions): { policy: Policy; trace: FineTuneStep[] } {
+export function fineTuneAttack(engine: ExactEngine, policy: Policy, options: FineTuneOptions): FineTuneResult {
+  return runSync(fineTuneCalls(engine, policy, options));
+}
+
+/**
+ * `fineTuneAttack` off the main thread (the same numbers): every loss, ASR and KL evaluation runs on
+ * the libuv pool, and `signal` aborts the attack inside one of them or between steps (HH_ABORTED).
+ */
+export async function fineTuneAttackAsync(engine: ExactEngine, policy: Policy, options: FineTuneOptions & AbortOptions): Promise<FineTuneResult> {
+  return runAsync(fineTuneCalls(engine, policy, options), options.signal);
+}
+
+export interface FineTuneResult {
+  /** The fine-tuned policy. */
+  policy: Policy;
+  /** One record per step, step 0 being the starting policy. */
+  trace: FineTuneStep[];
+}
+
+/** The fine-tuning attack as a loop of native calls (see calls.ts). */
+function* fineTuneCalls(engine: ExactEngine, policy: Policy, options: FineTuneOptions): Calls<FineTuneResult> {
   const start: Policy = policy.kind === 'tabular' || policy.kind === 'mlp' ? structuredClone(policy) : asTabular(engine, policy);
   const aligned = structuredClone(start);
   const params = start.kind === 'tabular' ? start.logits : (start as Policy & { kind: 'mlp' }).params;
   const kind = options.optimizer ?? 'sgd';
   const optimizer = new Optimizer(kind, params.length, options.learningRate, { weightDecay: options.weightDecay });
   const sampler = options.batch ? { mc: new MonteCarlo(engine.scenario, { exact: engine }), q: { kind: 'tabular' as const, logits: harmfulResponseLogits(engine) } } : null;
-  const loss = (responses?: Uint32Array) =>
-    fineTuneLoss(engine, start, options.objective, aligned, { beta: options.beta, floor: options.floor, responses });
+  // The policy is evaluated before each call returns: its parameters change only between calls.
+  const loss = (responses?: Uint32Array): Call<FineTuneOutput> => {
+    const settings = { beta: options.beta, floor: options.floor, responses };
+    return {
+      sync: () => fineTuneLoss(engine, start, options.objective, aligned, settings),
+      async: (signal) => fineTuneLossAsync(engine, start, options.objective, aligned, { ...settings, signal }),
+    };
+  };
   const trace: FineTuneStep[] = [];
   for (let step = 0; step <= options.steps; step++) {
-    const value = loss();
+    const value = yield* call(loss());
+    const asr = yield* call({ sync: () => prefillAttack(engine, start), async: (signal) => prefillAttackAsync(engine, start, { signal }) });
+    const kl = yield* call({ sync: () => engine.klBetween(start, aligned), async: (signal) => engine.klBetweenAsync(start, aligned, { signal }) });
     const record: FineTuneStep = {
       step,
-      asr: Array.from(prefillAttack(engine, start)),
+      asr: Array.from(asr),
       lossPerPosition: Array.from(value.lossPerPosition),
       loss: value.loss,
       gradNorm: Array.from(value.gradNorm),
       loggedLoss: value.loggedLoss,
       tokenGradNorm: Array.from(value.tokenGradNorm, (x) => (Number.isFinite(x) ? x : null)),
-      klToAligned: Array.from(engine.klBetween(start, aligned)),
+      klToAligned: Array.from(kl),
     };
     trace.push(record);
     if (step === options.steps) break;
     let gradient = value.gradient;
     if (sampler) {
-      const { tokens } = sampler.mc.sample(sampler.q, { count: options.batch!, seed: options.seed ?? 0, firstIndex: step * options.batch! });
-      const batch = loss(tokens);
+      const draw: SampleOptions = { count: options.batch!, seed: options.seed ?? 0, firstIndex: step * options.batch! };
+      const { tokens } = yield* call({ sync: () => sampler.mc.sample(sampler.q, draw), async: (signal) => sampler.mc.sampleAsync(sampler.q, draw, { signal }) });
+      const batch = yield* call(loss(tokens));
       record.batchLoggedLoss = batch.loggedLoss;
       gradient = batch.gradient;
     }

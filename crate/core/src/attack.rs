@@ -24,7 +24,9 @@ pub fn rank_assisted_logits(model: &Model, policy: &dyn Policy, h_base: &[f64], 
     let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
     let rank = rank.min(v);
     let mut logits = table(&[t_max, n, v], f64::NEG_INFINITY, "attacker's T × S × V logits table")?;
+    let flag = crate::cancel::current();
     logits.par_chunks_mut(n * v).enumerate().for_each(|(t0, layer)| {
+        crate::cancel::stop_if_cancelled(flag.as_ref());
         let t = t0 + 1;
         let mut row = vec![0.0; v];
         let mut order: Vec<usize> = (0..v).collect();
@@ -96,7 +98,9 @@ fn sigmoid(x: f64) -> f64 {
 pub fn harmful_token_weights(model: &Model, h_base: &[f64], q: &[f64]) -> Result<Vec<f64>> {
     let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
     let mut w = table(&[t_max, n, v], 0.0, "T × S × V token weights table")?;
+    let flag = crate::cancel::current();
     w.par_chunks_mut(n * v).enumerate().for_each(|(t0, layer)| {
+        crate::cancel::stop_if_cancelled(flag.as_ref());
         let (q_prev, h_prev, h_next) = (&q[t0 * n..(t0 + 1) * n], &h_base[t0 * n..(t0 + 1) * n], &h_base[(t0 + 1) * n..(t0 + 2) * n]);
         for (s, out) in layer.chunks_exact_mut(v).enumerate() {
             if model.live[s] && q_prev[s] > 0.0 && h_prev[s] > 0.0 {
@@ -138,7 +142,9 @@ pub fn token_weights_from_responses(model: &Model, tokens: &[u32], count: usize)
 pub fn harmful_response_logits(model: &Model, h_base: &[f64]) -> Result<Vec<f64>> {
     let (n, v, t_max) = (model.num_states(), model.vocab(), model.length());
     let mut logits = table(&[t_max, n, v], 0.0, "T × S × V logits table")?;
+    let flag = crate::cancel::current();
     logits.par_chunks_mut(n * v).enumerate().for_each(|(t0, layer)| {
+        crate::cancel::stop_if_cancelled(flag.as_ref());
         for (s, out) in layer.chunks_exact_mut(v).enumerate() {
             if !model.live[s] {
                 continue;
@@ -175,6 +181,7 @@ pub fn fine_tune_loss(model: &Model, policy: &dyn Policy, weights: &[f64], objec
     let mut grad_norm = vec![0.0; t_max];
     let mut token_grad_norm = vec![f64::NAN; t_max];
     let (mut logged, mut tokens) = (0.0, 0.0);
+    let flag = crate::cancel::current();
     for t in 1..=t_max {
         let layer = &weights[(t - 1) * n * v..t * n * v];
         let block = &mut gradient[(t - 1) * n * v..t * n * v];
@@ -183,6 +190,7 @@ pub fn fine_tune_loss(model: &Model, policy: &dyn Policy, weights: &[f64], objec
             .par_chunks_mut(CHUNK * v)
             .enumerate()
             .map(|(chunk, out)| {
+                crate::cancel::stop_if_cancelled(flag.as_ref());
                 let (mut row, mut aligned) = (vec![0.0; v], vec![0.0; v]);
                 let mut acc = [0.0; 5];
                 for (i, g) in out.chunks_exact_mut(v).enumerate() {

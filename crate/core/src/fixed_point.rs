@@ -37,7 +37,7 @@ pub fn solve(model: &Model, objective: &Objective, q: &[f64], max_iterations: us
     let anchored = objective.kind == ObjectiveKind::DeepAnchored;
     let penalised = objective.kind != ObjectiveKind::Standard;
     // Start from the base: p from the base's forward pass.
-    let mut logits: Vec<f64> = vec![0.0; t_max * n * v];
+    let mut logits = crate::alloc::table(&[t_max, n, v], 0.0, "fixed point's T × S × V logits table")?;
     for (i, row) in logits.chunks_exact_mut(v).enumerate() {
         let s = i % n;
         if model.live[s] {

@@ -10,6 +10,7 @@ mod cancel;
 mod exact;
 mod log_stats;
 mod gemm;
+mod job;
 mod lazy_tabular;
 mod limits;
 mod mlp;

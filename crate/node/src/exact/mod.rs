@@ -7,8 +7,9 @@ use std::sync::Arc;
 use crate::core;
 use crate::policy::{policy_spec, MlpShape, PolicyInput};
 use core::policy_spec::PolicySpec;
-use crate::cancel::{flag_of, CancelFlag};
-use crate::{guard, guard_task, invalid, ScenarioInput};
+use crate::cancel::CancelFlag;
+use crate::job::{spawn, Job, JobTask};
+use crate::{guard, invalid, ScenarioInput};
 use core::analysis::{analyze, check_tolerance, Analysis, DEFAULT_HORIZON_TOLERANCE};
 use core::exact::{conditional_harm, harm_profile, kl_on_policy, on_harmful_prefixes, HarmProfile};
 use core::model::{Model, DEFAULT_MEMORY_BUDGET};
@@ -84,10 +85,10 @@ impl ExactModel {
     /// Harm profile of a policy on the libuv thread pool (the logits are copied first); a raised
     /// `cancel` flag rejects it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<ProfileOutput>")]
-    pub fn harm_profile_async(&self, policy: PolicyInput, options: Option<ProfileOptions>, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<ProfileTask>, String> {
+    pub fn harm_profile_async(&self, policy: PolicyInput, options: Option<ProfileOptions>, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<JobTask<ProfileJob>>, String> {
         guard(|| {
             let choice = policy_spec(&policy, &self.inner.spec)?.into_owned();
-            Ok(AsyncTask::new(ProfileTask { model: self.inner.clone(), policy: choice, request: ProfileRequest::from(options)?, cancel: flag_of(cancel) }))
+            Ok(spawn(ProfileJob { model: self.inner.clone(), policy: choice, request: ProfileRequest::from(options)? }, cancel))
         })
     }
 
@@ -99,8 +100,8 @@ impl ExactModel {
 
     /// The full exact analysis at λ on the libuv thread pool; a raised `cancel` flag rejects it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<AnalysisOutput>")]
-    pub fn analyze_async(&self, lambda: f64, tolerance: Option<f64>, cancel: Option<&CancelFlag>) -> AsyncTask<AnalysisTask> {
-        AsyncTask::new(AnalysisTask { model: self.inner.clone(), lambda, tolerance: tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE), cancel: flag_of(cancel) })
+    pub fn analyze_async(&self, lambda: f64, tolerance: Option<f64>, cancel: Option<&CancelFlag>) -> AsyncTask<JobTask<AnalysisJob>> {
+        spawn(AnalysisJob { model: self.inner.clone(), lambda, tolerance: tolerance.unwrap_or(DEFAULT_HORIZON_TOLERANCE) }, cancel)
     }
 
     /// Conditional expected harm table h_t(s), (T+1) × S, under a policy.
@@ -190,10 +191,10 @@ impl ExactModel {
     /// `onHarmfulPrefixes` on the libuv thread pool (the prefilling attack; the policy is copied
     /// first). A raised `cancel` flag rejects it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<HarmfulPrefixOutput>")]
-    pub fn on_harmful_prefixes_async(&self, policy: PolicyInput, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<HarmfulPrefixTask>, String> {
+    pub fn on_harmful_prefixes_async(&self, policy: PolicyInput, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<JobTask<HarmfulPrefixJob>>, String> {
         guard(|| {
             let policy = policy_spec(&policy, &self.inner.spec)?.into_owned();
-            Ok(AsyncTask::new(HarmfulPrefixTask { model: self.inner.clone(), policy, cancel: flag_of(cancel) }))
+            Ok(spawn(HarmfulPrefixJob { model: self.inner.clone(), policy }, cancel))
         })
     }
 }
@@ -207,22 +208,20 @@ fn run_harmful_prefixes(model: &Model, choice: &PolicySpec) -> core::Result<(Vec
     })
 }
 
-pub struct HarmfulPrefixTask {
+/// The prefilling attack on a copied policy.
+pub struct HarmfulPrefixJob {
     model: Arc<Model>,
     policy: PolicySpec<'static>,
-    cancel: Option<core::cancel::Cancel>,
 }
 
-impl Task for HarmfulPrefixTask {
-    type Output = crate::Computed<(Vec<f64>, Vec<f64>)>;
-    type JsValue = HarmfulPrefixOutput;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(self.cancel.as_ref(), || run_harmful_prefixes(&self.model, &self.policy))
+impl Job for HarmfulPrefixJob {
+    type Data = (Vec<f64>, Vec<f64>);
+    type Js = HarmfulPrefixOutput;
+    fn run(&self) -> core::Result<Self::Data> {
+        run_harmful_prefixes(&self.model, &self.policy)
     }
-
-    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        crate::settle(&env, output).map(HarmfulPrefixOutput::from)
+    fn to_js(data: Self::Data) -> HarmfulPrefixOutput {
+        HarmfulPrefixOutput::from(data)
     }
 }
 
@@ -306,24 +305,21 @@ impl From<ProfileData> for ProfileOutput {
     }
 }
 
-pub struct ProfileTask {
+/// The harm profile of a copied policy.
+pub struct ProfileJob {
     model: Arc<Model>,
     policy: PolicySpec<'static>,
     request: ProfileRequest,
-    cancel: Option<core::cancel::Cancel>,
 }
 
-#[napi]
-impl Task for ProfileTask {
-    type Output = crate::Computed<ProfileData>;
-    type JsValue = ProfileOutput;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(self.cancel.as_ref(), || run_profile(&self.model, &self.policy, &self.request))
+impl Job for ProfileJob {
+    type Data = ProfileData;
+    type Js = ProfileOutput;
+    fn run(&self) -> core::Result<ProfileData> {
+        run_profile(&self.model, &self.policy, &self.request)
     }
-
-    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        crate::settle(&env, output).map(ProfileOutput::from)
+    fn to_js(data: ProfileData) -> ProfileOutput {
+        ProfileOutput::from(data)
     }
 }
 
@@ -367,24 +363,21 @@ impl From<Analysis> for AnalysisOutput {
     }
 }
 
-pub struct AnalysisTask {
+/// The exact analysis at λ.
+pub struct AnalysisJob {
     model: Arc<Model>,
     lambda: f64,
     tolerance: f64,
-    cancel: Option<core::cancel::Cancel>,
 }
 
-#[napi]
-impl Task for AnalysisTask {
-    type Output = crate::Computed<Analysis>;
-    type JsValue = AnalysisOutput;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(self.cancel.as_ref(), || analyze(&self.model, self.lambda, self.tolerance))
+impl Job for AnalysisJob {
+    type Data = Analysis;
+    type Js = AnalysisOutput;
+    fn run(&self) -> core::Result<Analysis> {
+        analyze(&self.model, self.lambda, self.tolerance)
     }
-
-    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        crate::settle(&env, output).map(AnalysisOutput::from)
+    fn to_js(analysis: Analysis) -> AnalysisOutput {
+        AnalysisOutput::from(analysis)
     }
 }
 
