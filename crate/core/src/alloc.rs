@@ -32,7 +32,11 @@ pub fn table<T: Clone>(dims: &[usize], value: T, what: &str) -> Result<Vec<T>> {
 pub fn check_reservable<T>(dims: &[usize], what: &str) -> Result<()> {
     let len = checked_len::<T>(dims, what)?;
     let mut probe: Vec<T> = Vec::new();
-    probe.try_reserve_exact(len).map_err(|_| Error::OutOfMemory { what: what.to_string(), bytes: len as f64 * std::mem::size_of::<T>() as f64 })
+    let reserved = probe.try_reserve_exact(len);
+    // The probe is never used, and an optimised build may elide an unused allocation (reporting
+    // success for any size): letting its pointer escape keeps the reservation real.
+    std::hint::black_box(probe.as_ptr());
+    reserved.map_err(|_| Error::OutOfMemory { what: what.to_string(), bytes: len as f64 * std::mem::size_of::<T>() as f64 })
 }
 
 /// Grows `vec` by room for `additional` more elements, fallibly (growth doubles as `push` would).
