@@ -20,6 +20,9 @@ import {
   sampledPrefillAttackAsync,
   train,
   TRAIN_DEFAULTS,
+  clusterBootstrap,
+  clusterBootstrapAsync,
+  type BootstrapInput,
   type Policy,
 } from '../ts/index.js';
 import { Optimizer } from '../ts/core/optimizer.js';
@@ -47,6 +50,19 @@ function tilted(engine: ExactEngine): Policy & { kind: 'tabular' } {
   const v = graded.tokens.length;
   for (let i = 0; i < logits.length; i += v) logits[i] += 0.7;
   return { kind: 'tabular', logits };
+}
+
+/**
+ * Starts `run(signal)`, aborts it after `afterMs` and checks that it rejects with HH_ABORTED. The
+ * tests that use it are serial, so no other test's synchronous work delays the abort's timer; a
+ * run that finished first fails the check with a short message (not its whole result).
+ */
+async function abortsMidRun(t: import('ava').ExecutionContext, run: (signal: AbortSignal) => Promise<unknown>, afterMs: number) {
+  const controller = new AbortController();
+  const running = run(controller.signal).then(() => 'finished before the abort');
+  setTimeout(() => controller.abort(), afterMs);
+  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
+  t.is(error?.code, 'HH_ABORTED');
 }
 
 test('the async forms return the sync numbers bit for bit', async (t) => {
@@ -101,18 +117,14 @@ test('a sampled training step (PPO) async updates params and Adam exactly as the
   t.false(sameBitsQuiet(sync.logits, tilted(engine).logits), 'the steps moved the parameters');
 });
 
-test('an aborted sampled step leaves the parameters and the optimizer unchanged', async (t) => {
+test.serial('an aborted sampled step leaves the parameters and the optimizer unchanged', async (t) => {
   const engine = new ExactEngine(graded, { policyTables: true });
   const mc = new MonteCarlo(graded, { exact: engine });
   const policy = tilted(engine);
   const before = policy.logits.slice();
   const adam = new Optimizer('adam', before.length, 0.05);
-  const controller = new AbortController();
   // A long batch: 10^6 responses, 8 PPO epochs.
-  const running = rlStepAsync(mc, policy, policy.logits, adam, { algorithm: 'ppo', samples: 1_000_000, seed: 1, lambda: 2, epochs: 8 }, { signal: controller.signal });
-  setTimeout(() => controller.abort(), 10);
-  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
-  t.is(error?.code, 'HH_ABORTED');
+  await abortsMidRun(t, (signal) => rlStepAsync(mc, policy, policy.logits, adam, { algorithm: 'ppo', samples: 1_000_000, seed: 1, lambda: 2, epochs: 8 }, { signal }), 10);
   sameBits(t, policy.logits, before, 'parameters untouched');
   // The optimizer's Adam state is untouched too: its next step equals a fresh optimizer's.
   const twin = { kind: 'tabular' as const, logits: before.slice() };
@@ -143,6 +155,7 @@ test('a signal aborted before the call rejects at once with HH_ABORTED', async (
     ['klBetweenAsync', () => engine.klBetweenAsync({ kind: 'base' }, { kind: 'base' }, { signal })],
     ['fineTuneLossAsync', () => fineTuneLossAsync(engine, { kind: 'base' }, 'sft', undefined, { signal })],
     ['fineTuneAttackAsync', () => fineTuneAttackAsync(engine, { kind: 'base' }, { steps: 2, learningRate: 0.1, objective: 'sft', signal })],
+    ['clusterBootstrapAsync', () => clusterBootstrapAsync(bootstrapUnits(20, 5, 10), { signal })],
   ];
   for (const [name, call] of calls) {
     const error = await t.throwsAsync(call(), { instanceOf: HarmHorizonError }, name);
@@ -150,31 +163,24 @@ test('a signal aborted before the call rejects at once with HH_ABORTED', async (
   }
 });
 
-test('an estimate aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+test.serial('an estimate aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
   // A long estimate: 40 000 responses of T = 40, each prefix's h_t from 64 rollouts (about 10^9 token draws).
   const scenario = compileScenario(randomScenario({ seed: 3, vocab: 6, order: 2, length: 40, states: 6, endToken: true }));
   const engine = new ExactEngine(scenario);
   const mc = new MonteCarlo(scenario, { exact: engine });
-  const controller = new AbortController();
-  setTimeout(() => controller.abort(), 50);
-  const error = await t.throwsAsync(mc.estimateAsync({ kind: 'base' }, { samples: 40_000, seed: 1, harm: 'rollouts', rollouts: 64 }, { signal: controller.signal }), { instanceOf: HarmHorizonError });
-  t.is(error?.code, 'HH_ABORTED');
+  await abortsMidRun(t, (signal) => mc.estimateAsync({ kind: 'base' }, { samples: 40_000, seed: 1, harm: 'rollouts', rollouts: 64 }, { signal }), 50);
   // Afterwards: the same engine estimates, and async still equals sync.
   const small = { samples: 500, seed: 2, harm: 'exact' as const };
   const after = await mc.estimateAsync({ kind: 'base' }, small);
   t.is(after.expectedHarm, mc.estimate({ kind: 'base' }, small).expectedHarm);
 });
 
-test('a training step aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+test.serial('a training step aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
   // One exact step of the deep objective with its gradient on ~1.3·10^4 states, T = 24, V = 16.
   const scenario = compileScenario(randomScenario({ seed: 5, vocab: 16, order: 3, length: 24, states: 8, endToken: true }));
   const engine = new ExactEngine(scenario, { policyTables: true });
   const objective = { kind: 'deep' as const, lambda: 2, mu: 1, gamma: 0.9, recovery: [1] };
-  const controller = new AbortController();
-  const running = objectiveValueAsync(engine, { kind: 'base' }, objective, true, undefined, { signal: controller.signal });
-  setTimeout(() => controller.abort(), 10);
-  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
-  t.is(error?.code, 'HH_ABORTED');
+  await abortsMidRun(t, (signal) => objectiveValueAsync(engine, { kind: 'base' }, objective, true, undefined, { signal }), 10);
   const after = await objectiveValueAsync(engine, { kind: 'base' }, objective, false);
   t.is(after.total, objectiveValue(engine, { kind: 'base' }, objective, false).total);
 });
@@ -217,14 +223,11 @@ test('sampling and the sampled prefill attack, async, equal their sync forms bit
   }
 });
 
-test('a sampling call aborted mid-run rejects with HH_ABORTED and the engine samples afterwards', async (t) => {
+test.serial('a sampling call aborted mid-run rejects with HH_ABORTED and the engine samples afterwards', async (t) => {
   // 10^6 responses of T = 40 (about 4·10^7 tokens, seconds of work).
   const scenario = compileScenario(randomScenario({ seed: 3, vocab: 6, order: 2, length: 40, states: 6, endToken: true }));
   const mc = new MonteCarlo(scenario);
-  const controller = new AbortController();
-  setTimeout(() => controller.abort(), 20);
-  const error = await t.throwsAsync(mc.sampleAsync({ kind: 'base' }, { count: 1_000_000, seed: 1 }, { signal: controller.signal }), { instanceOf: HarmHorizonError });
-  t.is(error?.code, 'HH_ABORTED');
+  await abortsMidRun(t, (signal) => mc.sampleAsync({ kind: 'base' }, { count: 1_000_000, seed: 1 }, { signal }), 20);
   const options = { count: 300, seed: 2 };
   t.deepEqual(Array.from((await mc.sampleAsync({ kind: 'base' }, options)).tokens), Array.from(mc.sample({ kind: 'base' }, options).tokens));
 });
@@ -261,35 +264,53 @@ test('the fine-tuning attack, the fixed point, the rank-assisted attack and the 
   sameBits(t, await engine.klBetweenAsync(policy, { kind: 'base' }, { signal }), engine.klBetween(policy, { kind: 'base' }), 'KL between policies');
 });
 
-// ~1.3·10^4 states, T = 24, V = 16: a fixed-point iteration or a fine-tuning step takes milliseconds.
-const large = () => compileScenario(randomScenario({ seed: 5, vocab: 16, order: 3, length: 24, states: 8, endToken: true }));
+// 491 states, T = 20, V = 12: a fine-tuning step takes ~0.1 s, 10^6 fixed-point iterations far longer.
+const large = () => compileScenario(randomScenario({ seed: 5, vocab: 12, order: 2, length: 20, states: 8, endToken: true }));
 
-test('a fixed point aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+test.serial('a fixed point aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
   const scenario = large();
   const engine = new ExactEngine(scenario, { policyTables: true });
   const objective = { kind: 'deep-anchored' as const, lambda: 2, mu: 1, gamma: 0.9, recovery: [1] };
-  // Off the main thread throughout, so that the other tests' abort timers fire on time.
   const before = await fixedPointAsync(engine, objective, 2, 0);
-  const controller = new AbortController();
   // Tolerance 0 and 10^6 iterations: far longer than the abort's 20 ms.
-  const running = fixedPointAsync(engine, objective, 1_000_000, 0, { signal: controller.signal });
-  setTimeout(() => controller.abort(), 20);
-  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
-  t.is(error?.code, 'HH_ABORTED');
+  await abortsMidRun(t, (signal) => fixedPointAsync(engine, objective, 1_000_000, 0, { signal }), 20);
   const after = await fixedPointAsync(engine, objective, 2, 0);
   sameBits(t, after.logits, before.logits, 'fixed point after the abort');
 });
 
-test('a fine-tuning attack aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
+test.serial('a fine-tuning attack aborted mid-run rejects with HH_ABORTED and the engine works afterwards', async (t) => {
   const scenario = large();
   const engine = new ExactEngine(scenario, { policyTables: true });
-  // Off the main thread throughout, so that the other tests' abort timers fire on time.
   const options = { steps: 1, learningRate: 0.1, objective: 'constrained' as const };
   const before = await fineTuneAttackAsync(engine, { kind: 'base' }, options);
-  const controller = new AbortController();
-  const running = fineTuneAttackAsync(engine, { kind: 'base' }, { ...options, steps: 100_000, signal: controller.signal });
-  setTimeout(() => controller.abort(), 30);
-  const error = await t.throwsAsync(running, { instanceOf: HarmHorizonError });
-  t.is(error?.code, 'HH_ABORTED');
+  await abortsMidRun(t, (signal) => fineTuneAttackAsync(engine, { kind: 'base' }, { ...options, steps: 100_000, signal }), 30);
   t.deepEqual((await fineTuneAttackAsync(engine, { kind: 'base' }, options)).trace, before.trace, 'the same step after the abort');
+});
+
+/** A log's units: `prompts` prompts of `perPrompt` units in two strata, 3 columns, some weights 0. */
+function bootstrapUnits(prompts: number, perPrompt: number, replicates: number): BootstrapInput {
+  const units = prompts * perPrompt;
+  const columns = 3;
+  const value = (i: number) => Math.sin(i * 12.9898) * 0.5 + 0.5;
+  return {
+    prompt: Uint32Array.from({ length: units }, (_, u) => Math.floor(u / perPrompt)),
+    stratum: Uint32Array.from({ length: units }, (_, u) => u % 2),
+    values: Float64Array.from({ length: units * columns }, (_, i) => value(i)),
+    weights: Float64Array.from({ length: units * columns }, (_, i) => (i % 7 === 0 ? 0 : 1 + (i % 3))),
+    columns,
+    replicates,
+    seed: 11,
+  };
+}
+
+test.serial('the cluster bootstrap, async, equals its sync form bit for bit, and aborts mid-run', async (t) => {
+  const input = bootstrapUnits(40, 6, 200);
+  const a = clusterBootstrap(input);
+  const b = await clusterBootstrapAsync(input, { signal: new AbortController().signal });
+  sameBits(t, b.estimate, a.estimate, 'bootstrap estimate');
+  sameBits(t, b.se, a.se, 'bootstrap SE');
+  sameBits(t, b.replicates, a.replicates, 'bootstrap replicates');
+  t.true(a.se.every((x) => x > 0), 'every column varies across replicates');
+  // 10^6 replicates over 2·10^4 units: minutes of work, aborted after 20 ms.
+  await abortsMidRun(t, (signal) => clusterBootstrapAsync(bootstrapUnits(2000, 10, 1_000_000), { signal }), 20);
 });

@@ -87,6 +87,6 @@ export { profileLog, passAt, type LogProfile, type ProfileOptions as LogProfileO
 export { toyRolloutLog, type ToyRolloutOptions } from './logs/toy-runner.js';
 export { convert as convertProviderLog, importLog, type Provider } from './logs/import.js';
 export { keywordJudge, REFUSAL_PHRASES } from './logs/judge.js';
-export { clusterBootstrap, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type BootstrapInput, type BootstrapResult, type LawFit } from './core/log-stats.js';
+export { clusterBootstrap, clusterBootstrapAsync, fitKlLaw, klFullRows, klLowerBoundRows, klTokenEstimates, type BootstrapInput, type BootstrapResult, type LawFit } from './core/log-stats.js';
 export { ggufRolloutLog, type GgufOptions } from './logs/gguf-runner.js';
 export { END_OF_RESPONSE, Transformer, type TransformerShape } from './core/transformer.js';

@@ -1,8 +1,10 @@
 /**
  * Typed wrapper of the core's log statistics (crate/core/src/log_stats.rs): per-token KL estimators,
- * the two-stage cluster bootstrap over prompts, and the fit of D ≈ (λ²/2)·I. All synchronous: the
- * inputs are small next to the model runs that produce a log.
+ * the two-stage cluster bootstrap over prompts, and the fit of D ≈ (λ²/2)·I. Synchronous, as the
+ * inputs are small next to the model runs that produce a log, except the bootstrap, whose cost grows
+ * with replicates × units: it also has an async form that takes an AbortSignal.
  */
+import { withSignal, type AbortOptions } from './abort.js';
 import { callNative } from './errors.js';
 import { native } from './native.js';
 
@@ -47,6 +49,11 @@ export interface BootstrapResult {
 /** Estimates with two-stage cluster-bootstrap standard errors (prompts, then units within each). */
 export function clusterBootstrap(input: BootstrapInput): BootstrapResult {
   return callNative(() => native.clusterBootstrap(input));
+}
+
+/** `clusterBootstrap` off the main thread; `signal` aborts it between replicates (HH_ABORTED). */
+export async function clusterBootstrapAsync(input: BootstrapInput, options: AbortOptions = {}): Promise<BootstrapResult> {
+  return withSignal(options.signal, (flag) => native.clusterBootstrapAsync(input, flag));
 }
 
 export interface LawFit {

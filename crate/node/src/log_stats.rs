@@ -1,7 +1,9 @@
 //! Statistics of rollout logs: per-token KL estimators, the cluster bootstrap over prompts and the
 //! fit of the equilibrium-KL law (see core::log_stats).
 
+use crate::cancel::CancelFlag;
 use crate::core;
+use crate::job::{spawn, Job, JobTask};
 use crate::{guard, seed_from};
 use core::log_stats;
 use napi::bindgen_prelude::*;
@@ -84,22 +86,56 @@ pub struct BootstrapOutput {
 /// Means over prompts of within-prompt weighted means, with two-stage cluster-bootstrap SEs.
 #[napi]
 pub fn cluster_bootstrap(input: BootstrapInput) -> napi::Result<BootstrapOutput, String> {
-    guard(|| {
-        let units = log_stats::Units {
-            prompt: &input.prompt,
-            stratum: &input.stratum,
-            values: &input.values,
-            weights: &input.weights,
+    guard(|| BootstrapJob::from(&input)?.run()).map(BootstrapJob::to_js)
+}
+
+/// `clusterBootstrap` on the libuv thread pool (the units are copied first). A raised `cancel` flag
+/// rejects it with HH_ABORTED (checked before every replicate).
+#[napi(ts_return_type = "Promise<BootstrapOutput>")]
+pub fn cluster_bootstrap_async(input: BootstrapInput, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<JobTask<BootstrapJob>>, String> {
+    guard(|| Ok(spawn(BootstrapJob::from(&input)?, cancel)))
+}
+
+/// The cluster bootstrap with its units copied.
+pub struct BootstrapJob {
+    prompt: Vec<u32>,
+    stratum: Vec<u32>,
+    values: Vec<f64>,
+    weights: Vec<f64>,
+    columns: usize,
+    replicates: usize,
+    seed: u64,
+}
+
+impl BootstrapJob {
+    fn from(input: &BootstrapInput) -> core::Result<Self> {
+        Ok(BootstrapJob {
+            prompt: input.prompt.to_vec(),
+            stratum: input.stratum.to_vec(),
+            values: input.values.to_vec(),
+            weights: input.weights.to_vec(),
             columns: input.columns as usize,
-        };
-        let b = log_stats::cluster_bootstrap(&units, input.replicates as usize, seed_from(input.seed, "seed")?)?;
-        Ok(BootstrapOutput {
+            replicates: input.replicates as usize,
+            seed: seed_from(input.seed, "seed")?,
+        })
+    }
+}
+
+impl Job for BootstrapJob {
+    type Data = log_stats::Bootstrap;
+    type Js = BootstrapOutput;
+    fn run(&self) -> core::Result<log_stats::Bootstrap> {
+        let units = log_stats::Units { prompt: &self.prompt, stratum: &self.stratum, values: &self.values, weights: &self.weights, columns: self.columns };
+        log_stats::cluster_bootstrap(&units, self.replicates, self.seed)
+    }
+    fn to_js(b: log_stats::Bootstrap) -> BootstrapOutput {
+        BootstrapOutput {
             estimate: Float64Array::new(b.estimate),
             se: Float64Array::new(b.se),
             support: Float64Array::new(b.support),
             replicates: Float64Array::new(b.replicates),
-        })
-    })
+        }
+    }
 }
 
 #[napi(object)]
