@@ -26,6 +26,7 @@ import {
   type Policy,
 } from '../ts/index.js';
 import { Optimizer } from '../ts/core/optimizer.js';
+import { fitMlpToBase, fitMlpToBaseAsync, fitTransformerToBase, fitTransformerToBaseAsync, initMlp, initTransformer } from '../ts/core/policy.js';
 import { baseLogits, fineTuneLoss, fineTuneLossAsync, fixedPoint, fixedPointAsync, objectiveValue, objectiveValueAsync, rlStep, rlStepAsync } from '../ts/core/training.js';
 import { gradedScenario } from './helpers/graded.js';
 
@@ -156,6 +157,8 @@ test('a signal aborted before the call rejects at once with HH_ABORTED', async (
     ['fineTuneLossAsync', () => fineTuneLossAsync(engine, { kind: 'base' }, 'sft', undefined, { signal })],
     ['fineTuneAttackAsync', () => fineTuneAttackAsync(engine, { kind: 'base' }, { steps: 2, learningRate: 0.1, objective: 'sft', signal })],
     ['clusterBootstrapAsync', () => clusterBootstrapAsync(bootstrapUnits(20, 5, 10), { signal })],
+    ['fitMlpToBaseAsync', () => fitMlpToBaseAsync(graded, initMlp(graded, { hidden: [8], order: 2, activation: 'tanh' }, 1), { steps: 5, signal })],
+    ['fitTransformerToBaseAsync', () => fitTransformerToBaseAsync(graded, initTransformer(graded, undefined, 1), { steps: 2, batch: 8, signal })],
   ];
   for (const [name, call] of calls) {
     const error = await t.throwsAsync(call(), { instanceOf: HarmHorizonError }, name);
@@ -313,4 +316,20 @@ test.serial('the cluster bootstrap, async, equals its sync form bit for bit, and
   t.true(a.se.every((x) => x > 0), 'every column varies across replicates');
   // 10^6 replicates over 2·10^4 units: minutes of work, aborted after 20 ms.
   await abortsMidRun(t, (signal) => clusterBootstrapAsync(bootstrapUnits(2000, 10, 1_000_000), { signal }), 20);
+});
+
+test.serial('fitting a network to the base, async, equals the sync fit bit for bit, and aborts mid-run', async (t) => {
+  const mlp = initMlp(graded, { hidden: [8], order: 2, activation: 'tanh' }, 3);
+  const a = fitMlpToBase(graded, mlp, { steps: 40 });
+  const b = await fitMlpToBaseAsync(graded, mlp, { steps: 40, signal: new AbortController().signal });
+  sameBits(t, b.policy.params, a.policy.params, 'fitted mlp parameters');
+  t.is(b.sequenceKl, a.sequenceKl);
+  t.true(a.sequenceKl < fitMlpToBase(graded, mlp, { steps: 0 }).sequenceKl, 'the fit lowers KL(P_base ‖ P_mlp)');
+  const transformer = initTransformer(graded, undefined, 3);
+  const c = fitTransformerToBase(graded, transformer, { steps: 3, batch: 16, klSamples: 64 });
+  const d = await fitTransformerToBaseAsync(graded, transformer, { steps: 3, batch: 16, klSamples: 64 });
+  sameBits(t, d.policy.params, c.policy.params, 'fitted transformer parameters');
+  t.deepEqual(d.fit, c.fit);
+  // 10^7 Adam steps: far longer than the abort's 20 ms.
+  await abortsMidRun(t, (signal) => fitMlpToBaseAsync(graded, mlp, { steps: 10_000_000, signal }), 20);
 });

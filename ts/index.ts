@@ -52,7 +52,7 @@ export {
   type SampleOptions,
 } from './core/montecarlo.js';
 export { LazyTabular } from './core/lazy-tabular.js';
-export { DEFAULT_MLP, fitMlpToBase, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './core/policy.js';
+export { DEFAULT_MLP, fitMlpToBase, fitMlpToBaseAsync, initMlp, mlpLogits, mlpNumParams, type MlpShape } from './core/policy.js';
 export { POLICY_FORMAT, loadPolicy, policyFromJson, policyToJson, savePolicy, type PolicyFile } from './io/policy-file.js';
 export { estimateReport, type EstimatePosition, type EstimateReport } from './estimate-report.js';
 export { DEFAULT_RANK, asTabular, fineTuneAttack, fineTuneAttackAsync, prefillAttack, prefillAttackAsync, rankAssistedAttack, rankAssistedAttackAsync, rankAssistedAttacker, sampledPrefillAttack, sampledPrefillAttackAsync, type FineTuneOptions, type FineTuneResult, type SampledPrefillOptions, type SampledPrefillResult, type FineTuneStep } from './workflows/attack.js';

@@ -6,6 +6,7 @@
  * (`new ExactEngine(scenario, { prefixTree: true })`), where it is a function of the state.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
+import { withSignal, type AbortOptions } from './abort.js';
 import { callNative } from './errors.js';
 import { native, type PolicyInput, type SparseRows } from './native.js';
 
@@ -81,14 +82,39 @@ export interface TransformerFit {
 export function fitTransformerToBase(
   scenario: CompiledScenario,
   policy: Policy & { kind: 'transformer' },
-  options: { steps?: number; batch?: number; learningRate?: number; seed?: number; klSamples?: number } = {},
+  options: TransformerFitOptions = {},
 ): { policy: Policy & { kind: 'transformer' }; fit: TransformerFit } {
-  const steps = options.steps ?? 300;
-  const batch = options.batch ?? 256;
-  const out = callNative(() =>
-    native.transformerFitBase(nativeScenario(scenario), policy.transformer, policy.params, { steps, batch, learningRate: options.learningRate ?? 0.01, seed: options.seed ?? 0, klSamples: options.klSamples }),
-  );
-  return { policy: { ...policy, params: out.params }, fit: { sampledKl: out.sampledKl, sampledKlSE: out.sampledKlSe, steps, batch } };
+  const settings = transformerFitSettings(options);
+  const out = callNative(() => native.transformerFitBase(nativeScenario(scenario), policy.transformer, policy.params, settings));
+  return { policy: { ...policy, params: out.params }, fit: { sampledKl: out.sampledKl, sampledKlSE: out.sampledKlSe, steps: settings.steps, batch: settings.batch } };
+}
+
+/** `fitTransformerToBase` off the main thread; `signal` aborts it (HH_ABORTED). */
+export async function fitTransformerToBaseAsync(
+  scenario: CompiledScenario,
+  policy: Policy & { kind: 'transformer' },
+  options: TransformerFitOptions & AbortOptions = {},
+): Promise<{ policy: Policy & { kind: 'transformer' }; fit: TransformerFit }> {
+  const settings = transformerFitSettings(options);
+  const out = await withSignal(options.signal, (flag) => native.transformerFitBaseAsync(nativeScenario(scenario), policy.transformer, policy.params, settings, flag));
+  return { policy: { ...policy, params: out.params }, fit: { sampledKl: out.sampledKl, sampledKlSE: out.sampledKlSe, steps: settings.steps, batch: settings.batch } };
+}
+
+export interface TransformerFitOptions {
+  /** Adam steps (default 300). */
+  steps?: number;
+  /** Fresh base responses per step (default 256). */
+  batch?: number;
+  /** Adam's initial rate, cosine-decayed to 0 (default 0.01). */
+  learningRate?: number;
+  /** Seed of the base responses (default 0). */
+  seed?: number;
+  /** Fresh base responses of the final KL estimate (default 4096). */
+  klSamples?: number;
+}
+
+function transformerFitSettings(options: TransformerFitOptions) {
+  return { steps: options.steps ?? 300, batch: options.batch ?? 256, learningRate: options.learningRate ?? 0.01, seed: options.seed ?? 0, klSamples: options.klSamples };
 }
 
 /** Numeric scenario in the form the core takes. */
@@ -110,13 +136,22 @@ export function nativeScenario(scenario: CompiledScenario) {
  * weighted by how often the base visits each (position, context). Returns the fitted policy and
  * KL(P_base ‖ P_mlp) over whole responses. Needs `shape.order` ≥ the scenario's context order.
  */
-export function fitMlpToBase(
-  scenario: CompiledScenario,
-  policy: Policy & { kind: 'mlp' },
-  options: { steps?: number; learningRate?: number } = {},
-): { policy: Policy & { kind: 'mlp' }; sequenceKl: number } {
+export function fitMlpToBase(scenario: CompiledScenario, policy: Policy & { kind: 'mlp' }, options: MlpFitOptions = {}): { policy: Policy & { kind: 'mlp' }; sequenceKl: number } {
   const out = callNative(() => native.mlpFitBase(nativeScenario(scenario), policy.mlp, policy.params, options.steps ?? 500, options.learningRate ?? 0.05));
   return { policy: { ...policy, params: out.params }, sequenceKl: out.sequenceKl };
+}
+
+/** `fitMlpToBase` off the main thread; `signal` aborts it (HH_ABORTED). */
+export async function fitMlpToBaseAsync(scenario: CompiledScenario, policy: Policy & { kind: 'mlp' }, options: MlpFitOptions & AbortOptions = {}): Promise<{ policy: Policy & { kind: 'mlp' }; sequenceKl: number }> {
+  const out = await withSignal(options.signal, (flag) => native.mlpFitBaseAsync(nativeScenario(scenario), policy.mlp, policy.params, options.steps ?? 500, options.learningRate ?? 0.05, flag));
+  return { policy: { ...policy, params: out.params }, sequenceKl: out.sequenceKl };
+}
+
+export interface MlpFitOptions {
+  /** Adam steps (default 500). */
+  steps?: number;
+  /** Adam's rate (default 0.05). */
+  learningRate?: number;
 }
 
 /** The policy as the core takes it. */

@@ -1,9 +1,12 @@
 //! Building and initialising mlp policies.
 
+use crate::cancel::CancelFlag;
 use crate::core;
+use crate::job::{spawn, Job, JobTask};
 use crate::policy::MlpShape;
 use crate::{guard, seed_from, ScenarioInput};
 use core::fit::fit_base;
+use core::model::ScenarioSpec;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
@@ -30,13 +33,43 @@ pub struct FitOutput {
 /// starting from `params`.
 #[napi]
 pub fn mlp_fit_base(spec: ScenarioInput, shape: MlpShape, params: Float64Array, steps: u32, learning_rate: f64) -> napi::Result<FitOutput, String> {
-    guard(|| {
+    guard(|| MlpFitJob::new(&spec, &shape, &params, steps, learning_rate)?.run()).map(MlpFitJob::to_js)
+}
+
+/// `mlpFitBase` on the libuv thread pool. A raised `cancel` flag rejects it with HH_ABORTED.
+#[napi(ts_return_type = "Promise<FitOutput>")]
+pub fn mlp_fit_base_async(spec: ScenarioInput, shape: MlpShape, params: Float64Array, steps: u32, learning_rate: f64, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<JobTask<MlpFitJob>>, String> {
+    guard(|| Ok(spawn(MlpFitJob::new(&spec, &shape, &params, steps, learning_rate)?, cancel)))
+}
+
+/// The fit of an mlp to a base, with its inputs copied.
+pub struct MlpFitJob {
+    spec: ScenarioSpec,
+    mlp: core::mlp::Mlp,
+    params: Vec<f64>,
+    steps: usize,
+    learning_rate: f64,
+}
+
+impl MlpFitJob {
+    fn new(spec: &ScenarioInput, shape: &MlpShape, params: &[f64], steps: u32, learning_rate: f64) -> core::Result<Self> {
         let spec = spec.to_spec()?.prepared()?;
         let mlp = core::mlp::Mlp::new(shape.config(spec.vocab, spec.length))?;
-        let mut fitted = params.to_vec();
-        let report = fit_base(&mlp, &mut fitted, &spec, steps as usize, learning_rate)?;
-        Ok(FitOutput { params: Float64Array::new(fitted), sequence_kl: report.sequence_kl })
-    })
+        Ok(MlpFitJob { spec, mlp, params: params.to_vec(), steps: steps as usize, learning_rate })
+    }
+}
+
+impl Job for MlpFitJob {
+    type Data = (Vec<f64>, f64);
+    type Js = FitOutput;
+    fn run(&self) -> core::Result<(Vec<f64>, f64)> {
+        let mut fitted = self.params.clone();
+        let report = fit_base(&self.mlp, &mut fitted, &self.spec, self.steps, self.learning_rate)?;
+        Ok((fitted, report.sequence_kl))
+    }
+    fn to_js((params, sequence_kl): (Vec<f64>, f64)) -> FitOutput {
+        FitOutput { params: Float64Array::new(params), sequence_kl }
+    }
 }
 
 /// Logits of an mlp for a batch of inputs: positions t (1..T) and contexts (the last `order` tokens

@@ -2,6 +2,7 @@
 //! score-function gradient over given responses.
 
 use crate::core;
+use crate::job::{spawn, Job, JobTask};
 use crate::{count_from, guard, invalid, seed_from};
 use core::model::ScenarioSpec;
 use core::sampling::Samples;
@@ -219,17 +220,48 @@ pub struct FitBaseOutput {
 /// crate/core/src/transformer_table.rs), starting from `params` (copied).
 #[napi]
 pub fn transformer_fit_base(scenario: crate::ScenarioInput, layout: crate::policy::TransformerLayout, params: Float64Array, options: FitBaseOptions) -> napi::Result<FitBaseOutput, String> {
-    use core::transformer_table::{fit_base, sampled_kl_from_base, FitOptions};
-    guard(|| {
+    guard(|| TransformerFitJob::new(&scenario, &layout, &params, &options)?.run()).map(TransformerFitJob::to_js)
+}
+
+/// `transformerFitBase` on the libuv thread pool. A raised `cancel` flag rejects it with HH_ABORTED.
+#[napi(ts_return_type = "Promise<FitBaseOutput>")]
+pub fn transformer_fit_base_async(scenario: crate::ScenarioInput, layout: crate::policy::TransformerLayout, params: Float64Array, options: FitBaseOptions, cancel: Option<&crate::cancel::CancelFlag>) -> napi::Result<AsyncTask<JobTask<TransformerFitJob>>, String> {
+    guard(|| Ok(spawn(TransformerFitJob::new(&scenario, &layout, &params, &options)?, cancel)))
+}
+
+/// The fit of a transformer to a base, with its inputs copied.
+pub struct TransformerFitJob {
+    spec: ScenarioSpec,
+    net: Model,
+    params: Vec<f64>,
+    fit: core::transformer_table::FitOptions,
+    kl_samples: usize,
+    /// The index of the first fresh response of the KL estimate (after the fitting ones).
+    first_kl_sample: u32,
+}
+
+impl TransformerFitJob {
+    fn new(scenario: &crate::ScenarioInput, layout: &crate::policy::TransformerLayout, params: &[f64], options: &FitBaseOptions) -> core::Result<Self> {
         let spec = scenario.to_spec()?.prepared()?;
-        let net = core::transformer::Transformer::new(layout.config(spec.vocab, spec.length))?;
+        let net = Model::new(layout.config(spec.vocab, spec.length))?;
         let seed = seed_from(options.seed, "seed")?;
-        let mut params = params.to_vec();
-        let fit = FitOptions { steps: options.steps as usize, batch: options.batch as usize, learning_rate: options.learning_rate, seed };
-        fit_base(&net, &mut params, &spec, fit)?;
-        // Fresh responses: indices after the fitting ones.
-        let first = u32::try_from(options.steps as u64 * options.batch as u64).map_err(|_| invalid("too many fitting samples".into()))?;
-        let (kl, se) = sampled_kl_from_base(&net, &params, &spec, options.kl_samples.unwrap_or(4096) as usize, seed, first)?;
-        Ok(FitBaseOutput { params: Float64Array::new(params), sampled_kl: kl, sampled_kl_se: se })
-    })
+        let fit = core::transformer_table::FitOptions { steps: options.steps as usize, batch: options.batch as usize, learning_rate: options.learning_rate, seed };
+        let first_kl_sample = u32::try_from(options.steps as u64 * options.batch as u64).map_err(|_| invalid("too many fitting samples".into()))?;
+        Ok(TransformerFitJob { spec, net, params: params.to_vec(), fit, kl_samples: options.kl_samples.unwrap_or(4096) as usize, first_kl_sample })
+    }
+}
+
+impl Job for TransformerFitJob {
+    type Data = (Vec<f64>, f64, f64);
+    type Js = FitBaseOutput;
+    fn run(&self) -> core::Result<Self::Data> {
+        use core::transformer_table::{fit_base, sampled_kl_from_base};
+        let mut params = self.params.clone();
+        fit_base(&self.net, &mut params, &self.spec, self.fit)?;
+        let (kl, se) = sampled_kl_from_base(&self.net, &params, &self.spec, self.kl_samples, self.fit.seed, self.first_kl_sample)?;
+        Ok((params, kl, se))
+    }
+    fn to_js((params, sampled_kl, sampled_kl_se): Self::Data) -> FitBaseOutput {
+        FitBaseOutput { params: Float64Array::new(params), sampled_kl, sampled_kl_se }
+    }
 }
