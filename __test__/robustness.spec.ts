@@ -197,6 +197,23 @@ for (const [name, args] of [
   });
 }
 
+test('estimate: Ctrl-C aborts the computation at once, writes nothing on stdout and exits 130', async (t) => {
+  // Minutes of work: 2·10^6 responses of T = 40, each prefix's h_t from 64 rollouts.
+  const args = [CLI, 'estimate', 'random(seed=3,V=6,n=2,T=40,D=6,eos=true)', '--samples', '2000000', '--rollouts', '64', '--json'];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let [stdout, stderr] = ['', ''];
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+  // Interrupt once the sampling has started (the stage line on stderr).
+  for (let i = 0; i < 600 && !stderr.includes('sampling 2000000 responses'); i++) await new Promise((r) => setTimeout(r, 50));
+  child.kill('SIGINT');
+  t.is(await exited, 130, stderr);
+  t.regex(stderr, /estimate stopped by Ctrl-C before it finished; nothing was written/);
+  t.notRegex(stderr, STACK);
+  t.is(stdout, '');
+});
+
 test('train: Ctrl-C stops after the current step, keeps a valid run folder and exits 130', async (t) => {
   const dir = out('train-interrupted');
   const child = spawn(process.execPath, [CLI, 'train', 'refusal', '--steps', '100000', '--out', dir], { stdio: ['ignore', 'pipe', 'pipe'] });

@@ -3,6 +3,7 @@
  * with the exact values beside them wherever the exact engine applies.
  */
 import type { CompiledScenario } from './scenario/compiled.js';
+import type { AbortOptions } from './core/abort.js';
 import { HarmHorizonError } from './core/errors.js';
 import { ExactEngine } from './core/exact.js';
 import { num, table } from './report/format.js';
@@ -75,7 +76,7 @@ export interface EstimateReport {
 const finite = (x: number | undefined): number | null => (x === undefined || !Number.isFinite(x) ? null : x);
 
 /** Runs the estimates (off the main thread) and the exact counterparts where they exist. */
-export async function estimateReport(scenario: CompiledScenario, policy: Policy, request: EstimateRequest, exact: ExactEngine | null): Promise<EstimateReport> {
+export async function estimateReport(scenario: CompiledScenario, policy: Policy, request: EstimateRequest, exact: ExactEngine | null, call: AbortOptions = {}): Promise<EstimateReport> {
   if (!exact && request.proposal === 'information') {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', '--proposal information needs the exact engine (h_t exact on the exact states), and this scenario is over the memory budget');
   }
@@ -96,7 +97,7 @@ export async function estimateReport(scenario: CompiledScenario, policy: Policy,
     teacherForced: true,
     ...(tilted ? { proposal: 'tilted' as const, tilt: request.tilt ?? DEFAULT_TILT } : {}),
     ...(request.proposal === 'information' ? { proposal: 'information' as const } : {}),
-  });
+  }, call);
   let exactPositions: EstimatePosition['exact'][] | null = null;
   let exactExpectedHarm: number | null = null;
   let exactDecisionTime: number[] | null = null;

@@ -6,7 +6,8 @@ import { createContext } from '../commands/context.js';
 import { claimOutputFolder } from '../io/files.js';
 import { Progress } from '../io/progress.js';
 import { writeStdout, writeStdoutJson } from '../io/stdout.js';
-import { stopOnSignals } from './helpers.js';
+import { HarmHorizonError } from '../core/errors.js';
+import { exitCodeOf, signalName, stopOnSignals } from './helpers.js';
 
 /** A parser for commander: the parameter's check, its error as commander's usage error (exit 2). */
 function parser(param: Param<unknown>) {
@@ -73,10 +74,11 @@ export function addDeclaredCommand<P extends Params, R>(program: Command, declar
   command.action(async (...args: unknown[]) => {
     const opts = (args[args.length - 1] as Command).opts<Record<string, unknown>>();
     const tty = process.stderr.isTTY === true;
-    const signals = stopOnSignals(declaration.stopSignals);
+    const signals = stopOnSignals(declaration.stopSignals, declaration.onStop);
     let shown = false;
     const context = createContext({
       stoppedBy: signals.stoppedBy,
+      signal: signals.signal,
       status: (line) => {
         if (!tty) return;
         process.stderr.write(`\r${line}   `);
@@ -92,6 +94,12 @@ export function addDeclaredCommand<P extends Params, R>(program: Command, declar
     let result: R;
     try {
       result = await declaration.run(values(declaration.params, args.slice(0, -2), opts) as never, context);
+    } catch (error) {
+      const stoppedBy = signals.stoppedBy();
+      if (!(stoppedBy && error instanceof HarmHorizonError && error.code === 'HH_ABORTED')) throw error;
+      process.stderr.write(`harm-horizon: ${declaration.name} stopped by ${signalName(stoppedBy)} before it finished; nothing was written\n`);
+      process.exitCode = exitCodeOf(stoppedBy);
+      return;
     } finally {
       signals.release();
       if (shown) process.stderr.write('\n');

@@ -9,6 +9,7 @@ export type AnalyzeResult = AnalyzeReport & { aligned: string };
 
 export const analyze = declareCommand({
   name: 'analyze',
+  onStop: 'abort',
   description: 'exact analysis of a scenario: harm information I_t, horizon, gradients, Gibbs-optimum KL and prefilling success',
   params: {
     scenario: scenarioArg(),
@@ -31,11 +32,12 @@ Examples:
     const compiled = context.scenario(p.scenario, { seed: p.seed, ...budget });
     const lambda = p.lambda ?? compiled.defaults.lambda;
     const engine = context.exactEngine(compiled, budget.memoryBudgetBytes, false, false);
-    const analysis = await engine.analyzeAsync(lambda, p.tolerance);
+    const signal = context.signal;
+    const analysis = await engine.analyzeAsync(lambda, p.tolerance, { signal });
     if (p.policy !== undefined) {
       // The "aligned" columns describe the given policy rather than the Gibbs optimum.
       const policy = context.policy(p.policy, compiled, engine);
-      const prefixes = engine.onHarmfulPrefixes(policy);
+      const prefixes = await engine.onHarmfulPrefixesAsync(policy, { signal });
       analysis.alignedExpectedHarm = engine.conditionalHarm(policy)[0];
       analysis.klOnPolicy = engine.klOnPolicy(policy);
       analysis.klTeacherForced = prefixes.klTeacherForced;

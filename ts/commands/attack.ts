@@ -2,7 +2,7 @@
 import { HarmHorizonError } from '../core/errors.js';
 import type { Policy } from '../core/policy.js';
 import { num, numNonNegative, table } from '../report/format.js';
-import { DEFAULT_RANK, fineTuneAttack, prefillAttack, rankAssistedAttack, sampledPrefillAttack, type FineTuneStep } from '../workflows/attack.js';
+import { DEFAULT_RANK, fineTuneAttackAsync, prefillAttackAsync, rankAssistedAttackAsync, sampledPrefillAttackAsync, type FineTuneStep } from '../workflows/attack.js';
 import { declareCommand, integer, number, oneOf } from './declare.js';
 import { budgetOf, memoryBudget, policyFile, scenarioArg, seed } from './options.js';
 
@@ -26,6 +26,7 @@ const curve = (a: ArrayLike<number>): Curve => Array.from(a, (x) => (Number.isFi
 
 export const attack = declareCommand({
   name: 'attack',
+  onStop: 'abort',
   description: 'prefilling, rank-assisted prefilling and fine-tuning attacks on a policy (the base by default)',
   params: {
     scenario: scenarioArg(),
@@ -56,15 +57,16 @@ Examples:
     const policy: Policy = p.lambda !== undefined ? { kind: 'gibbs', lambda: p.lambda } : context.policy(p.policy, scenario, scenarioEngine);
     const engine = policy.kind === 'transformer' ? context.engine(scenario, budget.memoryBudgetBytes, true) : scenarioEngine;
     const head = { scenario: scenario.name, policy: p.policy ?? (p.lambda !== undefined ? `gibbs(λ=${p.lambda})` : 'base'), rank: Math.min(p.rank, scenario.tokens.length) };
+    const signal = context.signal;
     let result: AttackResult;
     if (engine) {
-      result = { ...head, method: 'exact', prefill: curve(prefillAttack(engine, policy)), rap: curve(rankAssistedAttack(engine, policy, p.rank)) };
+      result = { ...head, method: 'exact', prefill: curve(await prefillAttackAsync(engine, policy, { signal })), rap: curve(await rankAssistedAttackAsync(engine, policy, p.rank, { signal })) };
     } else {
-      const sampled = sampledPrefillAttack(scenario, policy, { samples: p.samples, seed: p.seed });
+      const sampled = await sampledPrefillAttackAsync(scenario, policy, { samples: p.samples, seed: p.seed, signal });
       result = { ...head, method: 'sampled', prefill: curve(sampled.asr), prefillSE: curve(sampled.se), rap: null };
       // A transformer too large to tabulate: its rank-assisted attacker is sampled on the scenario's states.
       if (scenarioEngine) {
-        const ranked = sampledPrefillAttack(scenario, policy, { samples: p.samples, seed: p.seed, rank: p.rank, engine: scenarioEngine });
+        const ranked = await sampledPrefillAttackAsync(scenario, policy, { samples: p.samples, seed: p.seed, rank: p.rank, engine: scenarioEngine, signal });
         result.rap = curve(ranked.asr);
         result.rapSE = curve(ranked.se);
       }
@@ -72,7 +74,7 @@ Examples:
     if (p.finetuneSteps > 0) {
       if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fine-tuning attack is exact: it needs the exact state space', '--finetune-steps');
       const settings = { objective: p.finetuneObjective, optimizer: p.finetuneOptimizer, learningRate: p.finetuneLr, weightDecay: p.finetuneWeightDecay, batch: p.finetuneBatch, seed: p.seed, floor: p.finetuneFloor };
-      const { trace } = fineTuneAttack(engine, policy, { steps: p.finetuneSteps, ...settings });
+      const { trace } = await fineTuneAttackAsync(engine, policy, { steps: p.finetuneSteps, ...settings, signal });
       result.finetune = { ...settings, batch: p.finetuneBatch ?? 'full', steps: trace };
     }
     return result;

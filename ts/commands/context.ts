@@ -36,6 +36,8 @@ export interface CommandContext {
   shouldStop(): boolean;
   /** The signal that asked the run to stop (SIGINT, SIGTERM), or null. */
   stoppedBy(): NodeJS.Signals | null;
+  /** Aborted by the first stop signal: commands without steps hand it to their native calls. */
+  readonly signal?: AbortSignal;
   /** A one-line status of a long run (the CLI shows it on a terminal). */
   status(line: string): void;
   /** A progress bar of `total` units over a long run (the CLI draws it on a terminal). */
@@ -62,6 +64,7 @@ export interface ContextOptions {
   baseDir?: string;
   shouldStop?: () => boolean;
   stoppedBy?: () => NodeJS.Signals | null;
+  signal?: AbortSignal;
   status?: (line: string) => void;
   progress?: (label: string, total: number) => ProgressBar;
   stage?: (line: string) => void;
@@ -125,6 +128,7 @@ export function createContext(options: ContextOptions = {}): CommandContext {
     },
     shouldStop: options.shouldStop ?? (() => options.stoppedBy?.() != null),
     stoppedBy: options.stoppedBy ?? (() => (options.shouldStop?.() ? 'SIGINT' : null)),
+    signal: options.signal,
     status: options.status ?? (() => {}),
     progress: options.progress ?? (() => SILENT),
     stage: options.stage ?? (() => {}),

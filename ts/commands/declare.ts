@@ -61,9 +61,18 @@ export interface CommandDeclaration<P extends Params, R> {
   failure?(result: R): Error | undefined;
   /** Writes the folder `--out` names: the CLI refuses one holding another run's results (unless --force) and locks it for the run. */
   readonly writesOutFolder?: boolean;
-  /** Signals that stop a long run after its current step (default Ctrl-C only); a second one leaves at once. */
+  /** Signals that stop a long run (default Ctrl-C only); a second one leaves at once. */
   readonly stopSignals?: readonly NodeJS.Signals[];
+  /**
+   * What the first stop signal does: `after-step`, the run stops after its current step and keeps
+   * what is done (it polls `context.shouldStop()`); `abort`, the computation is aborted
+   * (`context.signal`) and the command exits 130 (143 for SIGTERM) with nothing written. Without
+   * either, the process exits at once (130/143), as a command that is never long.
+   */
+  readonly onStop?: StopBehaviour;
 }
+
+export type StopBehaviour = 'after-step' | 'abort';
 
 /** Declares a command (the identity, typed: `params` fixes the types of `run`'s values). */
 export function declareCommand<P extends Params, R>(declaration: CommandDeclaration<P, R>): CommandDeclaration<P, R> {

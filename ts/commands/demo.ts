@@ -46,6 +46,7 @@ export function renderDemoSummary(s: DemoSummary): string {
 
 export const demo = declareCommand({
   name: 'demo',
+  onStop: 'after-step',
   description: 'the whole story on one scenario: exact analysis, standard and deep alignment (trained), attacks and the λ-scaling check, as a report folder',
   params: {
     scenario: string('scenario', 'a built-in scenario or a scenario JSON file', { positional: true, default: DEMO_DEFAULTS.scenario }),

@@ -7,6 +7,7 @@ import { budgetOf, memoryBudget, policyFile, scenarioArg, seed } from './options
 
 export const estimate = declareCommand({
   name: 'estimate',
+  onStop: 'abort',
   description: 'Monte Carlo estimates (with standard errors) of E[H], I_t, per-position KL and gradients, beside the exact values',
   params: {
     scenario: scenarioArg(),
@@ -39,7 +40,8 @@ Examples:
     const policy = context.policy(p.policy, compiled, exact);
     if (policy.kind === 'transformer') exact = context.engine(compiled, budget.memoryBudgetBytes, true);
     const request = { samples: p.samples, seed: p.seed, rollouts: p.rollouts, estimator: p.estimator, proposal: p.proposal, tilt: p.tilt };
-    return estimateReport(compiled, policy, request, exact);
+    context.stage(`sampling ${p.samples} responses …`);
+    return estimateReport(compiled, policy, request, exact, { signal: context.signal });
   },
   render: renderEstimateReport,
 });

@@ -39,6 +39,7 @@ function renderSummary(s: RunSummary): string {
 
 export const sweep = declareCommand({
   name: 'sweep',
+  onStop: 'after-step',
   description: 'run a sweep file (a grid and/or list of analyze, estimate, train or attack cells) in parallel; resumable and shardable',
   params: {
     file: string('sweep-file', 'a sweep file, JSON or YAML (docs/sweeps.md)', { positional: true, required: true }),

@@ -23,6 +23,7 @@ export interface TrainResult {
 
 export const train = declareCommand({
   name: 'train',
+  onStop: 'after-step',
   description: 'align a policy: standard RLHF objective, deep-alignment objectives or Qi et al.\'s augmentation',
   params: {
     scenario: scenarioArg(),
