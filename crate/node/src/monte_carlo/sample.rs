@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::cancel::{flag_of, CancelFlag};
+use crate::cancel::CancelFlag;
 use crate::core;
+use crate::job::{spawn, Job, JobTask};
 use crate::monte_carlo::{MonteCarlo, SampleOptions, SamplesOutput};
 use crate::policy::{policy_spec, PolicyInput};
-use crate::{count_from, guard, guard_task, invalid, seed_from};
+use crate::{count_from, guard, invalid, seed_from};
 use core::attack::RankAssistedStep;
 use core::exact::conditional_harm;
 use core::model::{Model, ScenarioSpec};
@@ -31,7 +32,10 @@ pub struct SampleJob {
     rank_assisted: Option<usize>,
 }
 
-impl SampleJob {
+impl Job for SampleJob {
+    type Data = Samples;
+    type Js = SamplesOutput;
+
     fn run(&self) -> core::Result<Samples> {
         let prefix = self.prefix.as_ref().map(|(tokens, length)| Prefix { tokens, length: *length });
         let request = SampleRequest { count: self.count, seed: self.seed, prefix, first_index: self.first_index };
@@ -44,6 +48,10 @@ impl SampleJob {
                 self.policy.with_sampler(&self.spec, Some(model), |step, _, _| sample(&track, &RankAssistedStep { policy: step, model, h_base: &h_base, rank }, &request))
             }
         }
+    }
+
+    fn to_js(samples: Samples) -> SamplesOutput {
+        SamplesOutput::from(samples)
     }
 }
 
@@ -71,22 +79,7 @@ impl MonteCarlo {
     /// `sample` on the libuv thread pool (inputs are copied first); a raised `cancel` flag rejects
     /// it with HH_ABORTED.
     #[napi(ts_return_type = "Promise<SamplesOutput>")]
-    pub fn sample_async(&self, policy: PolicyInput, options: SampleOptions, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<SampleTask>, String> {
-        guard(|| Ok(AsyncTask::new(SampleTask(self.sample_job(&policy, &options)?, flag_of(cancel)))))
-    }
-}
-
-pub struct SampleTask(SampleJob, Option<core::cancel::Cancel>);
-
-impl Task for SampleTask {
-    type Output = crate::Computed<Samples>;
-    type JsValue = SamplesOutput;
-
-    fn compute(&mut self) -> napi::Result<Self::Output> {
-        guard_task(self.1.as_ref(), || self.0.run())
-    }
-
-    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
-        crate::settle(&env, output).map(SamplesOutput::from)
+    pub fn sample_async(&self, policy: PolicyInput, options: SampleOptions, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<JobTask<SampleJob>>, String> {
+        guard(|| Ok(spawn(self.sample_job(&policy, &options)?, cancel)))
     }
 }
