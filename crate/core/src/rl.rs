@@ -125,7 +125,7 @@ pub fn check_rollout_budget(count: usize, length: usize, budget: u64) -> Result<
     let bytes = rollout_bytes(count, length);
     if bytes > budget as f64 {
         return Err(Error::OutOfMemory {
-            what: format!("rollout h of a batch of {count} responses: 2 × {count} × (T+1 = {}) values of 8 bytes exceed the memory budget of {budget} bytes", length + 1),
+            what: format!("rollout buffers of a batch of {count} responses (2 × N × (T+1) = 2 × {count} × {} f64, over the memory budget of {budget} bytes)", length as u128 + 1),
             bytes,
         });
     }

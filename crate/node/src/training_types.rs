@@ -177,17 +177,13 @@ pub struct RlOptions {
     /// reinforce-innovation: where h_t comes from, "exact" (the exact model's table) or "rollouts"
     /// of the policy being trained (default: exact with the exact model, else rollouts).
     pub harm: Option<crate::monte_carlo::HarmSource>,
-    /// M, the rollouts per prefix and set (default DEFAULT_TRAINING_ROLLOUTS = 4); giving it asks
+    /// M, the rollouts per prefix and set (default 4, the core's DEFAULT_TRAINING_ROLLOUTS); giving it asks
     /// for rollouts.
     pub rollouts: Option<u32>,
     /// Bytes the rollout buffers (2 × samples × (T+1) f64) may take (default: the lazy tabular
     /// policy's budget, else 4 GiB); more throws HH_OUT_OF_MEMORY before sampling.
     pub memory_budget: Option<f64>,
 }
-
-/// M of reinforce-innovation's rollout h when none is given.
-#[napi]
-pub const DEFAULT_TRAINING_ROLLOUTS: u32 = core::rl::DEFAULT_TRAINING_ROLLOUTS as u32;
 
 /// Where a reinforce-innovation step reads h_t.
 #[derive(Clone, Copy)]
