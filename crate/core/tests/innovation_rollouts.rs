@@ -1,8 +1,8 @@
 //! reinforce-innovation with h_t from nested rollouts of the policy being trained (no exact model
 //! needed): its step is unbiased for the exact gradient of J = λ·E[H] + KL and agrees in
 //! expectation with the exact-h step, gives the same bits on any thread count and for the dense and
-//! the lazy tabular policy, trains the lazy tabular and mlp policies without the exact model, and
-//! its buffers are checked against the memory budget.
+//! the lazy tabular policy, trains the lazy tabular, mlp and transformer policies without the exact
+//! model, and its buffers are checked against the memory budget.
 
 mod common;
 use common::*;
@@ -17,6 +17,8 @@ use harm_horizon_core::optim::Adam;
 use harm_horizon_core::policy::{BasePolicy, TabularPolicy};
 use harm_horizon_core::rl::{check_rollout_budget, rl_step, rollout_bytes, MlpFamily, RlAlgorithm, RlStep, TabularFamily};
 use harm_horizon_core::sampling::SampleRequest;
+use harm_horizon_core::transformer::{Transformer, TransformerConfig};
+use harm_horizon_core::transformer_table::TransformerFamily;
 use harm_horizon_core::walk::Track;
 
 const LAMBDA: f64 = 2.0;
@@ -185,6 +187,26 @@ fn an_mlp_trains_with_rollout_h_without_the_exact_model_and_the_same_bits_on_any
     assert_eq!(bits(&one), bits(&two));
     assert!(one.iter().zip(&init).any(|(a, b)| a != b), "the parameters moved");
     assert!(steps.iter().all(|s| s.grad_norm.iter().all(|g| g.is_finite())) && steps[0].grad_norm.iter().any(|&g| g > 0.0));
+}
+
+#[test]
+fn a_transformer_trains_with_rollout_h_without_the_prefix_tree_and_the_same_bits_on_any_thread_count() {
+    let model = fixture();
+    let spec = &model.spec;
+    let net = Transformer::new(TransformerConfig { vocab: spec.vocab, length: spec.length, layers: 1, width: 8, heads: 2, mlp_width: 8 }).unwrap();
+    let init = net.init_params(2);
+    let run = || {
+        let track = Track::new(spec, None);
+        let mut params = init.clone();
+        let mut adam = Adam::new(params.len(), 0.05);
+        let mut update = |p: &mut [f64], g: &[f64]| adam.step(p, g);
+        let family = TransformerFamily { net: &net, penalty: None };
+        rl_step(&track, &family, &mut params, &mut update, 16, 8, 0, LAMBDA, INNOVATION, Some(&HarmSource::Rollouts(1))).unwrap();
+        params
+    };
+    let one = in_pool(1, run);
+    assert_eq!(bits(&one), bits(&in_pool(2, run)));
+    assert!(one.iter().zip(&init).any(|(a, b)| a != b), "the parameters moved");
 }
 
 #[test]
