@@ -43,6 +43,7 @@ export const train = declareCommand({
     samples: integer('--samples <N>', 'responses per batch (sampled algorithms)', { min: 1, default: TRAIN_DEFAULTS.samples }),
     epochs: integer('--epochs <N>', 'PPO epochs per batch', { min: 1, default: TRAIN_DEFAULTS.epochs }),
     clip: number('--clip <E>', 'PPO clip ε', { min: 0, default: TRAIN_DEFAULTS.clip }),
+    rollouts: integer('--rollouts <M>', 'reinforce-innovation: estimate h_t by M nested rollouts per prefix (default: exact h_t when the exact engine applies, else 4 rollouts)', { min: 1 }),
     mlpHidden: integerList('--mlp-hidden <W>', 'mlp hidden widths, e.g. 32 or 32,16', (w) => w.length >= 1 && w.length <= 2 && w.every((x) => x >= 1), 'one or two widths ≥ 1 like 32 or 32,16', { default: [32] }),
     mlpOrder: integer('--mlp-order <n>', 'tokens the mlp reads (default: the scenario\'s context order)', { min: 1 }),
     mlpActivation: oneOf('--mlp-activation <f>', ['tanh', 'relu'], 'mlp activation', { default: 'tanh' }),
@@ -82,6 +83,7 @@ Examples:
       samples: p.samples,
       clip: p.clip,
       epochs: p.epochs,
+      ...(p.rollouts !== undefined ? { rollouts: p.rollouts } : {}),
       evalEvery: p.evalEvery,
       memoryBudget: budget.memoryBudgetBytes,
     };

@@ -1,8 +1,8 @@
 /**
  * The lazily keyed tabular policy: softmax logits per (position, context, automaton state), stored
  * only for the keys a sampled batch has visited, the base row everywhere else. It is the tabular
- * policy without the exact state index, so it trains (reinforce, ppo; reinforce-innovation with the
- * exact model) on scenarios of any size, with memory proportional to the keys visited and checked
+ * policy without the exact state index, so it trains (reinforce, ppo, reinforce-innovation with h
+ * from rollouts) on scenarios of any size, with memory proportional to the keys visited and checked
  * against the memory budget (HH_OUT_OF_MEMORY beyond it). As a `Policy` it is its stored rows
  * (`{ kind: 'lazy-tabular', rows }`), which estimate, sample and attack take like any other.
  */
@@ -39,7 +39,9 @@ export class LazyTabular {
   /**
    * One sampled training step on λ·E[H] + KL: samples a batch, stores the rows it visits and
    * updates the stored rows with `optimizer` (Adam or SGD made for 0 parameters; its state grows
-   * with the rows).
+   * with the rows). reinforce-innovation reads h_t from `mc`'s exact model when it has one, else
+   * from rollouts (`options.harm`, `options.rollouts`), their buffers checked against
+   * `options.memoryBudget` or this policy's budget.
    */
   rlStep(mc: MonteCarlo, optimizer: Optimizer, options: RlOptions): RlStepOutput {
     return callNative(() => this.#inner.rlStep(mc.native, optimizer.native, options));

@@ -69,8 +69,16 @@ export interface TrainOptions {
   evalEvery: number;
   /** Learning-rate schedule: constant, or cosine decay to 0 over the run (settles Adam's oscillation). */
   schedule: 'constant' | 'cosine';
-  /** Bytes the rows of a lazy tabular policy may take (default 4 GiB): a tabular policy without an exact engine. */
+  /**
+   * Bytes the rows of a lazy tabular policy (a tabular policy without an exact engine) may take, and
+   * the rollout buffers of reinforce-innovation (2 × samples × (T+1) f64) (default 4 GiB).
+   */
   memoryBudget?: number;
+  /**
+   * reinforce-innovation: estimate h_t by M nested rollouts of the policy per prefix and set
+   * (default: exact h_t when the exact engine applies, else DEFAULT_TRAINING_ROLLOUTS = 4 rollouts).
+   */
+  rollouts?: number;
 }
 
 export const TRAIN_DEFAULTS = {
@@ -213,6 +221,7 @@ export async function train(
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective (and deep, for transformers); use --algorithm exact for ${o.kind}`);
   }
   if (options.algorithm === 'exact' && !engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'exact descent needs the exact state space, which is too large here');
+  if (options.rollouts !== undefined && options.algorithm !== 'reinforce-innovation') throw new HarmHorizonError('HH_INVALID_ARGUMENT', `rollouts: only reinforce-innovation reads h_t (the algorithm is ${options.algorithm})`);
   if (o.kind !== 'standard' && scenario.recovery.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the ${o.kind} objective needs recovery tokens (the scenario has none)`);
   const fitted = options.policy === 'transformer' ? initialTransformer(scenario, engine, options.transformer ?? DEFAULT_TRANSFORMER, options.seed) : null;
   // Beyond the exact budget a tabular policy is keyed lazily (rows per visited key, the base elsewhere).
@@ -263,6 +272,8 @@ export async function train(
         clip: options.clip,
         epochs: options.epochs,
         penalty,
+        rollouts: options.rollouts,
+        memoryBudget: options.memoryBudget,
       };
       const out = lazy
         ? lazy.rlStep(mc, optimizer, rl)

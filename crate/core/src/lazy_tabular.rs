@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::model::{Model, ScenarioSpec};
 use crate::policy::{kl_divergence, softmax};
+use crate::estimate::{harm_paths, HarmPaths, HarmSource};
 use crate::rl::{replay_log_probs, rl_update, RlAlgorithm, RlStep, ScoreCoefficient, Trainable};
 use crate::sampling::{map_tokens, sample, SampleRequest, Samples, StepPolicy};
 use crate::walk::{Track, Walk, NO_TOKEN};
@@ -132,6 +133,11 @@ impl LazyTabular {
         self.vocab
     }
 
+    /// Bytes the rows may take.
+    pub fn budget(&self) -> u64 {
+        self.budget
+    }
+
     /// Number of rows stored (keys visited).
     pub fn num_rows(&self) -> usize {
         self.index.len()
@@ -208,13 +214,13 @@ impl LazyTabular {
         request: &SampleRequest,
         lambda: f64,
         algorithm: RlAlgorithm,
-        exact_h: Option<&[f64]>,
+        harm: Option<&HarmSource>,
     ) -> Result<RlStep> {
         self.check_scenario(track.spec)?;
         let samples = sample(track, &self.view(track.spec), request)?;
         self.visit(track, &samples)?;
         let family = LazyFamily { index: &self.index, spec: track.spec };
-        rl_update(track, &family, &mut self.logits, update, samples, request.seed, lambda, algorithm, exact_h)
+        rl_update(track, &family, &mut self.logits, update, samples, request.seed, lambda, algorithm, harm)
     }
 }
 
@@ -255,6 +261,11 @@ struct LazyFamily<'a> {
 impl Trainable for LazyFamily<'_> {
     fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
         sample(track, &LazyView { index: self.index, logits: params, spec: self.spec }, request)
+    }
+
+    /// Rollouts follow the view: stored rows where the continuations visit them, the base elsewhere.
+    fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths> {
+        harm_paths(track, &LazyView { index: self.index, logits: params, spec: self.spec }, samples, source, seed)
     }
 
     /// Ĝ = (1/N) Σ_n c_{n,t}·(e_{y_{n,t}} − π) on each visited row: per position, the coefficients

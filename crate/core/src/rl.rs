@@ -2,13 +2,15 @@
 //! KL charged per token (as in RLHF practice): cost of a response = λ·H + Σ_t log(π/p)(y_t).
 //!
 //! - REINFORCE: c_{n,t} = C_{n,t} − (mean of the other responses' C_{·,t}), C the cost-to-go from t.
-//! - REINFORCE with innovations: the harm part of C_{n,t} is replaced by λ·(h_t − h_{t−1}) from the
-//!   exact h (the theory's innovation estimator): beyond the horizon it is exactly zero, so those
-//!   positions only feel the KL, and stay at the base instead of drifting with the noise.
+//! - REINFORCE with innovations: the harm part of C_{n,t} is replaced by λ·(ĥ_t − ĥ_{t−1}) (the
+//!   theory's innovation estimator), h from the exact table or from nested rollouts of the current
+//!   policy (`HarmSource`). With exact h it is exactly zero beyond the horizon, so those positions
+//!   only feel the KL and stay at the base instead of drifting with the noise; with rollouts it is
+//!   zero there in expectation.
 //! - PPO: the clipped surrogate of the same advantages, several epochs on each batch.
 
 use crate::error::{Error, Result};
-use crate::estimate::{accumulate_scores, HarmPaths, ScoreModel};
+use crate::estimate::{accumulate_scores, harm_paths, HarmPaths, HarmSource, ScoreModel};
 use crate::mlp::{Mlp, MlpPolicy};
 use crate::model::Model;
 use crate::policy::TabularPolicy;
@@ -52,6 +54,8 @@ pub trait Family: Sync {
 pub trait Trainable: Sync {
     fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples>;
     fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)>;
+    /// ĥ_t along the samples under the policy of `params` (`estimate::harm_paths` on it).
+    fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths>;
 }
 
 impl<F: Family> Trainable for F {
@@ -60,6 +64,9 @@ impl<F: Family> Trainable for F {
     }
     fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
         Family::score_gradient(self, track, params, samples, coef, uses_log_prob)
+    }
+    fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths> {
+        self.with_params(params, |p| harm_paths(track, p, samples, source, seed))?
     }
 }
 
@@ -102,10 +109,33 @@ impl Family for MlpFamily<'_> {
 pub const DEFAULT_PPO_CLIP: f64 = 0.2;
 pub const DEFAULT_PPO_EPOCHS: usize = 4;
 
+/// M, the rollouts per prefix and set of reinforce-innovation's h_t when none is given: each ĥ_t is
+/// the mean of 2M continuations. Fewer than `estimate`'s 16 because a training step runs N·(T+1)·2M
+/// continuations and the batch averages the rollout noise anyway (M sets its variance, not its mean).
+pub const DEFAULT_TRAINING_ROLLOUTS: usize = 4;
+
+/// Bytes of the rollout buffers of a batch: the two sets of ĥ_t, N × (T+1) f64 each. The M
+/// continuations from a prefix run one after the other and are averaged on the fly, so M adds no memory.
+pub fn rollout_bytes(count: usize, length: usize) -> f64 {
+    2.0 * count as f64 * (length as f64 + 1.0) * std::mem::size_of::<f64>() as f64
+}
+
+/// Refuses (HH_OUT_OF_MEMORY) a batch whose rollout buffers would exceed `budget` bytes.
+pub fn check_rollout_budget(count: usize, length: usize, budget: u64) -> Result<()> {
+    let bytes = rollout_bytes(count, length);
+    if bytes > budget as f64 {
+        return Err(Error::OutOfMemory {
+            what: format!("rollout buffers of a batch of {count} responses (2 × N × (T+1) = 2 × {count} × {} f64, over the memory budget of {budget} bytes)", length as u128 + 1),
+            bytes,
+        });
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy)]
 pub enum RlAlgorithm {
     Reinforce,
-    /// REINFORCE whose harm part uses exact innovations λ·Δ_t.
+    /// REINFORCE whose harm part uses innovations λ·Δ̂_t (h from the `HarmSource` given to the step).
     ReinforceInnovation,
     Ppo { clip: f64, epochs: usize },
 }
@@ -166,17 +196,19 @@ pub fn rl_step<F: Trainable>(
     first_index: u32,
     lambda: f64,
     algorithm: RlAlgorithm,
-    exact_h: Option<&[f64]>,
+    harm: Option<&HarmSource>,
 ) -> Result<RlStep> {
     if count < 2 {
         return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
     }
     let request = SampleRequest { count, seed, prefix: None, first_index };
     let samples = family.sample(track, params, &request)?;
-    rl_update(track, family, params, update, samples, seed, lambda, algorithm, exact_h)
+    rl_update(track, family, params, update, samples, seed, lambda, algorithm, harm)
 }
 
-/// The update half of `rl_step`, on a batch already sampled from `params` with `seed`.
+/// The update half of `rl_step`, on a batch already sampled from `params` with `seed`. `harm`: where
+/// reinforce-innovation reads h_t (the exact table of the policy of `params`, or rollouts of it,
+/// keyed by `seed` and the responses' indices, so any thread count gives the same bits).
 #[allow(clippy::too_many_arguments)]
 pub fn rl_update<F: Trainable>(
     track: &Track,
@@ -187,7 +219,7 @@ pub fn rl_update<F: Trainable>(
     seed: u64,
     lambda: f64,
     algorithm: RlAlgorithm,
-    exact_h: Option<&[f64]>,
+    harm: Option<&HarmSource>,
 ) -> Result<RlStep> {
     let count = samples.count;
     if count < 2 {
@@ -203,8 +235,8 @@ pub fn rl_update<F: Trainable>(
 
     let harm_coef = match algorithm {
         RlAlgorithm::ReinforceInnovation => {
-            let table = exact_h.ok_or_else(|| Error::InvalidArgument("the innovation variant needs the exact model".into()))?;
-            let paths = crate::estimate::harm_paths(track, &base, &samples, &crate::estimate::HarmSource::Exact(table), seed)?;
+            let source = harm.ok_or_else(|| Error::InvalidArgument("the innovation variant needs h_t: the exact table or rollouts".into()))?;
+            let paths = family.harm_paths(track, params, &samples, source, seed)?;
             innovations(&paths, &samples, lambda)
         }
         _ => harm_part,
@@ -242,6 +274,12 @@ pub fn rl_update<F: Trainable>(
     Ok(RlStep { mean_harm, mean_kl, objective: lambda * mean_harm + mean_kl, grad_norm })
 }
 
+/// λ·(ĥ_t − ĥ_{t−1}) per response and position. With rollouts this stays an unbiased coefficient of
+/// the score s_t = ∇log π(y_t | y_<t): ĥ_t's continuations start after y_≤t and are independent of
+/// everything else given it, so E[ĥ_t·s_t] = E[h_t·s_t] = E[H·s_t]; ĥ_{t−1}'s continuations start
+/// after y_<t and do not read y_t, so it is a baseline: E[ĥ_{t−1}·s_t | y_<t, its rollouts] =
+/// ĥ_{t−1}·E[s_t | y_<t] = 0. Hence E[(ĥ_t − ĥ_{t−1})·s_t] = E[Δ_t·s_t] = G_t (THEORY.md, Gradients).
+/// The rollouts must follow the policy being trained: h_t is E[H | y_≤t] under it.
 fn innovations(paths: &HarmPaths, samples: &Samples, lambda: f64) -> Vec<f64> {
     let t_max = samples.length;
     let mut out = vec![0.0; samples.count * t_max];

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::{bytes_per_state, Model, ScenarioSpec};
 use crate::optim::Adam;
 use crate::parallel::map_chunks_of;
+use crate::estimate::{harm_paths, HarmPaths, HarmSource};
 use crate::rl::{ScoreCoefficient, Trainable};
 use crate::sampling::{sample, BaseStep, SampleRequest, Samples};
 use crate::transformer::{Transformer, TransformerPolicy, BATCH_SEQUENCES};
@@ -350,6 +351,11 @@ impl Trainable for TransformerFamily<'_> {
             crate::mlp::axpy(1.0, &penalty.value_and_gradient(self.net, params)?.1, &mut grad);
         }
         Ok((grad, vec![]))
+    }
+
+    fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths> {
+        self.net.check_params(params)?;
+        harm_paths(track, &TransformerPolicy { model: self.net, params }, samples, source, seed)
     }
 }
 

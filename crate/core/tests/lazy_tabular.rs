@@ -5,6 +5,7 @@
 mod common;
 use common::*;
 
+use harm_horizon_core::estimate::HarmSource;
 use harm_horizon_core::exact::conditional_harm;
 use harm_horizon_core::lazy_tabular::{bytes_per_row, LazyTabular, RowKey};
 use harm_horizon_core::model::Model;
@@ -91,7 +92,7 @@ fn dense_run(model: &Model, algorithm: RlAlgorithm, steps: usize) -> (Vec<f64>, 
         .map(|k| {
             let h = matches!(algorithm, RlAlgorithm::ReinforceInnovation).then(|| conditional_harm(model, &TabularPolicy::new(model, &params).unwrap()));
             let mut update = |p: &mut [f64], g: &[f64]| adam.step(p, g);
-            rl_step(&track, &TabularFamily(model), &mut params, &mut update, 256, 21, (k * 256) as u32, 2.0, algorithm, h.as_deref()).unwrap()
+            rl_step(&track, &TabularFamily(model), &mut params, &mut update, 256, 21, (k * 256) as u32, 2.0, algorithm, h.as_deref().map(HarmSource::Exact).as_ref()).unwrap()
         })
         .collect();
     (params, records)
@@ -110,7 +111,7 @@ fn lazy_run(model: &Model, with_model: bool, algorithm: RlAlgorithm, steps: usiz
                 adam.grow_to(p.len());
                 adam.step(p, g)
             };
-            lazy.rl_step(&track, &mut update, &request, 2.0, algorithm, h.as_deref()).unwrap()
+            lazy.rl_step(&track, &mut update, &request, 2.0, algorithm, h.as_deref().map(HarmSource::Exact).as_ref()).unwrap()
         })
         .collect();
     (lazy, records)

@@ -5,13 +5,12 @@
 use crate::core;
 use crate::monte_carlo::MonteCarlo;
 use crate::optimizer::Optimizer;
-use crate::training_types::{RlOptions, RlStepOutput};
+use crate::training_types::{harm_source, InnovationHarm, RlOptions, RlStepOutput};
 use crate::{count_from, guard, invalid, seed_from, ScenarioInput};
 use core::exact::conditional_harm;
 use core::lazy_tabular::{LazyTabular as Lazy, RowKey};
 use core::model::{ScenarioSpec, DEFAULT_MEMORY_BUDGET};
 use core::policy::TabularPolicy;
-use core::rl::RlAlgorithm;
 use core::sampling::SampleRequest;
 use core::walk::Track;
 use napi::bindgen_prelude::*;
@@ -96,7 +95,9 @@ impl LazyTabular {
 
     /// One sampled training step on λ·E[H] + KL: samples a batch from the policy, stores the rows
     /// it visits (at the base) and updates the stored rows with `optimizer` (Adam or SGD; its state
-    /// grows with the rows). The innovation variant needs `mc`'s exact model.
+    /// grows with the rows). The innovation variant reads h_t from `mc`'s exact model when it has
+    /// one, else from rollouts of the policy (`options.harm`, `options.rollouts`), their buffers
+    /// checked against `options.memoryBudget` or this policy's budget.
     #[napi]
     pub fn rl_step(&mut self, mc: &MonteCarlo, optimizer: &Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
         guard(|| {
@@ -113,9 +114,9 @@ impl LazyTabular {
             let (spec, model) = (spec.as_ref(), model.as_deref());
             let track = Track::new(spec, model);
             let request = SampleRequest { count: count_from(options.samples, "samples")?, seed: seed_from(options.seed, "seed")?, prefix: None, first_index: options.first_index.unwrap_or(0) };
-            let h = match (algorithm, model) {
-                (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &self.inner.dense(model)?)?)),
-                (RlAlgorithm::ReinforceInnovation, None) => return Err(invalid("the innovation variant needs the exact model (exact h at the sampled states)".into())),
+            let innovation = options.innovation_harm(model.is_some(), request.count, spec.length, self.inner.budget())?;
+            let h = match (innovation, model) {
+                (Some(InnovationHarm::Exact), Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &self.inner.dense(model)?)?)),
                 _ => None,
             };
             let mut update = |p: &mut [f64], g: &[f64]| {
@@ -125,7 +126,7 @@ impl LazyTabular {
                 // Lengths agree (grown above), so the update cannot fail.
                 let _ = rule.apply(p, g);
             };
-            let step = self.inner.rl_step(&track, &mut update, &request, options.lambda, algorithm, h.as_deref())?;
+            let step = self.inner.rl_step(&track, &mut update, &request, options.lambda, algorithm, harm_source(innovation, h.as_deref()).as_ref())?;
             Ok(RlStepOutput { mean_harm: step.mean_harm, mean_kl: step.mean_kl, objective: step.objective, grad_norm: Float64Array::new(step.grad_norm) })
         })
     }

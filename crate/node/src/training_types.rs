@@ -174,6 +174,32 @@ pub struct RlOptions {
     pub epochs: Option<u32>,
     /// Transformer policies: also descend the deep objective's recovery penalty on these harmful responses.
     pub penalty: Option<PenaltyInput>,
+    /// reinforce-innovation: where h_t comes from, "exact" (the exact model's table) or "rollouts"
+    /// of the policy being trained (default: exact with the exact model, else rollouts).
+    pub harm: Option<crate::monte_carlo::HarmSource>,
+    /// M, the rollouts per prefix and set (default 4, the core's DEFAULT_TRAINING_ROLLOUTS); giving it asks
+    /// for rollouts.
+    pub rollouts: Option<u32>,
+    /// Bytes the rollout buffers (2 × samples × (T+1) f64) may take (default: the lazy tabular
+    /// policy's budget, else 4 GiB); more throws HH_OUT_OF_MEMORY before sampling.
+    pub memory_budget: Option<f64>,
+}
+
+/// Where a reinforce-innovation step reads h_t.
+#[derive(Clone, Copy)]
+pub enum InnovationHarm {
+    /// The exact conditional-harm table of the policy being trained.
+    Exact,
+    /// M rollouts per prefix and set.
+    Rollouts(usize),
+}
+
+/// The core's h source of a step: rollouts, or the exact table built for `Exact` (None: no innovation).
+pub fn harm_source(plan: Option<InnovationHarm>, table: Option<&[f64]>) -> Option<core::estimate::HarmSource<'_>> {
+    match (plan?, table) {
+        (InnovationHarm::Rollouts(m), _) => Some(core::estimate::HarmSource::Rollouts(m)),
+        (InnovationHarm::Exact, table) => table.map(core::estimate::HarmSource::Exact),
+    }
 }
 
 impl RlOptions {
@@ -187,6 +213,41 @@ impl RlOptions {
             AlgorithmName::ReinforceInnovation => RlAlgorithm::ReinforceInnovation,
             AlgorithmName::Ppo => RlAlgorithm::Ppo { clip: self.clip.unwrap_or(DEFAULT_PPO_CLIP), epochs: self.epochs.map_or(DEFAULT_PPO_EPOCHS, |e| e as usize) },
         })
+    }
+
+    /// Where reinforce-innovation reads h_t (None for the other algorithms): exact when asked, or by
+    /// default when `exact_available`; rollouts when asked (`harm` or `rollouts`) or without the
+    /// exact model, their buffers for `count` responses of length `length` checked against the
+    /// budget (`memoryBudget`, else `default_budget`).
+    pub fn innovation_harm(&self, exact_available: bool, count: usize, length: usize, default_budget: u64) -> core::Result<Option<InnovationHarm>> {
+        use crate::monte_carlo::HarmSource;
+        if !matches!(self.algorithm, AlgorithmName::ReinforceInnovation) {
+            if self.harm.is_some() || self.rollouts.is_some() {
+                return Err(crate::invalid("harm, rollouts: only reinforce-innovation reads h_t".into()));
+            }
+            return Ok(None);
+        }
+        let wants_rollouts = match self.harm {
+            Some(HarmSource::Exact) if self.rollouts.is_some() => return Err(crate::invalid("rollouts: not with harm \"exact\"".into())),
+            Some(HarmSource::Exact) if !exact_available => return Err(crate::invalid("harm \"exact\" needs the exact model (this policy or scenario has none: use rollouts)".into())),
+            Some(HarmSource::Exact) => false,
+            Some(HarmSource::Rollouts) => true,
+            None => self.rollouts.is_some() || !exact_available,
+        };
+        if !wants_rollouts {
+            return Ok(Some(InnovationHarm::Exact));
+        }
+        let m = self.rollouts.map_or(core::rl::DEFAULT_TRAINING_ROLLOUTS, |m| m as usize);
+        if m == 0 {
+            return Err(crate::invalid("rollouts must be at least 1".into()));
+        }
+        let budget = match self.memory_budget {
+            None => default_budget,
+            Some(b) if b.is_finite() && b >= 1.0 => b as u64,
+            Some(b) => return Err(crate::invalid(format!("memoryBudget must be a positive number of bytes, got {b}"))),
+        };
+        core::rl::check_rollout_budget(count, length, budget)?;
+        Ok(Some(InnovationHarm::Rollouts(m)))
     }
 }
 

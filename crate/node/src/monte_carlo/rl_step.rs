@@ -10,7 +10,7 @@ use crate::cancel::{flag_of, CancelFlag};
 use crate::training_types::*;
 use crate::{count_from, guard, guard_task, invalid, seed_from};
 use core::exact::conditional_harm;
-use core::model::Model;
+use core::model::{Model, DEFAULT_MEMORY_BUDGET};
 use core::policy::TabularPolicy;
 use core::mlp::MlpConfig;
 use core::model::ScenarioSpec;
@@ -25,7 +25,8 @@ use napi_derive::napi;
 impl MonteCarlo {
     /// One sampled training step on λ·E[H] + KL for a tabular (needs the exact
     /// model), mlp or transformer policy (its layout last): samples a batch from `params`,
-    /// estimates the gradient and updates `params` in place with the optimizer.
+    /// estimates the gradient and updates `params` in place with the optimizer. reinforce-innovation
+    /// reads h_t from the exact model when there is one, else from rollouts (`options.harm`).
     #[napi]
     pub fn rl_step(&self, kind: TrainableKind, mlp: Option<MlpShape>, mut params: Float64Array, optimizer: &Optimizer, options: RlOptions, transformer: Option<TransformerLayout>) -> napi::Result<RlStepOutput, String> {
         guard(|| {
@@ -69,6 +70,8 @@ impl MonteCarlo {
             TrainableKind::Mlp => Family::Mlp(mlp.ok_or_else(|| invalid("an mlp policy needs its shape".into()))?.config(spec.vocab, spec.length)),
             TrainableKind::Transformer => Family::Transformer(transformer.ok_or_else(|| invalid("a transformer policy needs its layout".into()))?.config(spec.vocab, spec.length)),
         };
+        let count = count_from(options.samples, "samples")?;
+        let innovation = options.innovation_harm(model.is_some(), count, spec.length, DEFAULT_MEMORY_BUDGET)?;
         let penalty = match &options.penalty {
             Some(q) => {
                 if !(q.mu.is_finite() && q.mu >= 0.0) || q.recovery.iter().any(|&r| r as usize >= spec.vocab) {
@@ -87,7 +90,8 @@ impl MonteCarlo {
             params: params.to_vec(),
             rule,
             algorithm,
-            count: count_from(options.samples, "samples")?,
+            count,
+            innovation,
             seed: seed_from(options.seed, "seed")?,
             first: options.first_index.unwrap_or(0),
             lambda: options.lambda,
@@ -121,6 +125,8 @@ pub struct RlJob {
     params: Vec<f64>,
     rule: Rule,
     algorithm: RlAlgorithm,
+    /// reinforce-innovation's h source (None for the other algorithms).
+    innovation: Option<InnovationHarm>,
     count: usize,
     seed: u64,
     first: u32,
@@ -139,32 +145,31 @@ impl RlJob {
             let _ = rule.apply(p, g);
         };
         let (count, seed, first, lambda) = (self.count, self.seed, self.first, self.lambda);
+        // The exact h table, built only when the innovation variant reads it (InnovationHarm::Exact
+        // was only chosen with the exact model).
+        let exact = matches!(self.innovation, Some(InnovationHarm::Exact));
         match &self.family {
             Family::Tabular => {
                 let model = model.ok_or_else(|| invalid("a tabular policy needs the exact model".into()))?;
-                let h = match algorithm {
-                    RlAlgorithm::ReinforceInnovation => Some(conditional_harm(model, &TabularPolicy::new(model, params)?)),
-                    _ => None,
-                };
-                rl_step(&track, &TabularFamily(model), params, &mut update, count, seed, first, lambda, algorithm, h.as_deref())
+                let h = if exact { Some(conditional_harm(model, &TabularPolicy::new(model, params)?)) } else { None };
+                rl_step(&track, &TabularFamily(model), params, &mut update, count, seed, first, lambda, algorithm, harm_source(self.innovation, h.as_deref()).as_ref())
             }
             Family::Mlp(config) => {
                 let net = core::mlp::Mlp::new(config.clone())?;
-                let h = match (algorithm, model) {
-                    (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &net.tabulate(params, model)?)?)),
-                    _ => None,
+                let h = match model.filter(|_| exact) {
+                    Some(model) => Some(conditional_harm(model, &TabularPolicy::new(model, &net.tabulate(params, model)?)?)),
+                    None => None,
                 };
-                rl_step(&track, &MlpFamily(&net), params, &mut update, count, seed, first, lambda, algorithm, h.as_deref())
+                rl_step(&track, &MlpFamily(&net), params, &mut update, count, seed, first, lambda, algorithm, harm_source(self.innovation, h.as_deref()).as_ref())
             }
             Family::Transformer(config) => {
                 let net = core::transformer::Transformer::new(config.clone())?;
-                let h = match (algorithm, model) {
-                    (RlAlgorithm::ReinforceInnovation, Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &core::transformer_table::tabulate(&net, params, model)?)?)),
-                    (RlAlgorithm::ReinforceInnovation, None) => return Err(invalid("the innovation variant needs the prefix-tree exact model for a transformer".into())),
-                    _ => None,
+                let h = match model.filter(|_| exact) {
+                    Some(model) => Some(conditional_harm(model, &TabularPolicy::new(model, &core::transformer_table::tabulate(&net, params, model)?)?)),
+                    None => None,
                 };
                 let penalty = self.penalty.as_ref().map(|q| RecoveryPenalty { responses: &q.responses, weights: &q.weights, mu: q.mu, position_weights: &q.position_weights, recovery: &q.recovery });
-                rl_step(&track, &TransformerFamily { net: &net, penalty }, params, &mut update, count, seed, first, lambda, algorithm, h.as_deref())
+                rl_step(&track, &TransformerFamily { net: &net, penalty }, params, &mut update, count, seed, first, lambda, algorithm, harm_source(self.innovation, h.as_deref()).as_ref())
             }
         }
     }
