@@ -333,3 +333,26 @@ test.serial('fitting a network to the base, async, equals the sync fit bit for b
   // 10^7 Adam steps: far longer than the abort's 20 ms.
   await abortsMidRun(t, (signal) => fitMlpToBaseAsync(graded, mlp, { steps: 10_000_000, signal }), 20);
 });
+
+test('train with a signal gives the records of train without one: the fixed point, the mlp fit, the exact ASR evaluations', async (t) => {
+  const engine = new ExactEngine(graded, { policyTables: true });
+  // The graded scenario declares no recovery token: the standard objective.
+  const objective = { kind: 'standard' as const, lambda: 2, mu: 0, gamma: 1 };
+  const runs = [
+    { algorithm: 'fixed-point' as const, policy: 'tabular' as const, steps: 40, objective },
+    { algorithm: 'exact' as const, policy: 'tabular' as const, steps: 3, evalEvery: 1, objective },
+    { algorithm: 'reinforce' as const, policy: 'mlp' as const, mlp: { order: 2, hidden: [8], activation: 'tanh' as const }, steps: 2, samples: 64, objective },
+  ];
+  for (const run of runs) {
+    const options = { ...TRAIN_DEFAULTS, ...run };
+    const records = async (signal?: AbortSignal) => {
+      const out: unknown[] = [];
+      const policy = await train(graded, engine, options, ({ seconds: _, ...r }) => out.push(r), undefined, signal);
+      return { out, policy };
+    };
+    const [a, b] = [await records(), await records(new AbortController().signal)];
+    t.deepEqual(b.out, a.out, run.algorithm);
+    t.deepEqual(b.policy, a.policy, run.algorithm);
+    t.true(a.out.length >= 2, run.algorithm);
+  }
+});

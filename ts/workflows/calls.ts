@@ -20,6 +20,16 @@ export function* call<T>(c: Call<T>): Generator<Call<unknown>, T, unknown> {
   return (yield c) as T;
 }
 
+/** One call: its async form with `signal` when there is one (off the main thread), else its sync form. */
+export async function callWith<T>(c: Call<T>, signal: AbortSignal | undefined): Promise<T> {
+  return signal ? c.async(signal) : c.sync();
+}
+
+/** The loop in its async form with `signal` when there is one, else in its sync form. */
+export async function runWith<R>(calls: Calls<R>, signal: AbortSignal | undefined): Promise<R> {
+  return signal ? runAsync(calls, signal) : runSync(calls);
+}
+
 /** Runs the loop with the sync forms. */
 export function runSync<R>(calls: Calls<R>): R {
   let next = calls.next();

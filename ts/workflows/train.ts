@@ -11,9 +11,10 @@ import { harmfulBaseResponses } from './attack.js';
 import { MonteCarlo } from '../core/montecarlo.js';
 import { Optimizer } from '../core/optimizer.js';
 import { throwIfAborted } from '../core/abort.js';
-import { baseLogits, DEFAULT_MIX, fixedPoint, objectiveValue, objectiveValueAsync, policyLogits, rlStep, rlStepAsync } from '../core/training.js';
+import { baseLogits, DEFAULT_MIX, fixedPoint, fixedPointAsync, objectiveValue, objectiveValueAsync, policyLogits, rlStep, rlStepAsync } from '../core/training.js';
 import { LazyTabular } from '../core/lazy-tabular.js';
-import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitTransformerToBase, initMlp, initTransformer, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
+import { BASE, DEFAULT_TRANSFORMER, fitMlpToBase, fitMlpToBaseAsync, fitTransformerToBase, fitTransformerToBaseAsync, initMlp, initTransformer, type MlpShape, type Policy, type TransformerFit, type TransformerLayout } from '../core/policy.js';
+import { call, callWith, runSync, runWith, type Calls } from './calls.js';
 
 export type ObjectiveKind = 'standard' | 'deep' | 'deep-anchored' | 'augment';
 /**
@@ -127,22 +128,36 @@ function parameters(policy: Policy): Float64Array {
 
 /** A fresh policy of the family, equal (tabular) or fitted (mlp; transformer: see `initialTransformer`) to the base. */
 export function initialPolicy(scenario: CompiledScenario, engine: ExactEngine | null, family: 'tabular' | 'mlp', shape: MlpShape | undefined, seed: number): Policy {
+  return runSync(initialPolicyCalls(scenario, engine, family, shape, seed));
+}
+
+function* initialPolicyCalls(scenario: CompiledScenario, engine: ExactEngine | null, family: 'tabular' | 'mlp', shape: MlpShape | undefined, seed: number): Calls<Policy> {
   if (family === 'tabular') {
     if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'a tabular policy needs the exact state space, which is too large here');
     return { kind: 'tabular', logits: baseLogits(engine) };
   }
   const mlp = initMlp(scenario, shape ?? { order: scenario.order, hidden: [32], activation: 'tanh' }, seed);
-  return fitMlpToBase(scenario, mlp, { steps: 400 }).policy;
+  const fit = { steps: 400 };
+  const fitted = yield* call({ sync: () => fitMlpToBase(scenario, mlp, fit), async: (signal) => fitMlpToBaseAsync(scenario, mlp, { ...fit, signal }) });
+  return fitted.policy;
 }
 
 /**
  * A seeded transformer fitted to the base, and the fit's KL(P_base ‖ P_θ): sampled, and exact when
  * `engine` is the prefix tree.
  */
-export function initialTransformer(scenario: CompiledScenario, engine: ExactEngine | null, layout: TransformerLayout, seed: number): { policy: Policy; fit: TransformerFit & { exactKl?: number } } {
-  const { policy, fit } = fitTransformerToBase(scenario, initTransformer(scenario, layout, seed), { seed });
-  const exactKl = engine?.prefixTree ? engine.klBetween(BASE, policy).reduce((a, b) => a + b, 0) : undefined;
-  return { policy, fit: exactKl === undefined ? fit : { ...fit, exactKl } };
+export function initialTransformer(scenario: CompiledScenario, engine: ExactEngine | null, layout: TransformerLayout, seed: number): InitialTransformer {
+  return runSync(initialTransformerCalls(scenario, engine, layout, seed));
+}
+
+type InitialTransformer = { policy: Policy; fit: TransformerFit & { exactKl?: number } };
+
+function* initialTransformerCalls(scenario: CompiledScenario, engine: ExactEngine | null, layout: TransformerLayout, seed: number): Calls<InitialTransformer> {
+  const start = initTransformer(scenario, layout, seed);
+  const { policy, fit } = yield* call({ sync: () => fitTransformerToBase(scenario, start, { seed }), async: (signal) => fitTransformerToBaseAsync(scenario, start, { seed, signal }) });
+  if (!engine?.prefixTree) return { policy, fit };
+  const kl = yield* call({ sync: () => engine.klBetween(BASE, policy), async: (signal) => engine.klBetweenAsync(BASE, policy, { signal }) });
+  return { policy, fit: { ...fit, exactKl: kl.reduce((a, b) => a + b, 0) } };
 }
 
 function objectiveInput(scenario: CompiledScenario, o: ObjectiveOptions) {
@@ -196,7 +211,7 @@ export function convergence(first: TrainRecord | undefined, last: TrainRecord | 
 const norm = (g: Float64Array) => Math.sqrt(g.reduce((a, x) => a + x * x, 0));
 
 /** `evaluateObjective` off the main thread; `signal` aborts it (HH_ABORTED). */
-export function evaluateObjectiveAsync(engine: ExactEngine, policy: Policy, objective: ObjectiveOptions, gradient: boolean, init: Policy | undefined, signal: AbortSignal) {
+export function evaluateObjectiveAsync(engine: ExactEngine, policy: Policy, objective: ObjectiveOptions, gradient: boolean, init: Policy | undefined, signal?: AbortSignal) {
   return objectiveValueAsync(engine, policy, objectiveInput(engine.scenario, objective), gradient, init, { signal });
 }
 
@@ -215,7 +230,7 @@ export async function train(
   signal?: AbortSignal,
 ): Promise<Policy> {
   const o = options.objective;
-  if (options.algorithm === 'fixed-point') return solveFixedPoint(scenario, engine, options, onRecord);
+  if (options.algorithm === 'fixed-point') return solveFixedPoint(scenario, engine, options, onRecord, signal);
   const isTransformer = options.policy === 'transformer' || (typeof options.policy === 'object' && options.policy.kind === 'transformer');
   if (options.algorithm !== 'exact' && o.kind !== 'standard' && !(o.kind === 'deep' && isTransformer)) {
     throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the sampled algorithms train the standard objective (and deep, for transformers); use --algorithm exact for ${o.kind}`);
@@ -223,7 +238,7 @@ export async function train(
   if (options.algorithm === 'exact' && !engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'exact descent needs the exact state space, which is too large here');
   if (options.rollouts !== undefined && options.algorithm !== 'reinforce-innovation') throw new HarmHorizonError('HH_INVALID_ARGUMENT', `rollouts: only reinforce-innovation reads h_t (the algorithm is ${options.algorithm})`);
   if (o.kind !== 'standard' && scenario.recovery.length === 0) throw new HarmHorizonError('HH_INVALID_ARGUMENT', `the ${o.kind} objective needs recovery tokens (the scenario has none)`);
-  const fitted = options.policy === 'transformer' ? initialTransformer(scenario, engine, options.transformer ?? DEFAULT_TRANSFORMER, options.seed) : null;
+  const fitted = options.policy === 'transformer' ? await runWith(initialTransformerCalls(scenario, engine, options.transformer ?? DEFAULT_TRANSFORMER, options.seed), signal) : null;
   // Beyond the exact budget a tabular policy is keyed lazily (rows per visited key, the base elsewhere).
   const isLazy = typeof options.policy === 'object' && options.policy.kind === 'lazy-tabular';
   const lazy = !engine && (options.policy === 'tabular' || isLazy) ? new LazyTabular(scenario, { from: isLazy ? (options.policy as Policy) : undefined, memoryBudget: options.memoryBudget }) : null;
@@ -235,7 +250,7 @@ export async function train(
         : lazy
           ? lazy.policy()
           : typeof options.policy === 'string'
-            ? initialPolicy(scenario, engine, options.policy as 'tabular' | 'mlp', options.mlp, options.seed)
+            ? await runWith(initialPolicyCalls(scenario, engine, options.policy as 'tabular' | 'mlp', options.mlp, options.seed), signal)
             : isLazy && engine
               ? { kind: 'tabular', logits: policyLogits(engine, options.policy as Policy) }
               : structuredClone(options.policy);
@@ -255,8 +270,9 @@ export async function train(
     if (engine) {
       const wantGradient = options.algorithm === 'exact' && !last;
       const withGradient = options.algorithm === 'exact' || step === 0 || last;
-      const value = signal ? await evaluateObjectiveAsync(engine, policy, o, withGradient, init, signal) : evaluateObjective(engine, policy, o, withGradient, init);
-      record = exactRecord(step, value, evaluate ? engine.onHarmfulPrefixes(policy) : null, started);
+      const value = await callWith({ sync: () => evaluateObjective(engine, policy, o, withGradient, init), async: (s) => evaluateObjectiveAsync(engine, policy, o, withGradient, init, s) }, signal);
+      const prefixes = evaluate ? await callWith({ sync: () => engine.onHarmfulPrefixes(policy), async: (s) => engine.onHarmfulPrefixesAsync(policy, { signal: s }) }, signal) : null;
+      record = exactRecord(step, value, prefixes, started);
       if (wantGradient && value.gradient) optimizer.step(params, value.gradient);
     } else {
       record = { step, objective: NaN, parts: { expectedHarm: NaN, kl: NaN, penalty: 0, anchorKl: 0, sftLoss: 0 }, expectedHarm: NaN, kl: NaN, klOnPolicy: [], gradNorm: [], recovery: [], seconds: 0 };
@@ -277,7 +293,7 @@ export async function train(
       };
       const out = lazy
         ? lazy.rlStep(mc, optimizer, rl)
-        : signal ? await rlStepAsync(mc, policy, params, optimizer, rl, { signal }) : rlStep(mc, policy, params, optimizer, rl);
+        : await callWith({ sync: () => rlStep(mc, policy, params, optimizer, rl), async: (s) => rlStepAsync(mc, policy, params, optimizer, rl, { signal: s }) }, signal);
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
       if (!engine) {
         record.objective = out.objective;
@@ -308,15 +324,21 @@ function recoveryPenalty(scenario: CompiledScenario, o: ObjectiveOptions, option
 }
 
 /** The fixed-point "training": one solve, logged as step 0 (the base) and step 1 (the optimum). */
-function solveFixedPoint(scenario: CompiledScenario, engine: ExactEngine | null, options: TrainOptions, onRecord: (record: TrainRecord) => void): Policy {
+async function solveFixedPoint(scenario: CompiledScenario, engine: ExactEngine | null, options: TrainOptions, onRecord: (record: TrainRecord) => void, signal?: AbortSignal): Promise<Policy> {
   if (!engine) throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fixed point needs the exact state space, which is too large here');
   if (options.policy !== 'tabular') throw new HarmHorizonError('HH_INVALID_ARGUMENT', 'the fixed point gives a tabular policy: use --policy tabular');
   const started = performance.now();
   const o = options.objective;
-  const solved = fixedPoint(engine, objectiveInput(scenario, o), Math.max(options.steps, 1), 1e-14);
+  const input = objectiveInput(scenario, o);
+  const iterations = Math.max(options.steps, 1);
+  const solved = await callWith({ sync: () => fixedPoint(engine, input, iterations, 1e-14), async: (s) => fixedPointAsync(engine, input, iterations, 1e-14, { signal: s }) }, signal);
   const base: Policy = { kind: 'tabular', logits: baseLogits(engine) };
   const policy: Policy = { kind: 'tabular', logits: solved.logits };
-  [base, policy].forEach((p, step) => onRecord(exactRecord(step, evaluateObjective(engine, p, o, true), engine.onHarmfulPrefixes(p), started)));
+  for (const [step, p] of [base, policy].entries()) {
+    const value = await callWith({ sync: () => evaluateObjective(engine, p, o, true), async: (s) => evaluateObjectiveAsync(engine, p, o, true, undefined, s) }, signal);
+    const prefixes = await callWith({ sync: () => engine.onHarmfulPrefixes(p), async: (s) => engine.onHarmfulPrefixesAsync(p, { signal: s }) }, signal);
+    onRecord(exactRecord(step, value, prefixes, started));
+  }
   return policy;
 }
 
