@@ -6,6 +6,7 @@
 import test from 'ava';
 import {
   ExactEngine,
+  LazyTabular,
   HarmHorizonError,
   MonteCarlo,
   compileScenario,
@@ -355,4 +356,33 @@ test('train with a signal gives the records of train without one: the fixed poin
     t.deepEqual(b.policy, a.policy, run.algorithm);
     t.true(a.out.length >= 2, run.algorithm);
   }
+});
+
+test.serial('a lazy tabular step, async, equals the sync step bit for bit, and an aborted one changes nothing', async (t) => {
+  // No exact model: the lazy policy keys its rows itself, and reinforce-innovation reads h from rollouts.
+  const mc = new MonteCarlo(graded);
+  const [sync, async] = [new LazyTabular(graded), new LazyTabular(graded)];
+  const [adamSync, adamAsync] = [new Optimizer('adam', 0, 0.05), new Optimizer('adam', 0, 0.05)];
+  const signal = new AbortController().signal;
+  for (let step = 0; step < 3; step++) {
+    for (const algorithm of ['ppo', 'reinforce-innovation'] as const) {
+      const options = { algorithm, samples: 300, seed: 9, firstIndex: step * 300, lambda: 2, epochs: 3, rollouts: algorithm === 'ppo' ? undefined : 2 };
+      const a = sync.rlStep(mc, adamSync, options);
+      const b = await async.rlStepAsync(mc, adamAsync, options, { signal });
+      t.is(b.objective, a.objective);
+      sameBits(t, b.gradNorm, a.gradNorm, `${algorithm} gradient norms`);
+    }
+  }
+  const [rowsA, rowsB] = [sync.policy().rows, async.policy().rows];
+  t.true(rowsA.positions.length > 0, 'rows were stored');
+  sameBits(t, rowsB.logits, rowsA.logits, 'stored rows after 6 steps');
+  // An aborted step leaves the rows (their number included) and the Adam state as they were.
+  const before = async.policy().rows;
+  await abortsMidRun(t, (s) => async.rlStepAsync(mc, adamAsync, { algorithm: 'ppo', samples: 1_000_000, seed: 1, lambda: 2, epochs: 8 }, { signal: s }), 20);
+  const after = async.policy().rows;
+  t.is(after.positions.length, before.positions.length);
+  sameBits(t, after.logits, before.logits, 'rows after the aborted step');
+  const next = { algorithm: 'ppo' as const, samples: 300, seed: 4, lambda: 2 };
+  sameBits(t, (await async.rlStepAsync(mc, adamAsync, next)).gradNorm, sync.rlStep(mc, adamSync, next).gradNorm, 'the next step starts from the same state');
+  sameBits(t, async.policy().rows.logits, sync.policy().rows.logits, 'and ends in the same state');
 });

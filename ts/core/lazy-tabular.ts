@@ -7,6 +7,7 @@
  * (`{ kind: 'lazy-tabular', rows }`), which estimate, sample and attack take like any other.
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
+import { withSignal, type AbortOptions } from './abort.js';
 import { callNative, HarmHorizonError } from './errors.js';
 import type { MonteCarlo } from './montecarlo.js';
 import { native, type RlOptions, type RlStepOutput } from './native.js';
@@ -45,5 +46,14 @@ export class LazyTabular {
    */
   rlStep(mc: MonteCarlo, optimizer: Optimizer, options: RlOptions): RlStepOutput {
     return callNative(() => this.#inner.rlStep(mc.native, optimizer.native, options));
+  }
+
+  /**
+   * `rlStep` off the main thread: it steps copies of the rows and the optimizer's state and writes
+   * them back when the promise resolves (the same numbers as `rlStep`). `signal` aborts it
+   * (HH_ABORTED), leaving both unchanged.
+   */
+  async rlStepAsync(mc: MonteCarlo, optimizer: Optimizer, options: RlOptions, call: AbortOptions = {}): Promise<RlStepOutput> {
+    return withSignal(call.signal, (flag) => this.#inner.rlStepAsync(mc.native, optimizer.native, options, flag));
   }
 }

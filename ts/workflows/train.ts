@@ -292,7 +292,7 @@ export async function train(
         memoryBudget: options.memoryBudget,
       };
       const out = lazy
-        ? lazy.rlStep(mc, optimizer, rl)
+        ? await callWith({ sync: () => lazy.rlStep(mc, optimizer, rl), async: (s) => lazy.rlStepAsync(mc, optimizer, rl, { signal: s }) }, signal)
         : await callWith({ sync: () => rlStep(mc, policy, params, optimizer, rl), async: (s) => rlStepAsync(mc, policy, params, optimizer, rl, { signal: s }) }, signal);
       record.batch = { meanHarm: out.meanHarm, meanKl: out.meanKl };
       if (!engine) {

@@ -39,7 +39,7 @@ pub fn bytes_per_row(vocab: usize) -> u64 {
     3 * 8 * vocab as u64 + 64
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct LazyTabular {
     vocab: usize,
     length: usize,

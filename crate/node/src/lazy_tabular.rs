@@ -2,14 +2,18 @@
 //! automaton state), the base elsewhere) kept in the core between sampled training steps, and its
 //! stored rows as plain arrays (`SparseRows`), the form policies take in `PolicyInput`.
 
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::cancel::{flag_of, CancelFlag};
 use crate::core;
 use crate::monte_carlo::MonteCarlo;
-use crate::optimizer::Optimizer;
+use crate::optimizer::{Optimizer, Rule};
 use crate::training_types::{harm_source, InnovationHarm, RlOptions, RlStepOutput};
-use crate::{count_from, guard, invalid, seed_from, ScenarioInput};
+use crate::{count_from, guard, guard_task, invalid, seed_from, ScenarioInput};
 use core::exact::conditional_harm;
 use core::lazy_tabular::{LazyTabular as Lazy, RowKey};
-use core::model::{ScenarioSpec, DEFAULT_MEMORY_BUDGET};
+use core::model::{Model, ScenarioSpec, DEFAULT_MEMORY_BUDGET};
+use core::rl::RlStep;
 use core::policy::TabularPolicy;
 use core::sampling::SampleRequest;
 use core::walk::Track;
@@ -51,7 +55,9 @@ pub fn lazy_from_rows(rows: &SparseRows, spec: &ScenarioSpec, budget: u64) -> co
 /// index, so it trains on scenarios of any size, with memory proportional to the keys visited.
 #[napi]
 pub struct LazyTabular {
-    inner: Lazy,
+    /// Shared with an async training step, which steps a copy and writes it back when it resolves
+    /// (an aborted step leaves the policy unchanged).
+    inner: Arc<Mutex<Lazy>>,
 }
 
 #[napi]
@@ -71,20 +77,20 @@ impl LazyTabular {
                 Some(rows) => lazy_from_rows(rows, &spec, budget)?,
                 None => Lazy::new(&spec, budget),
             };
-            Ok(LazyTabular { inner })
+            Ok(LazyTabular { inner: Arc::new(Mutex::new(inner)) })
         })
     }
 
     /// Number of rows stored: the (position, context, automaton state) keys visited so far.
     #[napi(getter)]
     pub fn num_rows(&self) -> u32 {
-        self.inner.num_rows() as u32
+        self.lazy().num_rows() as u32
     }
 
     /// The stored rows, in key order.
     #[napi]
     pub fn rows(&self) -> SparseRows {
-        let (keys, logits) = self.inner.rows();
+        let (keys, logits) = self.lazy().rows();
         SparseRows {
             positions: Uint32Array::new(keys.iter().map(|k| k.position).collect()),
             contexts: Float64Array::new(keys.iter().map(|k| k.context as f64).collect()),
@@ -99,35 +105,103 @@ impl LazyTabular {
     /// one, else from rollouts of the policy (`options.harm`, `options.rollouts`), their buffers
     /// checked against `options.memoryBudget` or this policy's budget.
     #[napi]
-    pub fn rl_step(&mut self, mc: &MonteCarlo, optimizer: &Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
+    pub fn rl_step(&self, mc: &MonteCarlo, optimizer: &Optimizer, options: RlOptions) -> napi::Result<RlStepOutput, String> {
         guard(|| {
-            let algorithm = options.checked_algorithm()?;
-            if options.penalty.is_some() {
-                return Err(invalid("a sampled recovery penalty is for transformer policies only".into()));
-            }
-            // Decay would also shrink the rows not stored yet (the base), which are not parameters here.
-            let mut rule = optimizer.lock();
-            if rule.adam.as_ref().is_some_and(|a| a.weight_decay > 0.0) {
-                return Err(invalid("a lazy tabular policy trains with Adam or SGD, not with weight decay".into()));
-            }
-            let (spec, model) = mc.shared();
-            let (spec, model) = (spec.as_ref(), model.as_deref());
-            let track = Track::new(spec, model);
-            let request = SampleRequest { count: count_from(options.samples, "samples")?, seed: seed_from(options.seed, "seed")?, prefix: None, first_index: options.first_index.unwrap_or(0) };
-            let innovation = options.innovation_harm(model.is_some(), request.count, spec.length, self.inner.budget())?;
-            let h = match (innovation, model) {
-                (Some(InnovationHarm::Exact), Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &self.inner.dense(model)?)?)),
-                _ => None,
-            };
-            let mut update = |p: &mut [f64], g: &[f64]| {
-                if let Some(adam) = rule.adam.as_mut() {
-                    adam.grow_to(p.len());
-                }
-                // Lengths agree (grown above), so the update cannot fail.
-                let _ = rule.apply(p, g);
-            };
-            let step = self.inner.rl_step(&track, &mut update, &request, options.lambda, algorithm, harm_source(innovation, h.as_deref()).as_ref())?;
-            Ok(RlStepOutput { mean_harm: step.mean_harm, mean_kl: step.mean_kl, objective: step.objective, grad_norm: Float64Array::new(step.grad_norm) })
+            let mut lazy = self.lazy();
+            let request = LazyStepRequest::new(mc, &options, lazy.budget())?;
+            request.run(&mut lazy, &mut optimizer.lock())
         })
+        .map(RlStepOutput::from)
+    }
+
+    /// `rlStep` on the libuv thread pool: it steps copies of the policy and the optimizer and writes
+    /// them back when the promise resolves (the same numbers as `rlStep`). A raised `cancel` flag
+    /// rejects it with HH_ABORTED and leaves both unchanged.
+    #[napi(ts_return_type = "Promise<RlStepOutput>")]
+    pub fn rl_step_async(&self, mc: &MonteCarlo, optimizer: &Optimizer, options: RlOptions, cancel: Option<&CancelFlag>) -> napi::Result<AsyncTask<LazyStepTask>, String> {
+        guard(|| {
+            let lazy = self.lazy().clone();
+            let request = LazyStepRequest::new(mc, &options, lazy.budget())?;
+            let work = Some((lazy, optimizer.lock().clone()));
+            Ok(AsyncTask::new(LazyStepTask { request, work, policy: self.inner.clone(), optimizer: optimizer.rule.clone(), cancel: flag_of(cancel) }))
+        })
+    }
+}
+
+impl LazyTabular {
+    fn lazy(&self) -> MutexGuard<'_, Lazy> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A lazy step's inputs, read and checked (`budget`: the policy's, the rollouts' default).
+pub struct LazyStepRequest {
+    spec: Arc<ScenarioSpec>,
+    model: Option<Arc<Model>>,
+    algorithm: core::rl::RlAlgorithm,
+    request: SampleRequest<'static>,
+    lambda: f64,
+    innovation: Option<InnovationHarm>,
+}
+
+impl LazyStepRequest {
+    fn new(mc: &MonteCarlo, options: &RlOptions, budget: u64) -> core::Result<Self> {
+        let algorithm = options.checked_algorithm()?;
+        if options.penalty.is_some() {
+            return Err(invalid("a sampled recovery penalty is for transformer policies only".into()));
+        }
+        let (spec, model) = mc.shared();
+        let request = SampleRequest { count: count_from(options.samples, "samples")?, seed: seed_from(options.seed, "seed")?, prefix: None, first_index: options.first_index.unwrap_or(0) };
+        let innovation = options.innovation_harm(model.is_some(), request.count, spec.length, budget)?;
+        Ok(LazyStepRequest { spec, model, algorithm, request, lambda: options.lambda, innovation })
+    }
+
+    /// The step on `lazy` with the update rule `rule` (both changed in place).
+    fn run(&self, lazy: &mut Lazy, rule: &mut Rule) -> core::Result<RlStep> {
+        // Decay would also shrink the rows not stored yet (the base), which are not parameters here.
+        if rule.adam.as_ref().is_some_and(|a| a.weight_decay > 0.0) {
+            return Err(invalid("a lazy tabular policy trains with Adam or SGD, not with weight decay".into()));
+        }
+        let (spec, model) = (self.spec.as_ref(), self.model.as_deref());
+        let track = Track::new(spec, model);
+        let h = match (self.innovation, model) {
+            (Some(InnovationHarm::Exact), Some(model)) => Some(conditional_harm(model, &TabularPolicy::new(model, &lazy.dense(model)?)?)),
+            _ => None,
+        };
+        let mut update = |p: &mut [f64], g: &[f64]| {
+            if let Some(adam) = rule.adam.as_mut() {
+                adam.grow_to(p.len());
+            }
+            // Lengths agree (grown above), so the update cannot fail.
+            let _ = rule.apply(p, g);
+        };
+        lazy.rl_step(&track, &mut update, &self.request, self.lambda, self.algorithm, harm_source(self.innovation, h.as_deref()).as_ref())
+    }
+}
+
+pub struct LazyStepTask {
+    request: LazyStepRequest,
+    /// The copies the step changes, written back when it resolves.
+    work: Option<(Lazy, Rule)>,
+    policy: Arc<Mutex<Lazy>>,
+    optimizer: Arc<Mutex<Rule>>,
+    cancel: Option<core::cancel::Cancel>,
+}
+
+impl Task for LazyStepTask {
+    type Output = crate::Computed<RlStep>;
+    type JsValue = RlStepOutput;
+
+    fn compute(&mut self) -> napi::Result<Self::Output> {
+        let (lazy, rule) = self.work.as_mut().expect("a task computes once");
+        guard_task(self.cancel.as_ref(), || self.request.run(lazy, rule))
+    }
+
+    fn resolve(&mut self, env: Env, output: Self::Output) -> napi::Result<Self::JsValue> {
+        let step = crate::settle(&env, output)?;
+        let (lazy, rule) = self.work.take().expect("a task resolves once");
+        *self.policy.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = lazy;
+        *self.optimizer.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = rule;
+        Ok(step.into())
     }
 }
