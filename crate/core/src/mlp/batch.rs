@@ -61,11 +61,13 @@ impl Mlp {
                     }
                 }
             } else {
-                for row in out.chunks_exact_mut(layer.outputs) {
-                    row.copy_from_slice(bias);
-                }
+                // The product, then the bias added row by row (a vectorised add rather than a copy of
+                // the bias into every row before the product).
                 let input = Mat::new(&done[l - 1][..b * layer.inputs], b, layer.inputs);
-                gemm(1.0, input, Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs), 1.0, out);
+                gemm(1.0, input, Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs), 0.0, out);
+                for row in out.chunks_exact_mut(layer.outputs) {
+                    row.iter_mut().zip(bias).for_each(|(y, &b)| *y += b);
+                }
             }
             if l < hidden {
                 let (pre, act) = (&work.pre[l][..b * layer.outputs], &mut rest[0][..b * layer.outputs]);
@@ -236,7 +238,7 @@ struct ScoreWork {
     entries: Vec<(usize, usize)>,
     /// Work space: the counting sort's output, then the (response, row) pairs in index order.
     sorted: Vec<(usize, usize)>,
-    /// Row of each response with a token at the position.
+    /// Row of each response (usize::MAX for those without a token at the position).
     row_of: Vec<usize>,
     /// Counting-sort offsets, one per context + 1.
     starts: Vec<usize>,
@@ -285,7 +287,8 @@ impl ScoreWork {
         sort_by_context(&mut self.entries, &mut self.sorted, &mut self.starts, mlp.num_contexts());
         // Row of each response, then the (response, row) pairs in index order, bucketed by chunk.
         self.contexts.clear();
-        self.row_of.resize(samples.count, 0);
+        self.row_of.clear();
+        self.row_of.resize(samples.count, usize::MAX);
         for &(context, n) in &self.entries {
             if self.contexts.last() != Some(&context) {
                 self.contexts.push(context);
@@ -293,7 +296,7 @@ impl ScoreWork {
             self.row_of[n] = self.contexts.len() - 1;
         }
         self.sorted.clear();
-        self.sorted.extend((0..samples.count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).map(|n| (n, self.row_of[n])));
+        self.sorted.extend(self.row_of.iter().enumerate().filter(|&(_, &row)| row != usize::MAX).map(|(n, &row)| (n, row)));
         let chunks = self.contexts.len().div_ceil(BATCH_ROWS);
         self.chunk_starts.clear();
         self.chunk_starts.resize(chunks + 1, 0);
