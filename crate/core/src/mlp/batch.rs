@@ -205,7 +205,10 @@ fn softmax_rows(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
 
 #[inline(always)]
 fn softmax_rows_body(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
-    let v = logits.len() / norm.len().max(1);
+    if norm.is_empty() {
+        return;
+    }
+    let v = logits.len() / norm.len();
     for ((x, p), norm) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()) {
         let max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
         p.iter_mut().zip(x).for_each(|(p, &x)| *p = crate::vector_math::exp_nonpositive(x - max));
