@@ -256,10 +256,14 @@ pub fn rl_update<F: Trainable>(
         }
         RlAlgorithm::Ppo { clip, epochs } => {
             // Minimising the clipped surrogate of the cost: −ρ·A with A = −advantage, zero where clipped.
+            // The old log-probabilities and the gains, position-major (t·N + n): the score sums
+            // take a position's responses in index order, so every epoch reads them consecutively.
+            let position_major = |x: &[f64]| -> Vec<f64> { (0..t_max * count).map(|i| x[(i % count) * t_max + i / count]).collect() };
+            let (old, gains) = (position_major(&samples.log_probs), position_major(&advantage.iter().map(|a| -a).collect::<Vec<_>>()));
             let coef = |n: usize, t: usize, current: f64| {
-                let i = n * t_max + t;
-                let ratio = (current - samples.log_probs[i]).exp();
-                let gain = -advantage[i];
+                let i = t * count + n;
+                let ratio = (current - old[i]).exp();
+                let gain = gains[i];
                 let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
                 if clipped { 0.0 } else { -ratio * gain }
             };

@@ -6,7 +6,6 @@ use rayon::prelude::*;
 
 use super::Mlp;
 use crate::gemm::{gemm, Mat};
-use crate::vector_math::softmax_in_place;
 use crate::sampling::Samples;
 use crate::walk::NO_TOKEN;
 
@@ -62,11 +61,13 @@ impl Mlp {
                     }
                 }
             } else {
-                for row in out.chunks_exact_mut(layer.outputs) {
-                    row.copy_from_slice(bias);
-                }
+                // The product, then the bias added row by row (a vectorised add rather than a copy of
+                // the bias into every row before the product).
                 let input = Mat::new(&done[l - 1][..b * layer.inputs], b, layer.inputs);
-                gemm(1.0, input, Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs), 1.0, out);
+                gemm(1.0, input, Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs), 0.0, out);
+                for row in out.chunks_exact_mut(layer.outputs) {
+                    row.iter_mut().zip(bias).for_each(|(y, &b)| *y += b);
+                }
             }
             if l < hidden {
                 let (pre, act) = (&work.pre[l][..b * layer.outputs], &mut rest[0][..b * layer.outputs]);
@@ -106,10 +107,12 @@ impl Mlp {
             gemm(1.0, input.t(), signal_mat, 1.0, &mut grad[layer.weights..layer.bias]);
             let weights = Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs);
             gemm(1.0, signal_mat, weights.t(), 0.0, &mut work.back[..b * layer.inputs]);
-            let activation = self.config.activation;
             let (pre, act) = (&work.pre[l - 1][..b * layer.inputs], &work.act[l - 1][..b * layer.inputs]);
-            for (((s, &d), &x), &y) in work.signal[..b * layer.inputs].iter_mut().zip(&work.back[..b * layer.inputs]).zip(pre).zip(act) {
-                *s = d * activation.derivative(x, y);
+            let (signal, back) = (&mut work.signal[..b * layer.inputs], &work.back[..b * layer.inputs]);
+            // One loop per activation (not a match per entry), so each vectorises.
+            match self.config.activation {
+                super::Activation::Tanh => signal.iter_mut().zip(back).zip(act).for_each(|((s, &d), &y)| *s = d * (1.0 - y * y)),
+                super::Activation::Relu => signal.iter_mut().zip(back).zip(pre).for_each(|((s, &d), &x)| *s = if x > 0.0 { d } else { 0.0 }),
             }
         }
         debug_assert!(hidden == self.layers.len() - 1);
@@ -121,14 +124,13 @@ impl Mlp {
         let (c, v) = (self.num_contexts(), self.config.vocab);
         let mut table = vec![0.0; self.config.length * c * v];
         table.par_chunks_mut(c * v).enumerate().for_each_init(
-            || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS)),
-            |(work, inputs), (t0, layer)| {
+            || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS), vec![0.0; BATCH_ROWS]),
+            |(work, inputs, norm), (t0, layer)| {
                 for (first, rows) in layer.chunks_mut(BATCH_ROWS * v).enumerate() {
                     inputs.clear();
                     inputs.extend((0..rows.len() / v).map(|i| (t0 + 1, first * BATCH_ROWS + i)));
                     self.forward_batch(params, inputs, work);
-                    rows.copy_from_slice(&work.logits[..rows.len()]);
-                    rows.chunks_exact_mut(v).for_each(softmax_in_place);
+                    softmax_rows(&work.logits[..rows.len()], rows, &mut norm[..inputs.len()]);
                 }
             },
         );
@@ -159,19 +161,12 @@ impl Mlp {
                     w.inputs.extend(w.contexts[first_row..first_row + rows].iter().map(|&context| (t + 1, context)));
                     self.forward_batch(params, &w.inputs, &mut w.batch);
                     // π of each row into δ's place, and its log-normaliser: log π_y = logit_y − norm.
-                    for r in 0..rows {
-                        let (logits, pi) = (&w.batch.logits[r * v..(r + 1) * v], &mut w.delta[r * v..(r + 1) * v]);
-                        pi.copy_from_slice(logits);
-                        softmax_in_place(pi);
-                        let top = (0..v).fold(0, |best, a| if logits[a] > logits[best] { a } else { best });
-                        w.norm[r] = logits[top] - pi[top].ln();
-                    }
+                    softmax_rows(&w.batch.logits[..rows * v], &mut w.delta[..rows * v], &mut w.norm[..rows]);
                     // Σ_n c_n·(e_{y_n} − π) per row: the coefficients' total times −π, plus each c_n at y_n.
                     w.at_tokens[..rows * v].fill(0.0);
                     w.totals[..rows].fill(0.0);
-                    for &(n, row) in &w.by_chunk[w.chunk_starts[chunk]..w.chunk_starts[chunk + 1]] {
-                        let (n, r) = (n as usize, row as usize - first_row);
-                        let y = samples.tokens[n * t_max + t] as usize;
+                    for &(n, row, y) in &w.by_chunk[w.chunk_starts[chunk]..w.chunk_starts[chunk + 1]] {
+                        let (n, r, y) = (n as usize, row as usize - first_row, y as usize);
                         let c = coef(n, t, w.batch.logits[r * v + y] - w.norm[r]);
                         w.at_tokens[r * v + y] += c;
                         w.totals[r] += c;
@@ -189,6 +184,56 @@ impl Mlp {
     }
 }
 
+/// Row-wise softmax of `logits` (rows × V) into `pi`, with each row's log-normaliser
+/// norm = max + ln Σ_a e^{logit_a − max} (so log π_a = logit_a − norm). Max and sum run on four
+/// lanes and π multiplies by the sum's reciprocal, so the whole loop vectorises; compiled for AVX2
+/// when the processor has it (as crate::vector_math's slice kernels are).
+fn softmax_rows(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn wide(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
+            softmax_rows_body(logits, pi, norm)
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the features `wide` is compiled for were just detected.
+            return unsafe { wide(logits, pi, norm) };
+        }
+    }
+    softmax_rows_body(logits, pi, norm)
+}
+
+#[inline(always)]
+fn softmax_rows_body(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
+    if norm.is_empty() {
+        return;
+    }
+    let v = logits.len() / norm.len();
+    for ((x, p), norm) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()) {
+        let max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
+        p.iter_mut().zip(x).for_each(|(p, &x)| *p = crate::vector_math::exp_nonpositive(x - max));
+        let sum = lanes_fold(p, 0.0, |a, b| a + b);
+        let inverse = 1.0 / sum;
+        p.iter_mut().for_each(|p| *p *= inverse);
+        *norm = max + sum.ln();
+    }
+}
+
+/// A fold over four interleaved lanes combined as (0 ⊕ 1) ⊕ (2 ⊕ 3), then the tail in order: a
+/// fixed order that the compiler keeps in SIMD registers.
+#[inline(always)]
+fn lanes_fold(x: &[f64], init: f64, f: impl Fn(f64, f64) -> f64) -> f64 {
+    let mut acc = [init; 4];
+    let chunks = x.chunks_exact(4);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for k in 0..4 {
+            acc[k] = f(acc[k], c[k]);
+        }
+    }
+    tail.iter().fold(f(f(acc[0], acc[1]), f(acc[2], acc[3])), |a, &b| f(a, b))
+}
+
 /// A thread's work space for `score_blocks`, reused from one position to the next.
 struct ScoreWork {
     batch: BatchWork,
@@ -196,15 +241,16 @@ struct ScoreWork {
     entries: Vec<(usize, usize)>,
     /// Work space: the counting sort's output, then the (response, row) pairs in index order.
     sorted: Vec<(usize, usize)>,
-    /// Row of each response with a token at the position.
+    /// Row of each response (usize::MAX for those without a token at the position).
     row_of: Vec<usize>,
     /// Counting-sort offsets, one per context + 1.
     starts: Vec<usize>,
     /// The distinct contexts in order: row r of the position is contexts[r].
     contexts: Vec<usize>,
-    /// (response, row) by chunk of BATCH_ROWS rows, responses in index order within a chunk;
-    /// chunk k's are by_chunk[chunk_starts[k]..chunk_starts[k + 1]].
-    by_chunk: Vec<(u32, u32)>,
+    /// (response, row, token) by chunk of BATCH_ROWS rows, responses in index order within a
+    /// chunk; chunk k's are by_chunk[chunk_starts[k]..chunk_starts[k + 1]]. The token is kept here
+    /// so the coefficient loop does not walk the response-major token array with a stride.
+    by_chunk: Vec<(u32, u32, u32)>,
     chunk_starts: Vec<usize>,
     inputs: Vec<(usize, usize)>,
     /// Per chunk row: output signal δ (V), coefficient sums per token (V), their total, and the
@@ -244,7 +290,8 @@ impl ScoreWork {
         sort_by_context(&mut self.entries, &mut self.sorted, &mut self.starts, mlp.num_contexts());
         // Row of each response, then the (response, row) pairs in index order, bucketed by chunk.
         self.contexts.clear();
-        self.row_of.resize(samples.count, 0);
+        self.row_of.clear();
+        self.row_of.resize(samples.count, usize::MAX);
         for &(context, n) in &self.entries {
             if self.contexts.last() != Some(&context) {
                 self.contexts.push(context);
@@ -252,7 +299,7 @@ impl ScoreWork {
             self.row_of[n] = self.contexts.len() - 1;
         }
         self.sorted.clear();
-        self.sorted.extend((0..samples.count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).map(|n| (n, self.row_of[n])));
+        self.sorted.extend(self.row_of.iter().enumerate().filter(|&(_, &row)| row != usize::MAX).map(|(n, &row)| (n, row)));
         let chunks = self.contexts.len().div_ceil(BATCH_ROWS);
         self.chunk_starts.clear();
         self.chunk_starts.resize(chunks + 1, 0);
@@ -263,11 +310,11 @@ impl ScoreWork {
             self.chunk_starts[k + 1] += self.chunk_starts[k];
         }
         self.by_chunk.clear();
-        self.by_chunk.resize(self.sorted.len(), (0, 0));
+        self.by_chunk.resize(self.sorted.len(), (0, 0, 0));
         let mut next = self.chunk_starts[..chunks].to_vec();
         for &(n, row) in &self.sorted {
             let k = row / BATCH_ROWS;
-            self.by_chunk[next[k]] = (n as u32, row as u32);
+            self.by_chunk[next[k]] = (n as u32, row as u32, samples.tokens[n * t_max + t]);
             next[k] += 1;
         }
     }
