@@ -110,6 +110,7 @@ pub struct HarmPaths {
 
 impl HarmPaths {
     /// The innovation estimate Δ̂_t(n) used as a gradient coefficient (mean of the two sets).
+    #[inline]
     pub fn innovation(&self, n: usize, t: usize, stride: usize) -> f64 {
         let d = |h: &[f64]| h[n * stride + t] - h[n * stride + t - 1];
         match &self.second {
@@ -298,7 +299,8 @@ pub trait ScoreModel: StepPolicy {
     fn blocks_are_positions(&self) -> bool;
     /// Identifies the policy's input at a walk: equal keys at a position have equal scores.
     fn input_key(&self, walk: &Walk) -> u64;
-    /// Whether the input key is the walk's exact state (then the stored states give the keys).
+    /// Whether the input key is the walk's exact state (then the stored states give the keys, and
+    /// `accumulate` at a state adds to that state's row of the block only).
     fn keys_are_states(&self) -> bool {
         false
     }
@@ -403,9 +405,11 @@ pub fn accumulate_scores(
     // Otherwise, input keys along each response.
     let keys: Vec<u64> = if state_keys.is_some() { Vec::new() } else { map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk)) };
     let wanted = with_variance || directions.is_some();
-    // Position t from its columns: the token, input key and coefficient of every response at t.
-    let position = |t: usize, tokens: &[u32], keys: &[u64], coefs: &[f64]| {
-        let mut block = vec![0.0; block_len];
+    let higher = if directions.is_some() { v } else { 0 };
+    // Position t from its columns (the token, input key and coefficient of every response at t)
+    // into its block, which starts at 0; returns Σ c²·||s||², the power sums of the projections
+    // and ||Ĝ_t||².
+    let position = |t: usize, tokens: &[u32], keys: &[u64], coefs: &[f64], block: &mut [f64], sums: &mut StateSums| {
         let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
         // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
         let mut sq_norm_sum = 0.0;
@@ -427,14 +431,10 @@ pub fn accumulate_scores(
                 }
             }
         };
-        let higher = if directions.is_some() { v } else { 0 };
         match state_keys {
             Some((_, s_count)) => {
-                let table = s_count * v;
-                let (mut sum_c, mut sum_c2) = (vec![0.0; table], vec![0.0; table]);
-                let (mut sum_c3, mut sum_c4) = (vec![0.0; s_count * higher], vec![0.0; s_count * higher]);
-                let mut want = vec![false; table];
-                let mut seen = vec![false; s_count];
+                // Σc per (state, token) is gathered in the block itself (a state's row is handed to
+                // the policy and cleared just before the policy adds its score there).
                 for n in 0..count {
                     let a = tokens[n];
                     if a == NO_TOKEN {
@@ -443,18 +443,25 @@ pub fn accumulate_scores(
                     let s = keys[n] as usize;
                     let at = s * v + a as usize;
                     let c = coefs[n];
-                    sum_c[at] += c;
-                    sum_c2[at] += c * c;
+                    block[at] += c;
+                    sums.c2[at] += c * c;
                     if higher > 0 {
-                        sum_c3[at] += c * c * c;
-                        sum_c4[at] += c * c * c * c;
+                        sums.c3[at] += c * c * c;
+                        sums.c4[at] += c * c * c * c;
                     }
-                    want[at] = wanted;
-                    seen[s] = true;
+                    sums.want[at] = wanted;
+                    sums.seen[s] = true;
                 }
-                for s in (0..s_count).filter(|&s| seen[s]) {
+                let mut sum_c = vec![0.0; v];
+                for s in 0..s_count {
+                    if !sums.seen[s] {
+                        continue;
+                    }
                     let (row, high) = (s * v..(s + 1) * v, s * higher..(s + 1) * higher);
-                    add_key(s as u64, [&sum_c[row.clone()], &sum_c2[row.clone()], &sum_c3[high.clone()], &sum_c4[high]], &want[row], &mut block);
+                    sum_c.copy_from_slice(&block[row.clone()]);
+                    block[row.clone()].fill(0.0);
+                    add_key(s as u64, [&sum_c, &sums.c2[row.clone()], &sums.c3[high.clone()], &sums.c4[high.clone()]], &sums.want[row.clone()], block);
+                    sums.clear(s, row, high);
                 }
             }
             None => {
@@ -478,18 +485,21 @@ pub fn accumulate_scores(
                         want[a] = wanted;
                         i += 1;
                     }
-                    add_key(key, [&sums[0], &sums[1], &sums[2], &sums[3]], &want, &mut block);
+                    add_key(key, [&sums[0], &sums[1], &sums[2], &sums[3]], &want, block);
                 }
             }
         }
         block.iter_mut().for_each(|g| *g /= count as f64);
-        (block, sq_norm_sum, proj_sums)
+        (sq_norm_sum, proj_sums, dot(block, block))
     };
-    // Positions in groups: a group's columns are read off the responses in one sweep (one cache
-    // line of each response per array), not with a stride of T per position.
-    let per_t: Vec<(Vec<f64>, f64, [f64; 4])> = (0..t_max.div_ceil(POSITIONS_PER_GROUP))
-        .into_par_iter()
-        .flat_map_iter(|group| {
+    // The blocks are written in place, a group of positions per task. A group's columns are read
+    // off the responses in one sweep (one cache line of each response per array), not with a
+    // stride of T per position.
+    let mut blocks = crate::alloc::table(&[t_max, block_len], 0.0, "positions × gradient block")?;
+    let per_t: Vec<(f64, [f64; 4], f64)> = blocks
+        .par_chunks_mut((POSITIONS_PER_GROUP * block_len).max(1))
+        .enumerate()
+        .flat_map_iter(|(group, out)| {
             let positions = group * POSITIONS_PER_GROUP..((group + 1) * POSITIONS_PER_GROUP).min(t_max);
             let width = positions.len();
             let mut tokens = vec![NO_TOKEN; width * count];
@@ -509,15 +519,15 @@ pub fn accumulate_scores(
                 }
             }
             let column = |k: usize| k * count..(k + 1) * count;
-            positions.enumerate().map(|(k, t)| position(t, &tokens[column(k)], &keys_at[column(k)], &coefs[column(k)])).collect::<Vec<_>>()
+            let mut sums = StateSums::new(state_keys.map_or(0, |(_, s_count)| s_count), v, higher);
+            let blocks = out.chunks_mut(block_len.max(1));
+            positions.zip(blocks).enumerate().map(|(k, (t, block))| position(t, &tokens[column(k)], &keys_at[column(k)], &coefs[column(k)], block, &mut sums)).collect::<Vec<_>>()
         })
         .collect();
 
-    let mut blocks = Vec::with_capacity(t_max * block_len);
     let (mut norm, mut variance) = (vec![0.0; t_max], vec![0.0; t_max]);
     let mut projection = PositionEstimates { mean: vec![f64::NAN; t_max], se: vec![f64::NAN; t_max], support: vec![0; t_max] };
-    for (t, (block, sq_norm_sum, [s1, s2, s3, s4])) in per_t.into_iter().enumerate() {
-        let norm_sq = dot(&block, &block);
+    for (t, (sq_norm_sum, [s1, s2, s3, s4], norm_sq)) in per_t.into_iter().enumerate() {
         norm[t] = norm_sq.sqrt();
         variance[t] = if with_variance { (sq_norm_sum / count as f64 - norm_sq).max(0.0) } else { f64::NAN };
         if directions.is_some() {
@@ -530,9 +540,35 @@ pub fn accumulate_scores(
             let central4 = (s4 - 4.0 * m * s3 + 6.0 * m * m * s2 - 3.0 * n * ((m * m) * (m * m))).max(0.0);
             projection.support[t] = effective_support(central2, central4);
         }
-        blocks.extend(block);
     }
     Ok(GradientEstimate { blocks, block_len, norm, variance, projection })
+}
+
+/// Σc^k (k = 2..4) per (state, token) at one position, which tokens were drawn there and which
+/// states were seen: kept across a group's positions, and only the rows of the seen states are
+/// cleared after each (not S × V entries per position).
+struct StateSums {
+    c2: Vec<f64>,
+    /// Σc³, Σc⁴: only with directions (else empty).
+    c3: Vec<f64>,
+    c4: Vec<f64>,
+    want: Vec<bool>,
+    seen: Vec<bool>,
+}
+
+impl StateSums {
+    fn new(states: usize, vocab: usize, higher: usize) -> Self {
+        let table = states * vocab;
+        StateSums { c2: vec![0.0; table], c3: vec![0.0; states * higher], c4: vec![0.0; states * higher], want: vec![false; table], seen: vec![false; states] }
+    }
+
+    fn clear(&mut self, state: usize, row: std::ops::Range<usize>, high: std::ops::Range<usize>) {
+        self.c2[row.clone()].fill(0.0);
+        self.want[row].fill(false);
+        self.c3[high.clone()].fill(0.0);
+        self.c4[high].fill(0.0);
+        self.seen[state] = false;
+    }
 }
 
 impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
