@@ -270,8 +270,8 @@ export async function train(
     if (engine) {
       const wantGradient = options.algorithm === 'exact' && !last;
       const withGradient = options.algorithm === 'exact' || step === 0 || last;
-      const value = await callWith({ sync: () => evaluateObjective(engine, policy, o, withGradient, init), async: (s) => evaluateObjectiveAsync(engine, policy, o, withGradient, init, s) }, signal);
-      const prefixes = evaluate ? await callWith({ sync: () => engine.onHarmfulPrefixes(policy), async: (s) => engine.onHarmfulPrefixesAsync(policy, { signal: s }) }, signal) : null;
+      const value = await objectiveWith(engine, policy, o, withGradient, init, signal);
+      const prefixes = evaluate ? await harmfulPrefixesWith(engine, policy, signal) : null;
       record = exactRecord(step, value, prefixes, started);
       if (wantGradient && value.gradient) optimizer.step(params, value.gradient);
     } else {
@@ -335,11 +335,19 @@ async function solveFixedPoint(scenario: CompiledScenario, engine: ExactEngine |
   const base: Policy = { kind: 'tabular', logits: baseLogits(engine) };
   const policy: Policy = { kind: 'tabular', logits: solved.logits };
   for (const [step, p] of [base, policy].entries()) {
-    const value = await callWith({ sync: () => evaluateObjective(engine, p, o, true), async: (s) => evaluateObjectiveAsync(engine, p, o, true, undefined, s) }, signal);
-    const prefixes = await callWith({ sync: () => engine.onHarmfulPrefixes(p), async: (s) => engine.onHarmfulPrefixesAsync(p, { signal: s }) }, signal);
-    onRecord(exactRecord(step, value, prefixes, started));
+    onRecord(exactRecord(step, await objectiveWith(engine, p, o, true, undefined, signal), await harmfulPrefixesWith(engine, p, signal), started));
   }
   return policy;
+}
+
+/** `evaluateObjective`, off the main thread when there is a signal. */
+function objectiveWith(engine: ExactEngine, policy: Policy, o: ObjectiveOptions, gradient: boolean, init: Policy | undefined, signal: AbortSignal | undefined) {
+  return callWith({ sync: () => evaluateObjective(engine, policy, o, gradient, init), async: (s) => evaluateObjectiveAsync(engine, policy, o, gradient, init, s) }, signal);
+}
+
+/** The teacher-forced KL and ASR_k on harmful prefixes, off the main thread when there is a signal. */
+function harmfulPrefixesWith(engine: ExactEngine, policy: Policy, signal: AbortSignal | undefined) {
+  return callWith({ sync: () => engine.onHarmfulPrefixes(policy), async: (s) => engine.onHarmfulPrefixesAsync(policy, { signal: s }) }, signal);
 }
 
 /** A log line from an exact evaluation, with the ASR curve and teacher-forced KL when given. */
