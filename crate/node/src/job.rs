@@ -8,7 +8,7 @@ use crate::{guard_task, settle, Computed};
 use napi::bindgen_prelude::*;
 
 /// A computation with owned inputs and its conversion to a JavaScript value.
-pub trait Job: Send + 'static {
+pub trait Job: Send {
     /// What the computation returns (plain Rust data, built off the JS thread).
     type Data: Send + 'static;
     /// The JavaScript value it becomes.
@@ -18,17 +18,17 @@ pub trait Job: Send + 'static {
 }
 
 /// A job on the libuv pool; a raised `cancel` flag rejects it with HH_ABORTED.
-pub struct JobTask<J: Job> {
+pub struct JobTask<J: Job + 'static> {
     job: J,
     cancel: Option<core::cancel::Cancel>,
 }
 
 /// The async form of `job`: the promise the export returns.
-pub fn spawn<J: Job>(job: J, cancel: Option<&CancelFlag>) -> AsyncTask<JobTask<J>> {
+pub fn spawn<J: Job + 'static>(job: J, cancel: Option<&CancelFlag>) -> AsyncTask<JobTask<J>> {
     AsyncTask::new(JobTask { job, cancel: flag_of(cancel) })
 }
 
-impl<J: Job> Task for JobTask<J> {
+impl<J: Job + 'static> Task for JobTask<J> {
     type Output = Computed<J::Data>;
     type JsValue = J::Js;
 

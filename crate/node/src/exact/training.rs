@@ -185,7 +185,11 @@ impl ObjectiveJob<'_> {
             responses: self.responses.map(|r| Cow::Owned(r.into_owned())),
         }
     }
+}
 
+impl Job for ObjectiveJob<'_> {
+    type Data = ObjectiveData;
+    type Js = ObjectiveOutput;
     fn run(&self) -> core::Result<ObjectiveData> {
         let model = &*self.model;
         let prefixes = match &self.responses {
@@ -206,14 +210,6 @@ impl ObjectiveJob<'_> {
             None => run(None)?,
         };
         Ok(ObjectiveData(value, grad, norms))
-    }
-}
-
-impl Job for ObjectiveJob<'static> {
-    type Data = ObjectiveData;
-    type Js = ObjectiveOutput;
-    fn run(&self) -> core::Result<ObjectiveData> {
-        ObjectiveJob::run(self)
     }
     fn to_js(data: ObjectiveData) -> ObjectiveOutput {
         to_objective_output(data)
@@ -253,17 +249,14 @@ impl KlJob<'_> {
         KlJob { model: self.model, a: self.a.into_owned(), b: self.b.into_owned() }
     }
 
-    fn run(&self) -> core::Result<Vec<f64>> {
-        let model = &*self.model;
-        self.a.with(model, |pa| self.b.with(model, |pb| kl_between(model, pa, pb)))?
-    }
 }
 
-impl Job for KlJob<'static> {
+impl Job for KlJob<'_> {
     type Data = Vec<f64>;
     type Js = Float64Array;
     fn run(&self) -> core::Result<Vec<f64>> {
-        KlJob::run(self)
+        let model = &*self.model;
+        self.a.with(model, |pa| self.b.with(model, |pb| kl_between(model, pa, pb)))?
     }
     fn to_js(kl: Vec<f64>) -> Float64Array {
         Float64Array::new(kl)
@@ -282,26 +275,19 @@ impl RankJob<'_> {
         RankJob { model: self.model, policy: self.policy.into_owned(), rank: self.rank }
     }
 
+}
+
+impl Job for RankJob<'_> {
+    type Data = Vec<f64>;
+    type Js = Float64Array;
     fn run(&self) -> core::Result<Vec<f64>> {
         let model = &*self.model;
         let h = conditional_harm(model, &BasePolicy { model });
         self.policy.with(model, |p| rank_assisted_logits(model, p, &h, self.rank))?
     }
-
     /// −∞ crosses as −1e300 (a Float64Array holds it, but JSON policy files could not).
     fn to_js(logits: Vec<f64>) -> Float64Array {
         Float64Array::new(logits.into_iter().map(|x| if x.is_infinite() { -1e300 } else { x }).collect())
-    }
-}
-
-impl Job for RankJob<'static> {
-    type Data = Vec<f64>;
-    type Js = Float64Array;
-    fn run(&self) -> core::Result<Vec<f64>> {
-        RankJob::run(self)
-    }
-    fn to_js(logits: Vec<f64>) -> Float64Array {
-        RankJob::to_js(logits)
     }
 }
 
@@ -328,8 +314,12 @@ impl FineTuneJob<'_> {
             responses: self.responses.map(|r| Cow::Owned(r.into_owned())),
         }
     }
+}
 
-    fn run(&self) -> core::Result<(FineTuneValue, Vec<f64>)> {
+impl Job for FineTuneJob<'_> {
+    type Data = (FineTuneValue, Vec<f64>);
+    type Js = FineTuneOutput;
+    fn run(&self) -> core::Result<Self::Data> {
         let model = &*self.model;
         let weights = match &self.responses {
             Some(tokens) => token_weights_from_responses(model, tokens, tokens.len() / model.length().max(1))?,
@@ -351,8 +341,7 @@ impl FineTuneJob<'_> {
         };
         Ok((value, gradient.unwrap_or_default()))
     }
-
-    fn to_js((value, gradient): (FineTuneValue, Vec<f64>)) -> FineTuneOutput {
+    fn to_js((value, gradient): Self::Data) -> FineTuneOutput {
         FineTuneOutput {
             loss: value.loss,
             loss_per_position: Float64Array::new(value.loss_per_position),
@@ -361,16 +350,5 @@ impl FineTuneJob<'_> {
             logged_loss: value.logged_loss,
             token_grad_norm: Float64Array::new(value.token_grad_norm),
         }
-    }
-}
-
-impl Job for FineTuneJob<'static> {
-    type Data = (FineTuneValue, Vec<f64>);
-    type Js = FineTuneOutput;
-    fn run(&self) -> core::Result<Self::Data> {
-        FineTuneJob::run(self)
-    }
-    fn to_js(data: Self::Data) -> FineTuneOutput {
-        FineTuneJob::to_js(data)
     }
 }
