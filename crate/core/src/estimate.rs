@@ -18,6 +18,7 @@
 
 use rayon::prelude::*;
 
+use crate::covariance::{PositionTotals, ScoreKernel};
 use crate::error::{Error, Result};
 use crate::exact::SETTLED_TOLERANCE;
 use crate::mlp::dot;
@@ -30,7 +31,7 @@ use crate::walk::{Track, Walk, NO_TOKEN};
 const RESPONSES_PER_CHUNK: usize = 64;
 
 /// Positions whose columns the covariance kernel gathers in one sweep over the responses.
-const POSITIONS_PER_GROUP: usize = 8;
+pub(crate) const POSITIONS_PER_GROUP: usize = 8;
 
 /// (Σc²)² / Σc⁴: how many samples the variance rests on (0 when every term is 0). The c_n are the
 /// per-sample deviation terms whose squares make up the SE (x_n − mean, or w_n·(x_n − mean)/Σw for
@@ -68,30 +69,35 @@ pub struct Scalar {
 /// has the same value, that is the estimate exactly, with SE 0 and support 0 (no variation was seen,
 /// so the sample cannot tell a constant from a rare event it missed).
 pub fn reduce(count: usize, weights: Option<&[f64]>, x: impl Fn(usize) -> f64) -> Scalar {
-    if (1..count).all(|n| x(n) == x(0)) {
+    let first = x(0);
+    if (1..count).all(|n| x(n) == first) {
         let se = if weights.is_none() && count < 2 { f64::NAN } else { 0.0 };
-        return Scalar { mean: x(0), se, support: 0 };
+        return Scalar { mean: first, se, support: 0 };
     }
-    let deviations = |c: &dyn Fn(usize) -> f64| {
-        (0..count).fold((0.0, 0.0), |(s2, s4), n| {
-            let c2 = c(n) * c(n);
-            (s2 + c2, s4 + c2 * c2)
-        })
-    };
     match weights {
         None => {
             let mean = (0..count).fold(0.0, |s, n| s + x(n)) / count as f64;
-            let (s2, s4) = deviations(&|n| x(n) - mean);
+            let (s2, s4) = deviations(count, |n| x(n) - mean);
             let se = if count < 2 { f64::NAN } else { (s2 / (count as f64 - 1.0) / count as f64).sqrt() };
             Scalar { mean, se, support: effective_support(s2, s4) }
         }
         Some(w) => {
             let total = w.iter().fold(0.0, |s, w| s + w);
             let mean = (0..count).fold(0.0, |s, n| s + w[n] * x(n)) / total;
-            let (s2, s4) = deviations(&|n| w[n] * (x(n) - mean) / total);
+            let (s2, s4) = deviations(count, |n| w[n] * (x(n) - mean) / total);
             Scalar { mean, se: s2.sqrt(), support: effective_support(s2, s4) }
         }
     }
+}
+
+/// (Σc², Σc⁴) of the deviation terms c(n), n < count, in order.
+#[inline]
+fn deviations(count: usize, c: impl Fn(usize) -> f64) -> (f64, f64) {
+    (0..count).fold((0.0, 0.0), |(s2, s4), n| {
+        let c = c(n);
+        let c2 = c * c;
+        (s2 + c2, s4 + c2 * c2)
+    })
 }
 
 /// Where h_t along a sampled response comes from.
@@ -190,7 +196,7 @@ pub struct PositionEstimates {
 }
 
 impl PositionEstimates {
-    fn from_columns(columns: Vec<Scalar>) -> Self {
+    pub(crate) fn from_columns(columns: Vec<Scalar>) -> Self {
         PositionEstimates {
             mean: columns.iter().map(|c| c.mean).collect(),
             se: columns.iter().map(|c| c.se).collect(),
@@ -230,7 +236,7 @@ pub fn expected_harm(samples: &Samples, weights: Option<&[f64]>) -> Scalar {
 }
 
 /// Whether h is settled: within SETTLED_TOLERANCE of 0 or 1, the exact engine's test.
-fn settled(h: f64) -> bool {
+pub(crate) fn settled(h: f64) -> bool {
     h <= SETTLED_TOLERANCE || h >= 1.0 - SETTLED_TOLERANCE
 }
 
@@ -304,6 +310,12 @@ pub trait ScoreModel: StepPolicy {
     fn keys_are_states(&self) -> bool {
         false
     }
+    /// π_t(· | s) of every state at position t (S × V), for a policy whose keys are states and whose
+    /// score at (t, s, a) is e_a − π_t(· | s) on its own logits of (t, s) (tabular): the kernel then
+    /// applies that closed form itself instead of calling `accumulate` state by state.
+    fn softmax_rows(&self, _t: usize) -> Option<&[f64]> {
+        None
+    }
     /// At (position t, input key): adds Σ_a coef[a]·∇log π(a | input) to `block`; for every token a
     /// with want[a] writes ||∇log π(a|input)||² into norms[a] and, when a direction u (a block) is
     /// given, ⟨∇log π(a|input), u⟩ into proj[a].
@@ -360,21 +372,34 @@ pub fn estimate_gradient(
     paths: Option<&HarmPaths>,
     directions: Option<&[f64]>,
 ) -> Result<GradientEstimate> {
-    let count = samples.count;
-    if coefficient == Coefficient::Innovation && paths.is_none() {
-        return Err(Error::InvalidArgument("the innovation estimator needs h_t (exact or rollouts)".into()));
-    }
-    if coefficient == Coefficient::LeaveOneOut && count < 2 {
-        return Err(Error::InvalidArgument("the leave-one-out baseline needs at least 2 samples".into()));
-    }
+    coefficient.check(samples.count, paths.is_some())?;
     let harm_total: f64 = samples.harm.iter().sum();
     let t_max = samples.length;
-    let coef = |n: usize, t: usize| match coefficient {
-        Coefficient::Reinforce => samples.harm[n],
-        Coefficient::LeaveOneOut => samples.harm[n] - (harm_total - samples.harm[n]) / (count as f64 - 1.0),
-        Coefficient::Innovation => paths.unwrap().innovation(n, t + 1, t_max + 1),
-    };
+    let coef = |n: usize, t: usize| coefficient.value(&samples.harm, harm_total, n, || paths.unwrap().innovation(n, t + 1, t_max + 1));
     accumulate_scores(track, policy, samples, &coef, directions, true)
+}
+
+impl Coefficient {
+    /// Whether this estimator applies to `count` samples, with or without h_t.
+    pub(crate) fn check(self, count: usize, with_h: bool) -> Result<()> {
+        if self == Coefficient::Innovation && !with_h {
+            return Err(Error::InvalidArgument("the innovation estimator needs h_t (exact or rollouts)".into()));
+        }
+        if self == Coefficient::LeaveOneOut && count < 2 {
+            return Err(Error::InvalidArgument("the leave-one-out baseline needs at least 2 samples".into()));
+        }
+        Ok(())
+    }
+
+    /// c_{n,t} from the responses' harms (and their sum) and response n's innovation Δ̂_{t+1}.
+    #[inline]
+    pub(crate) fn value(self, harm: &[f64], harm_total: f64, n: usize, innovation: impl FnOnce() -> f64) -> f64 {
+        match self {
+            Coefficient::Reinforce => harm[n],
+            Coefficient::LeaveOneOut => harm[n] - (harm_total - harm[n]) / (harm.len() as f64 - 1.0),
+            Coefficient::Innovation => innovation(),
+        }
+    }
 }
 
 /// The covariance kernel: Ĝ_t = (1/N) Σ_n c(n, t − 1)·∇log π(y_{n,t} | y_{n,<t}) for any coefficients,
@@ -389,114 +414,21 @@ pub fn accumulate_scores(
     directions: Option<&[f64]>,
     with_variance: bool,
 ) -> Result<GradientEstimate> {
-    let (count, t_max, v) = (samples.count, samples.length, track.spec.vocab);
-    let block_len = policy.block_len();
-    if let Some(u) = directions {
-        if u.len() != t_max * block_len {
-            return Err(Error::InvalidArgument(format!("directions: {} entries, expected T × block = {}", u.len(), t_max * block_len)));
-        }
-    }
-    // With exact states stored and keys that are those states (tabular), the contributions are
-    // scatter-added per (state, token) in response order, which is the order of the grouping below.
+    let (count, t_max) = (samples.count, samples.length);
+    // With exact states stored and keys that are those states (tabular), the stored states are the keys.
     let state_keys = match (policy.keys_are_states(), samples.states.as_ref(), track.model) {
         (true, Some(states), Some(model)) => Some((states, model.num_states())),
         _ => None,
     };
+    let kernel = ScoreKernel::new(policy, track.spec.vocab, t_max, count, directions, with_variance, state_keys.map(|(_, s_count)| s_count))?;
+    let block_len = kernel.block_len();
     // Otherwise, input keys along each response.
     let keys: Vec<u64> = if state_keys.is_some() { Vec::new() } else { map_tokens(track, samples, || (), |_, walk, _| policy.input_key(walk)) };
-    let wanted = with_variance || directions.is_some();
-    let higher = if directions.is_some() { v } else { 0 };
-    // Position t from its columns (the token, input key and coefficient of every response at t)
-    // into its block, which starts at 0; returns Σ c²·||s||², the power sums of the projections
-    // and ||Ĝ_t||².
-    let position = |t: usize, tokens: &[u32], keys: &[u64], coefs: &[f64], block: &mut [f64], sums: &mut StateSums| {
-        let u = directions.map(|d| &d[t * block_len..(t + 1) * block_len]);
-        // Σ x^k, k = 1..4, of the projections x_n = c_n·⟨s_n, u⟩.
-        let mut sq_norm_sum = 0.0;
-        let mut proj_sums = [0.0; 4];
-        let (mut norms, mut proj) = (vec![0.0; v], vec![0.0; v]);
-        let mut scratch = vec![0.0; policy.scratch_len().max(1)];
-        // One input key with Σc^k per token (Σc³, Σc⁴ only with directions).
-        let mut add_key = |key: u64, sums: [&[f64]; 4], want: &[bool], block: &mut [f64]| {
-            let [sum_c, sum_c2, sum_c3, sum_c4] = sums;
-            policy.accumulate(t + 1, key, sum_c, block, want, &mut norms, u, &mut proj, &mut scratch);
-            for a in (0..v).filter(|&a| want[a]) {
-                sq_norm_sum += sum_c2[a] * norms[a];
-                if u.is_some() {
-                    let p2 = proj[a] * proj[a];
-                    proj_sums[0] += sum_c[a] * proj[a];
-                    proj_sums[1] += sum_c2[a] * p2;
-                    proj_sums[2] += sum_c3[a] * (p2 * proj[a]);
-                    proj_sums[3] += sum_c4[a] * (p2 * p2);
-                }
-            }
-        };
-        match state_keys {
-            Some((_, s_count)) => {
-                // Σc per (state, token) is gathered in the block itself (a state's row is handed to
-                // the policy and cleared just before the policy adds its score there).
-                for n in 0..count {
-                    let a = tokens[n];
-                    if a == NO_TOKEN {
-                        continue;
-                    }
-                    let s = keys[n] as usize;
-                    let at = s * v + a as usize;
-                    let c = coefs[n];
-                    block[at] += c;
-                    sums.c2[at] += c * c;
-                    if higher > 0 {
-                        sums.c3[at] += c * c * c;
-                        sums.c4[at] += c * c * c * c;
-                    }
-                    sums.want[at] = wanted;
-                    sums.seen[s] = true;
-                }
-                let mut sum_c = vec![0.0; v];
-                for s in 0..s_count {
-                    if !sums.seen[s] {
-                        continue;
-                    }
-                    let (row, high) = (s * v..(s + 1) * v, s * higher..(s + 1) * higher);
-                    sum_c.copy_from_slice(&block[row.clone()]);
-                    block[row.clone()].fill(0.0);
-                    add_key(s as u64, [&sum_c, &sums.c2[row.clone()], &sums.c3[high.clone()], &sums.c4[high.clone()]], &sums.want[row.clone()], block);
-                    sums.clear(s, row, high);
-                }
-            }
-            None => {
-                // (key, token, coefficient) of every response with a token at t, grouped by key then token.
-                let mut entries: Vec<(u64, u32, f64)> = (0..count).filter(|&n| tokens[n] != NO_TOKEN).map(|n| (keys[n], tokens[n], coefs[n])).collect();
-                entries.sort_by_key(|e| (e.0, e.1)); // stable: equal (key, token) stay in response order
-                let mut sums = vec![vec![0.0; v]; 4];
-                let mut want = vec![false; v];
-                let mut i = 0;
-                while i < entries.len() {
-                    let key = entries[i].0;
-                    sums.iter_mut().for_each(|x| x.fill(0.0));
-                    want.fill(false);
-                    while i < entries.len() && entries[i].0 == key {
-                        let (_, a, c) = entries[i];
-                        let a = a as usize;
-                        sums[0][a] += c;
-                        sums[1][a] += c * c;
-                        sums[2][a] += c * c * c;
-                        sums[3][a] += c * c * c * c;
-                        want[a] = wanted;
-                        i += 1;
-                    }
-                    add_key(key, [&sums[0], &sums[1], &sums[2], &sums[3]], &want, block);
-                }
-            }
-        }
-        block.iter_mut().for_each(|g| *g /= count as f64);
-        (sq_norm_sum, proj_sums, dot(block, block))
-    };
     // The blocks are written in place, a group of positions per task. A group's columns are read
     // off the responses in one sweep (one cache line of each response per array), not with a
     // stride of T per position.
     let mut blocks = crate::alloc::table(&[t_max, block_len], 0.0, "positions × gradient block")?;
-    let per_t: Vec<(f64, [f64; 4], f64)> = blocks
+    let per_t: Vec<PositionTotals> = blocks
         .par_chunks_mut((POSITIONS_PER_GROUP * block_len).max(1))
         .enumerate()
         .flat_map_iter(|(group, out)| {
@@ -519,56 +451,12 @@ pub fn accumulate_scores(
                 }
             }
             let column = |k: usize| k * count..(k + 1) * count;
-            let mut sums = StateSums::new(state_keys.map_or(0, |(_, s_count)| s_count), v, higher);
+            let mut sums = kernel.sums();
             let blocks = out.chunks_mut(block_len.max(1));
-            positions.zip(blocks).enumerate().map(|(k, (t, block))| position(t, &tokens[column(k)], &keys_at[column(k)], &coefs[column(k)], block, &mut sums)).collect::<Vec<_>>()
+            positions.zip(blocks).enumerate().map(|(k, (t, block))| kernel.position(t, &tokens[column(k)], &keys_at[column(k)], &coefs[column(k)], block, &mut sums)).collect::<Vec<_>>()
         })
         .collect();
-
-    let (mut norm, mut variance) = (vec![0.0; t_max], vec![0.0; t_max]);
-    let mut projection = PositionEstimates { mean: vec![f64::NAN; t_max], se: vec![f64::NAN; t_max], support: vec![0; t_max] };
-    for (t, (sq_norm_sum, [s1, s2, s3, s4], norm_sq)) in per_t.into_iter().enumerate() {
-        norm[t] = norm_sq.sqrt();
-        variance[t] = if with_variance { (sq_norm_sum / count as f64 - norm_sq).max(0.0) } else { f64::NAN };
-        if directions.is_some() {
-            let (m, se) = mean_and_se(s1, s2, count);
-            projection.mean[t] = m;
-            projection.se[t] = se;
-            // Central moments of the projections from their power sums.
-            let n = count as f64;
-            let central2 = (s2 - n * m * m).max(0.0);
-            let central4 = (s4 - 4.0 * m * s3 + 6.0 * m * m * s2 - 3.0 * n * ((m * m) * (m * m))).max(0.0);
-            projection.support[t] = effective_support(central2, central4);
-        }
-    }
-    Ok(GradientEstimate { blocks, block_len, norm, variance, projection })
-}
-
-/// Σc^k (k = 2..4) per (state, token) at one position, which tokens were drawn there and which
-/// states were seen: kept across a group's positions, and only the rows of the seen states are
-/// cleared after each (not S × V entries per position).
-struct StateSums {
-    c2: Vec<f64>,
-    /// Σc³, Σc⁴: only with directions (else empty).
-    c3: Vec<f64>,
-    c4: Vec<f64>,
-    want: Vec<bool>,
-    seen: Vec<bool>,
-}
-
-impl StateSums {
-    fn new(states: usize, vocab: usize, higher: usize) -> Self {
-        let table = states * vocab;
-        StateSums { c2: vec![0.0; table], c3: vec![0.0; states * higher], c4: vec![0.0; states * higher], want: vec![false; table], seen: vec![false; states] }
-    }
-
-    fn clear(&mut self, state: usize, row: std::ops::Range<usize>, high: std::ops::Range<usize>) {
-        self.c2[row.clone()].fill(0.0);
-        self.want[row].fill(false);
-        self.c3[high.clone()].fill(0.0);
-        self.c4[high].fill(0.0);
-        self.seen[state] = false;
-    }
+    Ok(kernel.finish(blocks, per_t))
 }
 
 impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
@@ -583,6 +471,10 @@ impl ScoreModel for crate::sampling::ExactStep<'_, TabularPolicy<'_>> {
     }
     fn keys_are_states(&self) -> bool {
         true
+    }
+    fn softmax_rows(&self, t: usize) -> Option<&[f64]> {
+        let size = self.0.model.num_states() * self.0.model.vocab();
+        self.0.row_cache().and_then(|rows| rows.probs.get((t - 1) * size..t * size))
     }
     fn accumulate(&self, t: usize, key: u64, coef: &[f64], block: &mut [f64], want: &[bool], norms: &mut [f64], u: Option<&[f64]>, proj: &mut [f64], _scratch: &mut [f64]) {
         let v = coef.len();

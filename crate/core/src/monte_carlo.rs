@@ -36,6 +36,7 @@ pub struct RunRequest<'a> {
     pub proposal: Option<&'a dyn StepPolicy>,
 }
 
+#[derive(Debug)]
 pub struct RunReport {
     pub expected_harm: Scalar,
     /// P̂(τ = t) for t = 0..T and P̂(τ > T), τ the first t with h_t ∈ {0, 1} (when h_t is known).
@@ -53,6 +54,17 @@ pub fn run(track: &Track, policy: &dyn StepPolicy, score: Option<&dyn ScoreModel
     if request.proposal.is_some() && request.gradient.is_some() {
         return Err(Error::InvalidArgument("gradients are estimated on the policy's own samples: ask for them without a proposal".into()));
     }
+    if let (None, Some(model), Some(rows), true) = (request.proposal, track.model, policy.exact_rows(), track.spec.length > 0) {
+        // Rows per exact state, and h exact or not asked for: read position by position.
+        let h = match request.harm {
+            None => Some(None),
+            Some(HarmChoice::Exact(table)) => Some(Some(table)),
+            Some(HarmChoice::Rollouts(_)) => None,
+        };
+        if let (Some(h), true) = (h, score.is_none_or(|s| s.keys_are_states())) {
+            return crate::by_position::run(track, model, rows, policy, score, h, request);
+        }
+    }
     let sampler = request.proposal.unwrap_or(policy);
     let samples = sample(track, sampler, &SampleRequest { count: request.samples, seed: request.seed, prefix: None, first_index: 0 })?;
     let weights = request.proposal.map(|_| importance_weights(track, policy, &samples));
@@ -62,15 +74,8 @@ pub fn run(track: &Track, policy: &dyn StepPolicy, score: Option<&dyn ScoreModel
         Some(HarmChoice::Exact(table)) => Some(harm_paths(track, policy, &samples, &HarmSource::Exact(table), request.seed)?),
         Some(HarmChoice::Rollouts(m)) => Some(harm_paths(track, policy, &samples, &HarmSource::Rollouts(*m), request.seed)?),
     };
-    let base = BaseStep { spec: track.spec };
     let kl_on_policy = kl_to_base_along(track, policy, &samples, w)?;
-    let kl_teacher_forced = if request.teacher_forced {
-        let seed = request.seed ^ TEACHER_FORCED_SEED_MIX;
-        let harmful = sample(track, &base, &SampleRequest { count: request.samples, seed, prefix: None, first_index: 0 })?;
-        Some(kl_to_base_along(track, policy, &harmful, Some(&harmful.harm))?)
-    } else {
-        None
-    };
+    let kl_teacher_forced = teacher_forced_kl(track, policy, request)?;
     let gradient = match (request.gradient, score) {
         (None, _) => None,
         (Some(_), None) => return Err(Error::InvalidArgument("gradients need a policy with parameters (tabular or mlp)".into())),
@@ -85,4 +90,15 @@ pub fn run(track: &Track, policy: &dyn StepPolicy, score: Option<&dyn ScoreModel
         gradient,
         effective_sample_size: w.map(effective_sample_size),
     })
+}
+
+/// The per-position KL on teacher-forced prefixes (base responses reweighted by their harm), when
+/// the run asks for it.
+pub(crate) fn teacher_forced_kl(track: &Track, policy: &dyn StepPolicy, request: &RunRequest) -> Result<Option<PositionEstimates>> {
+    if !request.teacher_forced {
+        return Ok(None);
+    }
+    let seed = request.seed ^ TEACHER_FORCED_SEED_MIX;
+    let harmful = sample(track, &BaseStep { spec: track.spec }, &SampleRequest { count: request.samples, seed, prefix: None, first_index: 0 })?;
+    Ok(Some(kl_to_base_along(track, policy, &harmful, Some(&harmful.harm))?))
 }

@@ -4,14 +4,10 @@
 //! response does not depend on how responses are split across threads or batches. Forced prefixes
 //! (prefilling attacks) replace the first k draws by given tokens.
 
-use rayon::prelude::*;
-
 use crate::error::{Error, Result};
-use crate::fused::prefetch;
-use crate::model::Model;
 use crate::parallel::map_chunks_of;
 use crate::policy::{Policy, RowCache};
-use crate::rng::{draw_from_cdfs, draw_index, token_uniform, uniforms, DrawKey};
+use crate::rng::{draw_index, uniforms, DrawKey};
 use crate::walk::{Track, Walk, NO_STATE, NO_TOKEN};
 
 /// A policy that can be sampled: its next-token distribution given a walk.
@@ -83,7 +79,7 @@ pub struct Prefix<'a> {
 }
 
 impl Prefix<'_> {
-    fn token(&self, response: usize, position: usize) -> Option<u32> {
+    pub(crate) fn token(&self, response: usize, position: usize) -> Option<u32> {
         if position >= self.length {
             return None;
         }
@@ -171,7 +167,7 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
     check_request(track, policy, request)?;
     if let (Some(model), Some(rows)) = (track.model, policy.exact_rows()) {
         if track.spec.length > 0 {
-            return Ok(sample_rows(model, rows, request));
+            return Ok(crate::row_sampler::sample_rows(model, rows, request));
         }
     }
     let (n, t_max, v) = (request.count, track.spec.length, track.spec.vocab);
@@ -218,135 +214,6 @@ pub fn sample(track: &Track, policy: &dyn StepPolicy, request: &SampleRequest) -
     let mut all = concat(chunks, t_max);
     all.first_index = request.first_index;
     Ok(all)
-}
-
-/// Fewest responses per chunk of `sample_rows`. A chunk's walks share each position's rows while
-/// they sit in cache, so chunks are as large as the thread count allows (one per thread): the draws
-/// are keyed by (response, position) and nothing is summed across responses, so the split changes
-/// no result.
-const MIN_RESPONSES_PER_ROW_CHUNK: usize = 1024;
-
-/// `sample_rows` draws the tokens of this many walks at once (their binary searches interleaved).
-const LANES: usize = 8;
-
-/// `sample` for a policy with precomputed rows (bit-identical tokens, log-probabilities and states):
-/// all walks of a chunk advance one position at a time, so the position's S × V rows stay in cache,
-/// and each token is a binary search in its row's running sums (no sum, scan or log per token). The
-/// draws are keyed by (response, position), so this order gives the same tokens as any other.
-fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Samples {
-    let (n, t_max, v, states_count) = (request.count, model.length(), model.vocab(), model.num_states());
-    let stride = t_max + 1;
-    let mut tokens = vec![0u32; n * t_max];
-    let mut log_probs = vec![0.0; n * t_max];
-    let mut states = vec![0u32; n * stride];
-    let mut harm = vec![0.0; n];
-    let mut emitted = vec![0u32; n];
-    let size = n.div_ceil(rayon::current_num_threads()).max(MIN_RESPONSES_PER_ROW_CHUNK);
-    let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
-    let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
-    let flag = crate::cancel::current();
-    outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
-        let first = chunk * size;
-        let count = harm.len();
-        let mut at = vec![0u32; count];
-        // Walks still emitting, in response order.
-        let mut active: Vec<u32> = (0..count as u32).collect();
-        // The current block of positions' outputs, position-major (entry (t − t0)·count + i).
-        let block = POSITION_BLOCK.min(t_max);
-        let mut staged = Staged { tokens: vec![0; block * count], log_probs: vec![0.0; block * count], states: vec![0; block * count] };
-        for t in 0..t_max {
-            crate::cancel::stop_if_cancelled(flag.as_ref());
-            let t0 = t - t % block;
-            let at_t = (t - t0) * count;
-            let draws = &rows.draws[t * states_count * v..(t + 1) * states_count * v];
-            let mut kept = 0;
-            for group in (0..active.len()).step_by(LANES) {
-                // The group's walks (the last group padded with its first walk, whose draw is
-                // then made twice and used once).
-                let walks: [usize; LANES] = std::array::from_fn(|k| active.get(group + k).copied().unwrap_or(active[group]) as usize);
-                let lanes = (active.len() - group).min(LANES);
-                for &ahead in active.iter().skip(group + LANES).take(LANES) {
-                    // The rows the next group will search: their totals (last entries) and middles.
-                    let row = at[ahead as usize] as usize * v;
-                    prefetch(&draws[row + v - 1]);
-                    prefetch(&draws[row + v / 2 - 1]);
-                }
-                let forced: [Option<u32>; LANES] = std::array::from_fn(|k| request.prefix.and_then(|p| p.token(first + walks[k], t)));
-                let u: [f64; LANES] = std::array::from_fn(|k| match forced[k] {
-                    Some(_) => 0.0,
-                    None => token_uniform(request.seed, request.first_index + (first + walks[k]) as u32, t as u32 + 1),
-                });
-                let searched = std::array::from_fn(|k| {
-                    let s = at[walks[k]] as usize;
-                    &draws[s * v..(s + 1) * v]
-                });
-                let drawn = draw_from_cdfs(&searched, |d| d[0], &u);
-                for k in 0..lanes {
-                    let i = walks[k];
-                    let s = at[i] as usize;
-                    staged.states[at_t + i] = s as u32;
-                    let a = forced[k].map_or(drawn[k], |a| a as usize);
-                    staged.tokens[at_t + i] = a as u32;
-                    staged.log_probs[at_t + i] = draws[s * v + a][1];
-                    let next = model.next[s * v + a];
-                    at[i] = next;
-                    if model.spec.end_token == Some(a) {
-                        // Ended: no tokens after, and the sink state for the remaining positions.
-                        tokens[i * t_max + t + 1..(i + 1) * t_max].fill(NO_TOKEN);
-                        states[i * stride + t + 1..(i + 1) * stride].fill(next);
-                        emitted[i] = t as u32 + 1;
-                    } else {
-                        active[kept] = i as u32;
-                        kept += 1;
-                    }
-                }
-            }
-            active.truncate(kept);
-            if t + 1 == t_max || (t + 1) % block == 0 {
-                staged.write_out(t0..t + 1, emitted, tokens, log_probs, states);
-            }
-        }
-        for &i in &active {
-            states[i as usize * stride + t_max] = at[i as usize];
-            emitted[i as usize] = t_max as u32;
-        }
-        for (h, &s) in harm.iter_mut().zip(&at) {
-            *h = model.harm(s as usize);
-        }
-    });
-    Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
-}
-
-/// `sample_rows` keeps the outputs of this many positions position-major, then writes them out per
-/// response: written per response at every position, the outputs of a chunk's walks (one cache line
-/// each per position, 1 KB per walk) miss the cache on every token.
-const POSITION_BLOCK: usize = 16;
-
-/// Outputs of a block of positions, position-major: entry (t − t0)·count + i for walk i.
-struct Staged {
-    tokens: Vec<u32>,
-    log_probs: Vec<f64>,
-    states: Vec<u32>,
-}
-
-impl Staged {
-    /// Copies positions `span` of every walk into the response-major outputs (of `count` walks),
-    /// up to where a walk ended (emitted > 0 is set when it ends; the ended walk's outputs after
-    /// that were filled when it ended).
-    fn write_out(&self, span: std::ops::Range<usize>, emitted: &[u32], tokens: &mut [u32], log_probs: &mut [f64], states: &mut [u32]) {
-        let count = emitted.len();
-        let t_max = tokens.len() / count;
-        let stride = t_max + 1;
-        for (i, &e) in emitted.iter().enumerate() {
-            let end = if e > 0 { span.end.min(e as usize) } else { span.end };
-            for t in span.start..end {
-                let at = (t - span.start) * count + i;
-                tokens[i * t_max + t] = self.tokens[at];
-                log_probs[i * t_max + t] = self.log_probs[at];
-                states[i * stride + t] = self.states[at];
-            }
-        }
-    }
 }
 
 /// Parts sampled separately (chunks, mixture components), end to end; states kept when the first part has them.

@@ -1,0 +1,276 @@
+//! The sampler of policies that keep their rows per (position, exact state) (policy.rs's RowCache):
+//! bit for bit the tokens of sampling.rs's `sample`, laid out by response (the samples a caller
+//! gets back) or by position (what the per-position estimates read, by_position.rs).
+//!
+//! All walks of a chunk advance one position at a time, so the position's S × V rows stay in cache,
+//! and each token is a binary search in its row's running sums (no sum, scan or log per token). The
+//! draws are keyed by (response, position), so this order gives the same tokens as any other.
+
+use rayon::prelude::*;
+
+use crate::cancel::{self, Cancel};
+use crate::fused::prefetch;
+use crate::model::Model;
+use crate::policy::RowCache;
+use crate::rng::{draw_from_cdfs, token_uniform};
+use crate::sampling::{SampleRequest, Samples};
+use crate::walk::NO_TOKEN;
+
+/// Fewest responses per chunk. A chunk's walks share each position's rows while they sit in cache,
+/// so chunks are as large as the thread count allows (one per thread): the draws are keyed by
+/// (response, position) and nothing is summed across responses, so the split changes no result.
+const MIN_RESPONSES_PER_CHUNK: usize = 1024;
+
+/// Walks whose tokens are drawn at once (their binary searches interleaved).
+const LANES: usize = 8;
+
+/// Responses sampled with an exact model, by position: entry t·N + n is response n at position t.
+pub struct ByPosition {
+    pub count: usize,
+    pub length: usize,
+    /// The token at position t + 1, T × N (NO_TOKEN after the response ended).
+    pub tokens: Vec<u32>,
+    /// The exact state after t tokens, (T+1) × N (the sink state after the end).
+    pub states: Vec<u32>,
+    pub harm: Vec<f64>,
+    /// Number of tokens emitted.
+    pub emitted: Vec<u32>,
+}
+
+impl ByPosition {
+    /// The N tokens drawn at position t + 1 (t < T).
+    pub fn tokens_at(&self, t: usize) -> &[u32] {
+        &self.tokens[t * self.count..(t + 1) * self.count]
+    }
+    /// The N states after t tokens (t ≤ T).
+    pub fn states_at(&self, t: usize) -> &[u32] {
+        &self.states[t * self.count..(t + 1) * self.count]
+    }
+}
+
+/// `sampling::sample` for a policy with precomputed rows (T ≥ 1; the request checked).
+pub fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Samples {
+    let (n, t_max) = (request.count, model.length());
+    let stride = t_max + 1;
+    let mut tokens = vec![0u32; n * t_max];
+    let mut log_probs = vec![0.0; n * t_max];
+    let mut states = vec![0u32; n * stride];
+    let mut harm = vec![0.0; n];
+    let mut emitted = vec![0u32; n];
+    let size = chunk_size(n);
+    let flag = cancel::current();
+    let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
+    let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
+    outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
+        let mut out = ByResponse::new(tokens, log_probs, states, harm.len());
+        walk_chunk(model, rows, request, chunk * size, flag.as_ref(), harm, emitted, &mut out);
+    });
+    Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
+}
+
+/// The same responses as `sample_rows`, by position, without log-probabilities (T ≥ 1; the
+/// request checked).
+pub fn sample_rows_by_position(model: &Model, rows: &RowCache, request: &SampleRequest) -> ByPosition {
+    let (n, t_max) = (request.count, model.length());
+    let mut tokens = vec![0u32; n * t_max];
+    let mut states = vec![0u32; n * (t_max + 1)];
+    let mut harm = vec![0.0; n];
+    let mut emitted = vec![0u32; n];
+    let size = chunk_size(n);
+    let flag = cancel::current();
+    let pieces = column_pieces(&mut tokens, n, size).into_par_iter().zip(column_pieces(&mut states, n, size));
+    let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
+    pieces.zip(ends).enumerate().for_each(|(chunk, ((tokens, states), (harm, emitted)))| {
+        walk_chunk(model, rows, request, chunk * size, flag.as_ref(), harm, emitted, &mut ByColumn { tokens, states });
+    });
+    ByPosition { count: n, length: t_max, tokens, states, harm, emitted }
+}
+
+fn chunk_size(count: usize) -> usize {
+    count.div_ceil(rayon::current_num_threads()).max(MIN_RESPONSES_PER_CHUNK)
+}
+
+/// Each chunk's pieces of the columns of a position-major table (columns of `count` entries, cut
+/// into chunks of `size`): entry c holds chunk c's piece of every column, in column order.
+fn column_pieces<T>(table: &mut [T], count: usize, size: usize) -> Vec<Vec<&mut [T]>> {
+    let mut pieces: Vec<Vec<&mut [T]>> = (0..count.div_ceil(size)).map(|_| Vec::new()).collect();
+    for column in table.chunks_mut(count) {
+        for (chunk, piece) in column.chunks_mut(size).enumerate() {
+            pieces[chunk].push(piece);
+        }
+    }
+    pieces
+}
+
+/// Where `walk_chunk` writes what the walks of its chunk draw (walk i of the chunk).
+trait Emit {
+    /// Walk i, in `state`, drew `token` (of log-probability `log_prob`) at position t + 1.
+    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32, log_prob: f64);
+    /// Walk i ended with that token, in the sink state `next`.
+    fn ended(&mut self, t: usize, i: usize, next: u32);
+    /// Every walk still going has drawn position t + 1 (`emitted` is set for those that ended).
+    fn drawn(&mut self, t: usize, emitted: &[u32]);
+    /// Walk i is in `state` after T tokens.
+    fn last(&mut self, i: usize, state: u32);
+}
+
+/// Samples the chunk of walks that starts at response `first`, position by position.
+#[allow(clippy::too_many_arguments)]
+fn walk_chunk(model: &Model, rows: &RowCache, request: &SampleRequest, first: usize, flag: Option<&Cancel>, harm: &mut [f64], emitted: &mut [u32], out: &mut impl Emit) {
+    let (t_max, v, states_count) = (model.length(), model.vocab(), model.num_states());
+    let count = harm.len();
+    let mut at = vec![0u32; count];
+    // Walks still emitting, in response order.
+    let mut active: Vec<u32> = (0..count as u32).collect();
+    for t in 0..t_max {
+        cancel::stop_if_cancelled(flag);
+        let draws = &rows.draws[t * states_count * v..(t + 1) * states_count * v];
+        let mut kept = 0;
+        for group in (0..active.len()).step_by(LANES) {
+            // The group's walks (the last group padded with its first walk, whose draw is then made
+            // twice and used once).
+            let walks: [usize; LANES] = std::array::from_fn(|k| active.get(group + k).copied().unwrap_or(active[group]) as usize);
+            let lanes = (active.len() - group).min(LANES);
+            for &ahead in active.iter().skip(group + LANES).take(LANES) {
+                // The rows the next group will search: their totals (last entries) and middles.
+                let row = at[ahead as usize] as usize * v;
+                prefetch(&draws[row + v - 1]);
+                prefetch(&draws[row + v / 2 - 1]);
+            }
+            let forced: [Option<u32>; LANES] = std::array::from_fn(|k| request.prefix.and_then(|p| p.token(first + walks[k], t)));
+            let u: [f64; LANES] = std::array::from_fn(|k| match forced[k] {
+                Some(_) => 0.0,
+                None => token_uniform(request.seed, request.first_index + (first + walks[k]) as u32, t as u32 + 1),
+            });
+            let searched = std::array::from_fn(|k| {
+                let s = at[walks[k]] as usize;
+                &draws[s * v..(s + 1) * v]
+            });
+            let drawn = draw_from_cdfs(&searched, |d| d[0], &u);
+            for k in 0..lanes {
+                let i = walks[k];
+                let s = at[i] as usize;
+                let a = forced[k].map_or(drawn[k], |a| a as usize);
+                out.draw(t, i, s as u32, a as u32, draws[s * v + a][1]);
+                let next = model.next[s * v + a];
+                at[i] = next;
+                if model.spec.end_token == Some(a) {
+                    out.ended(t, i, next);
+                    emitted[i] = t as u32 + 1;
+                } else {
+                    active[kept] = i as u32;
+                    kept += 1;
+                }
+            }
+        }
+        active.truncate(kept);
+        out.drawn(t, emitted);
+    }
+    for &i in &active {
+        out.last(i as usize, at[i as usize]);
+        emitted[i as usize] = t_max as u32;
+    }
+    for (h, &s) in harm.iter_mut().zip(&at) {
+        *h = model.harm(s as usize);
+    }
+}
+
+/// Response-major outputs (a chunk's rows of `Samples`), written a block of positions at a time.
+struct ByResponse<'a> {
+    tokens: &'a mut [u32],
+    log_probs: &'a mut [f64],
+    states: &'a mut [u32],
+    count: usize,
+    t_max: usize,
+    staged: Staged,
+}
+
+/// Positions whose outputs are kept position-major, then written out per response: written per
+/// response at every position, the outputs of a chunk's walks (one cache line each per position,
+/// 1 KB per walk) miss the cache on every token.
+const POSITION_BLOCK: usize = 16;
+
+impl<'a> ByResponse<'a> {
+    fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize) -> Self {
+        let t_max = tokens.len() / count;
+        let block = POSITION_BLOCK.min(t_max);
+        let staged = Staged { block, tokens: vec![0; block * count], log_probs: vec![0.0; block * count], states: vec![0; block * count] };
+        ByResponse { tokens, log_probs, states, count, t_max, staged }
+    }
+}
+
+impl Emit for ByResponse<'_> {
+    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32, log_prob: f64) {
+        let at = (t % self.staged.block) * self.count + i;
+        self.staged.states[at] = state;
+        self.staged.tokens[at] = token;
+        self.staged.log_probs[at] = log_prob;
+    }
+    fn ended(&mut self, t: usize, i: usize, next: u32) {
+        // No tokens after, and the sink state for the remaining positions.
+        let (t_max, stride) = (self.t_max, self.t_max + 1);
+        self.tokens[i * t_max + t + 1..(i + 1) * t_max].fill(NO_TOKEN);
+        self.states[i * stride + t + 1..(i + 1) * stride].fill(next);
+    }
+    fn drawn(&mut self, t: usize, emitted: &[u32]) {
+        let block = self.staged.block;
+        if t + 1 == self.t_max || (t + 1) % block == 0 {
+            self.staged.write_out(t - t % block..t + 1, emitted, self.tokens, self.log_probs, self.states);
+        }
+    }
+    fn last(&mut self, i: usize, state: u32) {
+        self.states[i * (self.t_max + 1) + self.t_max] = state;
+    }
+}
+
+/// Outputs of a block of positions, position-major: entry (t − t0)·count + i for walk i.
+struct Staged {
+    block: usize,
+    tokens: Vec<u32>,
+    log_probs: Vec<f64>,
+    states: Vec<u32>,
+}
+
+impl Staged {
+    /// Copies positions `span` of every walk into the response-major outputs (of `count` walks),
+    /// up to where a walk ended (emitted > 0 is set when it ends; the ended walk's outputs after
+    /// that were filled when it ended).
+    fn write_out(&self, span: std::ops::Range<usize>, emitted: &[u32], tokens: &mut [u32], log_probs: &mut [f64], states: &mut [u32]) {
+        let count = emitted.len();
+        let t_max = tokens.len() / count;
+        let stride = t_max + 1;
+        for (i, &e) in emitted.iter().enumerate() {
+            let end = if e > 0 { span.end.min(e as usize) } else { span.end };
+            for t in span.start..end {
+                let at = (t - span.start) * count + i;
+                tokens[i * t_max + t] = self.tokens[at];
+                log_probs[i * t_max + t] = self.log_probs[at];
+                states[i * stride + t] = self.states[at];
+            }
+        }
+    }
+}
+
+/// A chunk's pieces of the position-major columns (`ByPosition`).
+struct ByColumn<'a> {
+    /// Position t's piece, t < T.
+    tokens: Vec<&'a mut [u32]>,
+    /// The piece of the states after t tokens, t ≤ T.
+    states: Vec<&'a mut [u32]>,
+}
+
+impl Emit for ByColumn<'_> {
+    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32, _log_prob: f64) {
+        self.tokens[t][i] = token;
+        self.states[t][i] = state;
+    }
+    fn ended(&mut self, t: usize, i: usize, next: u32) {
+        self.tokens[t + 1..].iter_mut().for_each(|column| column[i] = NO_TOKEN);
+        self.states[t + 1..].iter_mut().for_each(|column| column[i] = next);
+    }
+    fn drawn(&mut self, _t: usize, _emitted: &[u32]) {}
+    fn last(&mut self, i: usize, state: u32) {
+        let t_max = self.tokens.len();
+        self.states[t_max][i] = state;
+    }
+}
