@@ -7,8 +7,10 @@
  *     (position, state, token)) on random(seed=1,V=32,n=1,T=64,D=100) (2 054 exact states);
  *     N = 65 536 responses of T = 64 tokens.
  *     Rust: `mc.estimate(policy, { samples: N, seed, harm: 'exact', gradient: 'innovation' })`, which
- *     computes inside the call the sample, the h paths, E[H], P̂(τ = t), I_t, the on-policy KL
- *     (`estimate` always computes it) and the innovation gradient Ĝ_t. The policy's row tables and
+ *     computes inside the call the sample, E[H], P̂(τ = t), I_t, the on-policy KL (`estimate` always
+ *     computes it) and the innovation gradient Ĝ_t; a tabular policy with exact h is sampled and
+ *     estimated position by position (crate/core/src/by_position.rs: h_t read from the table by the
+ *     sampled states, no h paths), the reference builds the h paths. The policy's row tables and
  *     exact conditional-harm table h_t(s) are kept by the MonteCarlo from its first call with these
  *     logits (the agreement run); timed calls compare the logits with the kept ones (bit for bit)
  *     and reuse the tables. The first call's time (tables built) is printed beside.
@@ -480,7 +482,7 @@ async function benchTabularExact(): Promise<McRow> {
     'conditionalHarm (ExactEngine, h table)': measure(() => engine.conditionalHarm(policy)),
     'sample (returned to JS, states included)': measure(() => mc.sample(policy, { count: n, seed: SEED })),
     'estimate: sample + E[H] + on-policy KL': measure(() => mc.estimate(policy, { samples: n, seed: SEED })),
-    'estimate: + exact h table, h paths, I_t': measure(() => mc.estimate(policy, { samples: n, seed: SEED, harm: 'exact' })),
+    'estimate: + exact h (kept table), τ, I_t': measure(() => mc.estimate(policy, { samples: n, seed: SEED, harm: 'exact' })),
     'estimate: + innovation gradient (= (a))': measure(() => mc.estimate(policy, { ...options, samples: n })),
   };
   printStages('rust', n, stagesRust, T);
@@ -495,7 +497,7 @@ async function benchTabularExact(): Promise<McRow> {
     policy: `tabular, N(0,1) logits (SplitMix64 seed ${LOGIT_SEED})`,
     tokenCount: 'Σ emitted over the batch = N·T exactly (no end token)',
     includes: {
-      rust: "mc.estimate(policy, {samples, seed, harm: 'exact', gradient: 'innovation'}): a comparison of the logits with the tables the MonteCarlo kept from its first call with them (row cache and exact h table, built in the agreement run), sample, h paths, E[H], τ histogram, I_t, on-policy KL, innovation gradient",
+      rust: "mc.estimate(policy, {samples, seed, harm: 'exact', gradient: 'innovation'}): a comparison of the logits with the tables the MonteCarlo kept from its first call with them (row cache and exact h table, built in the agreement run), sample by position, E[H], τ histogram, I_t (h read from the kept table by state), on-policy KL, innovation gradient",
       ts: "conditionalHarm + sampleTabular + harmPathsExact + expectedHarm + τ histogram + harmInformation + klAlong + estimateGradientTabular('innovation')",
     },
     rust: rs,
