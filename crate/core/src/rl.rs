@@ -33,6 +33,11 @@ pub type ScoreCoefficient<'c> = &'c (dyn Fn(usize, usize, f64) -> f64 + Sync);
 pub trait Family: Sync {
     fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R>;
 
+    /// `Trainable::sample`; by default `sampling::sample` on the policy.
+    fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
+        self.with_params(params, |p| sample(track, p, request))?
+    }
+
     /// Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π_θ(y_{n,t} | y_{n,<t}) over the samples: the gradient with
     /// respect to all parameters and ||Ĝ_t|| per position. `uses_log_prob` says whether the
     /// coefficient reads the current log-probability (otherwise it is given NaN). By default, the
@@ -46,6 +51,25 @@ pub trait Family: Sync {
             Ok((g.total(p.blocks_are_positions()), g.norm))
         })?
     }
+
+    /// `Trainable::score_epochs`; by default one `score_gradient` per epoch.
+    #[allow(clippy::too_many_arguments)]
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        epochs_one_by_one(epochs, params, update, |params| Family::score_gradient(self, track, params, samples, coef, uses_log_prob))
+    }
+}
+
+/// `epochs` rounds of: the gradient at the current parameters, then `update`; returns the last
+/// gradient's per-position norms.
+fn epochs_one_by_one(epochs: usize, params: &mut [f64], update: &mut dyn FnMut(&mut [f64], &[f64]), mut gradient: impl FnMut(&[f64]) -> Result<(Vec<f64>, Vec<f64>)>) -> Result<Vec<f64>> {
+    let mut norms = vec![];
+    for _ in 0..epochs {
+        crate::cancel::checkpoint();
+        let (g, n) = gradient(params)?;
+        norms = n;
+        update(params, &g);
+    }
+    Ok(norms)
 }
 
 /// What a training step needs of a policy family: sampling, and the score-function gradient as
@@ -56,17 +80,27 @@ pub trait Trainable: Sync {
     fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)>;
     /// ĥ_t along the samples under the policy of `params` (`estimate::harm_paths` on it).
     fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths>;
+    /// Several gradient steps on one batch (PPO's epochs): `epochs` times, the score gradient at the
+    /// current parameters, then `update(params, gradient)`. Returns the last gradient's ||Ĝ_t||.
+    /// Families that index a batch (the mlp) build the index once for all epochs.
+    #[allow(clippy::too_many_arguments)]
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        epochs_one_by_one(epochs, params, update, |params| self.score_gradient(track, params, samples, coef, uses_log_prob))
+    }
 }
 
 impl<F: Family> Trainable for F {
     fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
-        self.with_params(params, |p| sample(track, p, request))?
+        Family::sample(self, track, params, request)
     }
     fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
         Family::score_gradient(self, track, params, samples, coef, uses_log_prob)
     }
     fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths> {
         self.with_params(params, |p| harm_paths(track, p, samples, source, seed))?
+    }
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        Family::score_epochs(self, track, params, samples, coef, uses_log_prob, epochs, update)
     }
 }
 
@@ -87,11 +121,33 @@ impl Family for MlpFamily<'_> {
         Ok(f(&MlpPolicy::new(self.0, params)))
     }
 
+    /// In place on the policy's draw table (`MlpPolicy::sample`, same results as `sampling::sample`).
+    fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
+        self.0.check_params(params)?;
+        MlpPolicy::new(self.0, params).sample(track, request)
+    }
+
     /// Batched forward and backward passes on the GEMM kernels over the distinct inputs of each
     /// position (one of each per chunk of rows), rather than one scalar pass per distinct input.
     fn score_gradient(&self, _track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, _uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
         self.0.check_params(params)?;
-        let blocks = self.0.score_blocks(params, samples, coef);
+        Ok(self.total_and_norms(&self.0.score_blocks(params, samples, coef)))
+    }
+
+    /// The batch grouped by network input once (`Mlp::score_index`), read by every epoch.
+    fn score_epochs(&self, _track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, _uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        self.0.check_params(params)?;
+        let index = self.0.score_index(samples);
+        epochs_one_by_one(epochs, params, update, |params| {
+            self.0.check_params(params)?;
+            Ok(self.total_and_norms(&self.0.indexed_score_blocks(params, &index, coef)))
+        })
+    }
+}
+
+impl MlpFamily<'_> {
+    /// The sum of per-position blocks (T × P) and each block's norm ||Ĝ_t||.
+    fn total_and_norms(&self, blocks: &[f64]) -> (Vec<f64>, Vec<f64>) {
         let p = self.0.num_params();
         let mut total = vec![0.0; p];
         let norms = blocks
@@ -101,7 +157,7 @@ impl Family for MlpFamily<'_> {
                 crate::mlp::dot(block, block).sqrt()
             })
             .collect();
-        Ok((total, norms))
+        (total, norms)
     }
 }
 
@@ -267,12 +323,7 @@ pub fn rl_update<F: Trainable>(
                 let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
                 if clipped { 0.0 } else { -ratio * gain }
             };
-            for _ in 0..epochs.max(1) {
-                crate::cancel::checkpoint();
-                let (gradient, norms) = family.score_gradient(track, params, &samples, &coef, true)?;
-                grad_norm = norms;
-                update(params, &gradient);
-            }
+            grad_norm = family.score_epochs(track, params, &samples, &coef, true, epochs.max(1), update)?;
         }
     }
     Ok(RlStep { mean_harm, mean_kl, objective: lambda * mean_harm + mean_kl, grad_norm })

@@ -8,7 +8,7 @@ use common::*;
 use harm_horizon_core::estimate::accumulate_scores;
 use harm_horizon_core::gemm::{gemm, Mat};
 use harm_horizon_core::mlp::{Activation, Mlp, MlpConfig, MlpPolicy};
-use harm_horizon_core::rl::{replay_log_probs, Family, MlpFamily};
+use harm_horizon_core::rl::{replay_log_probs, Family, MlpFamily, Trainable};
 use harm_horizon_core::sampling::{sample, SampleRequest, Samples};
 use harm_horizon_core::walk::Track;
 
@@ -112,7 +112,7 @@ fn batched_score_sums_equal_the_covariance_kernel() {
             assert_close(*a, *b, 1e-10, 1e-12, &format!("{:?} block entry {i}", mlp.config.hidden));
         }
         // Through the family: the total is the sum of the blocks, the norms theirs.
-        let (total, norms) = MlpFamily(&mlp).score_gradient(&track, &params, &samples, &coef, true).unwrap();
+        let (total, norms) = Family::score_gradient(&MlpFamily(&mlp), &track, &params, &samples, &coef, true).unwrap();
         let reference_total = reference.total(false);
         for i in 0..params.len() {
             assert_close(total[i], reference_total[i], 1e-10, 1e-12, "total gradient");
@@ -135,7 +135,7 @@ fn batched_score_sums_do_not_depend_on_the_thread_count() {
     assert!(distinct.len() > harm_horizon_core::mlp::BATCH_ROWS, "{} distinct contexts at t = 4", distinct.len());
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| (mlp.score_blocks(&params, &samples, &|n, t, lp| samples.harm[n] * lp + t as f64), mlp.probability_table(&params)))
+        pool.install(|| (mlp.score_blocks(&params, &samples, &|n, t, lp| samples.harm[n] * lp + t as f64), mlp.draw_table(&params)))
     };
     let one = run(1);
     // Across chunk boundaries the sums still equal the covariance kernel's.
@@ -148,7 +148,7 @@ fn batched_score_sums_do_not_depend_on_the_thread_count() {
     for threads in [2, 3, 5] {
         let other = run(threads);
         assert!(one.0.iter().zip(&other.0).all(|(a, b)| a.to_bits() == b.to_bits()), "score sums with {threads} threads");
-        assert!(one.1.iter().zip(&other.1).all(|(a, b)| a.to_bits() == b.to_bits()), "probability table with {threads} threads");
+        assert!(one.1.iter().zip(&other.1).all(|(a, b)| a[0].to_bits() == b[0].to_bits() && a[1].to_bits() == b[1].to_bits()), "draw table with {threads} threads");
     }
 }
 
@@ -182,4 +182,68 @@ fn the_vectorised_exp_matches_the_library_in_relative_terms() {
     for (a, b) in row.iter().zip(&reference) {
         assert!((a - b).abs() <= 1e-15, "softmax {a} against {b}");
     }
+}
+
+fn same_bits(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
+}
+
+/// The mlp's in-place sampler (binary search on the draw table's running sums, walks advancing
+/// position by position) gives `sampling::sample`'s tokens, log-probabilities, harms and exact
+/// states bit for bit, with an end token (responses of different lengths), order-2 contexts, with
+/// and without the exact model, for any thread count; a forced prefix goes through the generic path.
+#[test]
+fn the_in_place_sampler_equals_the_generic_sampler() {
+    let spec = random_spec(12, 5, 2, 9, 7, true, true);
+    let model = model(spec.clone());
+    let mlp = Mlp::new(MlpConfig { vocab: 5, order: 2, length: 9, hidden: vec![6], activation: Activation::Tanh }).unwrap();
+    let params = generic_params(&mlp, 2);
+    for track in [Track::new(&spec, None), Track::new(&spec, Some(&model))] {
+        let policy = MlpPolicy::new(&mlp, &params);
+        let request = SampleRequest { count: 2500, seed: 5, prefix: None, first_index: 300 };
+        let generic = sample(&track, &policy, &request).unwrap();
+        assert!(generic.emitted.iter().any(|&e| e < 9) && generic.emitted.iter().any(|&e| e == 9), "some responses end early, some reach T");
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            let fast = pool.install(|| policy.sample(&track, &request)).unwrap();
+            assert_eq!(fast.tokens, generic.tokens, "tokens with {threads} threads");
+            assert!(same_bits(&fast.log_probs, &generic.log_probs), "log-probabilities with {threads} threads");
+            assert!(same_bits(&fast.harm, &generic.harm), "harms with {threads} threads");
+            assert_eq!(fast.emitted, generic.emitted);
+            assert_eq!(fast.states, generic.states);
+            assert_eq!((fast.count, fast.first_index, fast.length), (generic.count, generic.first_index, generic.length));
+        }
+        // Through the family, as a training step samples.
+        let trained = Trainable::sample(&MlpFamily(&mlp), &track, &params, &request).unwrap();
+        assert_eq!(trained.tokens, generic.tokens);
+        // A forced prefix: the generic path's result.
+        let prefix = [1u32, 3];
+        let forced = SampleRequest { count: 40, seed: 5, prefix: Some(harm_horizon_core::sampling::Prefix { tokens: &prefix, length: 2 }), first_index: 0 };
+        assert_eq!(policy.sample(&track, &forced).unwrap().tokens, sample(&track, &policy, &forced).unwrap().tokens);
+    }
+}
+
+/// PPO's epochs on one score index (built once) update the parameters exactly as one
+/// `score_gradient` per epoch does.
+#[test]
+fn epochs_on_one_index_equal_one_gradient_per_epoch() {
+    let spec = random_spec(8, 4, 2, 7, 5, true, true);
+    let track = Track::new(&spec, None);
+    let mlp = Mlp::new(MlpConfig { vocab: 4, order: 2, length: 7, hidden: vec![6, 5], activation: Activation::Tanh }).unwrap();
+    let start = generic_params(&mlp, 5);
+    let samples = mlp_samples(&mlp, &start, &track, 600);
+    let coef = |n: usize, t: usize, log_pi: f64| (samples.harm[n] - 0.5) * (log_pi - samples.log_probs[n * 7 + t]).exp();
+    let step = |p: &mut [f64], g: &[f64]| p.iter_mut().zip(g).for_each(|(p, g)| *p -= 0.3 * g);
+    let mut indexed = start.clone();
+    let norms = Trainable::score_epochs(&MlpFamily(&mlp), &track, &mut indexed, &samples, &coef, true, 3, &mut |p, g| step(p, g)).unwrap();
+    let mut one_by_one = start.clone();
+    let mut last = vec![];
+    for _ in 0..3 {
+        let (g, n) = Family::score_gradient(&MlpFamily(&mlp), &track, &one_by_one, &samples, &coef, true).unwrap();
+        step(&mut one_by_one, &g);
+        last = n;
+    }
+    assert!(!same_bits(&indexed, &start), "the epochs moved the parameters");
+    assert!(same_bits(&indexed, &one_by_one), "parameters after 3 epochs");
+    assert!(same_bits(&norms, &last), "last gradient's norms");
 }
