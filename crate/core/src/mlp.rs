@@ -292,19 +292,19 @@ pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
 /// An `mlp` with its parameters: a policy that can be sampled.
 ///
 /// When the table of all its inputs (T positions × (V+1)^order contexts × V) fits in
-/// ROW_CACHE_MAX_ENTRIES, every probability row is computed once up front, in parallel, with its
-/// running sums (`Mlp::draw_table`): sampling millions of tokens then costs a table lookup per
-/// token rather than a forward pass, and `MlpPolicy::sample` draws by binary search in place.
+/// ROW_CACHE_MAX_ENTRIES, every probability row is computed once up front, in parallel: sampling
+/// millions of tokens then costs a table lookup per token rather than a forward pass
+/// (`Mlp::sample` goes further: only the inputs the walks reach, no row copied).
 pub struct MlpPolicy<'a> {
     pub mlp: &'a Mlp,
     pub params: &'a [f64],
-    cache: Option<Vec<[f64; 2]>>,
+    cache: Option<Vec<f64>>,
 }
 
 impl<'a> MlpPolicy<'a> {
     pub fn new(mlp: &'a Mlp, params: &'a [f64]) -> MlpPolicy<'a> {
         let (t_max, c, v) = (mlp.config.length, mlp.num_contexts(), mlp.config.vocab);
-        let cache = (t_max * c * v <= crate::policy::ROW_CACHE_MAX_ENTRIES).then(|| mlp.draw_table(params));
+        let cache = (t_max * c * v <= crate::policy::ROW_CACHE_MAX_ENTRIES).then(|| mlp.probability_table(params));
         MlpPolicy { mlp, params, cache }
     }
 }
@@ -319,7 +319,7 @@ impl StepPolicy for MlpPolicy<'_> {
             Some(table) => {
                 let v = out.len();
                 let row = walk.emitted() * self.mlp.num_contexts() + context;
-                out.iter_mut().zip(&table[row * v..(row + 1) * v]).for_each(|(p, entry)| *p = entry[1]);
+                out.copy_from_slice(&table[row * v..(row + 1) * v]);
             }
             None => {
                 self.mlp.forward(self.params, walk.emitted() + 1, context, out, scratch);

@@ -121,10 +121,10 @@ impl Family for MlpFamily<'_> {
         Ok(f(&MlpPolicy::new(self.0, params)))
     }
 
-    /// In place on the policy's draw table (`MlpPolicy::sample`, same results as `sampling::sample`).
+    /// Position by position, on the inputs the walks reach (`Mlp::sample`: `sampling::sample`'s results).
     fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
         self.0.check_params(params)?;
-        MlpPolicy::new(self.0, params).sample(track, request)
+        self.0.sample(params, track, request)
     }
 
     /// Batched forward and backward passes on the GEMM kernels over the distinct inputs of each

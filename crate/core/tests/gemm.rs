@@ -135,7 +135,7 @@ fn batched_score_sums_do_not_depend_on_the_thread_count() {
     assert!(distinct.len() > harm_horizon_core::mlp::BATCH_ROWS, "{} distinct contexts at t = 4", distinct.len());
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| (mlp.score_blocks(&params, &samples, &|n, t, lp| samples.harm[n] * lp + t as f64), mlp.draw_table(&params)))
+        pool.install(|| (mlp.score_blocks(&params, &samples, &|n, t, lp| samples.harm[n] * lp + t as f64), mlp.probability_table(&params)))
     };
     let one = run(1);
     // Across chunk boundaries the sums still equal the covariance kernel's.
@@ -148,7 +148,7 @@ fn batched_score_sums_do_not_depend_on_the_thread_count() {
     for threads in [2, 3, 5] {
         let other = run(threads);
         assert!(one.0.iter().zip(&other.0).all(|(a, b)| a.to_bits() == b.to_bits()), "score sums with {threads} threads");
-        assert!(one.1.iter().zip(&other.1).all(|(a, b)| a[0].to_bits() == b[0].to_bits() && a[1].to_bits() == b[1].to_bits()), "draw table with {threads} threads");
+        assert!(one.1.iter().zip(&other.1).all(|(a, b)| a.to_bits() == b.to_bits()), "probability table with {threads} threads");
     }
 }
 
@@ -188,24 +188,34 @@ fn same_bits(a: &[f64], b: &[f64]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
-/// The mlp's in-place sampler (binary search on the draw table's running sums, walks advancing
-/// position by position) gives `sampling::sample`'s tokens, log-probabilities, harms and exact
-/// states bit for bit, with an end token (responses of different lengths), order-2 contexts, with
-/// and without the exact model, for any thread count; a forced prefix goes through the generic path.
+/// The mlp's own sampler (walks advancing position by position, one batched pass over the inputs
+/// they reach, binary searches on running sums) gives `sampling::sample`'s tokens,
+/// log-probabilities, harms and exact states bit for bit, with an end token (responses of
+/// different lengths), order-2 contexts, more responses than a chunk, with and without the exact
+/// model, for any thread count; a forced prefix goes through the generic path.
 #[test]
-fn the_in_place_sampler_equals_the_generic_sampler() {
+fn the_position_by_position_sampler_equals_the_generic_sampler() {
     let spec = random_spec(12, 5, 2, 9, 7, true, true);
     let model = model(spec.clone());
-    let mlp = Mlp::new(MlpConfig { vocab: 5, order: 2, length: 9, hidden: vec![6], activation: Activation::Tanh }).unwrap();
-    let params = generic_params(&mlp, 2);
-    for track in [Track::new(&spec, None), Track::new(&spec, Some(&model))] {
-        let policy = MlpPolicy::new(&mlp, &params);
+    let small = Mlp::new(MlpConfig { vocab: 5, order: 2, length: 9, hidden: vec![6], activation: Activation::Tanh }).unwrap();
+    // 31² contexts: more distinct inputs at a position than one batch of BATCH_ROWS rows.
+    let wide_spec = random_spec(9, 30, 2, 6, 6, true, false);
+    let wide = Mlp::new(MlpConfig { vocab: 30, order: 2, length: 6, hidden: vec![40, 24], activation: Activation::Tanh }).unwrap();
+    let cases = [(&small, Track::new(&spec, None)), (&small, Track::new(&spec, Some(&model))), (&wide, Track::new(&wide_spec, None))];
+    for (mlp, track) in cases {
+        let params = generic_params(mlp, 2);
+        let t_max = track.spec.length as u32;
+        let policy = MlpPolicy::new(mlp, &params);
         let request = SampleRequest { count: 2500, seed: 5, prefix: None, first_index: 300 };
         let generic = sample(&track, &policy, &request).unwrap();
-        assert!(generic.emitted.iter().any(|&e| e < 9) && generic.emitted.iter().any(|&e| e == 9), "some responses end early, some reach T");
+        assert!(generic.emitted.iter().any(|&e| e < t_max) && generic.emitted.iter().any(|&e| e == t_max), "some responses end early, some reach T");
+        if mlp.config.vocab == 30 {
+            let at_4: std::collections::BTreeSet<(u32, u32)> = (0..2500).filter(|&n| generic.tokens[n * 6 + 4] != u32::MAX).map(|n| (generic.tokens[n * 6 + 2], generic.tokens[n * 6 + 3])).collect();
+            assert!(at_4.len() > harm_horizon_core::mlp::BATCH_ROWS, "{} distinct contexts at t = 5", at_4.len());
+        }
         for threads in [1, 2, 3] {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            let fast = pool.install(|| policy.sample(&track, &request)).unwrap();
+            let fast = pool.install(|| mlp.sample(&params, &track, &request)).unwrap();
             assert_eq!(fast.tokens, generic.tokens, "tokens with {threads} threads");
             assert!(same_bits(&fast.log_probs, &generic.log_probs), "log-probabilities with {threads} threads");
             assert!(same_bits(&fast.harm, &generic.harm), "harms with {threads} threads");
@@ -214,12 +224,12 @@ fn the_in_place_sampler_equals_the_generic_sampler() {
             assert_eq!((fast.count, fast.first_index, fast.length), (generic.count, generic.first_index, generic.length));
         }
         // Through the family, as a training step samples.
-        let trained = Trainable::sample(&MlpFamily(&mlp), &track, &params, &request).unwrap();
+        let trained = Trainable::sample(&MlpFamily(mlp), &track, &params, &request).unwrap();
         assert_eq!(trained.tokens, generic.tokens);
         // A forced prefix: the generic path's result.
         let prefix = [1u32, 3];
         let forced = SampleRequest { count: 40, seed: 5, prefix: Some(harm_horizon_core::sampling::Prefix { tokens: &prefix, length: 2 }), first_index: 0 };
-        assert_eq!(policy.sample(&track, &forced).unwrap().tokens, sample(&track, &policy, &forced).unwrap().tokens);
+        assert_eq!(mlp.sample(&params, &track, &forced).unwrap().tokens, sample(&track, &policy, &forced).unwrap().tokens);
     }
 }
 

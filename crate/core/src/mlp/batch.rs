@@ -145,29 +145,19 @@ impl Mlp {
         debug_assert!(hidden == self.layers.len() - 1);
     }
 
-    /// The draw rows of every (position, context), T × (V+1)^order × V entries of (running sum, π):
-    /// row (t, context) holds π(· | t + 1, context) with its running sums π_0 + … + π_a added in token
-    /// order, as `rng::draw_index` adds them, so a binary search on them (`rng::draw_from_cdfs`) draws
-    /// draw_index's token and ends on the cache line of the drawn token's π. Batched forward passes,
-    /// positions in parallel, each thread reusing one work space.
-    pub fn draw_table(&self, params: &[f64]) -> Vec<[f64; 2]> {
+    /// Probability rows of every (position, context), T × (V+1)^order × V, by batched forward passes
+    /// (positions in parallel; each thread reuses one work space).
+    pub fn probability_table(&self, params: &[f64]) -> Vec<f64> {
         let (c, v) = (self.num_contexts(), self.config.vocab);
-        let mut table = vec![[0.0; 2]; self.config.length * c * v];
+        let mut table = vec![0.0; self.config.length * c * v];
         table.par_chunks_mut(c * v).enumerate().for_each_init(
-            || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS), vec![0.0; BATCH_ROWS * v], vec![0.0; BATCH_ROWS]),
-            |(work, inputs, pi, norm), (t0, layer)| {
+            || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS), vec![0.0; BATCH_ROWS]),
+            |(work, inputs, norm), (t0, layer)| {
                 for (first, rows) in layer.chunks_mut(BATCH_ROWS * v).enumerate() {
                     inputs.clear();
                     inputs.extend((0..rows.len() / v).map(|i| (t0 + 1, first * BATCH_ROWS + i)));
                     self.forward_batch(params, inputs, work);
-                    softmax_rows(&work.logits[..rows.len()], &mut pi[..rows.len()], &mut norm[..inputs.len()]);
-                    for (row, pi) in rows.chunks_exact_mut(v).zip(pi.chunks_exact(v)) {
-                        let mut sum = 0.0;
-                        for (entry, &p) in row.iter_mut().zip(pi) {
-                            sum += p;
-                            *entry = [sum, p];
-                        }
-                    }
+                    softmax_rows(&work.logits[..rows.len()], rows, &mut norm[..inputs.len()]);
                 }
             },
         );
@@ -184,25 +174,25 @@ pub(super) fn softmax_rows(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
     {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn wide(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
-            softmax_rows_body(logits, pi, norm)
+            softmax_rows_body::<true>(logits, pi, norm)
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: the features `wide` is compiled for were just detected.
             return unsafe { wide(logits, pi, norm) };
         }
     }
-    softmax_rows_body(logits, pi, norm)
+    softmax_rows_body::<false>(logits, pi, norm)
 }
 
 #[inline(always)]
-fn softmax_rows_body(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
+fn softmax_rows_body<const FUSED: bool>(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
     if norm.is_empty() {
         return;
     }
     let v = logits.len() / norm.len();
     for ((x, p), norm) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()) {
         let max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
-        p.iter_mut().zip(x).for_each(|(p, &x)| *p = crate::vector_math::exp_nonpositive(x - max));
+        p.iter_mut().zip(x).for_each(|(p, &x)| *p = crate::vector_math::exp_kernel::<FUSED>(x - max));
         let sum = lanes_fold(p, 0.0, |a, b| a + b);
         let inverse = 1.0 / sum;
         p.iter_mut().for_each(|p| *p *= inverse);

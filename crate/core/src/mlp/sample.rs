@@ -1,115 +1,183 @@
-//! Sampling an mlp policy from its draw table, without copying a row per token.
+//! Sampling an mlp policy position by position, evaluating only the inputs the walks reach.
 //!
-//! `sampling::sample` asks the policy for each token's row (a 256-byte copy out of a table of
-//! tens of MB, which misses the cache) and scans it. Here the walks of a chunk advance one
-//! position at a time, so that position's slice of the table stays in cache, and each token is a
-//! binary search in its row's running sums, read in place (`rng::draw_from_cdfs`). The draws are
-//! keyed by (response, position) as in `sampling::sample`, so the tokens, log-probabilities,
-//! harms and states are those of `sampling::sample`, bit for bit, whatever the chunking.
+//! `sampling::sample` on an `MlpPolicy` tabulates every (position, context) input first (all
+//! T·(V+1)^order of them, tens of MB), then copies a row out of that table per token and scans it.
+//! Here all walks advance one position at a time: at each position one batched forward pass
+//! evaluates the distinct contexts the walks are at, with each row's running sums, and each walk
+//! draws its token by a binary search in its row's running sums (`rng::draw_from_cdfs`), in place.
+//! The rows are those of the table and the draws are keyed by (response, position) as in
+//! `sampling::sample`, so the results are the same bit for bit (tested), in memory proportional to
+//! the batch.
 
 use rayon::prelude::*;
 
-use super::MlpPolicy;
+use super::{BatchWork, Mlp, MlpPolicy, BATCH_ROWS};
 use crate::error::Result;
+use crate::model::ScenarioSpec;
 use crate::rng::{draw_from_cdfs, token_uniform};
-use crate::sampling::{check_request, sample, SampleRequest, Samples};
+use crate::sampling::{check_request, sample, BaseStep, SampleRequest, Samples};
 use crate::walk::{Track, NO_STATE, NO_TOKEN};
 
-/// Fewest responses per chunk: a chunk's walks share each position's table slice while it sits in
-/// cache, so chunks are as large as the thread count allows (one per thread).
-const MIN_RESPONSES_PER_CHUNK: usize = 1024;
+/// Responses per chunk of walks (advanced in parallel, each chunk in response order).
+const RESPONSES_PER_CHUNK: usize = 512;
 
 /// Walks whose binary searches run interleaved (each search is a chain of dependent loads).
 const LANES: usize = 8;
 
-impl MlpPolicy<'_> {
-    /// `sampling::sample` with this policy (same results); in place on the draw table when it is
-    /// built and no prefix is forced, else through `sampling::sample`.
-    pub fn sample(&self, track: &Track, request: &SampleRequest) -> Result<Samples> {
-        check_request(track, self, request)?;
-        match &self.cache {
-            Some(table) if request.prefix.is_none() && track.spec.length > 0 && self.fits(track) => Ok(self.sample_in_place(track, table, request)),
-            _ => sample(track, self, request),
-        }
-    }
-
-    /// Whether the network was built for the track's V and T (else `sampling::sample` reports it).
-    fn fits(&self, track: &Track) -> bool {
-        self.mlp.config.vocab == track.spec.vocab && self.mlp.config.length == track.spec.length
-    }
-
-    fn sample_in_place(&self, track: &Track, table: &[[f64; 2]], request: &SampleRequest) -> Samples {
+impl Mlp {
+    /// `sampling::sample` with the policy of `params` (the same results), position by position.
+    /// A forced prefix goes through `sampling::sample`.
+    pub fn sample(&self, params: &[f64], track: &Track, request: &SampleRequest) -> Result<Samples> {
+        // The mlp, like the base, reads no exact state: the base stands in for it in the checks.
+        check_request(track, &BaseStep { spec: track.spec }, request)?;
         let spec = track.spec;
-        let (n, t_max, v, contexts) = (request.count, spec.length, spec.vocab, self.mlp.num_contexts());
-        let v1 = v + 1;
+        if request.prefix.is_some() || spec.length == 0 || self.config.vocab != spec.vocab || self.config.length != spec.length {
+            return sample(track, &MlpPolicy::new(self, params), request);
+        }
+        let (n, t_max, v) = (request.count, spec.length, spec.vocab);
         let stride = t_max + 1;
         let mut tokens = vec![NO_TOKEN; n * t_max];
         let mut log_probs = vec![0.0; n * t_max];
         let mut states = track.model.map(|_| vec![NO_STATE; n * stride]);
         let mut harm = vec![0.0; n];
         let mut emitted = vec![0u32; n];
-        let size = n.div_ceil(rayon::current_num_threads()).max(MIN_RESPONSES_PER_CHUNK);
-        let mut state_chunks: Vec<Option<&mut [u32]>> = match states.as_mut() {
-            Some(s) => s.chunks_mut(size * stride).map(Some).collect(),
-            None => (0..n.div_ceil(size)).map(|_| None).collect(),
+        let mut walks: Vec<Walks> = {
+            let mut state_chunks = states.as_mut().map(|s| s.chunks_mut(RESPONSES_PER_CHUNK * stride));
+            tokens
+                .chunks_mut(RESPONSES_PER_CHUNK * t_max)
+                .zip(log_probs.chunks_mut(RESPONSES_PER_CHUNK * t_max))
+                .zip(harm.chunks_mut(RESPONSES_PER_CHUNK).zip(emitted.chunks_mut(RESPONSES_PER_CHUNK)))
+                .enumerate()
+                .map(|(chunk, ((tokens, log_probs), (harm, emitted)))| Walks {
+                    first: request.first_index + (chunk * RESPONSES_PER_CHUNK) as u32,
+                    num_contexts: self.num_contexts() as u64,
+                    context: vec![(self.num_contexts() - 1) as u32; harm.len()],
+                    automaton: vec![spec.start as u32; harm.len()],
+                    exact: vec![0; harm.len()],
+                    active: (0..harm.len() as u32).collect(),
+                    tokens,
+                    log_probs,
+                    states: state_chunks.as_mut().and_then(|c| c.next()),
+                    harm,
+                    emitted,
+                })
+                .collect()
         };
-        let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(state_chunks.par_iter_mut());
-        let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
         let flag = crate::cancel::current();
-        outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
-            let first = request.first_index + (chunk * size) as u32;
-            let count = harm.len();
-            // Each walk's mlp context, automaton state and exact state (when a model is given).
-            let mut context = vec![(contexts - 1) as u32; count];
-            let mut automaton = vec![spec.start as u32; count];
-            let mut exact = vec![0u32; count];
-            // Walks still emitting, in response order.
-            let mut active: Vec<u32> = (0..count as u32).collect();
-            for t in 0..t_max {
-                crate::cancel::stop_if_cancelled(flag.as_ref());
-                let slice = &table[t * contexts * v..(t + 1) * contexts * v];
-                let mut kept = 0;
-                for group in (0..active.len()).step_by(LANES) {
-                    // The group's walks (the last group padded with its first walk, whose draw is
-                    // then made twice and used once).
-                    let walks: [usize; LANES] = std::array::from_fn(|k| active.get(group + k).copied().unwrap_or(active[group]) as usize);
-                    let u: [f64; LANES] = std::array::from_fn(|k| token_uniform(request.seed, first + walks[k] as u32, t as u32 + 1));
-                    let rows = walks.map(|i| &slice[context[i] as usize * v..][..v]);
-                    let drawn = draw_from_cdfs(&rows, |e| e[0], &u);
-                    for k in 0..(active.len() - group).min(LANES) {
-                        let (i, a) = (walks[k], drawn[k]);
-                        tokens[i * t_max + t] = a as u32;
-                        log_probs[i * t_max + t] = rows[k][a][1].ln();
-                        if let (Some(states), Some(model)) = (states.as_deref_mut(), track.model) {
-                            states[i * stride + t] = exact[i];
-                            exact[i] = model.next_row(exact[i] as usize)[a];
-                        }
-                        context[i] = ((context[i] as usize * v1 + a) % contexts) as u32;
-                        automaton[i] = spec.transitions[automaton[i] as usize * v + a];
-                        if spec.end_token == Some(a) {
-                            // Ended: the state after the end token for the remaining positions.
-                            emitted[i] = t as u32 + 1;
-                            if let Some(states) = states.as_deref_mut() {
-                                states[i * stride + t + 1..(i + 1) * stride].fill(exact[i]);
-                            }
-                        } else {
-                            active[kept] = i as u32;
-                            kept += 1;
-                        }
+        let (mut contexts, mut rows) = (Vec::new(), Vec::new());
+        for t in 0..t_max {
+            crate::cancel::stop_if_cancelled(flag.as_ref());
+            // The distinct contexts of the walks still emitting, in order, and their rows.
+            contexts.clear();
+            contexts.extend(walks.iter().flat_map(|w| w.active.iter().map(|&i| w.context[i as usize])));
+            contexts.sort_unstable();
+            contexts.dedup();
+            rows.resize(contexts.len() * v, [0.0; 2]);
+            self.draw_rows(params, t + 1, &contexts, &mut rows);
+            walks.par_iter_mut().for_each(|w| w.advance(track, request.seed, t, &contexts, &rows));
+        }
+        walks.par_iter_mut().for_each(|w| w.finish(spec));
+        drop(walks);
+        Ok(Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states })
+    }
+
+    /// Rows of (position t ∈ 1..T, context) for the given contexts, V entries of (running sum, π)
+    /// each: π with its running sums π_0 + … + π_a added in token order, as `rng::draw_index` adds
+    /// them, so a binary search on them draws draw_index's token and ends on the cache line of the
+    /// drawn token's π. Chunks of BATCH_ROWS rows in parallel.
+    fn draw_rows(&self, params: &[f64], t: usize, contexts: &[u32], rows: &mut [[f64; 2]]) {
+        let v = self.config.vocab;
+        rows.par_chunks_mut(BATCH_ROWS * v).zip(contexts.par_chunks(BATCH_ROWS)).for_each_init(
+            || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS), vec![0.0; BATCH_ROWS * v], vec![0.0; BATCH_ROWS]),
+            |(work, inputs, pi, norm): &mut (BatchWork, Vec<(usize, usize)>, Vec<f64>, Vec<f64>), (rows, contexts)| {
+                inputs.clear();
+                inputs.extend(contexts.iter().map(|&c| (t, c as usize)));
+                self.forward_batch(params, inputs, work);
+                super::batch::softmax_rows(&work.logits[..rows.len()], &mut pi[..rows.len()], &mut norm[..contexts.len()]);
+                for (row, pi) in rows.chunks_exact_mut(v).zip(pi.chunks_exact(v)) {
+                    let mut sum = 0.0;
+                    for (entry, &p) in row.iter_mut().zip(pi) {
+                        sum += p;
+                        *entry = [sum, p];
                     }
                 }
-                active.truncate(kept);
-            }
-            for &i in &active {
-                emitted[i as usize] = t_max as u32;
-                if let Some(states) = states.as_deref_mut() {
-                    states[i as usize * stride + t_max] = exact[i as usize];
+            },
+        );
+    }
+}
+
+/// A chunk of walks and their outputs (response-major, as in `Samples`).
+struct Walks<'a> {
+    /// RNG index of the chunk's first response.
+    first: u32,
+    /// The mlp's number of contexts, (V + 1)^order.
+    num_contexts: u64,
+    /// Each walk's mlp context, automaton state and exact state (when a model is given).
+    context: Vec<u32>,
+    automaton: Vec<u32>,
+    exact: Vec<u32>,
+    /// Walks still emitting, in response order.
+    active: Vec<u32>,
+    tokens: &'a mut [u32],
+    log_probs: &'a mut [f64],
+    states: Option<&'a mut [u32]>,
+    harm: &'a mut [f64],
+    emitted: &'a mut [u32],
+}
+
+impl Walks<'_> {
+    /// Draws the token at position t (0-based) of every walk still emitting, from the rows of
+    /// `contexts` (sorted), and moves the walks on.
+    fn advance(&mut self, track: &Track, seed: u64, t: usize, contexts: &[u32], rows: &[[f64; 2]]) {
+        let (spec, t_max) = (track.spec, track.spec.length);
+        let (v, v1, stride) = (spec.vocab, spec.vocab as u64 + 1, t_max + 1);
+        let mut kept = 0;
+        for group in (0..self.active.len()).step_by(LANES) {
+            // The group's walks (the last group padded with its first walk, whose draw is then
+            // made twice and used once).
+            let walks: [usize; LANES] = std::array::from_fn(|k| self.active.get(group + k).copied().unwrap_or(self.active[group]) as usize);
+            let u: [f64; LANES] = std::array::from_fn(|k| token_uniform(seed, self.first + walks[k] as u32, t as u32 + 1));
+            let searched = walks.map(|i| {
+                let row = contexts.binary_search(&self.context[i]).expect("every active walk's context has a row");
+                &rows[row * v..(row + 1) * v]
+            });
+            let drawn = draw_from_cdfs(&searched, |e| e[0], &u);
+            for k in 0..(self.active.len() - group).min(LANES) {
+                let (i, a) = (walks[k], drawn[k]);
+                self.tokens[i * t_max + t] = a as u32;
+                self.log_probs[i * t_max + t] = searched[k][a][1].ln();
+                if let (Some(states), Some(model)) = (self.states.as_deref_mut(), track.model) {
+                    states[i * stride + t] = self.exact[i];
+                    self.exact[i] = model.next_row(self.exact[i] as usize)[a];
+                }
+                self.context[i] = ((self.context[i] as u64 * v1 + a as u64) % self.num_contexts) as u32;
+                self.automaton[i] = spec.transitions[self.automaton[i] as usize * v + a];
+                if spec.end_token == Some(a) {
+                    // Ended: the state after the end token for the remaining positions.
+                    self.emitted[i] = t as u32 + 1;
+                    if let Some(states) = self.states.as_deref_mut() {
+                        states[i * stride + t + 1..(i + 1) * stride].fill(self.exact[i]);
+                    }
+                } else {
+                    self.active[kept] = i as u32;
+                    kept += 1;
                 }
             }
-            for (h, &s) in harm.iter_mut().zip(&automaton) {
-                *h = spec.harm[s as usize];
+        }
+        self.active.truncate(kept);
+    }
+
+    /// After the last position: the walks that reached T, and every walk's harm.
+    fn finish(&mut self, spec: &ScenarioSpec) {
+        let t_max = spec.length;
+        for &i in &self.active {
+            self.emitted[i as usize] = t_max as u32;
+            if let Some(states) = self.states.as_deref_mut() {
+                states[i as usize * (t_max + 1) + t_max] = self.exact[i as usize];
             }
-        });
-        Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states }
+        }
+        for (h, &s) in self.harm.iter_mut().zip(&self.automaton) {
+            *h = spec.harm[s as usize];
+        }
     }
 }
