@@ -223,17 +223,23 @@ fn costs_to_go(samples: &Samples, kl: &[f64], lambda: f64) -> (Vec<f64>, Vec<f64
 }
 
 /// x − mean of the other responses' x at the same position (only responses with a token there count).
+/// The totals run over the responses in index order (one row-major pass).
 fn leave_one_out(values: &[f64], samples: &Samples) -> Vec<f64> {
     let (count, t_max) = (samples.count, samples.length);
-    let mut out = values.to_vec();
-    for t in 0..t_max {
-        let alive: Vec<usize> = (0..count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).collect();
-        if alive.len() < 2 {
-            continue;
+    let mut totals = vec![0.0; t_max];
+    let mut alive = vec![0usize; t_max];
+    let live = |n: usize| (0..t_max).take_while(move |&t| samples.tokens[n * t_max + t] != NO_TOKEN);
+    for n in 0..count {
+        for t in live(n) {
+            totals[t] += values[n * t_max + t];
+            alive[t] += 1;
         }
-        let total: f64 = alive.iter().map(|&n| values[n * t_max + t]).sum();
-        for &n in &alive {
-            out[n * t_max + t] = values[n * t_max + t] - (total - values[n * t_max + t]) / (alive.len() - 1) as f64;
+    }
+    let mut out = values.to_vec();
+    for n in 0..count {
+        for t in live(n).filter(|&t| alive[t] >= 2) {
+            let x = values[n * t_max + t];
+            out[n * t_max + t] = x - (totals[t] - x) / (alive[t] - 1) as f64;
         }
     }
     out

@@ -65,6 +65,8 @@ impl Mlp {
         };
         let flag = crate::cancel::current();
         let (mut contexts, mut rows) = (Vec::new(), Vec::new());
+        // One work space per chunk of rows, made once for all positions.
+        let mut works: Vec<RowsWork> = (0..n.min(self.num_contexts()).div_ceil(BATCH_ROWS)).map(|_| RowsWork::new(self)).collect();
         for t in 0..t_max {
             crate::cancel::stop_if_cancelled(flag.as_ref());
             // The distinct contexts of the walks still emitting, in order, and their rows.
@@ -73,7 +75,7 @@ impl Mlp {
             contexts.sort_unstable();
             contexts.dedup();
             rows.resize(contexts.len() * v, [0.0; 2]);
-            self.draw_rows(params, t + 1, &contexts, &mut rows);
+            self.draw_rows(params, t + 1, &contexts, &mut rows, &mut works);
             walks.par_iter_mut().for_each(|w| w.advance(track, request.seed, t, &contexts, &rows));
         }
         walks.par_iter_mut().for_each(|w| w.finish(spec));
@@ -84,25 +86,37 @@ impl Mlp {
     /// Rows of (position t ∈ 1..T, context) for the given contexts, V entries of (running sum, π)
     /// each: π with its running sums π_0 + … + π_a added in token order, as `rng::draw_index` adds
     /// them, so a binary search on them draws draw_index's token and ends on the cache line of the
-    /// drawn token's π. Chunks of BATCH_ROWS rows in parallel.
-    fn draw_rows(&self, params: &[f64], t: usize, contexts: &[u32], rows: &mut [[f64; 2]]) {
+    /// drawn token's π. Chunks of BATCH_ROWS rows in parallel, chunk k in works[k].
+    fn draw_rows(&self, params: &[f64], t: usize, contexts: &[u32], rows: &mut [[f64; 2]], works: &mut [RowsWork]) {
         let v = self.config.vocab;
-        rows.par_chunks_mut(BATCH_ROWS * v).zip(contexts.par_chunks(BATCH_ROWS)).for_each_init(
-            || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS), vec![0.0; BATCH_ROWS * v], vec![0.0; BATCH_ROWS]),
-            |(work, inputs, pi, norm): &mut (BatchWork, Vec<(usize, usize)>, Vec<f64>, Vec<f64>), (rows, contexts)| {
-                inputs.clear();
-                inputs.extend(contexts.iter().map(|&c| (t, c as usize)));
-                self.forward_batch(params, inputs, work);
-                super::batch::softmax_rows(&work.logits[..rows.len()], &mut pi[..rows.len()], &mut norm[..contexts.len()]);
-                for (row, pi) in rows.chunks_exact_mut(v).zip(pi.chunks_exact(v)) {
-                    let mut sum = 0.0;
-                    for (entry, &p) in row.iter_mut().zip(pi) {
-                        sum += p;
-                        *entry = [sum, p];
-                    }
+        rows.par_chunks_mut(BATCH_ROWS * v).zip(contexts.par_chunks(BATCH_ROWS)).zip(works.par_iter_mut()).for_each(|((rows, contexts), w)| {
+            w.inputs.clear();
+            w.inputs.extend(contexts.iter().map(|&c| (t, c as usize)));
+            self.forward_batch(params, &w.inputs, &mut w.batch);
+            super::batch::softmax_rows(&w.batch.logits[..rows.len()], &mut w.pi[..rows.len()], &mut w.norm[..contexts.len()]);
+            for (row, pi) in rows.chunks_exact_mut(v).zip(w.pi.chunks_exact(v)) {
+                let mut sum = 0.0;
+                for (entry, &p) in row.iter_mut().zip(pi) {
+                    sum += p;
+                    *entry = [sum, p];
                 }
-            },
-        );
+            }
+        });
+    }
+}
+
+/// Work space of `draw_rows` for one chunk of rows.
+struct RowsWork {
+    batch: BatchWork,
+    inputs: Vec<(usize, usize)>,
+    pi: Vec<f64>,
+    norm: Vec<f64>,
+}
+
+impl RowsWork {
+    fn new(mlp: &Mlp) -> RowsWork {
+        let v = mlp.config.vocab;
+        RowsWork { batch: mlp.batch_work(BATCH_ROWS), inputs: Vec::with_capacity(BATCH_ROWS), pi: vec![0.0; BATCH_ROWS * v], norm: vec![0.0; BATCH_ROWS] }
     }
 }
 

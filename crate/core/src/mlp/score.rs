@@ -11,6 +11,9 @@ use super::{BatchWork, Mlp, BATCH_ROWS};
 use crate::sampling::Samples;
 use crate::walk::NO_TOKEN;
 
+/// Fewest positions per parallel job of `indexed_score_blocks`.
+const POSITIONS_PER_JOB: usize = 4;
+
 /// A batch's responses grouped by network input, position by position.
 pub struct ScoreIndex {
     count: usize,
@@ -59,7 +62,8 @@ impl Mlp {
     pub fn indexed_score_blocks(&self, params: &[f64], index: &ScoreIndex, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync)) -> Vec<f64> {
         let (v, p, width) = (self.config.vocab, self.num_params, self.config.order + 1);
         let mut blocks = vec![0.0; index.positions.len() * p];
-        blocks.par_chunks_mut(p).zip(index.positions.par_iter()).enumerate().for_each_init(
+        // At least POSITIONS_PER_JOB positions per job: each job makes one work space (1.5 MB, zeroed).
+        blocks.par_chunks_mut(p).zip(index.positions.par_iter()).enumerate().with_min_len(POSITIONS_PER_JOB).for_each_init(
             || ScoreWork::new(self),
             |w, (t, (block, position))| {
                 for chunk in 0..position.chunk_starts.len() - 1 {
