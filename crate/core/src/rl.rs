@@ -14,7 +14,7 @@ use crate::estimate::{accumulate_scores, harm_paths, HarmPaths, HarmSource, Scor
 use crate::mlp::{Mlp, MlpPolicy};
 use crate::model::Model;
 use crate::policy::TabularPolicy;
-use crate::sampling::{map_tokens, sample, BaseStep, ExactStep, SampleRequest, Samples, StepPolicy};
+use crate::sampling::{map_tokens, sample, ExactStep, SampleRequest, Samples, StepPolicy};
 use crate::walk::{Track, NO_TOKEN};
 
 /// log π(y_{n,t} | y_{n,<t}) of sampled tokens under a policy, N × T (0 after the end).
@@ -53,9 +53,9 @@ pub trait Family: Sync {
     }
 
     /// `Trainable::score_epochs`; by default one `score_gradient` per epoch.
-    #[allow(clippy::too_many_arguments)]
-    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
-        epochs_one_by_one(epochs, params, update, |params| Family::score_gradient(self, track, params, samples, coef, uses_log_prob))
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        let coef = |n: usize, t: usize, current: f64| coefficients.one(n, t, current);
+        epochs_one_by_one(epochs, params, update, |params| Family::score_gradient(self, track, params, samples, &coef, true))
     }
 }
 
@@ -80,12 +80,13 @@ pub trait Trainable: Sync {
     fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)>;
     /// ĥ_t along the samples under the policy of `params` (`estimate::harm_paths` on it).
     fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths>;
-    /// Several gradient steps on one batch (PPO's epochs): `epochs` times, the score gradient at the
-    /// current parameters, then `update(params, gradient)`. Returns the last gradient's ||Ĝ_t||.
-    /// Families that index a batch (the mlp) build the index once for all epochs.
-    #[allow(clippy::too_many_arguments)]
-    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
-        epochs_one_by_one(epochs, params, update, |params| self.score_gradient(track, params, samples, coef, uses_log_prob))
+    /// PPO's epochs on one batch: `epochs` times, the score gradient of the clipped surrogate at the
+    /// current parameters (coefficients from `coefficients`), then `update(params, gradient)`.
+    /// Returns the last gradient's ||Ĝ_t||. Families that index a batch (the mlp) build the index
+    /// once for all epochs and take the coefficients of many responses at once.
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        let coef = |n: usize, t: usize, current: f64| coefficients.one(n, t, current);
+        epochs_one_by_one(epochs, params, update, |params| self.score_gradient(track, params, samples, &coef, true))
     }
 }
 
@@ -99,8 +100,8 @@ impl<F: Family> Trainable for F {
     fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths> {
         self.with_params(params, |p| harm_paths(track, p, samples, source, seed))?
     }
-    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
-        Family::score_epochs(self, track, params, samples, coef, uses_log_prob, epochs, update)
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        Family::score_epochs(self, track, params, samples, coefficients, epochs, update)
     }
 }
 
@@ -135,29 +136,73 @@ impl Family for MlpFamily<'_> {
     }
 
     /// The batch grouped by network input once (`Mlp::score_index`), read by every epoch.
-    fn score_epochs(&self, _track: &Track, params: &mut [f64], samples: &Samples, coef: ScoreCoefficient, _uses_log_prob: bool, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+    fn score_epochs(&self, _track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
         self.0.check_params(params)?;
         let index = self.0.score_index(samples);
+        let coef = |t: usize, responses: &[u32], current: &[f64], out: &mut [f64]| coefficients.fill(t, responses, current, out);
         epochs_one_by_one(epochs, params, update, |params| {
             self.0.check_params(params)?;
-            Ok(self.total_and_norms(&self.0.indexed_score_blocks(params, &index, coef)))
+            Ok(self.total_and_norms(&self.0.indexed_score_blocks(params, &index, &coef)))
         })
     }
 }
 
 impl MlpFamily<'_> {
-    /// The sum of per-position blocks (T × P) and each block's norm ||Ĝ_t||.
+    /// The sum of per-position blocks (T × P), positions added in order, and each block's norm
+    /// ||Ĝ_t||; in parallel over fixed slices of the parameters and over the blocks.
     fn total_and_norms(&self, blocks: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        use rayon::prelude::*;
+        const SLICE: usize = 1024;
         let p = self.0.num_params();
         let mut total = vec![0.0; p];
-        let norms = blocks
-            .chunks_exact(p)
-            .map(|block| {
-                crate::mlp::axpy(1.0, block, &mut total);
-                crate::mlp::dot(block, block).sqrt()
-            })
-            .collect();
+        total.par_chunks_mut(SLICE).enumerate().for_each(|(k, slice)| {
+            for block in blocks.chunks_exact(p) {
+                crate::mlp::axpy(1.0, &block[k * SLICE..k * SLICE + slice.len()], slice);
+            }
+        });
+        let norms = blocks.par_chunks_exact(p).map(|block| crate::mlp::dot(block, block).sqrt()).collect();
         (total, norms)
+    }
+}
+
+/// PPO's coefficients of the clipped surrogate of the cost: c_{n,t} = −ρ·gain, with
+/// ρ = exp(log π_θ − log π_old)(y_{n,t}) and gain = −advantage, zero where clipped (gain > 0 and
+/// ρ > 1 + ε, or gain < 0 and ρ < 1 − ε).
+pub struct PpoCoefficients {
+    count: usize,
+    clip: f64,
+    /// The old log-probabilities and the gains, position-major (t·N + n): the score sums take a
+    /// position's responses in index order, so every epoch reads them consecutively.
+    old: Vec<f64>,
+    gains: Vec<f64>,
+}
+
+impl PpoCoefficients {
+    pub fn new(samples: &Samples, advantage: &[f64], clip: f64) -> PpoCoefficients {
+        let (count, t_max) = (samples.count, samples.length);
+        let position_major = |x: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..t_max * count).map(|i| x((i % count) * t_max + i / count)).collect() };
+        PpoCoefficients { count, clip, old: position_major(&|i| samples.log_probs[i]), gains: position_major(&|i| -advantage[i]) }
+    }
+
+    /// The coefficients of responses `responses` at position t (0-based) given their current
+    /// log-probabilities, into `out`; the ratios by one vectorised exponential
+    /// (`vector_math::exp_in_place`, whose result per entry does not depend on the batch).
+    pub fn fill(&self, t: usize, responses: &[u32], current: &[f64], out: &mut [f64]) {
+        let at = |n: u32| t * self.count + n as usize;
+        out.iter_mut().zip(responses).zip(current).for_each(|((r, &n), &c)| *r = c - self.old[at(n)]);
+        crate::vector_math::exp_in_place(out);
+        for (c, &n) in out.iter_mut().zip(responses) {
+            let (ratio, gain) = (*c, self.gains[at(n)]);
+            let clipped = (gain > 0.0 && ratio > 1.0 + self.clip) || (gain < 0.0 && ratio < 1.0 - self.clip);
+            *c = if clipped { 0.0 } else { -ratio * gain };
+        }
+    }
+
+    /// `fill` for one response.
+    pub fn one(&self, n: usize, t: usize, current: f64) -> f64 {
+        let mut out = [0.0];
+        self.fill(t, &[n as u32], &[current], &mut out);
+        out[0]
     }
 }
 
@@ -288,8 +333,8 @@ pub fn rl_update<F: Trainable>(
         return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
     }
     let t_max = samples.length;
-    let base = BaseStep { spec: track.spec };
-    let base_lp = replay_log_probs(track, &base, &samples);
+    // log p_base(y_t | context), read in place from the base row of each token's context.
+    let base_lp = map_tokens(track, &samples, || (), |_, walk, a| track.spec.base_row(walk.context)[a].ln());
     let kl: Vec<f64> = samples.log_probs.iter().zip(&base_lp).map(|(a, b)| a - b).collect();
     let (harm_part, kl_part) = costs_to_go(&samples, &kl, lambda);
     let mean_harm = samples.harm.iter().sum::<f64>() / count as f64;
@@ -318,18 +363,8 @@ pub fn rl_update<F: Trainable>(
         }
         RlAlgorithm::Ppo { clip, epochs } => {
             // Minimising the clipped surrogate of the cost: −ρ·A with A = −advantage, zero where clipped.
-            // The old log-probabilities and the gains, position-major (t·N + n): the score sums
-            // take a position's responses in index order, so every epoch reads them consecutively.
-            let position_major = |x: &[f64]| -> Vec<f64> { (0..t_max * count).map(|i| x[(i % count) * t_max + i / count]).collect() };
-            let (old, gains) = (position_major(&samples.log_probs), position_major(&advantage.iter().map(|a| -a).collect::<Vec<_>>()));
-            let coef = |n: usize, t: usize, current: f64| {
-                let i = t * count + n;
-                let ratio = (current - old[i]).exp();
-                let gain = gains[i];
-                let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
-                if clipped { 0.0 } else { -ratio * gain }
-            };
-            grad_norm = family.score_epochs(track, params, &samples, &coef, true, epochs.max(1), update)?;
+            let coefficients = PpoCoefficients::new(&samples, &advantage, clip);
+            grad_norm = family.score_epochs(track, params, &samples, &coefficients, epochs.max(1), update)?;
         }
     }
     Ok(RlStep { mean_harm, mean_kl, objective: lambda * mean_harm + mean_kl, grad_norm })

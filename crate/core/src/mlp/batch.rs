@@ -22,8 +22,10 @@ pub struct BatchWork {
     /// Backward signals, rows × (widest layer).
     signal: Vec<f64>,
     back: Vec<f64>,
-    /// The active input units of the batch (`input_units`), when given as (position, context).
+    /// The token units of the batch (`token_units`), when given as contexts.
     units: Vec<u32>,
+    /// The bias plus the position's weight row (forward), the signal's column sums (backward).
+    shared: Vec<f64>,
 }
 
 impl Mlp {
@@ -37,41 +39,47 @@ impl Mlp {
             logits: vec![0.0; rows * self.config.vocab],
             signal: vec![0.0; rows * widest],
             back: vec![0.0; rows * widest],
-            units: Vec::with_capacity(rows * (self.config.order + 1)),
+            units: Vec::with_capacity(rows * self.config.order),
+            shared: vec![0.0; widest],
         }
     }
 
-    /// The active input units of each (position t ∈ 1..T, context), `order + 1` per input, in input
-    /// order (the layout `forward_units` and `backward_units` read).
-    pub fn input_units(&self, inputs: &[(usize, usize)], units: &mut Vec<u32>) {
+    /// The token units of each context (one per token slot, `order` per input, in input order): the
+    /// layout `forward_units` and `backward_units` read. The position's unit is shared by the batch.
+    pub fn token_units(&self, contexts: &[usize], units: &mut Vec<u32>) {
         units.clear();
-        for &(t, context) in inputs {
-            let (active, count) = self.active_inputs(t, context);
-            units.extend(active[..count].iter().map(|&i| i as u32));
+        for &context in contexts {
+            let (active, _) = self.active_inputs(1, context);
+            units.extend(active[..self.config.order].iter().map(|&i| i as u32));
         }
     }
 
-    /// Logits of inputs (position t ∈ 1..T, context), B × V into `work.logits`.
-    pub fn forward_batch(&self, params: &[f64], inputs: &[(usize, usize)], work: &mut BatchWork) {
+    /// Logits of the inputs (position t ∈ 1..T, context) for the given contexts, B × V into `work.logits`.
+    pub fn forward_batch(&self, params: &[f64], t: usize, contexts: &[usize], work: &mut BatchWork) {
         let mut units = std::mem::take(&mut work.units);
-        self.input_units(inputs, &mut units);
-        self.forward_units(params, &units, work);
+        self.token_units(contexts, &mut units);
+        self.forward_units(params, t, &units, work);
         work.units = units;
     }
 
     /// After `forward_batch` on the same inputs: adds Σ_r Σ_a δ_{r,a}·∂logit_{r,a}/∂θ to `grad`
     /// (δ is B × V).
-    pub fn backward_batch(&self, params: &[f64], inputs: &[(usize, usize)], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
+    pub fn backward_batch(&self, params: &[f64], t: usize, contexts: &[usize], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
         let mut units = std::mem::take(&mut work.units);
-        self.input_units(inputs, &mut units);
-        self.backward_units(params, &units, work, delta, grad);
+        self.token_units(contexts, &mut units);
+        self.backward_units(params, t, &units, work, delta, grad);
         work.units = units;
     }
 
-    /// `forward_batch` on inputs given by their active units (`input_units`' layout, order + 1 per input).
-    pub fn forward_units(&self, params: &[f64], units: &[u32], work: &mut BatchWork) {
-        let width = self.config.order + 1;
-        let b = units.len() / width;
+    /// The input unit of position t (1..T).
+    fn position_unit(&self, t: usize) -> usize {
+        self.config.order * (self.config.vocab + 1) + t - 1
+    }
+
+    /// `forward_batch` on inputs at position t given by their token units (`token_units`' layout).
+    pub fn forward_units(&self, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork) {
+        let order = self.config.order;
+        let b = units.len() / order;
         assert!(b <= work.rows, "batch of {b} rows in work space for {}", work.rows);
         let hidden = self.config.hidden.len();
         for (l, layer) in self.layers.iter().enumerate() {
@@ -79,13 +87,15 @@ impl Mlp {
             let (done, rest) = work.act.split_at_mut(l.min(hidden));
             let out: &mut [f64] = if l < hidden { &mut work.pre[l][..b * layer.outputs] } else { &mut work.logits[..b * layer.outputs] };
             if l == 0 {
-                // One-hot inputs: the product is a sum of `order + 1` weight rows per input, added
-                // to the bias in input order.
-                let weight_row = |i: u32| &params[layer.weights + i as usize * layer.outputs..][..layer.outputs];
-                for (row, active) in out.chunks_exact_mut(layer.outputs).zip(units.chunks_exact(width)) {
-                    row.iter_mut().zip(bias).zip(weight_row(active[0])).for_each(|((y, &b), &w)| *y = b + w);
+                // One-hot inputs: the product is a sum of weight rows per input: the bias plus the
+                // position's row (shared by the batch), then the token slots' rows in slot order.
+                let weight_row = |i: usize| &params[layer.weights + i * layer.outputs..][..layer.outputs];
+                let shared = &mut work.shared[..layer.outputs];
+                shared.iter_mut().zip(bias).zip(weight_row(self.position_unit(t))).for_each(|((y, &b), &w)| *y = b + w);
+                for (row, active) in out.chunks_exact_mut(layer.outputs).zip(units.chunks_exact(order)) {
+                    row.iter_mut().zip(&*shared).zip(weight_row(active[0] as usize)).for_each(|((y, &s), &w)| *y = s + w);
                     for &i in &active[1..] {
-                        super::axpy(1.0, weight_row(i), row);
+                        super::axpy(1.0, weight_row(i as usize), row);
                     }
                 }
             } else {
@@ -107,21 +117,27 @@ impl Mlp {
         }
     }
 
-    /// `backward_batch` after `forward_units` on the same units.
-    pub fn backward_units(&self, params: &[f64], units: &[u32], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
-        let width = self.config.order + 1;
-        let b = units.len() / width;
+    /// `backward_batch` after `forward_units` on the same inputs.
+    pub fn backward_units(&self, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
+        let order = self.config.order;
+        let b = units.len() / order;
         let hidden = self.config.hidden.len();
         for l in (0..self.layers.len()).rev() {
             let layer = self.layers[l];
             // The output layer's signal is δ; a hidden layer's was left in work.signal below.
             let signal = if l == hidden { &delta[..b * layer.outputs] } else { &work.signal[..b * layer.outputs] };
-            // Bias: column sums of the signal, in row order.
+            // Bias: the column sums of the signal, in row order.
+            let sums = &mut work.shared[..layer.outputs];
+            sums.fill(0.0);
             for row in signal.chunks_exact(layer.outputs) {
-                super::axpy(1.0, row, &mut grad[layer.bias..layer.bias + layer.outputs]);
+                super::axpy(1.0, row, sums);
             }
+            super::axpy(1.0, sums, &mut grad[layer.bias..layer.bias + layer.outputs]);
             if l == 0 {
-                for (row, active) in signal.chunks_exact(layer.outputs).zip(units.chunks_exact(width)) {
+                // The position's unit is active in every row: its row gets the same column sums.
+                let position = layer.weights + self.position_unit(t) * layer.outputs;
+                super::axpy(1.0, sums, &mut grad[position..position + layer.outputs]);
+                for (row, active) in signal.chunks_exact(layer.outputs).zip(units.chunks_exact(order)) {
                     for &i in active {
                         super::axpy(1.0, row, &mut grad[layer.weights + i as usize * layer.outputs..][..layer.outputs]);
                     }
@@ -152,12 +168,12 @@ impl Mlp {
         let mut table = vec![0.0; self.config.length * c * v];
         table.par_chunks_mut(c * v).enumerate().for_each_init(
             || (self.batch_work(BATCH_ROWS), Vec::with_capacity(BATCH_ROWS), vec![0.0; BATCH_ROWS]),
-            |(work, inputs, norm), (t0, layer)| {
+            |(work, contexts, norm), (t0, layer)| {
                 for (first, rows) in layer.chunks_mut(BATCH_ROWS * v).enumerate() {
-                    inputs.clear();
-                    inputs.extend((0..rows.len() / v).map(|i| (t0 + 1, first * BATCH_ROWS + i)));
-                    self.forward_batch(params, inputs, work);
-                    softmax_rows(&work.logits[..rows.len()], rows, &mut norm[..inputs.len()]);
+                    contexts.clear();
+                    contexts.extend(first * BATCH_ROWS..first * BATCH_ROWS + rows.len() / v);
+                    self.forward_batch(params, t0 + 1, contexts, work);
+                    softmax_rows(&work.logits[..rows.len()], rows, &mut norm[..contexts.len()]);
                 }
             },
         );

@@ -90,9 +90,9 @@ impl Mlp {
     fn draw_rows(&self, params: &[f64], t: usize, contexts: &[u32], rows: &mut [[f64; 2]], works: &mut [RowsWork]) {
         let v = self.config.vocab;
         rows.par_chunks_mut(BATCH_ROWS * v).zip(contexts.par_chunks(BATCH_ROWS)).zip(works.par_iter_mut()).for_each(|((rows, contexts), w)| {
-            w.inputs.clear();
-            w.inputs.extend(contexts.iter().map(|&c| (t, c as usize)));
-            self.forward_batch(params, &w.inputs, &mut w.batch);
+            w.contexts.clear();
+            w.contexts.extend(contexts.iter().map(|&c| c as usize));
+            self.forward_batch(params, t, &w.contexts, &mut w.batch);
             super::batch::softmax_rows(&w.batch.logits[..rows.len()], &mut w.pi[..rows.len()], &mut w.norm[..contexts.len()]);
             for (row, pi) in rows.chunks_exact_mut(v).zip(w.pi.chunks_exact(v)) {
                 let mut sum = 0.0;
@@ -108,7 +108,7 @@ impl Mlp {
 /// Work space of `draw_rows` for one chunk of rows.
 struct RowsWork {
     batch: BatchWork,
-    inputs: Vec<(usize, usize)>,
+    contexts: Vec<usize>,
     pi: Vec<f64>,
     norm: Vec<f64>,
 }
@@ -116,7 +116,7 @@ struct RowsWork {
 impl RowsWork {
     fn new(mlp: &Mlp) -> RowsWork {
         let v = mlp.config.vocab;
-        RowsWork { batch: mlp.batch_work(BATCH_ROWS), inputs: Vec::with_capacity(BATCH_ROWS), pi: vec![0.0; BATCH_ROWS * v], norm: vec![0.0; BATCH_ROWS] }
+        RowsWork { batch: mlp.batch_work(BATCH_ROWS), contexts: Vec::with_capacity(BATCH_ROWS), pi: vec![0.0; BATCH_ROWS * v], norm: vec![0.0; BATCH_ROWS] }
     }
 }
 

@@ -11,6 +11,10 @@ use super::{BatchWork, Mlp, BATCH_ROWS};
 use crate::sampling::Samples;
 use crate::walk::NO_TOKEN;
 
+/// Coefficients of the score terms of many responses at one position:
+/// `coef(t, responses, log π_θ(y_{n,t} | …) of each, out)` writes c_{n,t} of each into `out`.
+pub type BatchCoefficient<'c> = dyn Fn(usize, &[u32], &[f64], &mut [f64]) + Sync + 'c;
+
 /// Fewest positions per parallel job of `indexed_score_blocks`.
 const POSITIONS_PER_JOB: usize = 4;
 
@@ -22,7 +26,7 @@ pub struct ScoreIndex {
 
 /// The responses with a token at one position.
 struct PositionIndex {
-    /// Active input units (`Mlp::input_units`) of each distinct input, rows in context order.
+    /// Token units (`Mlp::token_units`) of each distinct input, rows in context order.
     units: Vec<u32>,
     rows: usize,
     /// (response, row, token) by chunk of BATCH_ROWS rows, responses in index order within a
@@ -50,17 +54,21 @@ impl Mlp {
     /// Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π_θ(y_{n,t} | y_{n,<t}), with c_{n,t} = coef(n, t, log π_θ(y_{n,t} | …))
     /// (the coefficient may use the current log-probability, as PPO's ratio does).
     pub fn score_blocks(&self, params: &[f64], samples: &Samples, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync)) -> Vec<f64> {
-        self.indexed_score_blocks(params, &self.score_index(samples), coef)
+        let coefficients = |t: usize, responses: &[u32], current: &[f64], out: &mut [f64]| {
+            out.iter_mut().zip(responses).zip(current).for_each(|((c, &n), &lp)| *c = coef(n as usize, t, lp));
+        };
+        self.indexed_score_blocks(params, &self.score_index(samples), &coefficients)
     }
 
-    /// `score_blocks` on a batch grouped by `score_index`.
+    /// `score_blocks` on a batch grouped by `score_index`, with the coefficients of many responses
+    /// at a position at once: `coef(t, responses, current log-probabilities, out)`.
     ///
     /// Each row's output signal is Σ_n c_n·(e_{y_n} − π) over the responses that share it. Rows, in
     /// context order, go through one batched forward and one backward per chunk of BATCH_ROWS; no
     /// per-sample gradient is formed. The coefficients of a chunk's responses are taken in index
     /// order. Positions run in parallel, each thread reusing one work space.
-    pub fn indexed_score_blocks(&self, params: &[f64], index: &ScoreIndex, coef: &(dyn Fn(usize, usize, f64) -> f64 + Sync)) -> Vec<f64> {
-        let (v, p, width) = (self.config.vocab, self.num_params, self.config.order + 1);
+    pub fn indexed_score_blocks(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient) -> Vec<f64> {
+        let (v, p, width) = (self.config.vocab, self.num_params, self.config.order);
         let mut blocks = vec![0.0; index.positions.len() * p];
         // At least POSITIONS_PER_JOB positions per job: each job makes one work space (1.5 MB, zeroed).
         blocks.par_chunks_mut(p).zip(index.positions.par_iter()).enumerate().with_min_len(POSITIONS_PER_JOB).for_each_init(
@@ -70,15 +78,24 @@ impl Mlp {
                     let first_row = chunk * BATCH_ROWS;
                     let rows = position.rows.min(first_row + BATCH_ROWS) - first_row;
                     let units = &position.units[first_row * width..(first_row + rows) * width];
-                    self.forward_units(params, units, &mut w.batch);
+                    self.forward_units(params, t + 1, units, &mut w.batch);
                     // π of each row into δ's place, and its log-normaliser: log π_y = logit_y − norm.
                     softmax_rows(&w.batch.logits[..rows * v], &mut w.delta[..rows * v], &mut w.norm[..rows]);
                     // Σ_n c_n·(e_{y_n} − π) per row: the coefficients' total times −π, plus each c_n at y_n.
                     w.at_tokens[..rows * v].fill(0.0);
                     w.totals[..rows].fill(0.0);
-                    for &(n, row, y) in &position.entries[position.chunk_starts[chunk]..position.chunk_starts[chunk + 1]] {
-                        let (n, r, y) = (n as usize, row as usize - first_row, y as usize);
-                        let c = coef(n, t, w.batch.logits[r * v + y] - w.norm[r]);
+                    let entries = &position.entries[position.chunk_starts[chunk]..position.chunk_starts[chunk + 1]];
+                    w.responses.clear();
+                    w.responses.extend(entries.iter().map(|&(n, _, _)| n));
+                    w.current.clear();
+                    w.current.extend(entries.iter().map(|&(_, row, y)| {
+                        let r = row as usize - first_row;
+                        w.batch.logits[r * v + y as usize] - w.norm[r]
+                    }));
+                    w.coefficients.resize(entries.len(), 0.0);
+                    coef(t, &w.responses, &w.current, &mut w.coefficients);
+                    for (&(_, row, y), &c) in entries.iter().zip(&w.coefficients) {
+                        let (r, y) = (row as usize - first_row, y as usize);
                         w.at_tokens[r * v + y] += c;
                         w.totals[r] += c;
                     }
@@ -86,7 +103,7 @@ impl Mlp {
                         let total = w.totals[r];
                         w.delta[r * v..(r + 1) * v].iter_mut().zip(&w.at_tokens[r * v..(r + 1) * v]).for_each(|(x, &c)| *x = c - total * *x);
                     }
-                    self.backward_units(params, units, &mut w.batch, &w.delta[..rows * v], block);
+                    self.backward_units(params, t + 1, units, &mut w.batch, &w.delta[..rows * v], block);
                 }
                 block.iter_mut().for_each(|g| *g /= index.count as f64);
             },
@@ -104,6 +121,10 @@ struct ScoreWork {
     at_tokens: Vec<f64>,
     totals: Vec<f64>,
     norm: Vec<f64>,
+    /// Per chunk entry: the response, its current log-probability and its coefficient.
+    responses: Vec<u32>,
+    current: Vec<f64>,
+    coefficients: Vec<f64>,
 }
 
 impl ScoreWork {
@@ -115,6 +136,9 @@ impl ScoreWork {
             at_tokens: vec![0.0; BATCH_ROWS * v],
             totals: vec![0.0; BATCH_ROWS],
             norm: vec![0.0; BATCH_ROWS],
+            responses: Vec::new(),
+            current: Vec::new(),
+            coefficients: Vec::new(),
         }
     }
 }
@@ -132,7 +156,6 @@ struct Grouping {
     starts: Vec<usize>,
     /// The distinct contexts in order: row r of the position is contexts[r].
     contexts: Vec<usize>,
-    inputs: Vec<(usize, usize)>,
 }
 
 impl Grouping {
@@ -170,10 +193,8 @@ impl Grouping {
             entries[next[k]] = (n as u32, row as u32, samples.tokens[n * t_max + t]);
             next[k] += 1;
         }
-        self.inputs.clear();
-        self.inputs.extend(self.contexts.iter().map(|&context| (t + 1, context)));
         let mut units = Vec::new();
-        mlp.input_units(&self.inputs, &mut units);
+        mlp.token_units(&self.contexts, &mut units);
         PositionIndex { units, rows: self.contexts.len(), entries, chunk_starts }
     }
 }
