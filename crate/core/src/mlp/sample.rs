@@ -65,8 +65,8 @@ impl Mlp {
         };
         let flag = crate::cancel::current();
         let (mut contexts, mut rows) = (Vec::new(), Vec::new());
-        // One work space per chunk of rows, made once for all positions.
-        let mut works: Vec<RowsWork> = (0..n.min(self.num_contexts()).div_ceil(BATCH_ROWS)).map(|_| RowsWork::new(self)).collect();
+        // One work space per chunk of rows, kept from one position to the next.
+        let mut works: Vec<RowsWork> = Vec::new();
         for t in 0..t_max {
             crate::cancel::stop_if_cancelled(flag.as_ref());
             // The distinct contexts of the walks still emitting, in order, and their rows.
@@ -75,6 +75,8 @@ impl Mlp {
             contexts.sort_unstable();
             contexts.dedup();
             rows.resize(contexts.len() * v, [0.0; 2]);
+            let chunks = contexts.len().div_ceil(rows_per_chunk(contexts.len()));
+            works.extend((works.len()..chunks).map(|_| RowsWork::new(self)));
             self.draw_rows(params, t + 1, &contexts, &mut rows, &mut works);
             walks.par_iter_mut().for_each(|w| w.advance(track, request.seed, t, &contexts, &rows));
         }
@@ -86,10 +88,10 @@ impl Mlp {
     /// Rows of (position t ∈ 1..T, context) for the given contexts, V entries of (running sum, π)
     /// each: π with its running sums π_0 + … + π_a added in token order, as `rng::draw_index` adds
     /// them, so a binary search on them draws draw_index's token and ends on the cache line of the
-    /// drawn token's π. Chunks of BATCH_ROWS rows in parallel, chunk k in works[k].
+    /// drawn token's π. Chunks of rows in parallel (`rows_per_chunk`), chunk k in works[k].
     fn draw_rows(&self, params: &[f64], t: usize, contexts: &[u32], rows: &mut [[f64; 2]], works: &mut [RowsWork]) {
-        let v = self.config.vocab;
-        rows.par_chunks_mut(BATCH_ROWS * v).zip(contexts.par_chunks(BATCH_ROWS)).zip(works.par_iter_mut()).for_each(|((rows, contexts), w)| {
+        let (v, size) = (self.config.vocab, rows_per_chunk(contexts.len()));
+        rows.par_chunks_mut(size * v).zip(contexts.par_chunks(size)).zip(works.par_iter_mut()).for_each(|((rows, contexts), w)| {
             w.contexts.clear();
             w.contexts.extend(contexts.iter().map(|&c| c as usize));
             self.forward_batch(params, t, &w.contexts, &mut w.batch);
@@ -104,6 +106,15 @@ impl Mlp {
         });
     }
 }
+
+/// Rows per parallel chunk of `draw_rows` when it evaluates `rows` rows: one chunk per thread, at
+/// most BATCH_ROWS and at least MIN_ROWS_PER_CHUNK. A row's result does not depend on the batch it
+/// is evaluated in (tested), so the split changes no result.
+fn rows_per_chunk(rows: usize) -> usize {
+    rows.div_ceil(rayon::current_num_threads()).clamp(MIN_ROWS_PER_CHUNK, BATCH_ROWS)
+}
+
+const MIN_ROWS_PER_CHUNK: usize = 64;
 
 /// Work space of `draw_rows` for one chunk of rows.
 struct RowsWork {
