@@ -179,9 +179,16 @@ pub struct PpoCoefficients {
 
 impl PpoCoefficients {
     pub fn new(samples: &Samples, advantage: &[f64], clip: f64) -> PpoCoefficients {
+        use rayon::prelude::*;
         let (count, t_max) = (samples.count, samples.length);
-        let position_major = |x: &dyn Fn(usize) -> f64| -> Vec<f64> { (0..t_max * count).map(|i| x((i % count) * t_max + i / count)).collect() };
-        PpoCoefficients { count, clip, old: position_major(&|i| samples.log_probs[i]), gains: position_major(&|i| -advantage[i]) }
+        let position_major = |x: &[f64], sign: f64| -> Vec<f64> {
+            let mut out = vec![0.0; t_max * count];
+            if count > 0 {
+                out.par_chunks_mut(count).enumerate().for_each(|(t, row)| row.iter_mut().enumerate().for_each(|(n, y)| *y = sign * x[n * t_max + t]));
+            }
+            out
+        };
+        PpoCoefficients { count, clip, old: position_major(&samples.log_probs, 1.0), gains: position_major(advantage, -1.0) }
     }
 
     /// The coefficients of responses `responses` at position t (0-based) given their current
@@ -252,18 +259,23 @@ pub struct RlStep {
 }
 
 /// Cost-to-go C_{n,t} (from position t + 1 on): harm part and KL part separately, N × T each.
+/// Responses in parallel.
 fn costs_to_go(samples: &Samples, kl: &[f64], lambda: f64) -> (Vec<f64>, Vec<f64>) {
+    use rayon::prelude::*;
     let (count, t_max) = (samples.count, samples.length);
     let mut harm_part = vec![0.0; count * t_max];
     let mut kl_part = vec![0.0; count * t_max];
-    for n in 0..count {
+    if t_max == 0 {
+        return (harm_part, kl_part);
+    }
+    harm_part.par_chunks_mut(t_max).zip(kl_part.par_chunks_mut(t_max)).zip(kl.par_chunks(t_max)).zip(&samples.harm).for_each(|(((harm_row, kl_row), kl), &h)| {
         let mut to_go = 0.0;
         for t in (0..t_max).rev() {
-            to_go += kl[n * t_max + t];
-            kl_part[n * t_max + t] = to_go;
-            harm_part[n * t_max + t] = lambda * samples.harm[n];
+            to_go += kl[t];
+            kl_row[t] = to_go;
+            harm_row[t] = lambda * h;
         }
-    }
+    });
     (harm_part, kl_part)
 }
 

@@ -64,16 +64,13 @@ impl Mlp {
                 .collect()
         };
         let flag = crate::cancel::current();
-        let (mut contexts, mut rows) = (Vec::new(), Vec::new());
+        let (mut contexts, mut rows, mut marks) = (Vec::new(), Vec::new(), Vec::new());
         // One work space per chunk of rows, kept from one position to the next.
         let mut works: Vec<RowsWork> = Vec::new();
         for t in 0..t_max {
             crate::cancel::stop_if_cancelled(flag.as_ref());
             // The distinct contexts of the walks still emitting, in order, and their rows.
-            contexts.clear();
-            contexts.extend(walks.iter().flat_map(|w| w.active.iter().map(|&i| w.context[i as usize])));
-            contexts.sort_unstable();
-            contexts.dedup();
+            distinct_contexts(&walks, self.num_contexts(), &mut marks, &mut contexts);
             rows.resize(contexts.len() * v, [0.0; 2]);
             let chunks = contexts.len().div_ceil(rows_per_chunk(contexts.len()));
             works.extend((works.len()..chunks).map(|_| RowsWork::new(self)));
@@ -104,6 +101,30 @@ impl Mlp {
                 }
             }
         });
+    }
+}
+
+/// The distinct contexts of the walks still emitting, in increasing order, into `out`: marked in a
+/// bit set (`marks`) when there are at most 64 possible contexts per walk, else sorted.
+fn distinct_contexts(walks: &[Walks], num_contexts: usize, marks: &mut Vec<u64>, out: &mut Vec<u32>) {
+    out.clear();
+    let active: usize = walks.iter().map(|w| w.active.len()).sum();
+    let all = walks.iter().flat_map(|w| w.active.iter().map(|&i| w.context[i as usize]));
+    if num_contexts <= 64 * active {
+        marks.clear();
+        marks.resize(num_contexts.div_ceil(64), 0);
+        all.for_each(|c| marks[c as usize / 64] |= 1 << (c % 64));
+        for (k, &word) in marks.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                out.push((k * 64) as u32 + bits.trailing_zeros());
+                bits &= bits - 1;
+            }
+        }
+    } else {
+        out.extend(all);
+        out.sort_unstable();
+        out.dedup();
     }
 }
 
