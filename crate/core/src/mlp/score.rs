@@ -81,9 +81,8 @@ impl Mlp {
                     self.forward_units(params, t + 1, units, &mut w.batch);
                     // π of each row into δ's place, and its log-normaliser: log π_y = logit_y − norm.
                     softmax_rows(&w.batch.logits[..rows * v], &mut w.delta[..rows * v], &mut w.norm[..rows]);
-                    // Σ_n c_n·(e_{y_n} − π) per row: the coefficients' total times −π, plus each c_n at y_n.
-                    w.at_tokens[..rows * v].fill(0.0);
-                    w.totals[..rows].fill(0.0);
+                    // Σ_n c_n·(e_{y_n} − π) per row: the coefficients' total times −π, plus each c_n at y_n
+                    // (at_tokens and totals are zero between chunks: the loop that reads them clears them).
                     let entries = &position.entries[position.chunk_starts[chunk]..position.chunk_starts[chunk + 1]];
                     w.responses.clear();
                     w.responses.extend(entries.iter().map(|&(n, _, _)| n));
@@ -100,8 +99,8 @@ impl Mlp {
                         w.totals[r] += c;
                     }
                     for r in 0..rows {
-                        let total = w.totals[r];
-                        w.delta[r * v..(r + 1) * v].iter_mut().zip(&w.at_tokens[r * v..(r + 1) * v]).for_each(|(x, &c)| *x = c - total * *x);
+                        let total = std::mem::take(&mut w.totals[r]);
+                        w.delta[r * v..(r + 1) * v].iter_mut().zip(&mut w.at_tokens[r * v..(r + 1) * v]).for_each(|(x, c)| *x = std::mem::take(c) - total * *x);
                     }
                     self.backward_units(params, t + 1, units, &mut w.batch, &w.delta[..rows * v], block);
                 }
@@ -115,8 +114,8 @@ impl Mlp {
 /// A thread's work space for `indexed_score_blocks`, reused from one position to the next.
 struct ScoreWork {
     batch: BatchWork,
-    /// Per chunk row: output signal δ (V), coefficient sums per token (V), their total, and the
-    /// log-normaliser of π.
+    /// Per chunk row: output signal δ (V), coefficient sums per token (V) and their total (both
+    /// zero outside a chunk's use), and the log-normaliser of π.
     delta: Vec<f64>,
     at_tokens: Vec<f64>,
     totals: Vec<f64>,
