@@ -39,8 +39,8 @@ fn madd<const FUSED: bool>(a: f64, b: f64, c: f64) -> f64 {
     }
 }
 
-/// e^z for z ≤ 0 as `exp_nonpositive`, with fused multiply-adds when FUSED (only where the FMA
-/// instruction is known to exist: inside a function compiled for it).
+/// e^z for z ≤ 700 (z below −700 is taken as −700), with fused multiply-adds when FUSED (only
+/// where the FMA instruction is known to exist: inside a function compiled for it).
 #[inline(always)]
 pub(crate) fn exp_kernel<const FUSED: bool>(z: f64) -> f64 {
     let z = z.max(-700.0);

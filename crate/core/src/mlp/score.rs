@@ -36,13 +36,6 @@ struct PositionIndex {
     chunk_starts: Vec<usize>,
 }
 
-impl ScoreIndex {
-    /// Distinct (position, context) inputs of the batch: the rows one pass over it evaluates.
-    pub fn rows(&self) -> usize {
-        self.positions.iter().map(|p| p.rows).sum()
-    }
-}
-
 impl Mlp {
     /// Groups a batch's responses by network input (positions in parallel).
     pub fn score_index(&self, samples: &Samples) -> ScoreIndex {
@@ -66,7 +59,8 @@ impl Mlp {
     /// Each row's output signal is Σ_n c_n·(e_{y_n} − π) over the responses that share it. Rows, in
     /// context order, go through one batched forward and one backward per chunk of BATCH_ROWS; no
     /// per-sample gradient is formed. The coefficients of a chunk's responses are taken in index
-    /// order. Positions run in parallel, each thread reusing one work space.
+    /// order. Positions run in parallel, each job (of at least POSITIONS_PER_JOB positions) reusing
+    /// one work space.
     pub fn indexed_score_blocks(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient) -> Vec<f64> {
         let (v, p, width) = (self.config.vocab, self.num_params, self.config.order);
         let mut blocks = vec![0.0; index.positions.len() * p];
@@ -111,7 +105,7 @@ impl Mlp {
     }
 }
 
-/// A thread's work space for `indexed_score_blocks`, reused from one position to the next.
+/// A job's work space for `indexed_score_blocks`, reused from one position to the next.
 struct ScoreWork {
     batch: BatchWork,
     /// Per chunk row: output signal δ (V), coefficient sums per token (V) and their total (both
