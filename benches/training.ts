@@ -8,7 +8,8 @@
  *       distinct input), each followed by an Adam update. Its rate of the FLOPs it must perform (a
  *       pass per distinct (position, context) input) is reported as a fraction of this machine's
  *       f64 GEMM rate, measured in the same run (benches/neural.ts), beside the token-equivalent
- *       count (a pass per token).
+ *       count (a pass per token). The sampling pass evaluates exactly those inputs (position by
+ *       position, `Mlp::sample`), and every epoch one forward and one backward pass of each.
  */
 import { Bench } from 'tinybench';
 import { ExactEngine, MonteCarlo, compileScenario, initMlp, randomScenario } from '../ts/index.ts';

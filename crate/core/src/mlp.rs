@@ -17,7 +17,10 @@ use crate::sampling::StepPolicy;
 use crate::walk::Walk;
 
 mod batch;
+mod sample;
+mod score;
 pub use batch::{BatchWork, BATCH_ROWS};
+pub use score::ScoreIndex;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
@@ -290,7 +293,8 @@ pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
 ///
 /// When the table of all its inputs (T positions × (V+1)^order contexts × V) fits in
 /// ROW_CACHE_MAX_ENTRIES, every probability row is computed once up front, in parallel: sampling
-/// millions of tokens then costs a table lookup per token rather than a forward pass.
+/// millions of tokens then costs a table lookup per token rather than a forward pass
+/// (`Mlp::sample` goes further: only the inputs the walks reach, no row copied).
 pub struct MlpPolicy<'a> {
     pub mlp: &'a Mlp,
     pub params: &'a [f64],

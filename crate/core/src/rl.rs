@@ -14,7 +14,7 @@ use crate::estimate::{accumulate_scores, harm_paths, HarmPaths, HarmSource, Scor
 use crate::mlp::{Mlp, MlpPolicy};
 use crate::model::Model;
 use crate::policy::TabularPolicy;
-use crate::sampling::{map_tokens, sample, BaseStep, ExactStep, SampleRequest, Samples, StepPolicy};
+use crate::sampling::{map_tokens, sample, ExactStep, SampleRequest, Samples, StepPolicy};
 use crate::walk::{Track, NO_TOKEN};
 
 /// log π(y_{n,t} | y_{n,<t}) of sampled tokens under a policy, N × T (0 after the end).
@@ -33,6 +33,11 @@ pub type ScoreCoefficient<'c> = &'c (dyn Fn(usize, usize, f64) -> f64 + Sync);
 pub trait Family: Sync {
     fn with_params<R>(&self, params: &[f64], f: impl FnOnce(&dyn ScoreModel) -> R) -> Result<R>;
 
+    /// `Trainable::sample`; by default `sampling::sample` on the policy.
+    fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
+        self.with_params(params, |p| sample(track, p, request))?
+    }
+
     /// Ĝ_t = (1/N) Σ_n c_{n,t}·∇log π_θ(y_{n,t} | y_{n,<t}) over the samples: the gradient with
     /// respect to all parameters and ||Ĝ_t|| per position. `uses_log_prob` says whether the
     /// coefficient reads the current log-probability (otherwise it is given NaN). By default, the
@@ -46,6 +51,25 @@ pub trait Family: Sync {
             Ok((g.total(p.blocks_are_positions()), g.norm))
         })?
     }
+
+    /// `Trainable::score_epochs`; by default one `score_gradient` per epoch.
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        let coef = |n: usize, t: usize, current: f64| coefficients.one(n, t, current);
+        epochs_one_by_one(epochs, params, update, |params| Family::score_gradient(self, track, params, samples, &coef, true))
+    }
+}
+
+/// `epochs` rounds of: the gradient at the current parameters, then `update`; returns the last
+/// gradient's per-position norms.
+fn epochs_one_by_one(epochs: usize, params: &mut [f64], update: &mut dyn FnMut(&mut [f64], &[f64]), mut gradient: impl FnMut(&[f64]) -> Result<(Vec<f64>, Vec<f64>)>) -> Result<Vec<f64>> {
+    let mut norms = vec![];
+    for _ in 0..epochs {
+        crate::cancel::checkpoint();
+        let (g, n) = gradient(params)?;
+        norms = n;
+        update(params, &g);
+    }
+    Ok(norms)
 }
 
 /// What a training step needs of a policy family: sampling, and the score-function gradient as
@@ -56,17 +80,28 @@ pub trait Trainable: Sync {
     fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)>;
     /// ĥ_t along the samples under the policy of `params` (`estimate::harm_paths` on it).
     fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths>;
+    /// PPO's epochs on one batch: `epochs` times, the score gradient of the clipped surrogate at the
+    /// current parameters (coefficients from `coefficients`), then `update(params, gradient)`.
+    /// Returns the last gradient's ||Ĝ_t||. Families that index a batch (the mlp) build the index
+    /// once for all epochs and take the coefficients of many responses at once.
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        let coef = |n: usize, t: usize, current: f64| coefficients.one(n, t, current);
+        epochs_one_by_one(epochs, params, update, |params| self.score_gradient(track, params, samples, &coef, true))
+    }
 }
 
 impl<F: Family> Trainable for F {
     fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
-        self.with_params(params, |p| sample(track, p, request))?
+        Family::sample(self, track, params, request)
     }
     fn score_gradient(&self, track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
         Family::score_gradient(self, track, params, samples, coef, uses_log_prob)
     }
     fn harm_paths(&self, track: &Track, params: &[f64], samples: &Samples, source: &HarmSource, seed: u64) -> Result<HarmPaths> {
         self.with_params(params, |p| harm_paths(track, p, samples, source, seed))?
+    }
+    fn score_epochs(&self, track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        Family::score_epochs(self, track, params, samples, coefficients, epochs, update)
     }
 }
 
@@ -87,21 +122,94 @@ impl Family for MlpFamily<'_> {
         Ok(f(&MlpPolicy::new(self.0, params)))
     }
 
+    /// Position by position, on the inputs the walks reach (`Mlp::sample`: `sampling::sample`'s results).
+    fn sample(&self, track: &Track, params: &[f64], request: &SampleRequest) -> Result<Samples> {
+        self.0.check_params(params)?;
+        self.0.sample(params, track, request)
+    }
+
     /// Batched forward and backward passes on the GEMM kernels over the distinct inputs of each
     /// position (one of each per chunk of rows), rather than one scalar pass per distinct input.
     fn score_gradient(&self, _track: &Track, params: &[f64], samples: &Samples, coef: ScoreCoefficient, _uses_log_prob: bool) -> Result<(Vec<f64>, Vec<f64>)> {
         self.0.check_params(params)?;
-        let blocks = self.0.score_blocks(params, samples, coef);
+        Ok(self.total_and_norms(&self.0.score_blocks(params, samples, coef)))
+    }
+
+    /// The batch grouped by network input once (`Mlp::score_index`), read by every epoch.
+    fn score_epochs(&self, _track: &Track, params: &mut [f64], samples: &Samples, coefficients: &PpoCoefficients, epochs: usize, update: &mut dyn FnMut(&mut [f64], &[f64])) -> Result<Vec<f64>> {
+        self.0.check_params(params)?;
+        let index = self.0.score_index(samples);
+        let coef = |t: usize, responses: &[u32], current: &[f64], out: &mut [f64]| coefficients.fill(t, responses, current, out);
+        epochs_one_by_one(epochs, params, update, |params| {
+            self.0.check_params(params)?;
+            Ok(self.total_and_norms(&self.0.indexed_score_blocks(params, &index, &coef)))
+        })
+    }
+}
+
+impl MlpFamily<'_> {
+    /// The sum of per-position blocks (T × P), positions added in order, and each block's norm
+    /// ||Ĝ_t||; in parallel over fixed slices of the parameters and over the blocks.
+    fn total_and_norms(&self, blocks: &[f64]) -> (Vec<f64>, Vec<f64>) {
+        use rayon::prelude::*;
+        const SLICE: usize = 1024;
         let p = self.0.num_params();
         let mut total = vec![0.0; p];
-        let norms = blocks
-            .chunks_exact(p)
-            .map(|block| {
-                crate::mlp::axpy(1.0, block, &mut total);
-                crate::mlp::dot(block, block).sqrt()
-            })
-            .collect();
-        Ok((total, norms))
+        total.par_chunks_mut(SLICE).enumerate().for_each(|(k, slice)| {
+            for block in blocks.chunks_exact(p) {
+                crate::mlp::axpy(1.0, &block[k * SLICE..k * SLICE + slice.len()], slice);
+            }
+        });
+        let norms = blocks.par_chunks_exact(p).map(|block| crate::mlp::dot(block, block).sqrt()).collect();
+        (total, norms)
+    }
+}
+
+/// PPO's coefficients of the clipped surrogate of the cost: c_{n,t} = −ρ·gain, with
+/// ρ = exp(log π_θ − log π_old)(y_{n,t}) and gain = −advantage, zero where clipped (gain > 0 and
+/// ρ > 1 + ε, or gain < 0 and ρ < 1 − ε).
+pub struct PpoCoefficients {
+    count: usize,
+    clip: f64,
+    /// The old log-probabilities and the gains, position-major (t·N + n): the score sums take a
+    /// position's responses in index order, so every epoch reads them consecutively.
+    old: Vec<f64>,
+    gains: Vec<f64>,
+}
+
+impl PpoCoefficients {
+    pub fn new(samples: &Samples, advantage: &[f64], clip: f64) -> PpoCoefficients {
+        use rayon::prelude::*;
+        let (count, t_max) = (samples.count, samples.length);
+        let position_major = |x: &[f64], sign: f64| -> Vec<f64> {
+            let mut out = vec![0.0; t_max * count];
+            if count > 0 {
+                out.par_chunks_mut(count).enumerate().for_each(|(t, row)| row.iter_mut().enumerate().for_each(|(n, y)| *y = sign * x[n * t_max + t]));
+            }
+            out
+        };
+        PpoCoefficients { count, clip, old: position_major(&samples.log_probs, 1.0), gains: position_major(advantage, -1.0) }
+    }
+
+    /// The coefficients of responses `responses` at position t (0-based) given their current
+    /// log-probabilities, into `out`; the ratios by one vectorised exponential
+    /// (`vector_math::exp_in_place`, whose result per entry does not depend on the batch).
+    pub fn fill(&self, t: usize, responses: &[u32], current: &[f64], out: &mut [f64]) {
+        let at = |n: u32| t * self.count + n as usize;
+        out.iter_mut().zip(responses).zip(current).for_each(|((r, &n), &c)| *r = c - self.old[at(n)]);
+        crate::vector_math::exp_in_place(out);
+        for (c, &n) in out.iter_mut().zip(responses) {
+            let (ratio, gain) = (*c, self.gains[at(n)]);
+            let clipped = (gain > 0.0 && ratio > 1.0 + self.clip) || (gain < 0.0 && ratio < 1.0 - self.clip);
+            *c = if clipped { 0.0 } else { -ratio * gain };
+        }
+    }
+
+    /// `fill` for one response.
+    pub fn one(&self, n: usize, t: usize, current: f64) -> f64 {
+        let mut out = [0.0];
+        self.fill(t, &[n as u32], &[current], &mut out);
+        out[0]
     }
 }
 
@@ -151,33 +259,44 @@ pub struct RlStep {
 }
 
 /// Cost-to-go C_{n,t} (from position t + 1 on): harm part and KL part separately, N × T each.
+/// Responses in parallel.
 fn costs_to_go(samples: &Samples, kl: &[f64], lambda: f64) -> (Vec<f64>, Vec<f64>) {
+    use rayon::prelude::*;
     let (count, t_max) = (samples.count, samples.length);
     let mut harm_part = vec![0.0; count * t_max];
     let mut kl_part = vec![0.0; count * t_max];
-    for n in 0..count {
+    if t_max == 0 {
+        return (harm_part, kl_part);
+    }
+    harm_part.par_chunks_mut(t_max).zip(kl_part.par_chunks_mut(t_max)).zip(kl.par_chunks(t_max)).zip(&samples.harm).for_each(|(((harm_row, kl_row), kl), &h)| {
         let mut to_go = 0.0;
         for t in (0..t_max).rev() {
-            to_go += kl[n * t_max + t];
-            kl_part[n * t_max + t] = to_go;
-            harm_part[n * t_max + t] = lambda * samples.harm[n];
+            to_go += kl[t];
+            kl_row[t] = to_go;
+            harm_row[t] = lambda * h;
         }
-    }
+    });
     (harm_part, kl_part)
 }
 
 /// x − mean of the other responses' x at the same position (only responses with a token there count).
+/// The totals run over the responses in index order (one row-major pass).
 fn leave_one_out(values: &[f64], samples: &Samples) -> Vec<f64> {
     let (count, t_max) = (samples.count, samples.length);
-    let mut out = values.to_vec();
-    for t in 0..t_max {
-        let alive: Vec<usize> = (0..count).filter(|&n| samples.tokens[n * t_max + t] != NO_TOKEN).collect();
-        if alive.len() < 2 {
-            continue;
+    let mut totals = vec![0.0; t_max];
+    let mut alive = vec![0usize; t_max];
+    let live = |n: usize| (0..t_max).take_while(move |&t| samples.tokens[n * t_max + t] != NO_TOKEN);
+    for n in 0..count {
+        for t in live(n) {
+            totals[t] += values[n * t_max + t];
+            alive[t] += 1;
         }
-        let total: f64 = alive.iter().map(|&n| values[n * t_max + t]).sum();
-        for &n in &alive {
-            out[n * t_max + t] = values[n * t_max + t] - (total - values[n * t_max + t]) / (alive.len() - 1) as f64;
+    }
+    let mut out = values.to_vec();
+    for n in 0..count {
+        for t in live(n).filter(|&t| alive[t] >= 2) {
+            let x = values[n * t_max + t];
+            out[n * t_max + t] = x - (totals[t] - x) / (alive[t] - 1) as f64;
         }
     }
     out
@@ -226,8 +345,8 @@ pub fn rl_update<F: Trainable>(
         return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
     }
     let t_max = samples.length;
-    let base = BaseStep { spec: track.spec };
-    let base_lp = replay_log_probs(track, &base, &samples);
+    // log p_base(y_t | context), read in place from the base row of each token's context.
+    let base_lp = map_tokens(track, &samples, || (), |_, walk, a| track.spec.base_row(walk.context)[a].ln());
     let kl: Vec<f64> = samples.log_probs.iter().zip(&base_lp).map(|(a, b)| a - b).collect();
     let (harm_part, kl_part) = costs_to_go(&samples, &kl, lambda);
     let mean_harm = samples.harm.iter().sum::<f64>() / count as f64;
@@ -256,23 +375,8 @@ pub fn rl_update<F: Trainable>(
         }
         RlAlgorithm::Ppo { clip, epochs } => {
             // Minimising the clipped surrogate of the cost: −ρ·A with A = −advantage, zero where clipped.
-            // The old log-probabilities and the gains, position-major (t·N + n): the score sums
-            // take a position's responses in index order, so every epoch reads them consecutively.
-            let position_major = |x: &[f64]| -> Vec<f64> { (0..t_max * count).map(|i| x[(i % count) * t_max + i / count]).collect() };
-            let (old, gains) = (position_major(&samples.log_probs), position_major(&advantage.iter().map(|a| -a).collect::<Vec<_>>()));
-            let coef = |n: usize, t: usize, current: f64| {
-                let i = t * count + n;
-                let ratio = (current - old[i]).exp();
-                let gain = gains[i];
-                let clipped = (gain > 0.0 && ratio > 1.0 + clip) || (gain < 0.0 && ratio < 1.0 - clip);
-                if clipped { 0.0 } else { -ratio * gain }
-            };
-            for _ in 0..epochs.max(1) {
-                crate::cancel::checkpoint();
-                let (gradient, norms) = family.score_gradient(track, params, &samples, &coef, true)?;
-                grad_norm = norms;
-                update(params, &gradient);
-            }
+            let coefficients = PpoCoefficients::new(&samples, &advantage, clip);
+            grad_norm = family.score_epochs(track, params, &samples, &coefficients, epochs.max(1), update)?;
         }
     }
     Ok(RlStep { mean_harm, mean_kl, objective: lambda * mean_harm + mean_kl, grad_norm })
