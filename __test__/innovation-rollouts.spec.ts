@@ -10,38 +10,23 @@ import test from 'ava';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { compileScenario, ExactEngine, LazyTabular, MonteCarlo, initMlp, parseScenario, policyToJson, resolveScenario, train, TRAIN_DEFAULTS, type TrainOptions } from '../ts/index.js';
+import { compileScenario, ExactEngine, LazyTabular, MonteCarlo, initMlp, policyToJson, resolveScenario, train, TRAIN_DEFAULTS, type TrainOptions } from '../ts/index.js';
 import { Optimizer } from '../ts/core/optimizer.js';
 import { baseLogits, objectiveValue, rlStep } from '../ts/core/training.js';
 import { initialPolicy } from '../ts/workflows/train.js';
 import { runCli } from './helpers/cli.js';
+import { ladderScenario } from './helpers/ladder.js';
 
-const W = ['up', 'x', 'stop'];
-const rows: Record<string, number[]> = { '<bos> <bos>': [0.45, 0.3, 0.15, 0.1] };
-W.forEach((a, i) => {
-  rows[`<bos> ${a}`] = [[0.5, 0.25, 0.15, 0.1], [0.3, 0.4, 0.2, 0.1], [0.25, 0.2, 0.3, 0.25]][i]!;
-  W.forEach((b, j) => (rows[`${a} ${b}`] = [0.35 + 0.05 * j, 0.3 - 0.05 * i, 0.2, 0.15 + 0.05 * i - 0.05 * j]));
-});
 /** "up" raises the harm (0.25, 0.5, then absorbing 1), "stop" absorbs at 0.1; a response can
  *  still sit at 0.25 or 0.5 at T = 6 (undecided mass), or end early. */
-const scenario = compileScenario(
-  parseScenario({
-    name: 'own-innovation',
-    tokens: ['up', 'x', 'stop', 'end'],
-    length: 6,
-    endToken: 'end',
-    contextOrder: 2,
-    recoveryTokens: ['stop'],
-    base: rows,
-    harm: {
-      states: ['s0', 's1', 's2', 'HARM', 'SAFE'],
-      start: 's0',
-      values: { s1: 0.25, s2: 0.5, HARM: 1, SAFE: 0.1 },
-      transitions: { s0: { up: 's1', stop: 'SAFE' }, s1: { up: 's2', stop: 'SAFE' }, s2: { up: 'HARM', stop: 'SAFE' } },
-    },
-    defaults: { lambda: 2, mu: 10, gamma: 1 },
-  }),
-);
+const scenario = ladderScenario({
+  name: 'own-innovation',
+  length: 6,
+  first: [0.45, 0.3, 0.15, 0.1],
+  second: [[0.5, 0.25, 0.15, 0.1], [0.3, 0.4, 0.2, 0.1], [0.25, 0.2, 0.3, 0.25]],
+  pair: (i, j) => [0.35 + 0.05 * j, 0.3 - 0.05 * i, 0.2, 0.15 + 0.05 * i - 0.05 * j],
+  values: { s1: 0.25, s2: 0.5, HARM: 1, SAFE: 0.1 },
+});
 
 const dot = (a: ArrayLike<number>, b: ArrayLike<number>) => Array.from(a).reduce((s, x, i) => s + x * b[i]!, 0);
 function meanSe(x: number[]): [number, number] {

@@ -5,35 +5,20 @@
  * reaches with the engine, bit for bit; its sparse file round-trips; its rows respect the budget.
  */
 import test from 'ava';
-import { compileScenario, ExactEngine, LazyTabular, MonteCarlo, parseScenario, policyFromJson, policyToJson, train, TRAIN_DEFAULTS, type Policy, type TrainOptions } from '../ts/index.js';
+import { ExactEngine, LazyTabular, MonteCarlo, policyFromJson, policyToJson, train, TRAIN_DEFAULTS, type Policy, type TrainOptions } from '../ts/index.js';
 import { Optimizer } from '../ts/core/optimizer.js';
+import { ladderScenario } from './helpers/ladder.js';
 
-const W = ['up', 'x', 'stop'];
-const rows: Record<string, number[]> = { '<bos> <bos>': [0.4, 0.35, 0.15, 0.1] };
-W.forEach((a, i) => {
-  rows[`<bos> ${a}`] = [[0.5, 0.3, 0.1, 0.1], [0.3, 0.4, 0.2, 0.1], [0.2, 0.2, 0.3, 0.3]][i];
-  W.forEach((b, j) => (rows[`${a} ${b}`] = [0.4 - 0.05 * j, 0.25 + 0.05 * i, 0.2 + 0.05 * j, 0.15 - 0.05 * i]));
-});
 /** "up" raises the harm (0.3, 0.6, then absorbing 1), "stop" absorbs at 0; harm is graded and a
  *  response can still sit at 0.3 or 0.6 at T = 7 (undecided mass). */
-const scenario = compileScenario(
-  parseScenario({
-    name: 'own-lazy',
-    tokens: ['up', 'x', 'stop', 'end'],
-    length: 7,
-    endToken: 'end',
-    contextOrder: 2,
-    recoveryTokens: ['stop'],
-    base: rows,
-    harm: {
-      states: ['s0', 's1', 's2', 'HARM', 'SAFE'],
-      start: 's0',
-      values: { s1: 0.3, s2: 0.6, HARM: 1 },
-      transitions: { s0: { up: 's1', stop: 'SAFE' }, s1: { up: 's2', stop: 'SAFE' }, s2: { up: 'HARM', stop: 'SAFE' } },
-    },
-    defaults: { lambda: 2, mu: 10, gamma: 1 },
-  }),
-);
+const scenario = ladderScenario({
+  name: 'own-lazy',
+  length: 7,
+  first: [0.4, 0.35, 0.15, 0.1],
+  second: [[0.5, 0.3, 0.1, 0.1], [0.3, 0.4, 0.2, 0.1], [0.2, 0.2, 0.3, 0.3]],
+  pair: (i, j) => [0.4 - 0.05 * j, 0.25 + 0.05 * i, 0.2 + 0.05 * j, 0.15 - 0.05 * i],
+  values: { s1: 0.3, s2: 0.6, HARM: 1 },
+});
 
 const options = (algorithm: TrainOptions['algorithm']): TrainOptions => ({
   ...TRAIN_DEFAULTS,

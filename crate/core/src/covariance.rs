@@ -27,6 +27,8 @@ pub(crate) struct ScoreKernel<'a> {
     /// S when the keys are exact states: contributions are then scatter-added per (state, token)
     /// in response order, which is the order of the grouping by sorting.
     states: Option<usize>,
+    /// Whether `softmax_position` applies: state keys, the policy's softmax rows, no directions.
+    softmax: bool,
 }
 
 impl<'a> ScoreKernel<'a> {
@@ -39,7 +41,8 @@ impl<'a> ScoreKernel<'a> {
             }
         }
         let higher = if directions.is_some() { vocab } else { 0 };
-        Ok(ScoreKernel { policy, directions, count, vocab, block_len, with_variance, wanted: with_variance || directions.is_some(), higher, states })
+        let softmax = states.is_some() && directions.is_none() && policy.softmax_rows(1).is_some();
+        Ok(ScoreKernel { policy, directions, count, vocab, block_len, with_variance, wanted: with_variance || directions.is_some(), higher, states, softmax })
     }
 
     pub(crate) fn block_len(&self) -> usize {
@@ -48,8 +51,7 @@ impl<'a> ScoreKernel<'a> {
 
     /// Work space for `position`, reusable from one position to the next.
     pub(crate) fn sums(&self) -> StateSums {
-        let softmax = self.directions.is_none() && self.policy.softmax_rows(1).is_some();
-        StateSums::new(self.states.unwrap_or(0), self.vocab, self.higher, softmax)
+        StateSums::new(self.states.unwrap_or(0), self.vocab, self.higher, self.softmax)
     }
 
     /// Position t (0-based, token t + 1) from its columns into its block, which starts at 0.
@@ -75,7 +77,7 @@ impl<'a> ScoreKernel<'a> {
                 }
             }
         };
-        let softmax_rows = if u.is_none() { policy.softmax_rows(t + 1) } else { None };
+        let softmax_rows = if self.softmax { policy.softmax_rows(t + 1) } else { None };
         match (self.states, softmax_rows) {
             (Some(s_count), Some(pi)) => sq_norm_sum = self.softmax_position(s_count, pi, tokens, keys, coefs, block, sums),
             (Some(s_count), None) => {
