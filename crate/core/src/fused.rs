@@ -41,6 +41,16 @@ const PREFETCH_MIN_STATES: usize = 1 << 13;
 
 /// Hints the CPU to bring `x` into cache (no effect on results).
 #[inline(always)]
+pub(crate) fn prefetch_l2<T>(x: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: as `prefetch`.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(x as *const T as *const i8)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = x;
+}
+
 pub(crate) fn prefetch<T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults and `x` is a valid reference anyway.

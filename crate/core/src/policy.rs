@@ -65,10 +65,12 @@ pub struct TabularPolicy<'m> {
 #[derive(Clone)]
 pub struct RowCache {
     pub probs: Vec<f64>,
-    /// (running sum, ln π) of each entry: the running sums in token order (the last is the row's
-    /// total, summed as `rng::draw_index` sums it, so a binary search draws the same token), each
-    /// next to its log-probability, which is then in the cache line the search ended on.
-    pub draws: Vec<[f64; 2]>,
+    /// The running sums of each row in token order (the last is the row's total, summed as
+    /// `rng::draw_index` sums it, so a search in them draws the same token). Apart from the logs,
+    /// so a row's sums fill as few cache lines as they can (4 for V = 32).
+    pub cdf: Vec<f64>,
+    /// ln π of each entry.
+    pub log_probs: Vec<f64>,
     /// KL of each row to the base row, per (position, state).
     pub kl: Vec<f64>,
 }
@@ -143,22 +145,24 @@ fn row_cache(model: &Model, logits: &[f64]) -> RowCache {
     use rayon::prelude::*;
     let (n, v) = (model.num_states(), model.vocab());
     let mut probs = vec![0.0; logits.len()];
-    let mut draws = vec![[0.0; 2]; logits.len()];
+    let mut cdf = vec![0.0; logits.len()];
+    let mut log_probs = vec![0.0; logits.len()];
     let mut kl = vec![0.0; logits.len() / v];
-    let rows = probs.par_chunks_mut(v).zip(draws.par_chunks_mut(v)).zip(kl.par_iter_mut());
-    rows.enumerate().for_each(|(row, ((p, d), k))| {
+    let rows = probs.par_chunks_mut(v).zip(cdf.par_chunks_mut(v)).zip(log_probs.par_chunks_mut(v)).zip(kl.par_iter_mut());
+    rows.enumerate().for_each(|(row, (((p, c), l), k))| {
         let s = row % n;
         if model.live[s] {
             softmax(&logits[row * v..(row + 1) * v], p);
             *k = kl_divergence(p, model.base_row(s));
             let mut acc = 0.0;
-            for (d, &p) in d.iter_mut().zip(p.iter()) {
+            for ((c, l), &p) in c.iter_mut().zip(l.iter_mut()).zip(p.iter()) {
                 acc += p;
-                *d = [acc, p.ln()];
+                *c = acc;
+                *l = p.ln();
             }
         }
     });
-    RowCache { probs, draws, kl }
+    RowCache { probs, cdf, log_probs, kl }
 }
 
 impl Policy for TabularPolicy<'_> {

@@ -9,7 +9,8 @@
 use rayon::prelude::*;
 
 use crate::cancel::{self, Cancel};
-use crate::fused::prefetch;
+use crate::fused::{prefetch, prefetch_l2};
+use crate::large_buffer;
 use crate::model::Model;
 use crate::policy::RowCache;
 use crate::rng::{draw_from_cdfs, token_uniform};
@@ -52,9 +53,9 @@ impl ByPosition {
 pub fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Samples {
     let (n, t_max) = (request.count, model.length());
     let stride = t_max + 1;
-    let mut tokens = vec![0u32; n * t_max];
-    let mut log_probs = vec![0.0; n * t_max];
-    let mut states = vec![0u32; n * stride];
+    let mut tokens = large_buffer::zeroed::<u32>(n * t_max);
+    let mut log_probs = large_buffer::zeroed::<f64>(n * t_max);
+    let mut states = large_buffer::zeroed::<u32>(n * stride);
     let mut harm = vec![0.0; n];
     let mut emitted = vec![0u32; n];
     let size = chunk_size(n);
@@ -62,7 +63,7 @@ pub fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> S
     let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
     let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
     outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
-        let mut out = ByResponse::new(tokens, log_probs, states, harm.len());
+        let mut out = ByResponse::new(tokens, log_probs, states, harm.len(), rows, model.num_states() * model.vocab(), model.vocab());
         walk_chunk(model, rows, request, chunk * size, flag.as_ref(), harm, emitted, &mut out);
     });
     Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
@@ -104,8 +105,10 @@ fn column_pieces<T>(table: &mut [T], count: usize, size: usize) -> Vec<Vec<&mut 
 
 /// Where `walk_chunk` writes what the walks of its chunk draw (walk i of the chunk).
 trait Emit {
-    /// Walk i, in `state`, drew `token` (of log-probability `log_prob`) at position t + 1.
-    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32, log_prob: f64);
+    /// Whether the draws' log-probabilities are read (after each position).
+    const LOG_PROBS: bool;
+    /// Walk i, in `state`, drew `token` at position t + 1.
+    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32);
     /// Walk i ended with that token, in the sink state `next`.
     fn ended(&mut self, t: usize, i: usize, next: u32);
     /// Every walk still going has drawn position t + 1 (`emitted` is set for those that ended).
@@ -116,7 +119,7 @@ trait Emit {
 
 /// Samples the chunk of walks that starts at response `first`, position by position.
 #[allow(clippy::too_many_arguments)]
-fn walk_chunk(model: &Model, rows: &RowCache, request: &SampleRequest, first: usize, flag: Option<&Cancel>, harm: &mut [f64], emitted: &mut [u32], out: &mut impl Emit) {
+fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, first: usize, flag: Option<&Cancel>, harm: &mut [f64], emitted: &mut [u32], out: &mut E) {
     let (t_max, v, states_count) = (model.length(), model.vocab(), model.num_states());
     let count = harm.len();
     let mut at = vec![0u32; count];
@@ -124,9 +127,14 @@ fn walk_chunk(model: &Model, rows: &RowCache, request: &SampleRequest, first: us
     let mut active: Vec<u32> = (0..count as u32).collect();
     for t in 0..t_max {
         cancel::stop_if_cancelled(flag);
-        let draws = &rows.draws[t * states_count * v..(t + 1) * states_count * v];
+        let position = states_count * v;
+        let cdf = &rows.cdf[t * position..(t + 1) * position];
+        // The next position's tables, brought into L2 a few lines per group while this position
+        // is drawn, so that its searches start on warm rows.
+        let mut ahead = NextTables::new(rows, t + 1, position, active.len().div_ceil(LANES), E::LOG_PROBS);
         let mut kept = 0;
         for group in (0..active.len()).step_by(LANES) {
+            ahead.step();
             // The group's walks (the last group padded with its first walk, whose draw is then made
             // twice and used once).
             let walks: [usize; LANES] = std::array::from_fn(|k| active.get(group + k).copied().unwrap_or(active[group]) as usize);
@@ -134,8 +142,8 @@ fn walk_chunk(model: &Model, rows: &RowCache, request: &SampleRequest, first: us
             for &ahead in active.iter().skip(group + LANES).take(LANES) {
                 // The rows the next group will search: their totals (last entries) and middles.
                 let row = at[ahead as usize] as usize * v;
-                prefetch(&draws[row + v - 1]);
-                prefetch(&draws[row + v / 2 - 1]);
+                prefetch(&cdf[row + v - 1]);
+                prefetch(&cdf[row + v / 2 - 1]);
             }
             let forced: [Option<u32>; LANES] = std::array::from_fn(|k| request.prefix.and_then(|p| p.token(first + walks[k], t)));
             let u: [f64; LANES] = std::array::from_fn(|k| match forced[k] {
@@ -144,14 +152,14 @@ fn walk_chunk(model: &Model, rows: &RowCache, request: &SampleRequest, first: us
             });
             let searched = std::array::from_fn(|k| {
                 let s = at[walks[k]] as usize;
-                &draws[s * v..(s + 1) * v]
+                &cdf[s * v..(s + 1) * v]
             });
-            let drawn = draw_from_cdfs(&searched, |d| d[0], &u);
+            let drawn = draw_from_cdfs(&searched, |&c| c, &u);
             for k in 0..lanes {
                 let i = walks[k];
                 let s = at[i] as usize;
                 let a = forced[k].map_or(drawn[k], |a| a as usize);
-                out.draw(t, i, s as u32, a as u32, draws[s * v + a][1]);
+                out.draw(t, i, s as u32, a as u32);
                 let next = model.next[s * v + a];
                 at[i] = next;
                 if model.spec.end_token == Some(a) {
@@ -175,6 +183,51 @@ fn walk_chunk(model: &Model, rows: &RowCache, request: &SampleRequest, first: us
     }
 }
 
+/// The tables of the position after the current one (sums, and logs when read), prefetched into
+/// L2 at an even pace over the current position's groups. Only when they fit in L2 with room to
+/// spare and the walks are many enough to pace them (else each row is read about once anyway).
+struct NextTables<'a> {
+    tables: [&'a [f64]; 2],
+    /// Lines to prefetch per group, and the next line.
+    per_group: usize,
+    line: usize,
+}
+
+/// Both next tables together at most this size (L2 is 1–2 MB per core on current x86).
+const PREFETCHED_POSITION_BYTES: usize = 1 << 21;
+/// At most this many lines prefetched per group of LANES walks.
+const PREFETCHED_LINES_PER_GROUP: usize = 8;
+const LINE_F64: usize = 8;
+
+impl<'a> NextTables<'a> {
+    fn new(rows: &'a RowCache, t: usize, position: usize, groups: usize, log_probs: bool) -> Self {
+        let none = NextTables { tables: [&[], &[]], per_group: 0, line: 0 };
+        if t * position >= rows.cdf.len() || groups == 0 {
+            return none;
+        }
+        let span = t * position..(t + 1) * position;
+        let tables = [&rows.cdf[span.clone()], if log_probs { &rows.log_probs[span] } else { &[] }];
+        let lines = tables.iter().map(|table| table.len().div_ceil(LINE_F64)).sum::<usize>();
+        let per_group = lines.div_ceil(groups);
+        if lines * 64 > PREFETCHED_POSITION_BYTES || per_group > PREFETCHED_LINES_PER_GROUP {
+            return none;
+        }
+        NextTables { tables, per_group, line: 0 }
+    }
+
+    fn step(&mut self) {
+        for _ in 0..self.per_group {
+            let [first, second] = self.tables;
+            let lines = first.len().div_ceil(LINE_F64);
+            let (table, line) = if self.line < lines { (first, self.line) } else { (second, self.line - lines) };
+            if let Some(x) = table.get(line * LINE_F64) {
+                prefetch_l2(x);
+            }
+            self.line += 1;
+        }
+    }
+}
+
 /// Response-major outputs (a chunk's rows of `Samples`), written a block of positions at a time.
 struct ByResponse<'a> {
     tokens: &'a mut [u32],
@@ -183,6 +236,12 @@ struct ByResponse<'a> {
     count: usize,
     t_max: usize,
     staged: Staged,
+    /// Where the next draws go in the staged block: the position's offset, (t mod block)·count.
+    offset: usize,
+    /// The rows' log-probabilities, and the size of one position's rows (S·V).
+    row_log_probs: &'a [f64],
+    position_size: usize,
+    vocab: usize,
 }
 
 /// Positions whose outputs are kept position-major, then written out per response: written per
@@ -191,20 +250,32 @@ struct ByResponse<'a> {
 const POSITION_BLOCK: usize = 16;
 
 impl<'a> ByResponse<'a> {
-    fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize) -> Self {
+    fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize, rows: &'a RowCache, position_size: usize, vocab: usize) -> Self {
         let t_max = tokens.len() / count;
         let block = POSITION_BLOCK.min(t_max);
         let staged = Staged { block, tokens: vec![0; block * count], log_probs: vec![0.0; block * count], states: vec![0; block * count] };
-        ByResponse { tokens, log_probs, states, count, t_max, staged }
+        ByResponse { tokens, log_probs, states, count, t_max, staged, offset: 0, row_log_probs: &rows.log_probs, position_size, vocab }
+    }
+
+    /// The log-probabilities of position t + 1's draws, gathered in one pass after them: read
+    /// between the searches, each was a cache miss that held up the walk.
+    fn gather_log_probs(&mut self, t: usize, emitted: &[u32]) {
+        let table = &self.row_log_probs[t * self.position_size..(t + 1) * self.position_size];
+        let at = self.offset..self.offset + self.count;
+        let (states, tokens) = (&self.staged.states[at.clone()], &self.staged.tokens[at.clone()]);
+        for (i, (log_prob, (&s, &a))) in self.staged.log_probs[at].iter_mut().zip(states.iter().zip(tokens)).enumerate() {
+            if emitted[i] == 0 || emitted[i] as usize > t {
+                *log_prob = table[s as usize * self.vocab + a as usize];
+            }
+        }
     }
 }
 
 impl Emit for ByResponse<'_> {
-    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32, log_prob: f64) {
-        let at = (t % self.staged.block) * self.count + i;
-        self.staged.states[at] = state;
-        self.staged.tokens[at] = token;
-        self.staged.log_probs[at] = log_prob;
+    const LOG_PROBS: bool = true;
+    fn draw(&mut self, _t: usize, i: usize, state: u32, token: u32) {
+        self.staged.states[self.offset + i] = state;
+        self.staged.tokens[self.offset + i] = token;
     }
     fn ended(&mut self, t: usize, i: usize, next: u32) {
         // No tokens after, and the sink state for the remaining positions.
@@ -213,10 +284,12 @@ impl Emit for ByResponse<'_> {
         self.states[i * stride + t + 1..(i + 1) * stride].fill(next);
     }
     fn drawn(&mut self, t: usize, emitted: &[u32]) {
+        self.gather_log_probs(t, emitted);
         let block = self.staged.block;
         if t + 1 == self.t_max || (t + 1) % block == 0 {
             self.staged.write_out(t - t % block..t + 1, emitted, self.tokens, self.log_probs, self.states);
         }
+        self.offset = (t + 1) % block * self.count;
     }
     fn last(&mut self, i: usize, state: u32) {
         self.states[i * (self.t_max + 1) + self.t_max] = state;
@@ -236,17 +309,24 @@ impl Staged {
     /// up to where a walk ended (emitted > 0 is set when it ends; the ended walk's outputs after
     /// that were filled when it ended).
     fn write_out(&self, span: std::ops::Range<usize>, emitted: &[u32], tokens: &mut [u32], log_probs: &mut [f64], states: &mut [u32]) {
-        let count = emitted.len();
-        let t_max = tokens.len() / count;
-        let stride = t_max + 1;
-        for (i, &e) in emitted.iter().enumerate() {
-            let end = if e > 0 { span.end.min(e as usize) } else { span.end };
-            for t in span.start..end {
-                let at = (t - span.start) * count + i;
-                tokens[i * t_max + t] = self.tokens[at];
-                log_probs[i * t_max + t] = self.log_probs[at];
-                states[i * stride + t] = self.states[at];
-            }
+        let t_max = tokens.len() / emitted.len();
+        // One output at a time: each pass reads the block's rows of one output and writes one
+        // stream, which the hardware prefetchers follow better than three at once.
+        transpose_out(&self.tokens, &span, emitted, tokens, t_max);
+        transpose_out(&self.log_probs, &span, emitted, log_probs, t_max);
+        transpose_out(&self.states, &span, emitted, states, t_max + 1);
+    }
+}
+
+/// Copies positions `span` of a staged output (position-major, a row of `emitted.len()` walks per
+/// position) into its response-major rows (`stride` entries per walk), up to where each walk
+/// ended.
+fn transpose_out<T: Copy>(staged: &[T], span: &std::ops::Range<usize>, emitted: &[u32], out: &mut [T], stride: usize) {
+    let count = emitted.len();
+    for (i, (row, &e)) in out.chunks_exact_mut(stride).zip(emitted).enumerate() {
+        let end = if e > 0 { span.end.min(e as usize) } else { span.end };
+        for (k, entry) in row[span.start..end.max(span.start)].iter_mut().enumerate() {
+            *entry = staged[k * count + i];
         }
     }
 }
@@ -260,7 +340,8 @@ struct ByColumn<'a> {
 }
 
 impl Emit for ByColumn<'_> {
-    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32, _log_prob: f64) {
+    const LOG_PROBS: bool = false;
+    fn draw(&mut self, t: usize, i: usize, state: u32, token: u32) {
         self.tokens[t][i] = token;
         self.states[t][i] = state;
     }
