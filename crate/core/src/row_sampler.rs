@@ -140,10 +140,13 @@ fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, 
             let walks: [usize; LANES] = std::array::from_fn(|k| active.get(group + k).copied().unwrap_or(active[group]) as usize);
             let lanes = (active.len() - group).min(LANES);
             for &ahead in active.iter().skip(group + LANES).take(LANES) {
-                // The rows the next group will search: their totals (last entries) and middles.
+                // The rows the next group will search (their totals, the last entries, and
+                // middles), and the transitions it will follow (the row's ends).
                 let row = at[ahead as usize] as usize * v;
                 prefetch(&cdf[row + v - 1]);
                 prefetch(&cdf[row + v / 2 - 1]);
+                prefetch(&model.next[row]);
+                prefetch(&model.next[row + v - 1]);
             }
             let forced: [Option<u32>; LANES] = std::array::from_fn(|k| request.prefix.and_then(|p| p.token(first + walks[k], t)));
             let u: [f64; LANES] = std::array::from_fn(|k| match forced[k] {
@@ -253,7 +256,7 @@ impl<'a> ByResponse<'a> {
     fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize, rows: &'a RowCache, position_size: usize, vocab: usize) -> Self {
         let t_max = tokens.len() / count;
         let block = POSITION_BLOCK.min(t_max);
-        let staged = Staged { block, tokens: vec![0; block * count], log_probs: vec![0.0; block * count], states: vec![0; block * count] };
+        let staged = Staged { block, tokens: large_buffer::zeroed(block * count), log_probs: large_buffer::zeroed(block * count), states: large_buffer::zeroed(block * count) };
         ByResponse { tokens, log_probs, states, count, t_max, staged, offset: 0, row_log_probs: &rows.log_probs, position_size, vocab }
     }
 
