@@ -35,3 +35,19 @@ fn advise_huge_pages<T>(buffer: &[T]) {
 
 #[cfg(not(target_os = "linux"))]
 fn advise_huge_pages<T>(_buffer: &[T]) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_are_zero_whatever_their_size() {
+        for len in [0, 1, 1000, (HUGE_FROM_BYTES / 8) + 12_345, 3 * HUGE_FROM_BYTES / 4] {
+            let buffer = zeroed::<f64>(len);
+            assert_eq!(buffer.len(), len);
+            assert!(buffer.iter().all(|&x| x.to_bits() == 0), "len {len}");
+            let words = zeroed::<u32>(len);
+            assert!(words.len() == len && words.iter().all(|&x| x == 0), "len {len}");
+        }
+    }
+}

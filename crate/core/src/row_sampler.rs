@@ -326,10 +326,12 @@ impl Staged {
 /// ended.
 fn transpose_out<T: Copy>(staged: &[T], span: &std::ops::Range<usize>, emitted: &[u32], out: &mut [T], stride: usize) {
     let count = emitted.len();
+    // The block's positions, each a row of the walks' entries (i < count in each).
+    let positions: Vec<&[T]> = staged.chunks_exact(count).take(span.len()).collect();
     for (i, (row, &e)) in out.chunks_exact_mut(stride).zip(emitted).enumerate() {
         let end = if e > 0 { span.end.min(e as usize) } else { span.end };
-        for (k, entry) in row[span.start..end.max(span.start)].iter_mut().enumerate() {
-            *entry = staged[k * count + i];
+        for (entry, position) in row[span.start..end.max(span.start)].iter_mut().zip(&positions) {
+            *entry = position[i];
         }
     }
 }
