@@ -63,7 +63,7 @@ pub fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> S
     let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
     let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
     outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
-        let mut out = ByResponse::new(tokens, log_probs, states, harm.len(), rows, model.num_states() * model.vocab(), model.vocab());
+        let mut out = ByResponse::new(tokens, log_probs, states, harm.len(), &rows.log_probs, model.vocab());
         walk_chunk(model, rows, request, chunk * size, flag.as_ref(), harm, emitted, &mut out);
     });
     Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
@@ -241,9 +241,8 @@ struct ByResponse<'a> {
     staged: Staged,
     /// Where the next draws go in the staged block: the position's offset, (t mod block)·count.
     offset: usize,
-    /// The rows' log-probabilities, and the size of one position's rows (S·V).
+    /// The rows' log-probabilities, T × S × V.
     row_log_probs: &'a [f64],
-    position_size: usize,
     vocab: usize,
 }
 
@@ -253,17 +252,18 @@ struct ByResponse<'a> {
 const POSITION_BLOCK: usize = 16;
 
 impl<'a> ByResponse<'a> {
-    fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize, rows: &'a RowCache, position_size: usize, vocab: usize) -> Self {
+    fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize, row_log_probs: &'a [f64], vocab: usize) -> Self {
         let t_max = tokens.len() / count;
         let block = POSITION_BLOCK.min(t_max);
         let staged = Staged { block, tokens: large_buffer::zeroed(block * count), log_probs: large_buffer::zeroed(block * count), states: large_buffer::zeroed(block * count) };
-        ByResponse { tokens, log_probs, states, count, t_max, staged, offset: 0, row_log_probs: &rows.log_probs, position_size, vocab }
+        ByResponse { tokens, log_probs, states, count, t_max, staged, offset: 0, row_log_probs, vocab }
     }
 
     /// The log-probabilities of position t + 1's draws, gathered in one pass after them: read
     /// between the searches, each was a cache miss that held up the walk.
     fn gather_log_probs(&mut self, t: usize, emitted: &[u32]) {
-        let table = &self.row_log_probs[t * self.position_size..(t + 1) * self.position_size];
+        let position = self.row_log_probs.len() / self.t_max;
+        let table = &self.row_log_probs[t * position..(t + 1) * position];
         let at = self.offset..self.offset + self.count;
         let (states, tokens) = (&self.staged.states[at.clone()], &self.staged.tokens[at.clone()]);
         for (i, (log_prob, (&s, &a))) in self.staged.log_probs[at].iter_mut().zip(states.iter().zip(tokens)).enumerate() {
