@@ -39,23 +39,25 @@ const PREFETCH_AHEAD: usize = 2;
 /// Below this many states a layer's tables sit in L2 and prefetching only costs instructions.
 const PREFETCH_MIN_STATES: usize = 1 << 13;
 
-/// Hints the CPU to bring `x` into cache (no effect on results).
+/// Hints the CPU to bring `x` into cache, L1 and below (no effect on results).
 #[inline(always)]
-pub(crate) fn prefetch_l2<T>(x: &T) {
-    #[cfg(target_arch = "x86_64")]
-    // SAFETY: as `prefetch`.
-    unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(x as *const T as *const i8)
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = x;
+pub(crate) fn prefetch<T>(x: &T) {
+    prefetch_hinted::<3, T>(x) // _MM_HINT_T0
 }
 
-pub(crate) fn prefetch<T>(x: &T) {
+/// Hints the CPU to bring `x` into L2 and below, not L1 (no effect on results): for data needed
+/// later than the next few hundred instructions.
+#[inline(always)]
+pub(crate) fn prefetch_l2<T>(x: &T) {
+    prefetch_hinted::<2, T>(x) // _MM_HINT_T1
+}
+
+#[inline(always)]
+fn prefetch_hinted<const HINT: i32, T>(x: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint; it never faults and `x` is a valid reference anyway.
     unsafe {
-        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(x as *const T as *const i8)
+        std::arch::x86_64::_mm_prefetch::<HINT>(x as *const T as *const i8)
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = x;
