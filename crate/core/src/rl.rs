@@ -140,9 +140,11 @@ impl Family for MlpFamily<'_> {
         self.0.check_params(params)?;
         let index = self.0.score_index(samples);
         let coef = |t: usize, responses: &[u32], current: &[f64], out: &mut [f64]| coefficients.fill(t, responses, current, out);
+        let mut blocks = vec![0.0; samples.length * self.0.num_params()];
         epochs_one_by_one(epochs, params, update, |params| {
             self.0.check_params(params)?;
-            Ok(self.total_and_norms(&self.0.indexed_score_blocks(params, &index, &coef)))
+            self.0.indexed_score_blocks_into(params, &index, &coef, &mut blocks);
+            Ok(self.total_and_norms(&blocks))
         })
     }
 }

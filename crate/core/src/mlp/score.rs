@@ -63,14 +63,24 @@ impl Mlp {
     /// order. Positions run in parallel, each job (of at least POSITIONS_PER_JOB positions) reusing
     /// one work space.
     pub fn indexed_score_blocks(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient) -> Vec<f64> {
+        let mut blocks = vec![0.0; index.positions.len() * self.num_params];
+        self.indexed_score_blocks_into(params, index, coef, &mut blocks);
+        blocks
+    }
+
+    /// `indexed_score_blocks` into `blocks` (T × P, overwritten), so that PPO's epochs reuse one
+    /// buffer rather than fault in a fresh one each.
+    pub fn indexed_score_blocks_into(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient, blocks: &mut [f64]) {
         let p = self.num_params;
-        let mut blocks = vec![0.0; index.positions.len() * p];
+        assert_eq!(blocks.len(), index.positions.len() * p, "T × P blocks");
         // At least POSITIONS_PER_JOB positions per job: each job makes one work space (1.5 MB, zeroed).
         blocks.par_chunks_mut(p).zip(index.positions.par_iter()).enumerate().with_min_len(POSITIONS_PER_JOB).for_each_init(
             || ScoreWork::new(self),
-            |w, (t, (block, position))| self.score_position(params, t, position, coef, w, block, index.count),
+            |w, (t, (block, position))| {
+                block.fill(0.0);
+                self.score_position(params, t, position, coef, w, block, index.count)
+            },
         );
-        blocks
     }
 
     /// One position's block of `indexed_score_blocks`; its loops compiled for the widest vectors
