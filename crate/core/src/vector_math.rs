@@ -199,3 +199,54 @@ dispatch!(
 dispatch!(
     /// g[i] *= GELU'(x[i]): the backward pass of `gelu_into`.
     gelu_backward, gelu_backward_slice, (x: &[f64], g: &mut [f64]));
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Every kernel of the AVX2 build, run on one slice (AVX2 + FMA instructions).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn kernels_avx2(x: &[f64]) -> Vec<Vec<f64>> {
+        kernels(x)
+    }
+
+    /// The same kernels in the AVX-512 build.
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    unsafe fn kernels_avx512(x: &[f64]) -> Vec<Vec<f64>> {
+        kernels(x)
+    }
+
+    #[inline(always)]
+    fn kernels(x: &[f64]) -> Vec<Vec<f64>> {
+        let mut out = vec![vec![0.0; x.len()]; 6];
+        tanh_slice::<true>(x, &mut out[0]);
+        gelu_slice::<true>(x, &mut out[1]);
+        out[2].fill(0.7);
+        gelu_backward_slice::<true>(x, &mut out[2]);
+        out[3].copy_from_slice(x);
+        exp_slice::<true>(&mut out[3]);
+        for (row, logits) in out[4].chunks_mut(37).zip(x.chunks(37)) {
+            row.copy_from_slice(logits);
+            softmax_slice::<true>(row);
+        }
+        out[5] = x.iter().map(|&z| exp_kernel::<true>(-z.abs())).collect();
+        out
+    }
+
+    /// The AVX-512 build gives the AVX2 build's bits: the same operations on each entry in wider
+    /// lanes, and the same order in the softmax's sums (`simd()` picks the widest, so the mlp's
+    /// results do not depend on which of the two a machine has).
+    #[test]
+    fn the_avx512_build_gives_the_avx2_bits() {
+        if simd() != Simd::Avx512 {
+            eprintln!("no AVX-512 on this processor: nothing to compare");
+            return;
+        }
+        let x: Vec<f64> = (0..4001).map(|i| (i as f64 - 2000.0) * 0.0137 + ((i * 7919) % 101) as f64 * 1e-3).collect();
+        // SAFETY: simd() detected AVX-512 F/DQ/VL, AVX2 and FMA.
+        let (narrow, wide) = unsafe { (kernels_avx2(&x), kernels_avx512(&x)) };
+        for (k, (a, b)) in narrow.iter().zip(&wide).enumerate() {
+            assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()), "kernel {k} differs between the AVX2 and AVX-512 builds");
+        }
+    }
+}
