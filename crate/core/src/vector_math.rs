@@ -105,9 +105,10 @@ pub fn simd() -> Simd {
     })
 }
 
-/// `widest!((a: A, b: B) => body)` runs `body` (an expression of the arguments, usually a call of an
-/// `#[inline(always)]` function, evaluating to ()) compiled for this processor's `simd()` level.
-/// `FUSED` is a const the body may read: true where fused multiply-adds exist.
+/// `widest!((a: A, b: B) => body)`, the whole body of a function returning (), runs `body` (an
+/// expression of the arguments, usually a call of an `#[inline(always)]` function) compiled for this
+/// processor's `simd()` level. `FUSED` is a const the body may read: true where fused multiply-adds
+/// exist.
 macro_rules! widest {
     (($($arg:ident: $ty:ty),*) => $body:expr) => {{
         #[cfg(target_arch = "x86_64")]
