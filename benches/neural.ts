@@ -11,10 +11,11 @@ import { Bench } from 'tinybench';
 import { native } from '../ts/core/native.ts';
 import { Transformer, type TransformerShape } from '../ts/core/transformer.ts';
 
-/** FLOP/s of 256 × 256 f64 products on every thread at once: the best of three runs of ~0.5 s. */
-export function measureGemmRate(): number {
+/** FLOP/s of 256 × 256 f64 products on every thread at once: the best of `runs` runs (three of
+ * ~0.5 s by default; shorter ones give a yardstick taken right beside a timed step). */
+export function measureGemmRate(runs = 3, repeats = 200): number {
   let best = 0;
-  for (let run = 0; run < 3; run++) best = Math.max(best, native.gemmRate(256, 200));
+  for (let run = 0; run < runs; run++) best = Math.max(best, native.gemmRate(256, repeats));
   return best;
 }
 

@@ -32,6 +32,8 @@ export interface TrainingRow {
   performedGemmFraction?: number;
   tokenEquivalentFlops?: number;
   tokenEquivalentGemmFraction?: number;
+  /** The performed fraction of five single steps, each against a GEMM rate measured just before it. */
+  pairedGemmFractions?: number[];
 }
 
 export async function runTrainingBench(log: (line: string) => void): Promise<TrainingRow[]> {
@@ -94,6 +96,20 @@ export async function runTrainingBench(log: (line: string) => void): Promise<Tra
       log(`  token-equivalent FLOPs ${(tokenFlops / 1e9).toFixed(2)} G per step (a pass per token, ${((4096 * 64) / inputs).toFixed(2)} tokens per input): ${rate(tokenFlops)}`);
     }
   }
+  // The same performed fraction with the yardstick taken right before each of five timed steps:
+  // on a shared machine the load moves between the run-wide GEMM measurement and the step, and
+  // this pairing keeps each ratio to one moment.
+  const paired: number[] = [];
+  for (let k = 0; k < 5; k++) {
+    const yardstick = measureGemmRate(1, 100);
+    const start = performance.now();
+    rlStep(mc, mlp, mlp.params, mlpAdam, { algorithm: 'ppo', samples: 4096, seed: 7, firstIndex: 4096 * step++, lambda: 1, clip: 0.2, epochs: 4 });
+    paired.push((performedFlops / ((performance.now() - start) / 1000)) / yardstick);
+  }
+  const ppoRow = rows.find((r) => r.name === ppoName)!;
+  ppoRow.pairedGemmFractions = paired;
+  const median = [...paired].sort((a, b) => a - b)[2]!;
+  log(`  performed fraction with the GEMM rate measured just before each of 5 steps: median ${(100 * median).toFixed(1)}% (${paired.map((f) => (100 * f).toFixed(1)).join(', ')} %)`);
   return rows;
 }
 

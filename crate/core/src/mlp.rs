@@ -267,7 +267,7 @@ impl Mlp {
     }
 }
 
-#[inline]
+#[inline(always)]
 pub fn dot(x: &[f64], y: &[f64]) -> f64 {
     // Four accumulators break the dependency chain so the loop vectorises.
     let mut acc = [0.0; 4];
@@ -282,7 +282,7 @@ pub fn dot(x: &[f64], y: &[f64]) -> f64 {
 }
 
 /// y += a·x, written for the vectoriser.
-#[inline]
+#[inline(always)]
 pub fn axpy(a: f64, x: &[f64], y: &mut [f64]) {
     for (y, x) in y.iter_mut().zip(x) {
         *y += a * x;

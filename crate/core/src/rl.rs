@@ -140,9 +140,11 @@ impl Family for MlpFamily<'_> {
         self.0.check_params(params)?;
         let index = self.0.score_index(samples);
         let coef = |t: usize, responses: &[u32], current: &[f64], out: &mut [f64]| coefficients.fill(t, responses, current, out);
+        let mut blocks = vec![0.0; samples.length * self.0.num_params()];
         epochs_one_by_one(epochs, params, update, |params| {
             self.0.check_params(params)?;
-            Ok(self.total_and_norms(&self.0.indexed_score_blocks(params, &index, &coef)))
+            self.0.indexed_score_blocks_into(params, &index, &coef, &mut blocks);
+            Ok(self.total_and_norms(&blocks))
         })
     }
 }
@@ -195,12 +197,21 @@ impl PpoCoefficients {
     /// log-probabilities, into `out`; the ratios by one vectorised exponential
     /// (`vector_math::exp_in_place`, whose result per entry does not depend on the batch).
     pub fn fill(&self, t: usize, responses: &[u32], current: &[f64], out: &mut [f64]) {
+        let ppo = self;
+        crate::vector_math::widest!((ppo: &PpoCoefficients, t: usize, responses: &[u32], current: &[f64], out: &mut [f64]) => ppo.fill_body(t, responses, current, out))
+    }
+
+    /// `fill`, compiled for the widest vectors the processor has.
+    #[inline(always)]
+    fn fill_body(&self, t: usize, responses: &[u32], current: &[f64], out: &mut [f64]) {
         let at = |n: u32| t * self.count + n as usize;
         out.iter_mut().zip(responses).zip(current).for_each(|((r, &n), &c)| *r = c - self.old[at(n)]);
         crate::vector_math::exp_in_place(out);
+        let (high, low) = (1.0 + self.clip, 1.0 - self.clip);
         for (c, &n) in out.iter_mut().zip(responses) {
             let (ratio, gain) = (*c, self.gains[at(n)]);
-            let clipped = (gain > 0.0 && ratio > 1.0 + self.clip) || (gain < 0.0 && ratio < 1.0 - self.clip);
+            // `&` and `|`, not `&&` and `||`: no jumps on comparisons the predictor cannot guess.
+            let clipped = ((gain > 0.0) & (ratio > high)) | ((gain < 0.0) & (ratio < low));
             *c = if clipped { 0.0 } else { -ratio * gain };
         }
     }

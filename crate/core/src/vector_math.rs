@@ -1,9 +1,14 @@
 //! exp and tanh in plain arithmetic that the compiler vectorises over slices.
 //!
 //! The C library's tanh cost half of a PPO step's time; these versions have no branches, calls or
-//! tables, so loops over them run in SIMD lanes. The slice versions are compiled twice, for the
-//! baseline x86-64 (SSE2) and for AVX2 with fused multiply-adds, and pick one at run time: results
-//! then depend on the machine (by a few ulp), never on the thread count.
+//! tables, so loops over them run in SIMD lanes. The slice versions are compiled three times, for
+//! the baseline x86-64 (SSE2), for AVX2 with fused multiply-adds and for AVX-512 (with AVX2 and fused
+//! multiply-adds), and pick the widest the processor has at run time: results then depend on the
+//! machine (by a few ulp, fused multiply-adds or not), never on the thread count. The AVX2 and
+//! AVX-512 builds do the same operations on each entry, in wider lanes, so they give the same bits.
+//!
+//! `widest!` compiles any loop-heavy body three times in the same way (the mlp's batched passes use
+//! it): plain arithmetic is never fused by the compiler, so those three builds give the same bits.
 
 const LOG2_E: f64 = std::f64::consts::LOG2_E;
 // ln 2 split in two so that k·LN2_HI is exact for the k that occur.
@@ -75,23 +80,71 @@ pub fn tanh(x: f64) -> f64 {
     tanh_kernel::<false>(x)
 }
 
-/// Runs `body::<FUSED>` compiled for AVX2 + FMA when the processor has them.
+/// The widest vector instructions of this processor that `widest!` compiles for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Simd {
+    Baseline,
+    /// AVX2 with fused multiply-adds.
+    Avx2,
+    /// AVX-512 (F, DQ, VL) with AVX2 and fused multiply-adds.
+    Avx512,
+}
+
+/// This processor's `Simd` level (detected once).
+pub fn simd() -> Simd {
+    static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::is_x86_feature_detected as has;
+            if has!("avx2") && has!("fma") {
+                return if has!("avx512f") && has!("avx512dq") && has!("avx512vl") { Simd::Avx512 } else { Simd::Avx2 };
+            }
+        }
+        Simd::Baseline
+    })
+}
+
+/// `widest!((a: A, b: B) => body)`, the whole body of a function returning (), runs `body` (an
+/// expression of the arguments, usually a call of an `#[inline(always)]` function) compiled for this
+/// processor's `simd()` level. `FUSED` is a const the body may read: true where fused multiply-adds
+/// exist.
+macro_rules! widest {
+    (($($arg:ident: $ty:ty),*) => $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+            unsafe fn avx512($($arg: $ty),*) {
+                #[allow(dead_code)]
+                const FUSED: bool = true;
+                $body
+            }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2($($arg: $ty),*) {
+                #[allow(dead_code)]
+                const FUSED: bool = true;
+                $body
+            }
+            match $crate::vector_math::simd() {
+                // SAFETY: simd() detected the features these functions are compiled for.
+                $crate::vector_math::Simd::Avx512 => return unsafe { avx512($($arg),*) },
+                $crate::vector_math::Simd::Avx2 => return unsafe { avx2($($arg),*) },
+                $crate::vector_math::Simd::Baseline => {}
+            }
+        }
+        #[allow(dead_code)]
+        const FUSED: bool = false;
+        $body
+    }};
+}
+pub(crate) use widest;
+
+/// Runs `body::<FUSED>` compiled for the processor's widest `Simd` level.
 macro_rules! dispatch {
     ($(#[$doc:meta])* $name:ident, $body:ident, ($($arg:ident: $ty:ty),*)) => {
         $(#[$doc])*
         pub fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn wide($($arg: $ty),*) {
-                    $body::<true>($($arg),*)
-                }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the features `wide` is compiled for were just detected.
-                    return unsafe { wide($($arg),*) };
-                }
-            }
-            $body::<false>($($arg),*)
+            widest!(($($arg: $ty),*) => $body::<FUSED>($($arg),*))
         }
     };
 }
@@ -147,3 +200,54 @@ dispatch!(
 dispatch!(
     /// g[i] *= GELU'(x[i]): the backward pass of `gelu_into`.
     gelu_backward, gelu_backward_slice, (x: &[f64], g: &mut [f64]));
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Every kernel of the AVX2 build, run on one slice (AVX2 + FMA instructions).
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn kernels_avx2(x: &[f64]) -> Vec<Vec<f64>> {
+        kernels(x)
+    }
+
+    /// The same kernels in the AVX-512 build.
+    #[target_feature(enable = "avx512f,avx512dq,avx512vl,avx2,fma")]
+    unsafe fn kernels_avx512(x: &[f64]) -> Vec<Vec<f64>> {
+        kernels(x)
+    }
+
+    #[inline(always)]
+    fn kernels(x: &[f64]) -> Vec<Vec<f64>> {
+        let mut out = vec![vec![0.0; x.len()]; 6];
+        tanh_slice::<true>(x, &mut out[0]);
+        gelu_slice::<true>(x, &mut out[1]);
+        out[2].fill(0.7);
+        gelu_backward_slice::<true>(x, &mut out[2]);
+        out[3].copy_from_slice(x);
+        exp_slice::<true>(&mut out[3]);
+        for (row, logits) in out[4].chunks_mut(37).zip(x.chunks(37)) {
+            row.copy_from_slice(logits);
+            softmax_slice::<true>(row);
+        }
+        out[5] = x.iter().map(|&z| exp_kernel::<true>(-z.abs())).collect();
+        out
+    }
+
+    /// The AVX-512 build gives the AVX2 build's bits: the same operations on each entry in wider
+    /// lanes, and the same order in the softmax's sums (`simd()` picks the widest, so the mlp's
+    /// results do not depend on which of the two a machine has).
+    #[test]
+    fn the_avx512_build_gives_the_avx2_bits() {
+        if simd() != Simd::Avx512 {
+            eprintln!("no AVX-512 on this processor: nothing to compare");
+            return;
+        }
+        let x: Vec<f64> = (0..4001).map(|i| (i as f64 - 2000.0) * 0.0137 + ((i * 7919) % 101) as f64 * 1e-3).collect();
+        // SAFETY: simd() detected AVX-512 F/DQ/VL, AVX2 and FMA.
+        let (narrow, wide) = unsafe { (kernels_avx2(&x), kernels_avx512(&x)) };
+        for (k, (a, b)) in narrow.iter().zip(&wide).enumerate() {
+            assert!(a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()), "kernel {k} differs between the AVX2 and AVX-512 builds");
+        }
+    }
+}

@@ -6,6 +6,7 @@ use rayon::prelude::*;
 
 use super::Mlp;
 use crate::gemm::{gemm, Mat};
+use crate::vector_math::widest;
 
 /// Rows one batched pass handles at a time: large enough for the GEMM kernels to run near their
 /// peak, small enough for the activations to stay in cache.
@@ -77,7 +78,14 @@ impl Mlp {
     }
 
     /// `forward_batch` on inputs at position t given by their token units (`token_units`' layout).
+    /// Its loops (gathers, bias, activation) are compiled for the widest vectors the processor has.
     pub fn forward_units(&self, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork) {
+        let mlp = self;
+        widest!((mlp: &Mlp, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork) => mlp.forward_units_body(params, t, units, work))
+    }
+
+    #[inline(always)]
+    fn forward_units_body(&self, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork) {
         let order = self.config.order;
         let b = units.len() / order;
         assert!(b <= work.rows, "batch of {b} rows in work space for {}", work.rows);
@@ -117,8 +125,14 @@ impl Mlp {
         }
     }
 
-    /// `backward_batch` after `forward_units` on the same inputs.
+    /// `backward_batch` after `forward_units` on the same inputs; compiled like `forward_units`.
     pub fn backward_units(&self, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
+        let mlp = self;
+        widest!((mlp: &Mlp, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) => mlp.backward_units_body(params, t, units, work, delta, grad))
+    }
+
+    #[inline(always)]
+    fn backward_units_body(&self, params: &[f64], t: usize, units: &[u32], work: &mut BatchWork, delta: &[f64], grad: &mut [f64]) {
         let order = self.config.order;
         let b = units.len() / order;
         let hidden = self.config.hidden.len();
@@ -183,21 +197,10 @@ impl Mlp {
 
 /// Row-wise softmax of `logits` (rows × V) into `pi`, with each row's log-normaliser
 /// norm = max + ln Σ_a e^{logit_a − max} (so log π_a = logit_a − norm). Max and sum run on four
-/// lanes and π multiplies by the sum's reciprocal, so the whole loop vectorises; compiled for AVX2
-/// when the processor has it (as crate::vector_math's slice kernels are).
+/// lanes and π multiplies by the sum's reciprocal, so the whole loop vectorises; compiled for the
+/// widest vectors the processor has (as crate::vector_math's slice kernels are).
 pub(super) fn softmax_rows(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        #[target_feature(enable = "avx2,fma")]
-        unsafe fn wide(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
-            softmax_rows_body::<true>(logits, pi, norm)
-        }
-        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-            // SAFETY: the features `wide` is compiled for were just detected.
-            return unsafe { wide(logits, pi, norm) };
-        }
-    }
-    softmax_rows_body::<false>(logits, pi, norm)
+    widest!((logits: &[f64], pi: &mut [f64], norm: &mut [f64]) => softmax_rows_body::<FUSED>(logits, pi, norm))
 }
 
 #[inline(always)]

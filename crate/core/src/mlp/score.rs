@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use super::batch::softmax_rows;
 use super::{BatchWork, Mlp, BATCH_ROWS};
 use crate::sampling::Samples;
+use crate::vector_math::widest;
 use crate::walk::NO_TOKEN;
 
 /// Coefficients of the score terms of many responses at one position:
@@ -62,46 +63,69 @@ impl Mlp {
     /// order. Positions run in parallel, each job (of at least POSITIONS_PER_JOB positions) reusing
     /// one work space.
     pub fn indexed_score_blocks(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient) -> Vec<f64> {
-        let (v, p, width) = (self.config.vocab, self.num_params, self.config.order);
-        let mut blocks = vec![0.0; index.positions.len() * p];
+        let mut blocks = vec![0.0; index.positions.len() * self.num_params];
+        self.indexed_score_blocks_into(params, index, coef, &mut blocks);
+        blocks
+    }
+
+    /// `indexed_score_blocks` into `blocks` (T × P, overwritten), so that PPO's epochs reuse one
+    /// buffer rather than fault in a fresh one each.
+    pub fn indexed_score_blocks_into(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient, blocks: &mut [f64]) {
+        let p = self.num_params;
+        assert_eq!(blocks.len(), index.positions.len() * p, "T × P blocks");
         // At least POSITIONS_PER_JOB positions per job: each job makes one work space (1.5 MB, zeroed).
         blocks.par_chunks_mut(p).zip(index.positions.par_iter()).enumerate().with_min_len(POSITIONS_PER_JOB).for_each_init(
             || ScoreWork::new(self),
             |w, (t, (block, position))| {
-                for chunk in 0..position.chunk_starts.len() - 1 {
-                    let first_row = chunk * BATCH_ROWS;
-                    let rows = position.rows.min(first_row + BATCH_ROWS) - first_row;
-                    let units = &position.units[first_row * width..(first_row + rows) * width];
-                    self.forward_units(params, t + 1, units, &mut w.batch);
-                    // π of each row into δ's place, and its log-normaliser: log π_y = logit_y − norm.
-                    softmax_rows(&w.batch.logits[..rows * v], &mut w.delta[..rows * v], &mut w.norm[..rows]);
-                    // Σ_n c_n·(e_{y_n} − π) per row: the coefficients' total times −π, plus each c_n at y_n
-                    // (at_tokens and totals are zero between chunks: the loop that reads them clears them).
-                    let entries = &position.entries[position.chunk_starts[chunk]..position.chunk_starts[chunk + 1]];
-                    w.responses.clear();
-                    w.responses.extend(entries.iter().map(|&(n, _, _)| n));
-                    w.current.clear();
-                    w.current.extend(entries.iter().map(|&(_, row, y)| {
-                        let r = row as usize - first_row;
-                        w.batch.logits[r * v + y as usize] - w.norm[r]
-                    }));
-                    w.coefficients.resize(entries.len(), 0.0);
-                    coef(t, &w.responses, &w.current, &mut w.coefficients);
-                    for (&(_, row, y), &c) in entries.iter().zip(&w.coefficients) {
-                        let (r, y) = (row as usize - first_row, y as usize);
-                        w.at_tokens[r * v + y] += c;
-                        w.totals[r] += c;
-                    }
-                    for r in 0..rows {
-                        let total = std::mem::take(&mut w.totals[r]);
-                        w.delta[r * v..(r + 1) * v].iter_mut().zip(&mut w.at_tokens[r * v..(r + 1) * v]).for_each(|(x, c)| *x = std::mem::take(c) - total * *x);
-                    }
-                    self.backward_units(params, t + 1, units, &mut w.batch, &w.delta[..rows * v], block);
-                }
-                block.iter_mut().for_each(|g| *g /= index.count as f64);
+                block.fill(0.0);
+                self.score_position(params, t, position, coef, w, block, index.count)
             },
         );
-        blocks
+    }
+
+    /// One position's block of `indexed_score_blocks`; its loops compiled for the widest vectors
+    /// the processor has.
+    #[allow(clippy::too_many_arguments)]
+    fn score_position(&self, params: &[f64], t: usize, position: &PositionIndex, coef: &BatchCoefficient, w: &mut ScoreWork, block: &mut [f64], count: usize) {
+        let mlp = self;
+        widest!((mlp: &Mlp, params: &[f64], t: usize, position: &PositionIndex, coef: &BatchCoefficient, w: &mut ScoreWork, block: &mut [f64], count: usize) => mlp.score_position_body(params, t, position, coef, w, block, count))
+    }
+
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn score_position_body(&self, params: &[f64], t: usize, position: &PositionIndex, coef: &BatchCoefficient, w: &mut ScoreWork, block: &mut [f64], count: usize) {
+        let (v, width) = (self.config.vocab, self.config.order);
+        for chunk in 0..position.chunk_starts.len() - 1 {
+            let first_row = chunk * BATCH_ROWS;
+            let rows = position.rows.min(first_row + BATCH_ROWS) - first_row;
+            let units = &position.units[first_row * width..(first_row + rows) * width];
+            self.forward_units(params, t + 1, units, &mut w.batch);
+            // π of each row into δ's place, and its log-normaliser: log π_y = logit_y − norm.
+            softmax_rows(&w.batch.logits[..rows * v], &mut w.delta[..rows * v], &mut w.norm[..rows]);
+            // Σ_n c_n·(e_{y_n} − π) per row: the coefficients' total times −π, plus each c_n at y_n
+            // (at_tokens and totals are zero between chunks: the loop that reads them clears them).
+            let entries = &position.entries[position.chunk_starts[chunk]..position.chunk_starts[chunk + 1]];
+            w.responses.clear();
+            w.responses.extend(entries.iter().map(|&(n, _, _)| n));
+            w.current.clear();
+            w.current.extend(entries.iter().map(|&(_, row, y)| {
+                let r = row as usize - first_row;
+                w.batch.logits[r * v + y as usize] - w.norm[r]
+            }));
+            w.coefficients.resize(entries.len(), 0.0);
+            coef(t, &w.responses, &w.current, &mut w.coefficients);
+            for (&(_, row, y), &c) in entries.iter().zip(&w.coefficients) {
+                let (r, y) = (row as usize - first_row, y as usize);
+                w.at_tokens[r * v + y] += c;
+                w.totals[r] += c;
+            }
+            for r in 0..rows {
+                let total = std::mem::take(&mut w.totals[r]);
+                w.delta[r * v..(r + 1) * v].iter_mut().zip(&mut w.at_tokens[r * v..(r + 1) * v]).for_each(|(x, c)| *x = std::mem::take(c) - total * *x);
+            }
+            self.backward_units(params, t + 1, units, &mut w.batch, &w.delta[..rows * v], block);
+        }
+        block.iter_mut().for_each(|g| *g /= count as f64);
     }
 }
 
