@@ -6,7 +6,6 @@
 //! See THEORY.md of the project for the definitions.
 
 pub mod alloc;
-mod large_buffer;
 pub mod analysis;
 pub mod error;
 pub mod exact;

@@ -10,7 +10,6 @@ use rayon::prelude::*;
 
 use crate::cancel::{self, Cancel};
 use crate::fused::{prefetch, prefetch_l2};
-use crate::large_buffer;
 use crate::model::Model;
 use crate::policy::RowCache;
 use crate::rng::{draw_from_cdfs, token_uniform};
@@ -53,9 +52,9 @@ impl ByPosition {
 pub fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Samples {
     let (n, t_max) = (request.count, model.length());
     let stride = t_max + 1;
-    let mut tokens = large_buffer::zeroed::<u32>(n * t_max);
-    let mut log_probs = large_buffer::zeroed::<f64>(n * t_max);
-    let mut states = large_buffer::zeroed::<u32>(n * stride);
+    let mut tokens = vec![0u32; n * t_max];
+    let mut log_probs = vec![0.0; n * t_max];
+    let mut states = vec![0u32; n * stride];
     let mut harm = vec![0.0; n];
     let mut emitted = vec![0u32; n];
     let size = chunk_size(n);
@@ -255,7 +254,7 @@ impl<'a> ByResponse<'a> {
     fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize, row_log_probs: &'a [f64], vocab: usize) -> Self {
         let t_max = tokens.len() / count;
         let block = POSITION_BLOCK.min(t_max);
-        let staged = Staged { block, tokens: large_buffer::zeroed(block * count), log_probs: large_buffer::zeroed(block * count), states: large_buffer::zeroed(block * count) };
+        let staged = Staged { block, tokens: vec![0; block * count], log_probs: vec![0.0; block * count], states: vec![0; block * count] };
         ByResponse { tokens, log_probs, states, count, t_max, staged, offset: 0, row_log_probs, vocab }
     }
 
