@@ -186,8 +186,9 @@ fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, 
 }
 
 /// The tables of the position after the current one (sums, and logs when read), prefetched into
-/// L2 at an even pace over the current position's groups. Only when they fit in L2 with room to
-/// spare and the walks are many enough to pace them (else each row is read about once anyway).
+/// L2 at an even pace over the current position's groups. Only when they fit in 2 MB (an L2 on
+/// current x86 holds 1–2 MB per core) and the walks are many enough to pace them (with fewer, each
+/// row is read about once anyway).
 struct NextTables<'a> {
     tables: [&'a [f64]; 2],
     /// Lines to prefetch per group, and the next line.
@@ -195,7 +196,7 @@ struct NextTables<'a> {
     line: usize,
 }
 
-/// Both next tables together at most this size (L2 is 1–2 MB per core on current x86).
+/// Both next tables together at most this size.
 const PREFETCHED_POSITION_BYTES: usize = 1 << 21;
 /// At most this many lines prefetched per group of LANES walks.
 const PREFETCHED_LINES_PER_GROUP: usize = 8;
