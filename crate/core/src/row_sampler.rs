@@ -124,9 +124,9 @@ fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, 
     let mut at = vec![0u32; count];
     // Walks still emitting, in response order.
     let mut active: Vec<u32> = (0..count as u32).collect();
+    let position = states_count * v;
     for t in 0..t_max {
         cancel::stop_if_cancelled(flag);
-        let position = states_count * v;
         let cdf = &rows.cdf[t * position..(t + 1) * position];
         // The next position's tables, brought into L2 a few lines per group while this position
         // is drawn, so that its searches start on warm rows.
