@@ -24,6 +24,7 @@ import {
   type Policy,
 } from '../ts/index.js';
 import { runCli } from './helpers/cli.js';
+import { gradedScenario } from './helpers/graded.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'hh-mc-'));
 const horizon = compileScenario(builtinScenario('horizon'));
@@ -226,4 +227,36 @@ test('a MonteCarlo keeps the tables of the last tabular policy only while its lo
   t.notDeepEqual(changed, first);
   t.deepEqual(changed, new MonteCarlo(sc, { exact }).estimate({ kind: 'tabular', logits }, options));
   t.deepEqual(mc.sample({ kind: 'tabular', logits }, { count: 50, seed: 1 }), new MonteCarlo(sc, { exact }).sample({ kind: 'tabular', logits }, { count: 50, seed: 1 }));
+});
+
+test('sampleInto overwrites an earlier batch with the responses sample() returns, bit for bit', (t) => {
+  // Own scenario: order-2 contexts, graded harm, an end token, mass undecided at T.
+  const sc = compileScenario(gradedScenario());
+  const exact = new ExactEngine(sc);
+  const mc = new MonteCarlo(sc, { exact });
+  const V = sc.tokens.length;
+  const tabular: Policy = { kind: 'tabular', logits: new Float64Array(sc.length * exact.numStates * V).map((_, i) => Math.cos(i * 0.9)) };
+  const mlp = initMlp(sc, { order: 2, hidden: [5], activation: 'tanh' }, 4);
+  const N = 700;
+  const prefix = new Uint32Array(N * 2).map((_, i) => (i % 3 === 1 ? NO_TOKEN : i % V));
+  for (const [policy, engine] of [
+    [tabular, mc],
+    [mlp, new MonteCarlo(sc)],
+  ] as const) {
+    const batch = engine.sample(policy, { count: N, seed: 1 });
+    for (const options of [{ count: N, seed: 2, firstIndex: 5 }, { count: N, seed: 3, prefix, prefixLength: 2 }]) {
+      const expected = engine.sample(policy, options);
+      t.true(Array.from(expected.emitted).some((e) => e < sc.length), 'some responses end early');
+      const into = engine.sampleInto(policy, options, batch);
+      t.deepEqual(into, expected);
+      t.is(into.tokens, batch.tokens, 'the arrays are reused');
+    }
+  }
+  const batch = mc.sample(tabular, { count: N, seed: 1 });
+  const fail = (into: typeof batch, count = N) => t.throws(() => mc.sampleInto(tabular, { count, seed: 1 }, into), { instanceOf: HarmHorizonError });
+  t.regex(fail({ ...batch, emitted: batch.tokens.subarray(0, N) })?.message ?? '', /tokens and emitted share memory/);
+  t.regex(fail({ ...batch, harm: new Float64Array(N - 1) })?.message ?? '', /harm: 699 entries, expected N = 700/);
+  t.is(fail(batch, N + 1)?.field, 'count');
+  const { states: _, ...stateless } = batch;
+  t.regex(fail(stateless)?.message ?? '', /states: missing/);
 });

@@ -11,7 +11,7 @@
  */
 import type { CompiledScenario } from '../scenario/compiled.js';
 import { withSignal, type AbortOptions } from './abort.js';
-import { callNative } from './errors.js';
+import { callNative, HarmHorizonError } from './errors.js';
 import type { ExactEngine } from './exact.js';
 import { native, type SamplesOutput } from './native.js';
 import { nativeScenario, toInput, type Policy } from './policy.js';
@@ -179,6 +179,19 @@ export class MonteCarlo {
   /** Samples N responses (synchronous). */
   sample(policy: Policy, options: SampleOptions): SampleBatch {
     return toBatch(callNative(() => this.#engine.sample(toInput(policy), options)));
+  }
+
+  /**
+   * `sample` into the arrays of an earlier batch of the same N (synchronous): they are overwritten
+   * with the responses `sample(policy, options)` returns, bit for bit, and returned as a new batch
+   * that shares them. Repeated calls then allocate nothing: no N × T outputs to fault in and collect.
+   */
+  sampleInto(policy: Policy, options: SampleOptions, into: SampleBatch): SampleBatch {
+    if (options.count !== into.count) {
+      throw new HarmHorizonError('HH_INVALID_ARGUMENT', `count: ${options.count}, but the batch to sample into holds ${into.count} responses`, 'count');
+    }
+    callNative(() => this.#engine.sampleInto(toInput(policy), options, into));
+    return { ...into, firstIndex: options.firstIndex ?? 0 };
   }
 
   /** `sample` on the libuv thread pool; `signal` aborts it (HH_ABORTED). */

@@ -21,6 +21,7 @@ pub use error::{Error, Result};
 pub mod rng;
 pub mod sampling;
 pub mod row_sampler;
+pub mod sample_into;
 pub mod walk;
 pub mod mlp;
 pub mod gemm;

@@ -13,6 +13,7 @@ use crate::fused::{prefetch, prefetch_l2};
 use crate::model::Model;
 use crate::policy::RowCache;
 use crate::rng::{draw_from_cdfs, token_uniform};
+use crate::sample_into::SamplesMut;
 use crate::sampling::{SampleRequest, Samples};
 use crate::walk::NO_TOKEN;
 
@@ -51,21 +52,30 @@ impl ByPosition {
 /// `sampling::sample` for a policy with precomputed rows (T ≥ 1; the request checked).
 pub fn sample_rows(model: &Model, rows: &RowCache, request: &SampleRequest) -> Samples {
     let (n, t_max) = (request.count, model.length());
-    let stride = t_max + 1;
     let mut tokens = vec![0u32; n * t_max];
     let mut log_probs = vec![0.0; n * t_max];
-    let mut states = vec![0u32; n * stride];
+    let mut states = vec![0u32; n * (t_max + 1)];
     let mut harm = vec![0.0; n];
     let mut emitted = vec![0u32; n];
+    let out = SamplesMut { tokens: &mut tokens, log_probs: &mut log_probs, harm: &mut harm, emitted: &mut emitted, states: Some(&mut states) };
+    sample_rows_into(model, rows, request, out);
+    Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
+}
+
+/// `sample_rows` into caller-owned outputs, every entry written (T ≥ 1; the request and the
+/// outputs' shapes checked, states included).
+pub fn sample_rows_into(model: &Model, rows: &RowCache, request: &SampleRequest, out: SamplesMut) {
+    let (n, t_max) = (request.count, model.length());
+    let stride = t_max + 1;
+    let states = out.states.expect("the row sampler writes the states");
     let size = chunk_size(n);
     let flag = cancel::current();
-    let outputs = tokens.par_chunks_mut(size * t_max).zip(log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
-    let ends = harm.par_chunks_mut(size).zip(emitted.par_chunks_mut(size));
+    let outputs = out.tokens.par_chunks_mut(size * t_max).zip(out.log_probs.par_chunks_mut(size * t_max)).zip(states.par_chunks_mut(size * stride));
+    let ends = out.harm.par_chunks_mut(size).zip(out.emitted.par_chunks_mut(size));
     outputs.zip(ends).enumerate().for_each(|(chunk, (((tokens, log_probs), states), (harm, emitted)))| {
         let mut out = ByResponse::new(tokens, log_probs, states, harm.len(), &rows.log_probs, model.vocab());
         walk_chunk(model, rows, request, chunk * size, flag.as_ref(), harm, emitted, &mut out);
     });
-    Samples { count: n, first_index: request.first_index, length: t_max, tokens, log_probs, harm, emitted, states: Some(states) }
 }
 
 /// The same responses as `sample_rows`, by position, without log-probabilities (T ≥ 1; the
@@ -121,6 +131,8 @@ trait Emit {
 fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, first: usize, flag: Option<&Cancel>, harm: &mut [f64], emitted: &mut [u32], out: &mut E) {
     let (t_max, v, states_count) = (model.length(), model.vocab(), model.num_states());
     let count = harm.len();
+    // `emitted` stays 0 until a walk ends (the outputs read it so); it may hold an earlier batch.
+    emitted.fill(0);
     let mut at = vec![0u32; count];
     // Walks still emitting, in response order.
     let mut active: Vec<u32> = (0..count as u32).collect();
@@ -281,9 +293,11 @@ impl Emit for ByResponse<'_> {
         self.staged.tokens[self.offset + i] = token;
     }
     fn ended(&mut self, t: usize, i: usize, next: u32) {
-        // No tokens after, and the sink state for the remaining positions.
+        // No tokens (and log-probabilities 0) after, and the sink state for the remaining
+        // positions: the outputs may hold an earlier batch.
         let (t_max, stride) = (self.t_max, self.t_max + 1);
         self.tokens[i * t_max + t + 1..(i + 1) * t_max].fill(NO_TOKEN);
+        self.log_probs[i * t_max + t + 1..(i + 1) * t_max].fill(0.0);
         self.states[i * stride + t + 1..(i + 1) * stride].fill(next);
     }
     fn drawn(&mut self, t: usize, emitted: &[u32]) {
