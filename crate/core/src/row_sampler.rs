@@ -303,7 +303,7 @@ impl Emit for ByResponse<'_> {
     fn drawn(&mut self, t: usize, emitted: &[u32]) {
         self.gather_log_probs(t, emitted);
         let block = self.staged.block;
-        if t + 1 == self.t_max || (t + 1) % block == 0 {
+        if t + 1 == self.t_max || (t + 1).is_multiple_of(block) {
             self.staged.write_out(t - t % block..t + 1, emitted, self.tokens, self.log_probs, self.states);
         }
         self.offset = (t + 1) % block * self.count;
