@@ -184,7 +184,9 @@ export class MonteCarlo {
   /**
    * `sample` into the arrays of an earlier batch of the same N (synchronous): they are overwritten
    * with the responses `sample(policy, options)` returns, bit for bit, and returned as a new batch
-   * that shares them. Repeated calls then allocate nothing: no N × T outputs to fault in and collect.
+   * that shares them. Tabular and Gibbs policies (with the ExactEngine) are drawn straight into
+   * them: repeated calls allocate no N × T outputs to fault in and collect. Other policies' samples
+   * are copied in.
    */
   sampleInto(policy: Policy, options: SampleOptions, into: SampleBatch): SampleBatch {
     if (options.count !== into.count) {
