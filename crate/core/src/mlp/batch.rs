@@ -10,7 +10,7 @@ use crate::vector_math::widest;
 
 /// Rows one batched pass handles at a time: large enough for the GEMM kernels to run near their
 /// peak, small enough for the activations to stay in cache.
-pub const BATCH_ROWS: usize = 512;
+pub const BATCH_ROWS: usize = 256;
 
 /// Activations of a batch (row r = input r), kept by `forward_batch` for `backward_batch`.
 pub struct BatchWork {
@@ -197,7 +197,8 @@ impl Mlp {
 
 /// Row-wise softmax of `logits` (rows × V) into `pi`, with each row's log-normaliser
 /// norm = max + ln Σ_a e^{logit_a − max} (so log π_a = logit_a − norm). Max and sum run on four
-/// lanes and π multiplies by the sum's reciprocal, so the whole loop vectorises; compiled for the
+/// lanes, the exponentials of a row side by side (`map_interleaved`) and π multiplies by the sum's
+/// reciprocal, so the whole loop vectorises; compiled for the
 /// widest vectors the processor has (as crate::vector_math's slice kernels are).
 pub(super) fn softmax_rows(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
     widest!((logits: &[f64], pi: &mut [f64], norm: &mut [f64]) => softmax_rows_body::<FUSED>(logits, pi, norm))
@@ -211,7 +212,7 @@ fn softmax_rows_body<const FUSED: bool>(logits: &[f64], pi: &mut [f64], norm: &m
     let v = logits.len() / norm.len();
     for ((x, p), norm) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()) {
         let max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
-        p.iter_mut().zip(x).for_each(|(p, &x)| *p = crate::vector_math::exp_kernel::<FUSED>(x - max));
+        crate::vector_math::map_interleaved(x, p, |x| crate::vector_math::exp_kernel::<FUSED>(x - max));
         let sum = lanes_fold(p, 0.0, |a, b| a + b);
         let inverse = 1.0 / sum;
         p.iter_mut().for_each(|p| *p *= inverse);
