@@ -210,13 +210,20 @@ fn softmax_rows_body<const FUSED: bool>(logits: &[f64], pi: &mut [f64], norm: &m
         return;
     }
     let v = logits.len() / norm.len();
-    for ((x, p), norm) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()) {
-        let max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
-        crate::vector_math::map_interleaved(x, p, |x| crate::vector_math::exp_kernel::<FUSED>(x - max));
-        let sum = lanes_fold(p, 0.0, |a, b| a + b);
-        let inverse = 1.0 / sum;
-        p.iter_mut().for_each(|p| *p *= inverse);
-        *norm = max + sum.ln();
+    // The logarithms (calls into the C library, which clobber every vector register) after the
+    // loop over a block's rows, so that loop keeps the exponential's constants in registers.
+    const BLOCK: usize = 64;
+    let mut sums = [0.0; BLOCK];
+    for ((logits, pi), norm) in logits.chunks(BLOCK * v).zip(pi.chunks_mut(BLOCK * v)).zip(norm.chunks_mut(BLOCK)) {
+        for (((x, p), max), sum) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()).zip(&mut sums) {
+            *max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
+            let m = *max;
+            crate::vector_math::map_interleaved(x, p, |x| crate::vector_math::exp_kernel::<FUSED>(x - m));
+            *sum = lanes_fold(p, 0.0, |a, b| a + b);
+            let inverse = 1.0 / *sum;
+            p.iter_mut().for_each(|p| *p *= inverse);
+        }
+        norm.iter_mut().zip(&sums).for_each(|(norm, sum)| *norm += sum.ln());
     }
 }
 
