@@ -195,9 +195,7 @@ fn map_interleaved_in_place(x: &mut [f64], f: impl Fn(f64) -> f64) {
     let mut blocks = x.chunks_exact_mut(INTERLEAVED);
     for x in &mut blocks {
         let x: &mut [f64; INTERLEAVED] = x.try_into().unwrap();
-        for i in 0..INTERLEAVED {
-            x[i] = f(x[i]);
-        }
+        x.iter_mut().for_each(|x| *x = f(*x));
     }
     blocks.into_remainder().iter_mut().for_each(|x| *x = f(*x));
 }
