@@ -39,7 +39,8 @@ struct PositionIndex {
 impl Mlp {
     /// Groups a batch's responses by network input (positions in parallel).
     pub fn score_index(&self, samples: &Samples) -> ScoreIndex {
-        let positions = (0..samples.length).into_par_iter().map_init(Grouping::default, |g, t| g.position(self, samples, t)).collect();
+        // One position per job (its grouping work space is small), so the threads finish together.
+        let positions = (0..samples.length).into_par_iter().with_max_len(1).map_init(Grouping::default, |g, t| g.position(self, samples, t)).collect();
         ScoreIndex { count: samples.count, positions }
     }
 
