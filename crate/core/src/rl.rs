@@ -334,9 +334,9 @@ fn leave_one_out(values: &mut [f64], samples: &Samples) {
         .map(|(values, tokens)| {
             let (mut totals, mut alive) = (vec![0.0; t_max], vec![0usize; t_max]);
             for (values, tokens) in values.chunks_exact(t_max).zip(tokens.chunks_exact(t_max)) {
-                let live = live(tokens);
-                totals[..live].iter_mut().zip(&values[..live]).for_each(|(s, &x)| *s += x);
-                alive[..live].iter_mut().for_each(|k| *k += 1);
+                let emitted = live(tokens);
+                totals[..emitted].iter_mut().zip(&values[..emitted]).for_each(|(s, &x)| *s += x);
+                alive[..emitted].iter_mut().for_each(|k| *k += 1);
             }
             (totals, alive)
         })
@@ -398,7 +398,8 @@ pub fn rl_update<F: Trainable>(
         return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
     }
     let t_max = samples.length;
-    // The KL part of the cost-to-go C_{n,t}; the harm part is λ·H_n at every position.
+    // The KL part of the cost-to-go C_{n,t} (the harm part is λ·H_n at every position); the
+    // advantages are formed from it in place.
     let (mut advantage, total_kl) = kl_to_go(track.spec, &samples);
     let mean_harm = samples.harm.iter().sum::<f64>() / count as f64;
     let mean_kl = total_kl / count as f64;
@@ -434,12 +435,13 @@ pub fn rl_update<F: Trainable>(
     Ok(RlStep { mean_harm, mean_kl, objective: lambda * mean_harm + mean_kl, grad_norm })
 }
 
-/// Adds λ·(ĥ_t − ĥ_{t−1}) per response and position to `values`. With rollouts this stays an unbiased coefficient of
-/// the score s_t = ∇log π(y_t | y_<t): ĥ_t's continuations start after y_≤t and are independent of
-/// everything else given it, so E[ĥ_t·s_t] = E[h_t·s_t] = E[H·s_t]; ĥ_{t−1}'s continuations start
-/// after y_<t and do not read y_t, so it is a baseline: E[ĥ_{t−1}·s_t | y_<t, its rollouts] =
-/// ĥ_{t−1}·E[s_t | y_<t] = 0. Hence E[(ĥ_t − ĥ_{t−1})·s_t] = E[Δ_t·s_t] = G_t (THEORY.md, Gradients).
-/// The rollouts must follow the policy being trained: h_t is E[H | y_≤t] under it.
+/// Adds λ·(ĥ_t − ĥ_{t−1}) per response and position to `values`. With rollouts this stays an
+/// unbiased coefficient of the score s_t = ∇log π(y_t | y_<t): ĥ_t's continuations start after y_≤t
+/// and are independent of everything else given it, so E[ĥ_t·s_t] = E[h_t·s_t] = E[H·s_t];
+/// ĥ_{t−1}'s continuations start after y_<t and do not read y_t, so it is a baseline:
+/// E[ĥ_{t−1}·s_t | y_<t, its rollouts] = ĥ_{t−1}·E[s_t | y_<t] = 0. Hence
+/// E[(ĥ_t − ĥ_{t−1})·s_t] = E[Δ_t·s_t] = G_t (THEORY.md, Gradients). The rollouts must follow the
+/// policy being trained: h_t is E[H | y_≤t] under it.
 fn add_innovations(values: &mut [f64], paths: &HarmPaths, samples: &Samples, lambda: f64) {
     let t_max = samples.length;
     for n in 0..samples.count {

@@ -216,8 +216,8 @@ impl Mlp {
 /// Row-wise softmax of `logits` (rows × V) into `pi`, with each row's log-normaliser
 /// norm = max + ln Σ_a e^{logit_a − max} (so log π_a = logit_a − norm). Max and sum run on four
 /// lanes, the exponentials of a row side by side (`map_interleaved`) and π multiplies by the sum's
-/// reciprocal, so the whole loop vectorises; compiled for the
-/// widest vectors the processor has (as crate::vector_math's slice kernels are).
+/// reciprocal, so the whole loop vectorises; compiled for the widest vectors the processor has (as
+/// crate::vector_math's slice kernels are).
 pub(super) fn softmax_rows(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
     widest!((logits: &[f64], pi: &mut [f64], norm: &mut [f64]) => softmax_rows_body::<FUSED>(logits, pi, norm))
 }
