@@ -12,7 +12,7 @@
 use crate::error::{Error, Result};
 use crate::estimate::{accumulate_scores, harm_paths, HarmPaths, HarmSource, ScoreModel};
 use crate::mlp::{Mlp, MlpPolicy};
-use crate::model::Model;
+use crate::model::{Model, ScenarioSpec};
 use crate::policy::TabularPolicy;
 use crate::sampling::{map_tokens, sample, ExactStep, SampleRequest, Samples, StepPolicy};
 use crate::walk::{Track, NO_TOKEN};
@@ -183,10 +183,19 @@ impl PpoCoefficients {
     pub fn new(samples: &Samples, advantage: &[f64], clip: f64) -> PpoCoefficients {
         use rayon::prelude::*;
         let (count, t_max) = (samples.count, samples.length);
+        // Blocks of POSITIONS rows in parallel: each response's POSITIONS entries are one cache line.
+        const POSITIONS: usize = 8;
         let position_major = |x: &[f64], sign: f64| -> Vec<f64> {
             let mut out = vec![0.0; t_max * count];
             if count > 0 {
-                out.par_chunks_mut(count).enumerate().for_each(|(t, row)| row.iter_mut().enumerate().for_each(|(n, y)| *y = sign * x[n * t_max + t]));
+                out.par_chunks_mut(POSITIONS * count).enumerate().for_each(|(k, rows)| {
+                    let first = k * POSITIONS;
+                    for (n, x) in x.chunks_exact(t_max).enumerate() {
+                        for (j, &x) in x[first..first + rows.len() / count].iter().enumerate() {
+                            rows[j * count + n] = sign * x;
+                        }
+                    }
+                });
             }
             out
         };
@@ -269,48 +278,81 @@ pub struct RlStep {
     pub grad_norm: Vec<f64>,
 }
 
-/// Cost-to-go C_{n,t} (from position t + 1 on): harm part and KL part separately, N × T each.
-/// Responses in parallel.
-fn costs_to_go(samples: &Samples, kl: &[f64], lambda: f64) -> (Vec<f64>, Vec<f64>) {
+/// Responses per parallel chunk of the per-token passes below: a fixed split, so sums combined
+/// chunk by chunk in chunk order do not depend on the thread count.
+const RESPONSES_PER_CHUNK: usize = 64;
+
+/// The KL part of the cost-to-go, Σ_{s ≥ t} log(π/p)(y_s) per response and position (N × T, 0 after
+/// the end), and the batch's total KL. One pass per chunk of responses (in parallel): log p_base
+/// read at each token's context, the sum from the last position back.
+fn kl_to_go(spec: &ScenarioSpec, samples: &Samples) -> (Vec<f64>, f64) {
     use rayon::prelude::*;
-    let (count, t_max) = (samples.count, samples.length);
-    let mut harm_part = vec![0.0; count * t_max];
-    let mut kl_part = vec![0.0; count * t_max];
+    let t_max = samples.length;
+    let mut to_go = vec![0.0; samples.count * t_max];
     if t_max == 0 {
-        return (harm_part, kl_part);
+        return (to_go, 0.0);
     }
-    harm_part.par_chunks_mut(t_max).zip(kl_part.par_chunks_mut(t_max)).zip(kl.par_chunks(t_max)).zip(&samples.harm).for_each(|(((harm_row, kl_row), kl), &h)| {
-        let mut to_go = 0.0;
-        for t in (0..t_max).rev() {
-            to_go += kl[t];
-            kl_row[t] = to_go;
-            harm_row[t] = lambda * h;
-        }
-    });
-    (harm_part, kl_part)
+    let chunk = RESPONSES_PER_CHUNK * t_max;
+    let totals: Vec<f64> = to_go
+        .par_chunks_mut(chunk)
+        .zip(samples.tokens.par_chunks(chunk).zip(samples.log_probs.par_chunks(chunk)))
+        .map(|(to_go, (tokens, log_probs))| {
+            let mut total = 0.0;
+            for ((to_go, tokens), log_probs) in to_go.chunks_exact_mut(t_max).zip(tokens.chunks_exact(t_max)).zip(log_probs.chunks_exact(t_max)) {
+                let mut context = spec.start_context();
+                for (t, &a) in tokens.iter().enumerate().take_while(|&(_, &a)| a != NO_TOKEN) {
+                    to_go[t] = log_probs[t] - spec.base_row(context)[a as usize].ln();
+                    context = spec.next_context(context, a as usize);
+                }
+                let mut sum = 0.0;
+                for x in to_go.iter_mut().rev() {
+                    sum += *x;
+                    *x = sum;
+                }
+                total += sum;
+            }
+            total
+        })
+        .collect();
+    (to_go, totals.iter().sum())
 }
 
-/// x − mean of the other responses' x at the same position (only responses with a token there count).
-/// The totals run over the responses in index order (one row-major pass).
-fn leave_one_out(values: &[f64], samples: &Samples) -> Vec<f64> {
-    let (count, t_max) = (samples.count, samples.length);
-    let mut totals = vec![0.0; t_max];
-    let mut alive = vec![0usize; t_max];
-    let live = |n: usize| (0..t_max).take_while(move |&t| samples.tokens[n * t_max + t] != NO_TOKEN);
-    for n in 0..count {
-        for t in live(n) {
-            totals[t] += values[n * t_max + t];
-            alive[t] += 1;
-        }
+/// x − mean of the other responses' x at the same position (only responses with a token there
+/// count), in place. The totals per position are summed chunk by chunk of responses (in parallel),
+/// then over the chunks in order.
+fn leave_one_out(values: &mut [f64], samples: &Samples) {
+    use rayon::prelude::*;
+    let t_max = samples.length;
+    if t_max == 0 {
+        return;
     }
-    let mut out = values.to_vec();
-    for n in 0..count {
-        for t in live(n).filter(|&t| alive[t] >= 2) {
-            let x = values[n * t_max + t];
-            out[n * t_max + t] = x - (totals[t] - x) / (alive[t] - 1) as f64;
-        }
+    let chunk = RESPONSES_PER_CHUNK * t_max;
+    let live = |tokens: &[u32]| tokens.iter().take_while(|&&a| a != NO_TOKEN).count();
+    let partial: Vec<(Vec<f64>, Vec<usize>)> = values
+        .par_chunks(chunk)
+        .zip(samples.tokens.par_chunks(chunk))
+        .map(|(values, tokens)| {
+            let (mut totals, mut alive) = (vec![0.0; t_max], vec![0usize; t_max]);
+            for (values, tokens) in values.chunks_exact(t_max).zip(tokens.chunks_exact(t_max)) {
+                let emitted = live(tokens);
+                totals[..emitted].iter_mut().zip(&values[..emitted]).for_each(|(s, &x)| *s += x);
+                alive[..emitted].iter_mut().for_each(|k| *k += 1);
+            }
+            (totals, alive)
+        })
+        .collect();
+    let (mut totals, mut alive) = (vec![0.0; t_max], vec![0usize; t_max]);
+    for (chunk_totals, chunk_alive) in &partial {
+        totals.iter_mut().zip(chunk_totals).for_each(|(s, &x)| *s += x);
+        alive.iter_mut().zip(chunk_alive).for_each(|(k, &x)| *k += x);
     }
-    out
+    values.par_chunks_mut(chunk).zip(samples.tokens.par_chunks(chunk)).for_each(|(values, tokens)| {
+        for (values, tokens) in values.chunks_exact_mut(t_max).zip(tokens.chunks_exact(t_max)) {
+            for (t, x) in values[..live(tokens)].iter_mut().enumerate().filter(|&(t, _)| alive[t] >= 2) {
+                *x -= (totals[t] - *x) / (alive[t] - 1) as f64;
+            }
+        }
+    });
 }
 
 /// One training step: samples N responses from the current parameters, estimates the gradient of
@@ -356,26 +398,26 @@ pub fn rl_update<F: Trainable>(
         return Err(Error::InvalidArgument("a training batch needs at least 2 responses".into()));
     }
     let t_max = samples.length;
-    // log p_base(y_t | context), read in place from the base row of each token's context.
-    let base_lp = map_tokens(track, &samples, || (), |_, walk, a| track.spec.base_row(walk.context)[a].ln());
-    let kl: Vec<f64> = samples.log_probs.iter().zip(&base_lp).map(|(a, b)| a - b).collect();
-    let (harm_part, kl_part) = costs_to_go(&samples, &kl, lambda);
+    // The KL part of the cost-to-go C_{n,t} (the harm part is λ·H_n at every position); the
+    // advantages are formed from it in place.
+    let (mut advantage, total_kl) = kl_to_go(track.spec, &samples);
     let mean_harm = samples.harm.iter().sum::<f64>() / count as f64;
-    let mean_kl = kl.iter().sum::<f64>() / count as f64;
-
-    let harm_coef = match algorithm {
+    let mean_kl = total_kl / count as f64;
+    match algorithm {
         RlAlgorithm::ReinforceInnovation => {
+            // The innovations already have mean zero given the prefix: only the KL part needs a baseline.
             let source = harm.ok_or_else(|| Error::InvalidArgument("the innovation variant needs h_t: the exact table or rollouts".into()))?;
             let paths = family.harm_paths(track, params, &samples, source, seed)?;
-            innovations(&paths, &samples, lambda)
+            leave_one_out(&mut advantage, &samples);
+            add_innovations(&mut advantage, &paths, &samples, lambda);
         }
-        _ => harm_part,
-    };
-    let advantage: Vec<f64> = match algorithm {
-        // The innovations already have mean zero given the prefix: only the KL part needs a baseline.
-        RlAlgorithm::ReinforceInnovation => harm_coef.iter().zip(leave_one_out(&kl_part, &samples)).map(|(h, k)| h + k).collect(),
-        _ => leave_one_out(&harm_coef.iter().zip(&kl_part).map(|(h, k)| h + k).collect::<Vec<_>>(), &samples),
-    };
+        _ => {
+            if t_max > 0 {
+                advantage.chunks_exact_mut(t_max).zip(&samples.harm).for_each(|(row, &h)| row.iter_mut().for_each(|x| *x += lambda * h));
+            }
+            leave_one_out(&mut advantage, &samples);
+        }
+    }
 
     let mut grad_norm = vec![0.0; t_max];
     match algorithm {
@@ -393,19 +435,66 @@ pub fn rl_update<F: Trainable>(
     Ok(RlStep { mean_harm, mean_kl, objective: lambda * mean_harm + mean_kl, grad_norm })
 }
 
-/// λ·(ĥ_t − ĥ_{t−1}) per response and position. With rollouts this stays an unbiased coefficient of
-/// the score s_t = ∇log π(y_t | y_<t): ĥ_t's continuations start after y_≤t and are independent of
-/// everything else given it, so E[ĥ_t·s_t] = E[h_t·s_t] = E[H·s_t]; ĥ_{t−1}'s continuations start
-/// after y_<t and do not read y_t, so it is a baseline: E[ĥ_{t−1}·s_t | y_<t, its rollouts] =
-/// ĥ_{t−1}·E[s_t | y_<t] = 0. Hence E[(ĥ_t − ĥ_{t−1})·s_t] = E[Δ_t·s_t] = G_t (THEORY.md, Gradients).
-/// The rollouts must follow the policy being trained: h_t is E[H | y_≤t] under it.
-fn innovations(paths: &HarmPaths, samples: &Samples, lambda: f64) -> Vec<f64> {
+/// Adds λ·(ĥ_t − ĥ_{t−1}) per response and position to `values`. With rollouts this stays an
+/// unbiased coefficient of the score s_t = ∇log π(y_t | y_<t): ĥ_t's continuations start after y_≤t
+/// and are independent of everything else given it, so E[ĥ_t·s_t] = E[h_t·s_t] = E[H·s_t];
+/// ĥ_{t−1}'s continuations start after y_<t and do not read y_t, so it is a baseline:
+/// E[ĥ_{t−1}·s_t | y_<t, its rollouts] = ĥ_{t−1}·E[s_t | y_<t] = 0. Hence
+/// E[(ĥ_t − ĥ_{t−1})·s_t] = E[Δ_t·s_t] = G_t (THEORY.md, Gradients). The rollouts must follow the
+/// policy being trained: h_t is E[H | y_≤t] under it.
+fn add_innovations(values: &mut [f64], paths: &HarmPaths, samples: &Samples, lambda: f64) {
     let t_max = samples.length;
-    let mut out = vec![0.0; samples.count * t_max];
     for n in 0..samples.count {
         for t in 0..t_max {
-            out[n * t_max + t] = lambda * paths.innovation(n, t + 1, t_max + 1);
+            values[n * t_max + t] += lambda * paths.innovation(n, t + 1, t_max + 1);
         }
     }
-    out
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampling::BaseStep;
+
+    /// The chunked passes give the direct sums: each response's KL to go, the batch's total, and x
+    /// minus the mean of the other live responses at each position (responses of several lengths,
+    /// over more than one chunk).
+    #[test]
+    fn kl_to_go_and_leave_one_out_equal_the_direct_sums() {
+        let spec = ScenarioSpec { vocab: 3, length: 5, end_token: Some(2), order: 1, base: vec![0.5, 0.3, 0.2, 0.1, 0.6, 0.3, 0.2, 0.2, 0.6, 0.4, 0.4, 0.2], transitions: vec![0; 3], harm: vec![0.0], start: 0 };
+        let track = Track::new(&spec, None);
+        let samples = sample(&track, &BaseStep { spec: &spec }, &SampleRequest { count: 150, seed: 3, prefix: None, first_index: 0 }).unwrap();
+        let (n, t_max) = (samples.count, samples.length);
+        assert!(samples.emitted.iter().any(|&e| (e as usize) < t_max), "some responses end early");
+        let (to_go, total) = kl_to_go(&spec, &samples);
+        let (mut expected_total, mut values) = (0.0, vec![0.0; n * t_max]);
+        for r in 0..n {
+            let mut context = spec.start_context();
+            let live = samples.emitted[r] as usize;
+            for t in 0..live {
+                let a = samples.tokens[r * t_max + t] as usize;
+                let kl = samples.log_probs[r * t_max + t] - spec.base_row(context)[a].ln();
+                (0..=t).for_each(|s| values[r * t_max + s] += kl);
+                expected_total += kl;
+                context = spec.next_context(context, a);
+            }
+            for t in 0..t_max {
+                let (got, want) = (to_go[r * t_max + t], values[r * t_max + t]);
+                assert!((got - want).abs() <= 1e-12, "response {r}, position {t}: {got} vs {want}");
+            }
+        }
+        assert!((total - expected_total).abs() <= 1e-10 * expected_total.abs().max(1.0));
+        let mut out = to_go.clone();
+        leave_one_out(&mut out, &samples);
+        for t in 0..t_max {
+            let live: Vec<usize> = (0..n).filter(|&r| (samples.emitted[r] as usize) > t).collect();
+            let sum: f64 = live.iter().map(|&r| to_go[r * t_max + t]).sum();
+            for r in 0..n {
+                let x = to_go[r * t_max + t];
+                let want = if live.contains(&r) && live.len() >= 2 { x - (sum - x) / (live.len() - 1) as f64 } else { x };
+                assert!((out[r * t_max + t] - want).abs() <= 1e-12, "response {r}, position {t}");
+            }
+        }
+    }
 }

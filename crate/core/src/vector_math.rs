@@ -168,7 +168,36 @@ fn gelu_backward_slice<const FUSED: bool>(x: &[f64], g: &mut [f64]) {
 
 #[inline(always)]
 fn tanh_slice<const FUSED: bool>(x: &[f64], out: &mut [f64]) {
-    out.iter_mut().zip(x).for_each(|(y, &x)| *y = tanh_kernel::<FUSED>(x));
+    map_interleaved(x, out, tanh_kernel::<FUSED>);
+}
+
+/// Entries that `map_interleaved` takes at a time: four AVX-512 vectors.
+const INTERLEAVED: usize = 32;
+
+/// out[i] = f(x[i]), INTERLEAVED entries at a time: the compiler then runs several vectors' long
+/// dependency chains (the exponential's polynomial) side by side instead of one after the other.
+/// Each entry's result is f of that entry alone, whatever the grouping.
+#[inline(always)]
+pub(crate) fn map_interleaved(x: &[f64], out: &mut [f64], f: impl Fn(f64) -> f64) {
+    let (mut x_blocks, mut out_blocks) = (x.chunks_exact(INTERLEAVED), out.chunks_exact_mut(INTERLEAVED));
+    for (x, out) in (&mut x_blocks).zip(&mut out_blocks) {
+        let (x, out): (&[f64; INTERLEAVED], &mut [f64; INTERLEAVED]) = (x.try_into().unwrap(), out.try_into().unwrap());
+        for i in 0..INTERLEAVED {
+            out[i] = f(x[i]);
+        }
+    }
+    out_blocks.into_remainder().iter_mut().zip(x_blocks.remainder()).for_each(|(y, &x)| *y = f(x));
+}
+
+/// `map_interleaved` in place: x[i] = f(x[i]).
+#[inline(always)]
+fn map_interleaved_in_place(x: &mut [f64], f: impl Fn(f64) -> f64) {
+    let mut blocks = x.chunks_exact_mut(INTERLEAVED);
+    for x in &mut blocks {
+        let x: &mut [f64; INTERLEAVED] = x.try_into().unwrap();
+        x.iter_mut().for_each(|x| *x = f(*x));
+    }
+    blocks.into_remainder().iter_mut().for_each(|x| *x = f(*x));
 }
 
 #[inline(always)]
@@ -181,7 +210,7 @@ fn softmax_slice<const FUSED: bool>(x: &mut [f64]) {
 
 #[inline(always)]
 fn exp_slice<const FUSED: bool>(x: &mut [f64]) {
-    x.iter_mut().for_each(|v| *v = exp_kernel::<FUSED>(v.min(700.0)));
+    map_interleaved_in_place(x, |v| exp_kernel::<FUSED>(v.min(700.0)));
 }
 
 dispatch!(

@@ -10,7 +10,7 @@ use crate::vector_math::widest;
 
 /// Rows one batched pass handles at a time: large enough for the GEMM kernels to run near their
 /// peak, small enough for the activations to stay in cache.
-pub const BATCH_ROWS: usize = 512;
+pub const BATCH_ROWS: usize = 256;
 
 /// Activations of a batch (row r = input r), kept by `forward_batch` for `backward_batch`.
 pub struct BatchWork {
@@ -136,7 +136,7 @@ impl Mlp {
         let order = self.config.order;
         let b = units.len() / order;
         let hidden = self.config.hidden.len();
-        for l in (0..self.layers.len()).rev() {
+        for l in (1..self.layers.len()).rev() {
             let layer = self.layers[l];
             // The output layer's signal is δ; a hidden layer's was left in work.signal below.
             let signal = if l == hidden { &delta[..b * layer.outputs] } else { &work.signal[..b * layer.outputs] };
@@ -147,32 +147,50 @@ impl Mlp {
                 super::axpy(1.0, row, sums);
             }
             super::axpy(1.0, sums, &mut grad[layer.bias..layer.bias + layer.outputs]);
-            if l == 0 {
-                // The position's unit is active in every row: its row gets the same column sums.
-                let position = layer.weights + self.position_unit(t) * layer.outputs;
-                super::axpy(1.0, sums, &mut grad[position..position + layer.outputs]);
-                for (row, active) in signal.chunks_exact(layer.outputs).zip(units.chunks_exact(order)) {
-                    for &i in active {
-                        super::axpy(1.0, row, &mut grad[layer.weights + i as usize * layer.outputs..][..layer.outputs]);
-                    }
-                }
-                continue;
-            }
             let input = Mat::new(&work.act[l - 1][..b * layer.inputs], b, layer.inputs);
             let signal_mat = Mat::new(signal, b, layer.outputs);
-            // ∂W (inputs × outputs) += inputᵀ·signal; signal below = signal·Wᵀ ⊙ f'(pre).
+            // ∂W (inputs × outputs) += inputᵀ·signal; the signal below is signal·Wᵀ ⊙ f'(pre).
             gemm(1.0, input.t(), signal_mat, 1.0, &mut grad[layer.weights..layer.bias]);
             let weights = Mat::new(&params[layer.weights..layer.bias], layer.inputs, layer.outputs);
             gemm(1.0, signal_mat, weights.t(), 0.0, &mut work.back[..b * layer.inputs]);
-            let (pre, act) = (&work.pre[l - 1][..b * layer.inputs], &work.act[l - 1][..b * layer.inputs]);
-            let (signal, back) = (&mut work.signal[..b * layer.inputs], &work.back[..b * layer.inputs]);
-            // One loop per activation (not a match per entry), so each vectorises.
+            if l > 1 {
+                let (pre, act) = (&work.pre[l - 1][..b * layer.inputs], &work.act[l - 1][..b * layer.inputs]);
+                let (signal, back) = (&mut work.signal[..b * layer.inputs], &work.back[..b * layer.inputs]);
+                // One loop per activation (not a match per entry), so each vectorises.
+                match self.config.activation {
+                    super::Activation::Tanh => signal.iter_mut().zip(back).zip(act).for_each(|((s, &d), &y)| *s = d * (1.0 - y * y)),
+                    super::Activation::Relu => signal.iter_mut().zip(back).zip(pre).for_each(|((s, &d), &x)| *s = if x > 0.0 { d } else { 0.0 }),
+                }
+            }
+        }
+        self.first_layer_backward(t, units, work, grad);
+    }
+
+    /// The first layer's backward from `work.back` (the signal below the second layer, before f′),
+    /// in one pass over the rows: each row's signal f′ ⊙ back is added to the column sums (the
+    /// gradient of the bias and of the position's row, active in every row) and to the rows of its
+    /// token units. Rows in order, as separate passes would take them: the same sums.
+    #[inline(always)]
+    fn first_layer_backward(&self, t: usize, units: &[u32], work: &mut BatchWork, grad: &mut [f64]) {
+        let (layer, order) = (self.layers[0], self.config.order);
+        let width = layer.outputs;
+        let b = units.len() / order;
+        let (back, act, pre) = (&work.back[..b * width], &work.act[0][..b * width], &work.pre[0][..b * width]);
+        let (sums, signal) = (&mut work.shared[..width], &mut work.signal[..width]);
+        sums.fill(0.0);
+        for (((back, act), pre), active) in back.chunks_exact(width).zip(act.chunks_exact(width)).zip(pre.chunks_exact(width)).zip(units.chunks_exact(order)) {
             match self.config.activation {
                 super::Activation::Tanh => signal.iter_mut().zip(back).zip(act).for_each(|((s, &d), &y)| *s = d * (1.0 - y * y)),
                 super::Activation::Relu => signal.iter_mut().zip(back).zip(pre).for_each(|((s, &d), &x)| *s = if x > 0.0 { d } else { 0.0 }),
             }
+            super::axpy(1.0, signal, sums);
+            for &i in active {
+                super::axpy(1.0, signal, &mut grad[layer.weights + i as usize * width..][..width]);
+            }
         }
-        debug_assert!(hidden == self.layers.len() - 1);
+        super::axpy(1.0, sums, &mut grad[layer.bias..layer.bias + width]);
+        let position = layer.weights + self.position_unit(t) * width;
+        super::axpy(1.0, sums, &mut grad[position..position + width]);
     }
 
     /// Probability rows of every (position, context), T × (V+1)^order × V, by batched forward passes
@@ -197,8 +215,9 @@ impl Mlp {
 
 /// Row-wise softmax of `logits` (rows × V) into `pi`, with each row's log-normaliser
 /// norm = max + ln Σ_a e^{logit_a − max} (so log π_a = logit_a − norm). Max and sum run on four
-/// lanes and π multiplies by the sum's reciprocal, so the whole loop vectorises; compiled for the
-/// widest vectors the processor has (as crate::vector_math's slice kernels are).
+/// lanes, the exponentials of a row side by side (`map_interleaved`) and π multiplies by the sum's
+/// reciprocal, so the whole loop vectorises; compiled for the widest vectors the processor has (as
+/// crate::vector_math's slice kernels are).
 pub(super) fn softmax_rows(logits: &[f64], pi: &mut [f64], norm: &mut [f64]) {
     widest!((logits: &[f64], pi: &mut [f64], norm: &mut [f64]) => softmax_rows_body::<FUSED>(logits, pi, norm))
 }
@@ -209,13 +228,20 @@ fn softmax_rows_body<const FUSED: bool>(logits: &[f64], pi: &mut [f64], norm: &m
         return;
     }
     let v = logits.len() / norm.len();
-    for ((x, p), norm) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()) {
-        let max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
-        p.iter_mut().zip(x).for_each(|(p, &x)| *p = crate::vector_math::exp_kernel::<FUSED>(x - max));
-        let sum = lanes_fold(p, 0.0, |a, b| a + b);
-        let inverse = 1.0 / sum;
-        p.iter_mut().for_each(|p| *p *= inverse);
-        *norm = max + sum.ln();
+    // The logarithms (calls into the C library, which clobber every vector register) after the
+    // loop over a block's rows, so that loop keeps the exponential's constants in registers.
+    const BLOCK: usize = 64;
+    let mut sums = [0.0; BLOCK];
+    for ((logits, pi), norm) in logits.chunks(BLOCK * v).zip(pi.chunks_mut(BLOCK * v)).zip(norm.chunks_mut(BLOCK)) {
+        for (((x, p), max), sum) in logits.chunks_exact(v).zip(pi.chunks_exact_mut(v)).zip(norm.iter_mut()).zip(&mut sums) {
+            *max = lanes_fold(x, f64::NEG_INFINITY, f64::max);
+            let m = *max;
+            crate::vector_math::map_interleaved(x, p, |x| crate::vector_math::exp_kernel::<FUSED>(x - m));
+            *sum = lanes_fold(p, 0.0, |a, b| a + b);
+            let inverse = 1.0 / *sum;
+            p.iter_mut().for_each(|p| *p *= inverse);
+        }
+        norm.iter_mut().zip(&sums).for_each(|(norm, sum)| *norm += sum.ln());
     }
 }
 

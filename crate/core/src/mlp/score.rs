@@ -4,6 +4,8 @@
 //! position share one input row. `ScoreIndex` groups a batch's responses that way once; every
 //! score sum on the batch (each of PPO's epochs) then reads the index instead of regrouping.
 
+use std::sync::Mutex;
+
 use rayon::prelude::*;
 
 use super::batch::softmax_rows;
@@ -15,9 +17,6 @@ use crate::walk::NO_TOKEN;
 /// Coefficients of the score terms of many responses at one position:
 /// `coef(t, responses, log π_θ(y_{n,t} | …) of each, out)` writes c_{n,t} of each into `out`.
 pub type BatchCoefficient<'c> = dyn Fn(usize, &[u32], &[f64], &mut [f64]) + Sync + 'c;
-
-/// Fewest positions per parallel job of `indexed_score_blocks`.
-const POSITIONS_PER_JOB: usize = 4;
 
 /// A batch's responses grouped by network input, position by position.
 pub struct ScoreIndex {
@@ -40,7 +39,8 @@ struct PositionIndex {
 impl Mlp {
     /// Groups a batch's responses by network input (positions in parallel).
     pub fn score_index(&self, samples: &Samples) -> ScoreIndex {
-        let positions = (0..samples.length).into_par_iter().map_init(Grouping::default, |g, t| g.position(self, samples, t)).collect();
+        // One position per job (its grouping work space is small), so the threads finish together.
+        let positions = (0..samples.length).into_par_iter().with_max_len(1).map_init(Grouping::default, |g, t| g.position(self, samples, t)).collect();
         ScoreIndex { count: samples.count, positions }
     }
 
@@ -60,8 +60,7 @@ impl Mlp {
     /// Each row's output signal is Σ_n c_n·(e_{y_n} − π) over the responses that share it. Rows, in
     /// context order, go through one batched forward and one backward per chunk of BATCH_ROWS; no
     /// per-sample gradient is formed. The coefficients of a chunk's responses are taken in index
-    /// order. Positions run in parallel, each job (of at least POSITIONS_PER_JOB positions) reusing
-    /// one work space.
+    /// order. Positions run in parallel, one per job, the jobs reusing a few work spaces.
     pub fn indexed_score_blocks(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient) -> Vec<f64> {
         let mut blocks = vec![0.0; index.positions.len() * self.num_params];
         self.indexed_score_blocks_into(params, index, coef, &mut blocks);
@@ -73,14 +72,17 @@ impl Mlp {
     pub fn indexed_score_blocks_into(&self, params: &[f64], index: &ScoreIndex, coef: &BatchCoefficient, blocks: &mut [f64]) {
         let p = self.num_params;
         assert_eq!(blocks.len(), index.positions.len() * p, "T × P blocks");
-        // At least POSITIONS_PER_JOB positions per job: each job makes one work space (1.5 MB, zeroed).
-        blocks.par_chunks_mut(p).zip(index.positions.par_iter()).enumerate().with_min_len(POSITIONS_PER_JOB).for_each_init(
-            || ScoreWork::new(self),
-            |w, (t, (block, position))| {
-                block.fill(0.0);
-                self.score_position(params, t, position, coef, w, block, index.count)
-            },
-        );
+        // One position per job, so no thread waits at the end for another's run of positions; the
+        // work spaces (0.7 MB each, zeroed when made) are taken from a pool and put back, so there
+        // are about as many as threads.
+        let pool = Mutex::new(Vec::new());
+        let take = || pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| ScoreWork::new(self));
+        blocks.par_chunks_mut(p).zip(index.positions.par_iter()).enumerate().with_max_len(1).for_each(|(t, (block, position))| {
+            let mut w = take();
+            block.fill(0.0);
+            self.score_position(params, t, position, coef, &mut w, block, index.count);
+            pool.lock().unwrap_or_else(|e| e.into_inner()).push(w);
+        });
     }
 
     /// One position's block of `indexed_score_blocks`; its loops compiled for the widest vectors
