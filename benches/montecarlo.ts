@@ -170,6 +170,8 @@ export interface McRow {
     estimateFractionOfPhilox: number;
     samplingFractionOfPhilox: number;
     samplingNewArraysFractionOfPhilox: number;
+    /** Sampling into reused arrays, each call's rate over the draw rate measured just before it. */
+    samplingPairedFractions: number[];
   };
   /** Single runs of the pipeline's stages (where the time goes), with the N they used. */
   stages?: { rust?: { samples: number; ms: Record<string, McStage> }; ts?: { samples: number; ms: Record<string, McStage>; note: string } };
@@ -468,6 +470,12 @@ async function benchTabularExact(): Promise<McRow> {
   const lookupTableBytes = logits.length * 16;
   let lookupsPerSecond = 0;
   for (let run = 0; run < LIMIT_RUNS; run++) lookupsPerSecond = Math.max(lookupsPerSecond, native.lookupRate(lookupTableBytes, LOOKUPS));
+  // Paired: the draw rate measured just before each sampling call, since this machine's speed
+  // drifts within a run (the limit above is the best of LIMIT_RUNS; the rates are medians).
+  const samplingPairedFractions = Array.from({ length: SAMPLE_RUNS }, () => {
+    const philox = native.philoxRate(PHILOX_BLOCKS);
+    return (tokens * 1000) / measure(() => mc.sampleInto(policy, sampleOptions, reused)).wallMs / philox;
+  });
   const limits = {
     philoxPerSecond,
     lookupTableBytes,
@@ -477,6 +485,7 @@ async function benchTabularExact(): Promise<McRow> {
     estimateFractionOfPhilox: rs.tokensPerSecond / philoxPerSecond,
     samplingFractionOfPhilox: samplingTokensPerSecond / philoxPerSecond,
     samplingNewArraysFractionOfPhilox: samplingNewArraysTokensPerSecond / philoxPerSecond,
+    samplingPairedFractions,
   };
   console.log(
     `  limits (same run, all threads): Philox ${fmtRate(philoxPerSecond)}blocks/s; random 8-byte reads from ${(lookupTableBytes / 1e6).toFixed(1)} MB ${fmtRate(lookupsPerSecond)}/s`,
@@ -485,6 +494,11 @@ async function benchTabularExact(): Promise<McRow> {
     `  full estimate ${fmtRate(rs.tokensPerSecond)}tokens/s = ${(limits.estimateFractionOfPhilox * 100).toFixed(1)}% of the draw rate; ` +
       `sampling alone (N = ${SAMPLES}, median of ${SAMPLE_RUNS}) into reused arrays ${fmtRate(samplingTokensPerSecond)}tokens/s = ${(limits.samplingFractionOfPhilox * 100).toFixed(1)}%; ` +
       `returning new arrays ${fmtRate(samplingNewArraysTokensPerSecond)}tokens/s = ${(limits.samplingNewArraysFractionOfPhilox * 100).toFixed(1)}%`,
+  );
+  const pairedMedian = [...samplingPairedFractions].sort((x, y) => x - y)[Math.floor(SAMPLE_RUNS / 2)]!;
+  console.log(
+    `  sampling alone into reused arrays with the draw rate measured just before each of ${SAMPLE_RUNS} calls: median ${(pairedMedian * 100).toFixed(1)}% ` +
+      `(${samplingPairedFractions.map((f) => (f * 100).toFixed(1)).join(', ')} %)`,
   );
 
   // Where the time goes in Rust: the stages one by one (each a separate call).
