@@ -451,7 +451,6 @@ fn add_innovations(values: &mut [f64], paths: &HarmPaths, samples: &Samples, lam
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
