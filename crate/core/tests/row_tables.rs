@@ -9,21 +9,9 @@ use common::*;
 use harm_horizon_core::estimate::{estimate_gradient, harm_paths, kl_to_base_along, Coefficient, HarmSource, ScoreModel};
 use harm_horizon_core::exact::conditional_harm;
 use harm_horizon_core::model::Model;
-use harm_horizon_core::policy::{Policy, TabularPolicy};
+use harm_horizon_core::policy::TabularPolicy;
 use harm_horizon_core::sampling::{sample, ExactStep, Prefix, SampleRequest, Samples, StepPolicy};
 use harm_horizon_core::walk::{Track, Walk, NO_TOKEN};
-
-/// The same policy without its row cache: sampling and KL take the general per-walk paths.
-struct Uncached<'a>(&'a TabularPolicy<'a>);
-
-impl Policy for Uncached<'_> {
-    fn probs(&self, t: usize, s: usize, out: &mut [f64]) {
-        self.0.probs(t, s, out)
-    }
-    fn kl_to_base(&self, model: &Model, t: usize, s: usize, scratch: &mut [f64]) -> f64 {
-        self.0.kl_to_base(model, t, s, scratch)
-    }
-}
 
 /// The same score model with keys that are not declared to be states: the gradient sorts by key.
 struct SortedKeys<'a>(ExactStep<'a, TabularPolicy<'a>>);

@@ -6,22 +6,10 @@ mod common;
 use common::*;
 
 use harm_horizon_core::model::Model;
-use harm_horizon_core::policy::{Policy, TabularPolicy};
+use harm_horizon_core::policy::TabularPolicy;
 use harm_horizon_core::sample_into::{sample_into, SamplesMut};
 use harm_horizon_core::sampling::{sample, BaseStep, ExactStep, Prefix, SampleRequest, Samples, StepPolicy};
 use harm_horizon_core::walk::{Track, NO_TOKEN};
-
-/// The same policy without its row cache, so that sampling takes the general path.
-struct Uncached<'a>(&'a TabularPolicy<'a>);
-
-impl Policy for Uncached<'_> {
-    fn probs(&self, t: usize, s: usize, out: &mut [f64]) {
-        self.0.probs(t, s, out)
-    }
-    fn kl_to_base(&self, model: &Model, t: usize, s: usize, scratch: &mut [f64]) -> f64 {
-        self.0.kl_to_base(model, t, s, scratch)
-    }
-}
 
 /// Outputs for `count` responses of length `t_max`, filled with values no sample holds.
 struct Buffers {

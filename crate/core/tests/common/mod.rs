@@ -130,3 +130,16 @@ pub fn assert_close(a: f64, b: f64, rel: f64, abs: f64, what: &str) {
         (a - b).abs()
     );
 }
+
+/// A tabular policy without its row cache: sampling and KL take the general per-walk paths, to
+/// compare the fast paths over its rows with.
+pub struct Uncached<'a>(pub &'a harm_horizon_core::policy::TabularPolicy<'a>);
+
+impl harm_horizon_core::policy::Policy for Uncached<'_> {
+    fn probs(&self, t: usize, s: usize, out: &mut [f64]) {
+        self.0.probs(t, s, out)
+    }
+    fn kl_to_base(&self, model: &Model, t: usize, s: usize, scratch: &mut [f64]) -> f64 {
+        self.0.kl_to_base(model, t, s, scratch)
+    }
+}
