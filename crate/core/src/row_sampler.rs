@@ -203,6 +203,8 @@ fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, 
 /// row is read about once anyway).
 struct NextTables<'a> {
     tables: [&'a [f64]; 2],
+    /// Lines of the first table.
+    first_lines: usize,
     /// Lines to prefetch per group, and the next line.
     per_group: usize,
     line: usize,
@@ -216,25 +218,25 @@ const LINE_F64: usize = 8;
 
 impl<'a> NextTables<'a> {
     fn new(rows: &'a RowCache, t: usize, position: usize, groups: usize, log_probs: bool) -> Self {
-        let none = NextTables { tables: [&[], &[]], per_group: 0, line: 0 };
+        let none = NextTables { tables: [&[], &[]], first_lines: 0, per_group: 0, line: 0 };
         if t * position >= rows.cdf.len() || groups == 0 {
             return none;
         }
         let span = t * position..(t + 1) * position;
         let tables = [&rows.cdf[span.clone()], if log_probs { &rows.log_probs[span] } else { &[] }];
-        let lines = tables.iter().map(|table| table.len().div_ceil(LINE_F64)).sum::<usize>();
+        let [first_lines, second_lines] = tables.map(|table| table.len().div_ceil(LINE_F64));
+        let lines = first_lines + second_lines;
         let per_group = lines.div_ceil(groups);
         if lines * 64 > PREFETCHED_POSITION_BYTES || per_group > PREFETCHED_LINES_PER_GROUP {
             return none;
         }
-        NextTables { tables, per_group, line: 0 }
+        NextTables { tables, first_lines, per_group, line: 0 }
     }
 
     fn step(&mut self) {
+        let [first, second] = self.tables;
         for _ in 0..self.per_group {
-            let [first, second] = self.tables;
-            let lines = first.len().div_ceil(LINE_F64);
-            let (table, line) = if self.line < lines { (first, self.line) } else { (second, self.line - lines) };
+            let (table, line) = if self.line < self.first_lines { (first, self.line) } else { (second, self.line - self.first_lines) };
             if let Some(x) = table.get(line * LINE_F64) {
                 prefetch_l2(x);
             }

@@ -155,15 +155,20 @@ impl Mlp {
             gemm(1.0, signal_mat, weights.t(), 0.0, &mut work.back[..b * layer.inputs]);
             if l > 1 {
                 let (pre, act) = (&work.pre[l - 1][..b * layer.inputs], &work.act[l - 1][..b * layer.inputs]);
-                let (signal, back) = (&mut work.signal[..b * layer.inputs], &work.back[..b * layer.inputs]);
-                // One loop per activation (not a match per entry), so each vectorises.
-                match self.config.activation {
-                    super::Activation::Tanh => signal.iter_mut().zip(back).zip(act).for_each(|((s, &d), &y)| *s = d * (1.0 - y * y)),
-                    super::Activation::Relu => signal.iter_mut().zip(back).zip(pre).for_each(|((s, &d), &x)| *s = if x > 0.0 { d } else { 0.0 }),
-                }
+                self.activation_backward(&work.back[..b * layer.inputs], act, pre, &mut work.signal[..b * layer.inputs]);
             }
         }
         self.first_layer_backward(t, units, work, grad);
+    }
+
+    /// signal = back ⊙ f′ at the layer's pre-activations `pre` (activations `act`). One loop per
+    /// activation (not a match per entry), so each vectorises.
+    #[inline(always)]
+    fn activation_backward(&self, back: &[f64], act: &[f64], pre: &[f64], signal: &mut [f64]) {
+        match self.config.activation {
+            super::Activation::Tanh => signal.iter_mut().zip(back).zip(act).for_each(|((s, &d), &y)| *s = d * (1.0 - y * y)),
+            super::Activation::Relu => signal.iter_mut().zip(back).zip(pre).for_each(|((s, &d), &x)| *s = if x > 0.0 { d } else { 0.0 }),
+        }
     }
 
     /// The first layer's backward from `work.back` (the signal below the second layer, before f′),
@@ -179,10 +184,7 @@ impl Mlp {
         let (sums, signal) = (&mut work.shared[..width], &mut work.signal[..width]);
         sums.fill(0.0);
         for (((back, act), pre), active) in back.chunks_exact(width).zip(act.chunks_exact(width)).zip(pre.chunks_exact(width)).zip(units.chunks_exact(order)) {
-            match self.config.activation {
-                super::Activation::Tanh => signal.iter_mut().zip(back).zip(act).for_each(|((s, &d), &y)| *s = d * (1.0 - y * y)),
-                super::Activation::Relu => signal.iter_mut().zip(back).zip(pre).for_each(|((s, &d), &x)| *s = if x > 0.0 { d } else { 0.0 }),
-            }
+            self.activation_backward(back, act, pre, signal);
             super::axpy(1.0, signal, sums);
             for &i in active {
                 super::axpy(1.0, signal, &mut grad[layer.weights + i as usize * width..][..width]);
