@@ -52,6 +52,13 @@ pub(crate) fn prefetch_l2<T>(x: &T) {
     prefetch_hinted::<2, T>(x) // _MM_HINT_T1
 }
 
+/// Hints the CPU to bring `x`'s line into cache ready to be written (no effect on results): a
+/// store to a line not in cache first reads it, and stores wait for that read one after another.
+#[inline(always)]
+pub(crate) fn prefetch_for_write<T>(x: &T) {
+    prefetch_hinted::<7, T>(x) // _MM_HINT_ET0 (PREFETCHW)
+}
+
 #[inline(always)]
 fn prefetch_hinted<const HINT: i32, T>(x: &T) {
     #[cfg(target_arch = "x86_64")]

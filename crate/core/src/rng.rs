@@ -85,10 +85,13 @@ pub fn draw_from_cdfs<E, const G: usize>(rows: &[&[E]; G], cdf: impl Fn(&E) -> f
     while len > 1 {
         let half = len / 2;
         for k in 0..G {
+            // SAFETY: lo + half − 1 < lo + len ≤ v, the length of every row (asserted above); the
+            // bounds check is on the sampler's hottest path and LLVM cannot prove it away.
+            let entry = unsafe { rows[k].get_unchecked(lo[k] + half - 1) };
             // A conditional move, not a jump: the comparison is a coin flip for the predictor, and
             // a mispredicted jump per step costs more than the search itself (LLVM turns a plain
             // select or a multiply by the comparison back into a jump inside loops).
-            lo[k] = core::hint::select_unpredictable(cdf(&rows[k][lo[k] + half - 1]) <= target[k], lo[k] + half, lo[k]);
+            lo[k] = core::hint::select_unpredictable(cdf(entry) <= target[k], lo[k] + half, lo[k]);
         }
         len -= half;
     }

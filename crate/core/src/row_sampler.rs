@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use crate::cancel::{self, Cancel};
-use crate::fused::{prefetch, prefetch_l2};
+use crate::fused::{prefetch, prefetch_for_write, prefetch_l2};
 use crate::model::Model;
 use crate::policy::RowCache;
 use crate::rng::{draw_from_cdfs, token_uniform};
@@ -140,9 +140,10 @@ fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, 
     for t in 0..t_max {
         cancel::stop_if_cancelled(flag);
         let cdf = &rows.cdf[t * position..(t + 1) * position];
-        // The next position's tables, brought into L2 a few lines per group while this position
-        // is drawn, so that its searches start on warm rows.
-        let mut ahead = NextTables::new(rows, t + 1, position, active.len().div_ceil(LANES), E::LOG_PROBS);
+        // The next position's sums and this position's logs, brought into L2 a few lines per group
+        // while this position is drawn: the next searches start on warm rows, and this
+        // position's logs, gathered after its draws, were not evicted since.
+        let mut ahead = WarmTables::new(rows, t, position, active.len().div_ceil(LANES), E::LOG_PROBS);
         let mut kept = 0;
         for group in (0..active.len()).step_by(LANES) {
             ahead.step();
@@ -155,7 +156,7 @@ fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, 
                 // middles), and the transitions it will follow (the row's ends).
                 let row = at[ahead as usize] as usize * v;
                 prefetch(&cdf[row + v - 1]);
-                prefetch(&cdf[row + v / 2 - 1]);
+                prefetch(&cdf[row + (v / 2).saturating_sub(1)]);
                 prefetch(&model.next[row]);
                 prefetch(&model.next[row + v - 1]);
             }
@@ -197,11 +198,11 @@ fn walk_chunk<E: Emit>(model: &Model, rows: &RowCache, request: &SampleRequest, 
     }
 }
 
-/// The tables of the position after the current one (sums, and logs when read), prefetched into
-/// L2 at an even pace over the current position's groups. Only when they fit in 2 MB (an L2 on
-/// current x86 holds 1–2 MB per core) and the walks are many enough to pace them (with fewer, each
-/// row is read about once anyway).
-struct NextTables<'a> {
+/// The sums of the position after the current one, and the logs of the current one when they are
+/// read, prefetched into L2 at an even pace over the current position's groups. Only when they
+/// fit in 2 MB (an L2 on current x86 holds 1–2 MB per core) and the walks are many enough to pace
+/// them (with fewer, each row is read about once anyway).
+struct WarmTables<'a> {
     tables: [&'a [f64]; 2],
     /// Lines of the first table.
     first_lines: usize,
@@ -216,21 +217,22 @@ const PREFETCHED_POSITION_BYTES: usize = 1 << 21;
 const PREFETCHED_LINES_PER_GROUP: usize = 8;
 const LINE_F64: usize = 8;
 
-impl<'a> NextTables<'a> {
+impl<'a> WarmTables<'a> {
+    /// At position t (drawing token t + 1).
     fn new(rows: &'a RowCache, t: usize, position: usize, groups: usize, log_probs: bool) -> Self {
-        let none = NextTables { tables: [&[], &[]], first_lines: 0, per_group: 0, line: 0 };
-        if t * position >= rows.cdf.len() || groups == 0 {
+        let none = WarmTables { tables: [&[], &[]], first_lines: 0, per_group: 0, line: 0 };
+        if groups == 0 {
             return none;
         }
-        let span = t * position..(t + 1) * position;
-        let tables = [&rows.cdf[span.clone()], if log_probs { &rows.log_probs[span] } else { &[] }];
+        let next = rows.cdf.get((t + 1) * position..(t + 2) * position).unwrap_or(&[]);
+        let tables = [next, if log_probs { &rows.log_probs[t * position..(t + 1) * position] } else { &[] }];
         let [first_lines, second_lines] = tables.map(|table| table.len().div_ceil(LINE_F64));
         let lines = first_lines + second_lines;
         let per_group = lines.div_ceil(groups);
         if lines * 64 > PREFETCHED_POSITION_BYTES || per_group > PREFETCHED_LINES_PER_GROUP {
             return none;
         }
-        NextTables { tables, first_lines, per_group, line: 0 }
+        WarmTables { tables, first_lines, per_group, line: 0 }
     }
 
     fn step(&mut self) {
@@ -269,7 +271,7 @@ impl<'a> ByResponse<'a> {
     fn new(tokens: &'a mut [u32], log_probs: &'a mut [f64], states: &'a mut [u32], count: usize, row_log_probs: &'a [f64], vocab: usize) -> Self {
         let t_max = tokens.len() / count;
         let block = POSITION_BLOCK.min(t_max);
-        let staged = Staged { block, tokens: vec![0; block * count], log_probs: vec![0.0; block * count], states: vec![0; block * count] };
+        let staged = Staged::take(block, count);
         ByResponse { tokens, log_probs, states, count, t_max, staged, offset: 0, row_log_probs, vocab }
     }
 
@@ -315,7 +317,14 @@ impl Emit for ByResponse<'_> {
     }
 }
 
+impl Drop for ByResponse<'_> {
+    fn drop(&mut self) {
+        std::mem::take(&mut self.staged).keep();
+    }
+}
+
 /// Outputs of a block of positions, position-major: entry (t − t0)·count + i for walk i.
+#[derive(Default)]
 struct Staged {
     block: usize,
     tokens: Vec<u32>,
@@ -323,7 +332,34 @@ struct Staged {
     states: Vec<u32>,
 }
 
+thread_local! {
+    /// The staging arrays of this thread's last chunk, for its next one: fresh ones cost their
+    /// page faults and zeroing (16 MB per call of 65 536 walks) on every call.
+    static SPARE: std::cell::RefCell<Staged> = std::cell::RefCell::new(Staged::default());
+}
+
+/// The most staging memory kept per thread between calls.
+const SPARE_BYTES: usize = 32 << 20;
+
 impl Staged {
+    /// Arrays for `block` positions of `count` walks, this thread's spare ones when it has them.
+    /// Their entries may hold an earlier chunk's: a walk's entries are written before they are read.
+    fn take(block: usize, count: usize) -> Staged {
+        let mut staged = SPARE.with_borrow_mut(std::mem::take);
+        staged.block = block;
+        staged.tokens.resize(block * count, 0);
+        staged.log_probs.resize(block * count, 0.0);
+        staged.states.resize(block * count, 0);
+        staged
+    }
+
+    /// Keeps these arrays as this thread's spare ones, when they are not too large.
+    fn keep(self) {
+        if self.tokens.capacity() * 16 <= SPARE_BYTES {
+            SPARE.set(self);
+        }
+    }
+
     /// Copies positions `span` of every walk into the response-major outputs (of `count` walks),
     /// up to where a walk ended (emitted > 0 is set when it ends; the ended walk's outputs after
     /// that were filled when it ended).
@@ -344,13 +380,24 @@ fn transpose_out<T: Copy>(staged: &[T], span: &std::ops::Range<usize>, emitted: 
     let count = emitted.len();
     // The block's positions, each a row of the walks' entries (i < count in each).
     let positions: Vec<&[T]> = staged.chunks_exact(count).take(span.len()).collect();
-    for (i, (row, &e)) in out.chunks_exact_mut(stride).zip(emitted).enumerate() {
+    let per_line = (64 / std::mem::size_of::<T>()).max(1);
+    for i in 0..count {
+        // The span of the walk WRITE_AHEAD further on, readied for writing: an entry per line
+        // and the last, so every line it touches.
+        if let Some(ahead) = out.get((i + WRITE_AHEAD) * stride + span.start..(i + WRITE_AHEAD) * stride + span.end) {
+            ahead.iter().step_by(per_line).chain(ahead.last()).for_each(prefetch_for_write);
+        }
+        let (row, e) = (&mut out[i * stride..(i + 1) * stride], emitted[i]);
         let end = if e > 0 { span.end.min(e as usize) } else { span.end };
         for (entry, position) in row[span.start..end.max(span.start)].iter_mut().zip(&positions) {
             *entry = position[i];
         }
     }
 }
+
+/// Walks between the one whose rows are written and the one whose rows are readied for writing:
+/// enough to overlap the reads the writes need, few enough that the lines stay in L1.
+const WRITE_AHEAD: usize = 16;
 
 /// A chunk's pieces of the position-major columns (`ByPosition`).
 struct ByColumn<'a> {

@@ -88,9 +88,30 @@ fn sampling_from_rows_equals_per_walk_sampling_at(length: usize) {
     let prefix: Vec<u32> = (0..3000 * 3).map(|i| if i % 4 == 1 { NO_TOKEN } else { (i % 4) as u32 }).collect();
     let forced = SampleRequest { count: 3000, seed: 5, prefix: Some(Prefix { tokens: &prefix, length: 3 }), first_index: 0 };
     assert_same_samples(&sample(&track, &fast, &forced).unwrap(), &sample(&track, &slow, &forced).unwrap());
+    // Fewer walks than before: the staging arrays kept from the larger calls are reused.
+    let fewer = SampleRequest { count: 1100, seed: 23, prefix: None, first_index: 0 };
+    assert_same_samples(&sample(&track, &fast, &fewer).unwrap(), &sample(&track, &slow, &fewer).unwrap());
     // Whatever the thread count.
     let one = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap().install(|| sample(&track, &fast, &request).unwrap());
     assert_same_samples(&a, &one);
+}
+
+#[test]
+fn the_row_sampler_handles_vocabularies_of_one_and_two_tokens() {
+    // V = 1 once indexed a row at −1 when it prefetched the row's middle (a panic, HH_PANIC).
+    for vocab in [1, 2] {
+        let m = model(random_spec(5, vocab, 1, 20, 4, false, true));
+        let logits = random_logits(&m, 8);
+        let tabular = TabularPolicy::new(&m, &logits).unwrap();
+        let plain = Uncached(&tabular);
+        let track = Track::new(&m.spec, Some(&m));
+        let request = SampleRequest { count: 2500, seed: 3, prefix: None, first_index: 0 };
+        let a = sample(&track, &ExactStep(&tabular), &request).unwrap();
+        assert_same_samples(&a, &sample(&track, &ExactStep(&plain), &request).unwrap());
+        if vocab == 1 {
+            assert!(a.tokens.iter().all(|&token| token == 0) && a.log_probs.iter().all(|&l| l == 0.0));
+        }
+    }
 }
 
 #[test]
