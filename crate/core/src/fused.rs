@@ -53,7 +53,7 @@ pub(crate) fn prefetch_l2<T>(x: &T) {
 }
 
 /// Hints the CPU to bring `x`'s line into cache ready to be written (no effect on results): a
-/// store to a line not in cache first reads it, and stores wait for that read one after another.
+/// store to a line not in cache must first read it, and asked for early, those reads overlap.
 #[inline(always)]
 pub(crate) fn prefetch_for_write<T>(x: &T) {
     prefetch_hinted::<7, T>(x) // _MM_HINT_ET0 (PREFETCHW)

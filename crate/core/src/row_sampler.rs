@@ -355,6 +355,7 @@ impl Staged {
 
     /// Keeps these arrays as this thread's spare ones, when they are not too large.
     fn keep(self) {
+        // 16 bytes per entry: a token, a log-probability and a state.
         if self.tokens.capacity() * 16 <= SPARE_BYTES {
             SPARE.set(self);
         }
